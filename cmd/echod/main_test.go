@@ -1,0 +1,362 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// The signal tests run this test binary as echod itself.
+	if os.Getenv("ECHOD_RUN_MAIN") == "1" {
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is a bytes.Buffer that a command and a test may share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runCmd runs echod with args and returns its exit status, stdout and stderr
+// as main would produce them.
+func runCmd(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb syncBuffer
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	err := run(context.Background(), args, stdio{in: stdin, out: &out, err: &errb})
+	if err != nil {
+		errb.Write([]byte("echod: " + err.Error() + "\n"))
+	}
+	return exitCode(err), out.String(), errb.String()
+}
+
+var listeningAddr = regexp.MustCompile(`msg=listening proto=tcp addr=(\S+)`)
+
+// startServe runs 'echod serve' with args in the background until the test
+// ends, and returns the addresses it reports as listening.
+func startServe(t *testing.T, want int, args ...string) []string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve"}, args...), stdio{in: strings.NewReader(""), out: io.Discard, err: &stderr})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := listeningAddr.FindAllStringSubmatch(stderr.String(), -1)
+		if len(m) == want {
+			var addrs []string
+			for _, sub := range m {
+				addrs = append(addrs, sub[1])
+			}
+			return addrs
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not report %d listeners:\n%s", want, stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestUsageAndExitCodes(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string // in stdout
+		wantErr  string // in stderr
+	}{
+		{"no command", nil, 2, "", "Usage:"},
+		{"help", []string{"help"}, 0, "echod send", ""},
+		{"-h", []string{"-h"}, 0, "echod serve", ""},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"serve -h", []string{"serve", "-h"}, 0, "-shutdown-timeout", ""},
+		{"unknown flag", []string{"serve", "-bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{"listen without port", []string{"serve", "-listen", "127.0.0.1"}, 2, "", "missing port"},
+		{"bad log format", []string{"serve", "-log-format", "xml"}, 2, "", `invalid -log-format "xml"`},
+		{"bad log level", []string{"serve", "-log-level", "loud"}, 2, "", `invalid -log-level "loud"`},
+		{"negative shutdown timeout", []string{"serve", "-shutdown-timeout", "-1s"}, 2, "", "must not be negative"},
+		{"bad duration", []string{"serve", "-shutdown-timeout", "soon"}, 2, "", "invalid value \"soon\""},
+		{"stray argument", []string{"serve", "extra"}, 2, "", `unexpected argument "extra"`},
+		{"send bad addr", []string{"send", "-addr", "nowhere", "hi"}, 2, "", `invalid -addr "nowhere"`},
+		{"send -h", []string{"send", "-h"}, 0, "-verify", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, nil, tt.args...)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, errOut)
+			}
+			if !strings.Contains(out, tt.wantOut) {
+				t.Errorf("stdout = %q, want it to contain %q", out, tt.wantOut)
+			}
+			if !strings.Contains(errOut, tt.wantErr) {
+				t.Errorf("stderr = %q, want it to contain %q", errOut, tt.wantErr)
+			}
+			if strings.Contains(errOut, "goroutine ") || strings.Contains(errOut, "panic") {
+				t.Errorf("stderr has a stack trace: %s", errOut)
+			}
+		})
+	}
+}
+
+func TestServeReportsPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	code, _, errOut := runCmd(t, nil, "serve", "-listen", l.Addr().String())
+	if code != 1 || !strings.Contains(errOut, "address already in use") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("exit %d, stderr %q; want exit 1 and one line saying the address is in use", code, errOut)
+	}
+}
+
+func TestServeOnSeveralAddressesAndSend(t *testing.T) {
+	addrs := startServe(t, 2, "-listen", "127.0.0.1:0", "-listen", "[::1]:0")
+	for _, addr := range addrs {
+		code, out, errOut := runCmd(t, nil, "send", "-addr", addr, "Ground", "Control", "To", "Major", "Tom")
+		if code != 0 || out != "Ground Control To Major Tom" {
+			t.Errorf("send to %s: exit %d, stdout %q, stderr %q", addr, code, out, errOut)
+		}
+	}
+}
+
+func TestSendVerifiesBinaryStdin(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	input := make([]byte, 5<<20)
+	for i := range input {
+		input[i] = byte(i * 7)
+	}
+	code, out, errOut := runCmd(t, bytes.NewReader(input), "send", "-addr", addr, "-verify")
+	if code != 0 || !bytes.Equal([]byte(out), input) {
+		t.Fatalf("exit %d, %d bytes back of %d, stderr %q", code, len(out), len(input), errOut)
+	}
+}
+
+// startBroken serves a deliberately wrong echo, produced by reply from what
+// the client sent, once the client half-closes.
+func startBroken(t *testing.T, reply func([]byte) []byte) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				got, _ := io.ReadAll(c)
+				c.Write(reply(got))
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+func TestSendVerifyReportsWhereTheReplyDiffers(t *testing.T) {
+	tests := []struct {
+		name    string
+		reply   func([]byte) []byte
+		wantErr string
+	}{
+		{"changed byte", func(b []byte) []byte { b[3] = 'X'; return b }, "byte 3 differs: got 0x58 want 0x6c"},
+		{"padded", func(b []byte) []byte { return append(b, make([]byte, 4096)...) }, "4096 bytes more than the 11 sent"},
+		{"truncated", func(b []byte) []byte { return b[:5] }, "reply is 6 bytes shorter than the 11 sent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := startBroken(t, tt.reply)
+			code, _, errOut := runCmd(t, nil, "send", "-addr", addr, "-verify", "hello", "world")
+			if code != 1 || !strings.Contains(errOut, tt.wantErr) {
+				t.Fatalf("exit %d, stderr %q; want exit 1 and %q", code, errOut, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestSendTimesOutOnSilentServer(t *testing.T) {
+	// This server accepts and then neither answers nor closes.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	code, _, errOut := runCmd(t, nil, "send", "-addr", l.Addr().String(), "-timeout", "200ms", "hi")
+	if c, ok := <-accepted; ok {
+		c.Close()
+	}
+	if code != 1 || !strings.Contains(errOut, "within 200ms") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 and a timeout message", code, errOut)
+	}
+}
+
+func TestSendToNothingListening(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	code, _, errOut := runCmd(t, nil, "send", "-addr", addr, "hi")
+	if code != 1 || !strings.Contains(errOut, "nothing is listening on "+addr) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// startProcess runs this test binary as 'echod serve' in its own process and
+// returns it with the address it listens on.
+func startProcess(t *testing.T, args ...string) (*exec.Cmd, *bufio.Scanner, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), "ECHOD_RUN_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() {
+		if m := listeningAddr.FindStringSubmatch(lines.Text()); m != nil {
+			return cmd, lines, m[1]
+		}
+	}
+	t.Fatalf("echod exited without listening: %v", lines.Err())
+	return nil, nil, ""
+}
+
+// waitLine reads lines until one contains want.
+func waitLine(t *testing.T, lines *bufio.Scanner, want string) {
+	t.Helper()
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), want) {
+			return
+		}
+	}
+	t.Fatalf("echod's log ended before %q", want)
+}
+
+func TestSIGTERMDrainsOpenSessions(t *testing.T) {
+	cmd, lines, addr := startProcess(t, "-shutdown-timeout", "30s")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// An echo proves the server has accepted the session before the signal.
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitLine(t, lines, "shutting down")
+
+	// The open session still echoes during the drain...
+	if _, err := c.Write([]byte("still echoing")); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "still echoing" {
+		t.Fatalf("during drain got %q, %v", got, err)
+	}
+	// ...and echod exits 0 once it is done, long before the timeout.
+	for lines.Scan() {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("echod exited with %v, want status 0", err)
+	}
+}
+
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	cmd, lines, addr := startProcess(t, "-shutdown-timeout", "60s")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitLine(t, lines, "shutting down")
+	cmd.Process.Signal(syscall.SIGTERM)
+
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("echod exited with %v after a second signal, want a non-zero exit", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("echod still running 20s after a second SIGTERM, with a session open")
+	}
+}

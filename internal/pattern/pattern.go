@@ -1,0 +1,129 @@
+// Package pattern makes reproducible byte streams and checks echoed bytes
+// against what was sent. The send, check and bench tools share it so that
+// every one of them reports a corrupted echo the same way.
+package pattern
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Stream is an endless, reproducible stream of pseudo-random bytes: two
+// Streams with the same seed yield the same bytes, so a sender and a verifier
+// can agree on a payload without either of them storing it.
+type Stream struct {
+	state uint64
+	word  [8]byte
+	left  int // unread bytes at the end of word
+}
+
+// NewStream returns a Stream that starts from seed.
+func NewStream(seed uint64) *Stream {
+	// xorshift never leaves zero, so zero is mapped to a fixed odd constant.
+	if seed == 0 {
+		seed = 0x9e3779b97f4a7c15
+	}
+	return &Stream{state: seed}
+}
+
+func (s *Stream) next() uint64 {
+	// xorshift64*: fast, and plenty random to catch reordered or dropped bytes.
+	s.state ^= s.state >> 12
+	s.state ^= s.state << 25
+	s.state ^= s.state >> 27
+	return s.state * 2685821657736338717
+}
+
+// Read fills p with the next len(p) bytes of the stream. It never fails.
+func (s *Stream) Read(p []byte) (int, error) {
+	n := 0
+	for s.left > 0 && n < len(p) {
+		p[n] = s.word[8-s.left]
+		s.left--
+		n++
+	}
+	for ; len(p)-n >= 8; n += 8 {
+		binary.LittleEndian.PutUint64(p[n:], s.next())
+	}
+	if n < len(p) {
+		binary.LittleEndian.PutUint64(s.word[:], s.next())
+		s.left = 8
+		for n < len(p) {
+			p[n] = s.word[8-s.left]
+			s.left--
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Mismatch reports the first echoed byte that differs from what was sent.
+type Mismatch struct {
+	Offset    int64 // position in the stream, from 0
+	Got, Want byte
+}
+
+func (m *Mismatch) Error() string {
+	return fmt.Sprintf("byte %d differs: got 0x%02x want 0x%02x", m.Offset, m.Got, m.Want)
+}
+
+// ErrTooLong is returned by Verifier.Write when the reply goes on past the
+// end of what was sent.
+var ErrTooLong = errors.New("reply is longer than what was sent")
+
+// Verifier checks a reply, written to it in pieces of any size, against the
+// bytes it reads from want.
+type Verifier struct {
+	want io.Reader
+	buf  []byte
+	off  int64
+}
+
+// NewVerifier returns a Verifier that expects the bytes of want, in order.
+func NewVerifier(want io.Reader) *Verifier {
+	return &Verifier{want: want, buf: make([]byte, 32<<10)}
+}
+
+// Write compares p with the next len(p) expected bytes. It returns a
+// *Mismatch for the first byte that differs, or ErrTooLong when want ends
+// first. After an error the Verifier must not be used again.
+func (v *Verifier) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		chunk := min(len(p)-done, len(v.buf))
+		n, err := io.ReadFull(v.want, v.buf[:chunk])
+		if i := FirstDiff(p[done:done+n], v.buf[:n]); i >= 0 {
+			return done + i, &Mismatch{Offset: v.off + int64(i), Got: p[done+i], Want: v.buf[i]}
+		}
+		v.off += int64(n)
+		done += n
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return done, fmt.Errorf("%w: %d bytes more than the %d sent", ErrTooLong, len(p)-done, v.off)
+			}
+			return done, fmt.Errorf("read expected bytes: %w", err)
+		}
+	}
+	return done, nil
+}
+
+// Verified returns how many bytes have matched so far.
+func (v *Verifier) Verified() int64 { return v.off }
+
+// FirstDiff returns the index of the first byte where a and b differ, or -1
+// if they are equal over the length of the shorter one.
+func FirstDiff(a, b []byte) int {
+	n := min(len(a), len(b))
+	if bytes.Equal(a[:n], b[:n]) {
+		return -1
+	}
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}

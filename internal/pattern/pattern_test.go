@@ -1,0 +1,123 @@
+package pattern
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestStreamIsReproducibleAcrossReadSizes(t *testing.T) {
+	whole := make([]byte, 1000)
+	NewStream(42).Read(whole)
+
+	// Reading the same stream in odd-sized pieces must give the same bytes.
+	s := NewStream(42)
+	var pieces []byte
+	for _, n := range []int{1, 3, 7, 8, 9, 15, 16, 17, 100, 824} {
+		p := make([]byte, n)
+		s.Read(p)
+		pieces = append(pieces, p...)
+	}
+	if !bytes.Equal(whole, pieces) {
+		t.Fatalf("stream differs when read in pieces at byte %d", FirstDiff(whole, pieces))
+	}
+
+	other := make([]byte, 1000)
+	NewStream(43).Read(other)
+	if bytes.Equal(whole, other) {
+		t.Fatal("different seeds gave the same bytes")
+	}
+}
+
+func TestVerifier(t *testing.T) {
+	sent := make([]byte, 100_000)
+	NewStream(7).Read(sent)
+
+	tests := []struct {
+		name    string
+		reply   func() []byte
+		wantErr string
+	}{
+		{name: "exact", reply: func() []byte { return bytes.Clone(sent) }},
+		{name: "prefix", reply: func() []byte { return bytes.Clone(sent[:500]) }},
+		{
+			name: "one byte changed",
+			reply: func() []byte {
+				r := bytes.Clone(sent)
+				r[70000] ^= 0xff
+				return r
+			},
+			wantErr: "byte 70000 differs",
+		},
+		{
+			name:    "zero padding at the start",
+			reply:   func() []byte { return append(make([]byte, 4096), sent...) },
+			wantErr: "differs",
+		},
+		{
+			name:    "too long",
+			reply:   func() []byte { return append(bytes.Clone(sent), 1, 2, 3) },
+			wantErr: "3 bytes more than the 100000 sent",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := NewVerifier(bytes.NewReader(sent))
+			reply := tt.reply()
+			var err error
+			// Feed the reply in uneven pieces, as a socket would deliver it.
+			for len(reply) > 0 && err == nil {
+				n := min(len(reply), 4093)
+				_, err = v.Write(reply[:n])
+				reply = reply[n:]
+			}
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tt.wantErr)) {
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestMismatchDetails(t *testing.T) {
+	v := NewVerifier(bytes.NewReader([]byte{1, 2, 3}))
+	_, err := v.Write([]byte{1, 9})
+	var m *Mismatch
+	if !errors.As(err, &m) {
+		t.Fatalf("error = %v, want a *Mismatch", err)
+	}
+	if m.Offset != 1 || m.Got != 9 || m.Want != 2 {
+		t.Fatalf("mismatch = %+v, want offset 1 got 9 want 2", *m)
+	}
+	if got := m.Error(); got != "byte 1 differs: got 0x09 want 0x02" {
+		t.Fatalf("message = %q", got)
+	}
+}
+
+func BenchmarkStream(b *testing.B) {
+	s := NewStream(1)
+	p := make([]byte, 32<<10)
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		s.Read(p)
+	}
+}
+
+func BenchmarkVerifier(b *testing.B) {
+	p := make([]byte, 32<<10)
+	b.SetBytes(int64(len(p)))
+	want := NewStream(1)
+	got := NewStream(1)
+	v := NewVerifier(want)
+	for b.Loop() {
+		got.Read(p)
+		if _, err := v.Write(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
