@@ -63,15 +63,27 @@ func runCmd(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, st
 
 var listeningAddr = regexp.MustCompile(`msg=listening proto=tcp addr=(\S+)`)
 
+// listeningLine matches the readiness line of a listener of any protocol.
+var listeningLine = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
+
 // startServe runs 'echod serve' with args in the background until the test
-// ends, and returns the addresses it reports as listening.
+// ends, and returns the addresses it reports as listening for TCP.
 func startServe(t *testing.T, want int, args ...string) []string {
 	t.Helper()
+	addrs, _ := startServeAll(t, want, args...)
+	return addrs["tcp"]
+}
+
+// startServeAll runs 'echod serve' with args in the background until the
+// test ends, waits for want listeners of any protocol, and returns their
+// addresses by protocol and the log.
+func startServeAll(t *testing.T, want int, args ...string) (map[string][]string, *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	stderr := new(syncBuffer)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve"}, args...), stdio{in: strings.NewReader(""), out: io.Discard, err: &stderr})
+		done <- run(ctx, append([]string{"serve"}, args...), stdio{in: strings.NewReader(""), out: io.Discard, err: stderr})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -81,13 +93,13 @@ func startServe(t *testing.T, want int, args ...string) []string {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		m := listeningAddr.FindAllStringSubmatch(stderr.String(), -1)
+		m := listeningLine.FindAllStringSubmatch(stderr.String(), -1)
 		if len(m) == want {
-			var addrs []string
+			addrs := map[string][]string{}
 			for _, sub := range m {
-				addrs = append(addrs, sub[1])
+				addrs[sub[1]] = append(addrs[sub[1]], sub[2])
 			}
-			return addrs
+			return addrs, stderr
 		}
 		select {
 		case err := <-done:

@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/echod/echod/echo"
+	"github.com/echod/echod/internal/tlscert"
 )
 
 // addrList is a repeatable HOST:PORT flag.
@@ -29,7 +34,11 @@ func (a *addrList) Set(s string) error {
 func runServe(ctx context.Context, args []string, std stdio) error {
 	fs := newFlagSet("serve", "echod serve [flags]", std.out)
 	var listen addrList
-	fs.Var(&listen, "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007)")
+	fs.Var(&listen, "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen is given either)")
+	var tlsListen addrList
+	fs.Var(&tlsListen, "tls-listen", "serve TLS echo on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen; reread on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "TLS private key `file` (PEM) for -tls-listen; reread on SIGHUP")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
@@ -42,51 +51,86 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if *shutdownTimeout < 0 {
 		return usagef("serve", "-shutdown-timeout must not be negative, got %v", *shutdownTimeout)
 	}
+	if len(tlsListen) > 0 && (*tlsCert == "" || *tlsKey == "") {
+		return usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
+	}
+	if len(tlsListen) == 0 && (*tlsCert != "" || *tlsKey != "") {
+		return usagef("serve", "-tls-cert and -tls-key need -tls-listen")
+	}
 	logger, err := newLogger(std.err, *logFormat, *logLevel)
 	if err != nil {
 		return &usageError{cmd: "serve", err: err}
 	}
-	if len(listen) == 0 {
+	if len(listen) == 0 && len(tlsListen) == 0 {
 		listen = addrList{":7007"}
+	}
+	var certs *tlscert.Reloader
+	if len(tlsListen) > 0 {
+		if certs, err = tlscert.Load(*tlsCert, *tlsKey); err != nil {
+			return err
+		}
 	}
 
 	// Open every listener before serving on any, so a bad address fails
 	// the start instead of leaving a half-started server.
-	var listeners []net.Listener
+	var listeners []servedListener
+	closeAll := func() {
+		for _, sl := range listeners {
+			sl.Close()
+		}
+	}
 	var lc net.ListenConfig
 	for _, addr := range listen {
 		l, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
+			closeAll()
 			return err
 		}
-		listeners = append(listeners, l)
+		listeners = append(listeners, servedListener{Listener: l, proto: "tcp"})
 	}
+	for _, addr := range tlsListen {
+		l, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		listeners = append(listeners, servedListener{Listener: tls.NewListener(l, certs.Config()), proto: "tls"})
+	}
+
+	// SIGHUP rereads the TLS certificate; without TLS it is logged and
+	// ignored rather than ending the process, as it would by default.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	srv := &echo.Server{Logger: logger}
 	errc := make(chan error, len(listeners))
-	for _, l := range listeners {
-		logger.Info("listening", "proto", "tcp", "addr", l.Addr().String())
+	for _, sl := range listeners {
+		logger.Info("listening", "proto", sl.proto, "addr", sl.Addr().String())
 		// Cancellation of ctx starts the graceful drain below; it must not
 		// reach Serve, which would close connections at once.
-		go func() { errc <- srv.Serve(context.WithoutCancel(ctx), l) }()
+		go func() { errc <- srv.Serve(context.WithoutCancel(ctx), sl.Listener) }()
 	}
 
 	var failed error
-	select {
-	case err := <-errc:
-		failed = err
-		logger.Error("listener failed; stopping", "err", err)
-		srv.Close()
-	case <-ctx.Done():
-		logger.Info("shutting down; waiting for open sessions", "timeout", *shutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
-		err := srv.Shutdown(sctx)
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) {
-			logger.Warn("shutdown timeout reached; closed the remaining sessions")
+	for running := true; running; {
+		select {
+		case <-hup:
+			reload(logger, certs)
+		case err := <-errc:
+			failed = err
+			logger.Error("listener failed; stopping", "err", err)
+			srv.Close()
+			running = false
+		case <-ctx.Done():
+			logger.Info("shutting down; waiting for open sessions", "timeout", *shutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+			err := srv.Shutdown(sctx)
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) {
+				logger.Warn("shutdown timeout reached; closed the remaining sessions")
+			}
+			running = false
 		}
 	}
 	// Wait for every Serve call; the one that failed has already returned.
@@ -102,6 +146,27 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// servedListener is a listener and the protocol echod serves on it, for the
+// log.
+type servedListener struct {
+	net.Listener
+	proto string // tcp or tls
+}
+
+// reload rereads the TLS certificate, if there is one, after a SIGHUP. New
+// handshakes use the new certificate; open connections keep theirs.
+func reload(logger *slog.Logger, certs *tlscert.Reloader) {
+	if certs == nil {
+		logger.Info("SIGHUP: nothing to reload")
+		return
+	}
+	if err := certs.Reload(); err != nil {
+		logger.Error("SIGHUP: keeping the old TLS certificate", "err", err)
+		return
+	}
+	logger.Info("SIGHUP: reloaded the TLS certificate")
 }
 
 // newLogger returns a slog logger writing to w in the given format and level.
