@@ -26,12 +26,26 @@ type Server struct {
 	// for accept errors at error level. Nil discards everything.
 	Logger *slog.Logger
 
+	// Engine chooses how connections are served. "goroutine" (also the
+	// empty string) gives each connection its own goroutine: the portable
+	// reference engine. "epoll" (Linux only) serves plain TCP connections
+	// from a few event loops, one per usable CPU, at a fraction of the
+	// memory and CPU; connections that are not a *net.TCPConn (TLS, for
+	// one) still get a goroutine. "auto" is "epoll" on Linux and
+	// "goroutine" elsewhere.
+	Engine string
+
 	mu        sync.Mutex
 	closing   bool // set once by Shutdown or Close; no connection starts after it
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	wg        sync.WaitGroup // one count per connection goroutine
 	buffers   sync.Pool      // of *[bufferSize]byte, shared by all connections
+
+	// The event loop, while a Serve call or a connection uses it.
+	loop       *eventLoop
+	loopServes int // Serve calls using loop
+	loopConns  int // connections in loop
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -51,9 +65,17 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return ErrServerClosed
 	}
 	defer s.untrack(l)
-
+	loop, err := s.acquireLoop()
+	if err != nil {
+		return err
+	}
 	// Connections of this call alone, so a cancelled ctx ends only them.
 	var mine sync.WaitGroup
+	var group *loopGroup
+	if loop != nil {
+		defer s.releaseLoop()
+		group = loop.newGroup()
+	}
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 
@@ -62,6 +84,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		c, err := l.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
+				if group != nil {
+					group.Close()
+					group.Wait()
+				}
 				mine.Wait()
 				return ctx.Err()
 			}
@@ -84,6 +110,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		backoff = 0
 		if !s.add(c) {
 			c.Close()
+			continue
+		}
+		if tc, ok := c.(*net.TCPConn); ok && loop != nil {
+			s.handOff(loop, group, tc)
 			continue
 		}
 		mine.Add(1)
@@ -109,6 +139,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	defer s.stopLoopIfUnused()
 	select {
 	case <-done:
 		return nil
@@ -125,6 +156,7 @@ func (s *Server) Close() error {
 	s.beginClose()
 	s.closeConns()
 	s.wg.Wait()
+	s.stopLoopIfUnused()
 	return nil
 }
 
@@ -191,6 +223,9 @@ func (s *Server) closeConns() {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.Close()
+	}
+	if s.loop != nil {
+		s.loop.closeAll()
 	}
 }
 

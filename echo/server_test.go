@@ -18,14 +18,30 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// startServer serves echo on a fresh loopback port until the test ends.
-func startServer(t *testing.T) (*Server, string) {
+// testEngines lists the engines every test of the server runs against.
+func testEngines() []string {
+	if eventLoopSupported {
+		return []string{EngineGoroutine, EngineEpoll}
+	}
+	return []string{EngineGoroutine}
+}
+
+// forEachEngine runs test as a subtest for each engine.
+func forEachEngine(t *testing.T, test func(t *testing.T, engine string)) {
+	for _, engine := range testEngines() {
+		t.Run(engine, func(t *testing.T) { test(t, engine) })
+	}
+}
+
+// startServer serves echo with engine on a fresh loopback port until the
+// test ends.
+func startServer(t *testing.T, engine string) (*Server, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{}
+	srv := &Server{Engine: engine}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), l) }()
 	t.Cleanup(func() {
@@ -49,94 +65,102 @@ func dial(t *testing.T, addr string) *net.TCPConn {
 }
 
 func TestShutdownWaitsForOpenSessions(t *testing.T) {
-	srv, addr := startServer(t)
-	c := dial(t, addr)
-	roundTrip(t, c, []byte("before shutdown"))
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv, addr := startServer(t, engine)
+		c := dial(t, addr)
+		roundTrip(t, c, []byte("before shutdown"))
 
-	shutdown := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		shutdown <- srv.Shutdown(ctx)
-	}()
+		shutdown := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			shutdown <- srv.Shutdown(ctx)
+		}()
 
-	// New connections are refused as soon as the listener closes.
-	waitFor(t, "listener to close", func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
+		// New connections are refused as soon as the listener closes.
+		waitFor(t, "listener to close", func() bool {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err != nil
+		})
+
+		// The open session keeps echoing while the server drains...
+		roundTrip(t, c, []byte("during shutdown"))
+		select {
+		case err := <-shutdown:
+			t.Fatalf("Shutdown returned %v while a session was open", err)
+		default:
 		}
-		return err != nil
+
+		// ...and Shutdown returns once the client has finished.
+		c.CloseWrite()
+		if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
+			t.Fatalf("after half-close: read %q, %v; want EOF", rest, err)
+		}
+		if err := <-shutdown; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
 	})
-
-	// The open session keeps echoing while the server drains...
-	roundTrip(t, c, []byte("during shutdown"))
-	select {
-	case err := <-shutdown:
-		t.Fatalf("Shutdown returned %v while a session was open", err)
-	default:
-	}
-
-	// ...and Shutdown returns once the client has finished.
-	c.CloseWrite()
-	if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
-		t.Fatalf("after half-close: read %q, %v; want EOF", rest, err)
-	}
-	if err := <-shutdown; err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
 }
 
 func TestShutdownTimeoutClosesRemainingSessions(t *testing.T) {
-	srv, addr := startServer(t)
-	c := dial(t, addr)
-	roundTrip(t, c, []byte("idle after this"))
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv, addr := startServer(t, engine)
+		c := dial(t, addr)
+		roundTrip(t, c, []byte("idle after this"))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown = %v, want context.DeadlineExceeded", err)
-	}
-	if n, err := c.Read(make([]byte, 1)); err == nil {
-		t.Fatalf("read %d bytes from a connection Shutdown should have closed", n)
-	}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want context.DeadlineExceeded", err)
+		}
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("read %d bytes from a connection Shutdown should have closed", n)
+		}
+	})
 }
 
 func TestServeStopsWhenContextIsDone(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := &Server{}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
+	forEachEngine(t, func(t *testing.T, engine string) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		srv := &Server{Engine: engine}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ctx, l) }()
 
-	c := dial(t, l.Addr().String())
-	roundTrip(t, c, []byte("hello"))
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Serve = %v, want context.Canceled", err)
-	}
-	// Serve has waited for the session it started, which it closed.
-	if n, err := c.Read(make([]byte, 1)); err == nil {
-		t.Fatalf("read %d bytes after Serve returned", n)
-	}
+		c := dial(t, l.Addr().String())
+		roundTrip(t, c, []byte("hello"))
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Serve = %v, want context.Canceled", err)
+		}
+		// Serve has waited for the session it started, which it closed.
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("read %d bytes after Serve returned", n)
+		}
+	})
 }
 
 func TestServeAfterCloseReturnsErrServerClosed(t *testing.T) {
-	srv := &Server{}
-	srv.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(context.Background(), l); !errors.Is(err, ErrServerClosed) {
-		t.Fatalf("Serve = %v, want ErrServerClosed", err)
-	}
-	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("listener still open after Serve returned: %v", err)
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine}
+		srv.Close()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Serve(context.Background(), l); !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("Serve = %v, want ErrServerClosed", err)
+		}
+		if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("listener still open after Serve returned: %v", err)
+		}
+	})
 }
 
 // flakyListener fails its first accepts with errs, then accepts for real.
@@ -159,37 +183,41 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 }
 
 func TestAcceptRetriesTemporaryErrors(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &flakyListener{Listener: inner, errs: []error{
-		&net.OpError{Op: "accept", Err: syscall.EMFILE},
-		&net.OpError{Op: "accept", Err: syscall.ENFILE},
-		&net.OpError{Op: "accept", Err: syscall.ECONNABORTED},
-	}}
-	srv := &Server{}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), l) }()
-	defer func() {
-		srv.Close()
-		<-done
-	}()
+	forEachEngine(t, func(t *testing.T, engine string) {
+		inner, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &flakyListener{Listener: inner, errs: []error{
+			&net.OpError{Op: "accept", Err: syscall.EMFILE},
+			&net.OpError{Op: "accept", Err: syscall.ENFILE},
+			&net.OpError{Op: "accept", Err: syscall.ECONNABORTED},
+		}}
+		srv := &Server{Engine: engine}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(context.Background(), l) }()
+		defer func() {
+			srv.Close()
+			<-done
+		}()
 
-	c := dial(t, inner.Addr().String())
-	roundTrip(t, c, []byte("served after three failed accepts"))
+		c := dial(t, inner.Addr().String())
+		roundTrip(t, c, []byte("served after three failed accepts"))
+	})
 }
 
 func TestAcceptStopsOnPermanentError(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &flakyListener{Listener: inner, errs: []error{errors.New("listener broke")}}
-	err = (&Server{}).Serve(context.Background(), l)
-	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("listener broke")) {
-		t.Fatalf("Serve = %v, want the listener's error", err)
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		inner, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &flakyListener{Listener: inner, errs: []error{errors.New("listener broke")}}
+		err = (&Server{Engine: engine}).Serve(context.Background(), l)
+		if err == nil || !bytes.Contains([]byte(err.Error()), []byte("listener broke")) {
+			t.Fatalf("Serve = %v, want the listener's error", err)
+		}
+	})
 }
 
 // roundTrip sends msg on c and reads back exactly len(msg) bytes.

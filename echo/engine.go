@@ -1,0 +1,101 @@
+package echo
+
+import (
+	"fmt"
+	"net"
+)
+
+// The engines a Server can serve connections with; see Server.Engine.
+const (
+	EngineAuto      = "auto"
+	EngineGoroutine = "goroutine"
+	EngineEpoll     = "epoll"
+)
+
+// engine returns the engine Serve uses, checking the name.
+func (s *Server) engine() (string, error) {
+	switch s.Engine {
+	case "", EngineGoroutine:
+		return EngineGoroutine, nil
+	case EngineAuto:
+		if eventLoopSupported {
+			return EngineEpoll, nil
+		}
+		return EngineGoroutine, nil
+	case EngineEpoll:
+		if !eventLoopSupported {
+			return "", fmt.Errorf("engine %q: only on Linux", s.Engine)
+		}
+		return EngineEpoll, nil
+	default:
+		return "", fmt.Errorf("unknown engine %q: want %s, %s or %s", s.Engine, EngineAuto, EngineGoroutine, EngineEpoll)
+	}
+}
+
+// acquireLoop returns the server's event loop, starting it if this is its
+// first user, or nil when Serve uses the goroutine engine. Each non-nil
+// result must be given back with releaseLoop.
+func (s *Server) acquireLoop() (*eventLoop, error) {
+	name, err := s.engine()
+	if err != nil || name != EngineEpoll {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loop == nil {
+		s.loop, err = startEventLoop(s)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.loopServes++
+	return s.loop, nil
+}
+
+// releaseLoop gives back what acquireLoop returned.
+func (s *Server) releaseLoop() {
+	s.mu.Lock()
+	s.loopServes--
+	s.mu.Unlock()
+	s.stopLoopIfUnused()
+}
+
+// stopLoopIfUnused stops the event loop once no Serve call uses it and no
+// connection is left in it, and waits for its goroutines.
+func (s *Server) stopLoopIfUnused() {
+	s.mu.Lock()
+	loop := s.loop
+	if loop == nil || s.loopServes > 0 || s.loopConns > 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.loop = nil
+	s.mu.Unlock()
+	loop.stop()
+}
+
+// handOff gives c to the event loop, which owns it from now on; the loop's
+// report of its end undoes what add did. When the loop cannot take it, c
+// is closed and its end logged here.
+func (s *Server) handOff(loop *eventLoop, g *loopGroup, c *net.TCPConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.loopConns++
+	s.mu.Unlock()
+	if err := loop.serve(c, g); err != nil {
+		s.logger().Error("event loop refused a connection", "remote", c.RemoteAddr().String(), "err", err)
+		s.mu.Lock()
+		s.loopConns--
+		s.mu.Unlock()
+		s.wg.Done()
+	}
+}
+
+// loopConnEnded is the event loop's report that a connection it served has
+// ended: the counterpart of add and handOff.
+func (s *Server) loopConnEnded() {
+	s.mu.Lock()
+	s.loopConns--
+	s.mu.Unlock()
+	s.wg.Done()
+}

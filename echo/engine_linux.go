@@ -1,0 +1,93 @@
+package echo
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/echod/echod/echo/internal/epoll"
+	"golang.org/x/sys/unix"
+)
+
+const eventLoopSupported = true
+
+// eventLoop is the epoll engine as the server drives it.
+type eventLoop struct {
+	e *epoll.Engine
+}
+
+// loopGroup is the set of a Serve call's connections in the event loop.
+type loopGroup = epoll.Group
+
+func startEventLoop(s *Server) (*eventLoop, error) {
+	e, err := epoll.Start(epoll.Config{
+		OnClose: func(end epoll.Ended) {
+			s.logger().Debug("connection closed",
+				"remote", end.Remote.String(),
+				"bytes_in", end.In,
+				"bytes_out", end.Out,
+				"duration", end.Duration,
+				"reason", loopEndReason(end))
+			s.loopConnEnded()
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &eventLoop{e: e}, nil
+}
+
+func (l *eventLoop) newGroup() *loopGroup { return l.e.NewGroup() }
+func (l *eventLoop) closeAll()            { l.e.CloseAll() }
+func (l *eventLoop) stop()                { l.e.Stop() }
+
+// serve takes c's socket out of Go's poller into the event loop: it
+// duplicates the descriptor, closes c (which removes it from Go's poller
+// while the socket stays open through the duplicate) and hands the
+// duplicate over. c is closed whatever happens.
+func (l *eventLoop) serve(c *net.TCPConn, g *loopGroup) error {
+	var remote netip.AddrPort
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := a.AddrPort()
+		remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("take socket: %w", err)
+	}
+	fd, dupErr := -1, error(nil)
+	err = rc.Control(func(s uintptr) {
+		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	c.Close()
+	if err == nil {
+		err = dupErr
+	}
+	if err != nil {
+		return fmt.Errorf("take socket: %w", err)
+	}
+	return l.e.Add(fd, remote, g)
+}
+
+// loopEndReason names why a connection in the event loop ended, in the
+// words endReason uses for the goroutine engine.
+func loopEndReason(end epoll.Ended) string {
+	switch end.Reason {
+	case epoll.EOF:
+		return "eof"
+	case epoll.Reset:
+		return "reset by client"
+	case epoll.ClosedByServer:
+		return "closed by server"
+	case epoll.IdleTimeout, epoll.MaxDuration:
+		return "timeout"
+	case epoll.MaxBytes:
+		return "max bytes"
+	default:
+		if end.Err != nil {
+			return end.Err.Error()
+		}
+		return "failed"
+	}
+}

@@ -1,0 +1,203 @@
+//go:build linux
+
+package epoll
+
+import (
+	"errors"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// conn is one connection's state: about a hundred bytes while idle, since
+// the data it echoes passes through its loop's shared buffer.
+type conn struct {
+	fd      int32
+	tailOff int32  // start of the unsent part of tail
+	tail    []byte // unsent echo (from tailOff); nil when everything was sent
+	in, out int64
+	start   int64 // engine clock when added
+	last    int64 // engine clock of the last read or write
+	group   *Group
+	remote  netip.AddrPort
+}
+
+// handle reacts to the events epoll reported for c. While c has a tail it
+// is registered for writability only, so it is not read: that pause is the
+// backpressure a client that does not read its echo meets.
+func (l *loop) handle(c *conn, events uint32) {
+	if c.tail != nil {
+		l.flush(c, events)
+		return
+	}
+	// One read per wakeup keeps the loop fair: a busy connection cannot
+	// starve the others, and level-triggered epoll reports it again.
+	buf := l.buf
+	if max := l.e.cfg.MaxBytes; max > 0 && int64(len(buf)) > max-c.in {
+		buf = buf[:max-c.in]
+	}
+	n, err := read(int(c.fd), buf)
+	switch {
+	case n > 0:
+		c.in += int64(n)
+		c.last = l.now
+		if !l.write(c, buf[:n]) {
+			return
+		}
+		if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max && c.tail == nil {
+			l.close(c, MaxBytes, nil)
+		}
+	case err == nil:
+		// EOF: the client half-closed, and everything it sent has been
+		// written back (there is no tail, or we would not have read), so
+		// closing now loses nothing.
+		l.close(c, EOF, nil)
+	case err == unix.EAGAIN || err == unix.EINTR:
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.close(c, Reset, nil)
+		}
+	default:
+		l.closeErr(c, err)
+	}
+}
+
+// write echoes p to c. What the socket does not take now is kept as c's
+// tail, and c waits for writability instead of readability. It reports
+// whether c is still open.
+func (l *loop) write(c *conn, p []byte) bool {
+	for {
+		n, err := write(int(c.fd), p)
+		if n > 0 {
+			c.out += int64(n)
+			p = p[n:]
+		}
+		switch {
+		case len(p) == 0:
+			return true
+		case err == unix.EINTR:
+			continue
+		case err == nil || err == unix.EAGAIN:
+			c.tail = l.tails.get(len(p))
+			copy(c.tail, p)
+			c.tailOff = 0
+			if !l.watch(c, unix.EPOLLOUT) {
+				return false
+			}
+			return true
+		default:
+			l.closeErr(c, err)
+			return false
+		}
+	}
+}
+
+// flush writes what it can of c's tail; once the tail is gone, c is read
+// again, or closed if it had reached its byte limit.
+func (l *loop) flush(c *conn, events uint32) {
+	p := c.tail[c.tailOff:]
+	for len(p) > 0 {
+		n, err := write(int(c.fd), p)
+		if n > 0 {
+			c.out += int64(n)
+			c.last = l.now
+			p = p[n:]
+			c.tailOff += int32(n)
+			continue
+		}
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN, nil:
+			if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+				l.close(c, Reset, nil)
+			}
+			return
+		default:
+			l.closeErr(c, err)
+			return
+		}
+	}
+	l.tails.put(c.tail)
+	c.tail = nil
+	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
+		l.close(c, MaxBytes, nil)
+		return
+	}
+	l.watch(c, unix.EPOLLIN)
+}
+
+// watch changes the events epoll reports for c, closing c if it cannot.
+func (l *loop) watch(c *conn, events uint32) bool {
+	ev := unix.EpollEvent{Events: events, Fd: c.fd}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
+		l.close(c, Failed, err)
+		return false
+	}
+	return true
+}
+
+// closeErr closes c after a read or write error.
+func (l *loop) closeErr(c *conn, err error) {
+	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ETIMEDOUT) {
+		l.close(c, Reset, nil)
+		return
+	}
+	l.close(c, Failed, err)
+}
+
+// read and write are the plain system calls: the socket is non-blocking,
+// so they never park the thread, and a result of -1 becomes 0.
+func read(fd int, p []byte) (int, error) {
+	n, err := unix.Read(fd, p)
+	return max(n, 0), err
+}
+
+func write(fd int, p []byte) (int, error) {
+	n, err := unix.Write(fd, p)
+	return max(n, 0), err
+}
+
+// tailPool keeps a loop's spare tail buffers in three sizes, so a tail
+// costs what it holds rounded up, and connections that meet backpressure
+// over and over do not allocate each time. It belongs to one loop, so it
+// needs no lock.
+type tailPool struct {
+	free [3][][]byte
+}
+
+const (
+	tailSmall  = 4 << 10
+	tailMedium = 16 << 10
+	// maxSpare is how many buffers of each size a loop keeps for reuse.
+	maxSpare = 16
+)
+
+// tailClass returns the pool class and buffer size for a tail of n bytes;
+// a tail is what is left of one read, so never more than readSize.
+func tailClass(n int) (class, size int) {
+	switch {
+	case n <= tailSmall:
+		return 0, tailSmall
+	case n <= tailMedium:
+		return 1, tailMedium
+	default:
+		return 2, readSize
+	}
+}
+
+func (p *tailPool) get(n int) []byte {
+	class, size := tailClass(n)
+	if k := len(p.free[class]); k > 0 {
+		b := p.free[class][k-1]
+		p.free[class] = p.free[class][:k-1]
+		return b[:n]
+	}
+	return make([]byte, n, size)
+}
+
+func (p *tailPool) put(b []byte) {
+	class, size := tailClass(cap(b))
+	if cap(b) == size && len(p.free[class]) < maxSpare {
+		p.free[class] = append(p.free[class], b)
+	}
+}

@@ -1,0 +1,286 @@
+//go:build linux
+
+package epoll
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// readSize is the loop's shared read buffer, so also the most one
+	// connection reads per wakeup: the bound on its work that keeps the
+	// loop fair to the others.
+	readSize = 64 << 10
+	// maxEvents is how many ready connections one epoll_wait reports.
+	maxEvents = 256
+)
+
+// loop is one event loop: an epoll instance, the connections it watches
+// (indexed by descriptor), and an inbox through which other goroutines hand
+// it new connections and commands.
+type loop struct {
+	e      *Engine
+	epfd   int
+	wakefd int // eventfd: a write wakes the loop to read its inbox
+	now    int64
+
+	conns  []*conn // by descriptor; nil where the loop has none
+	count  int     // non-nil entries of conns
+	buf    []byte  // shared read buffer
+	tails  tailPool
+	events [maxEvents]unix.EpollEvent
+
+	mu     sync.Mutex
+	inbox  []*conn
+	groups []*Group // groups to close
+	woken  bool     // a wakeup is pending; later pushes need not write again
+	exited bool     // the loop has ended; push refuses
+}
+
+func newLoop(e *Engine) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(wakefd)
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll_ctl add eventfd: %w", err)
+	}
+	return &loop{e: e, epfd: epfd, wakefd: wakefd, buf: make([]byte, readSize)}, nil
+}
+
+// free closes the loop's own descriptors once its goroutine has ended.
+func (l *loop) free() {
+	unix.Close(l.wakefd)
+	unix.Close(l.epfd)
+}
+
+// push queues a new connection for the loop to register.
+func (l *loop) push(c *conn) error {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		return ErrStopped
+	}
+	l.inbox = append(l.inbox, c)
+	l.wakeLocked()
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *loop) closeGroup(g *Group) {
+	l.mu.Lock()
+	l.groups = append(l.groups, g)
+	l.wakeLocked()
+	l.mu.Unlock()
+}
+
+func (l *loop) wake() {
+	l.mu.Lock()
+	l.wakeLocked()
+	l.mu.Unlock()
+}
+
+func (l *loop) wakeLocked() {
+	if l.woken {
+		return
+	}
+	l.woken = true
+	one := [8]byte{1}
+	// EAGAIN means the counter is already non-zero: the loop will wake.
+	unix.Write(l.wakefd, one[:])
+}
+
+// run is the loop's goroutine.
+func (l *loop) run() {
+	timeout := -1
+	var sweepEvery, nextSweep int64
+	if d := l.e.sweepInterval(); d > 0 {
+		sweepEvery = int64(d)
+		timeout = int(max(d/time.Millisecond, 1))
+	}
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
+		l.now = l.e.now()
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			// Only a bug (a bad epfd) gets here; closing everything is
+			// the one safe answer.
+			l.closeEverything(Failed, fmt.Errorf("epoll_wait: %w", err))
+			l.exit()
+			return
+		}
+		for i := range n {
+			ev := &l.events[i]
+			if int(ev.Fd) == l.wakefd {
+				if l.readInbox() {
+					return
+				}
+				continue
+			}
+			if c := l.lookup(int(ev.Fd)); c != nil {
+				l.handle(c, ev.Events)
+			}
+		}
+		if sweepEvery > 0 && l.now >= nextSweep {
+			l.sweep()
+			nextSweep = l.now + sweepEvery
+		}
+	}
+}
+
+// readInbox registers the queued connections and carries out the queued
+// commands. It reports whether the loop has ended.
+func (l *loop) readInbox() bool {
+	var b [8]byte
+	unix.Read(l.wakefd, b[:])
+
+	l.mu.Lock()
+	inbox, groups := l.inbox, l.groups
+	l.inbox, l.groups = nil, nil
+	l.woken = false
+	l.mu.Unlock()
+
+	for _, c := range inbox {
+		l.register(c)
+	}
+	for _, g := range groups {
+		for _, c := range l.conns {
+			if c != nil && c.group == g {
+				l.close(c, ClosedByServer, nil)
+			}
+		}
+	}
+	if l.e.closeAll.Load() {
+		l.closeEverything(ClosedByServer, nil)
+	}
+	if l.e.stopped.Load() {
+		l.exit()
+		return true
+	}
+	return false
+}
+
+// exit refuses further pushes and closes whatever was pushed meanwhile.
+func (l *loop) exit() {
+	l.mu.Lock()
+	l.exited = true
+	inbox := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, c := range inbox {
+		l.register(c)
+	}
+	l.closeEverything(ClosedByServer, nil)
+}
+
+func (l *loop) closeEverything(r Reason, err error) {
+	for _, c := range l.conns {
+		if c != nil {
+			l.close(c, r, err)
+		}
+	}
+}
+
+func (l *loop) register(c *conn) {
+	c.start = l.now
+	c.last = l.now
+	fd := int(c.fd)
+	if l.e.closeAll.Load() || c.group.closed.Load() {
+		l.report(c, ClosedByServer, nil)
+		return
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: c.fd}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.report(c, Failed, fmt.Errorf("epoll_ctl add: %w", err))
+		return
+	}
+	if fd >= len(l.conns) {
+		grown := make([]*conn, max(2*len(l.conns), fd+1, 64))
+		copy(grown, l.conns)
+		l.conns = grown
+	}
+	l.conns[fd] = c
+	l.count++
+}
+
+func (l *loop) lookup(fd int) *conn {
+	if fd < 0 || fd >= len(l.conns) {
+		return nil
+	}
+	return l.conns[fd]
+}
+
+// close closes c's descriptor, forgets it and reports its end.
+func (l *loop) close(c *conn, r Reason, err error) {
+	l.conns[c.fd] = nil
+	l.count--
+	if c.tail != nil {
+		l.tails.put(c.tail)
+		c.tail = nil
+	}
+	l.report(c, r, err)
+}
+
+// report closes c's descriptor and tells the engine's owner c has ended.
+func (l *loop) report(c *conn, r Reason, err error) {
+	closeFD(int(c.fd))
+	l.e.cfg.OnClose(Ended{
+		Remote:   c.remote,
+		Group:    c.group,
+		In:       c.in,
+		Out:      c.out,
+		Duration: time.Duration(l.now - c.start),
+		Reason:   r,
+		Err:      err,
+	})
+	c.group.wg.Done()
+}
+
+// sweep closes the connections past a time limit.
+func (l *loop) sweep() {
+	idle, life := int64(l.e.cfg.IdleTimeout), int64(l.e.cfg.MaxDuration)
+	for _, c := range l.conns {
+		switch {
+		case c == nil:
+		case life > 0 && l.now-c.start >= life:
+			l.close(c, MaxDuration, nil)
+		case idle > 0 && l.now-c.last >= idle:
+			l.close(c, IdleTimeout, nil)
+		}
+	}
+}
+
+// sweepInterval is how often loops look for connections past a time limit:
+// a tenth of the shortest limit, so a limit is late by at most 10%, and at
+// most once a second. Zero means no time limits.
+func (e *Engine) sweepInterval() time.Duration {
+	shortest := time.Duration(0)
+	for _, d := range []time.Duration{e.cfg.IdleTimeout, e.cfg.MaxDuration} {
+		if d > 0 && (shortest == 0 || d < shortest) {
+			shortest = d
+		}
+	}
+	if shortest == 0 {
+		return 0
+	}
+	return min(max(shortest/10, time.Millisecond), time.Second)
+}
+
+func closeFD(fd int) {
+	// Linux closes the descriptor even when close reports EINTR, so a
+	// retry could close someone else's; there is nothing to do about an
+	// error here.
+	unix.Close(fd)
+}
