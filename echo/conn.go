@@ -19,17 +19,13 @@ const bufferSize = 32 << 10
 // closes it. It returns only after c is closed.
 func (s *Server) serveConn(c net.Conn) {
 	start := time.Now()
-	// A pointer to an array keeps the pool free of allocations.
-	buf, _ := s.buffers.Get().(*[bufferSize]byte)
-	if buf == nil {
-		buf = new([bufferSize]byte)
-	}
-	defer s.buffers.Put(buf)
-
+	r := s.newReader(c)
 	var in, out int64
 	reason := "eof"
 	for {
-		n, err := c.Read(buf[:])
+		// The buffer is taken only once data has arrived and given back
+		// as soon as it is echoed, so an idle connection holds none.
+		buf, n, err := r.read()
 		if n > 0 {
 			in += int64(n)
 			// Write only the n bytes read, never the whole buffer: the
@@ -37,10 +33,10 @@ func (s *Server) serveConn(c net.Conn) {
 			w, werr := c.Write(buf[:n])
 			out += int64(w)
 			if werr != nil {
-				reason = endReason(werr)
-				break
+				err = werr
 			}
 		}
+		s.buffers.Put(buf)
 		if err != nil {
 			// io.EOF is the client's half-close: everything it sent has
 			// been written back above, so closing now loses nothing.
@@ -55,6 +51,84 @@ func (s *Server) serveConn(c net.Conn) {
 		"bytes_out", out,
 		"duration", time.Since(start),
 		"reason", reason)
+}
+
+// buffer returns a pooled buffer. A pointer to an array keeps the pool free
+// of allocations.
+func (s *Server) buffer() *[bufferSize]byte {
+	if buf, ok := s.buffers.Get().(*[bufferSize]byte); ok {
+		return buf
+	}
+	return new([bufferSize]byte)
+}
+
+// reader reads a connection into pooled buffers.
+type reader struct {
+	s  *Server
+	c  net.Conn
+	rc syscall.RawConn // nil: read c with a buffer taken beforehand
+
+	// The result of readRaw, which rc.Read calls; fields rather than
+	// captured variables, so that a read allocates nothing.
+	buf    *[bufferSize]byte
+	n      int
+	err    error
+	readFn func(fd uintptr) bool
+}
+
+func (s *Server) newReader(c net.Conn) *reader {
+	r := &reader{s: s, c: c}
+	// Only a plain TCP socket is read directly; a wrapper such as TLS
+	// reads through buffers of its own.
+	if tc, ok := c.(*net.TCPConn); ok && rawReadSupported {
+		if rc, err := tc.SyscallConn(); err == nil {
+			r.rc = rc
+			r.readFn = r.readRaw
+		}
+	}
+	return r
+}
+
+// read waits for data and returns a pooled buffer holding n bytes of it,
+// or the error that ended the wait (io.EOF on the client's half-close).
+// The caller gives buf back to the pool.
+func (r *reader) read() (buf *[bufferSize]byte, n int, err error) {
+	if r.rc == nil {
+		buf = r.s.buffer()
+		n, err = r.c.Read(buf[:])
+		return buf, n, err
+	}
+	r.buf, r.n, r.err = nil, 0, nil
+	if err := r.rc.Read(r.readFn); err != nil {
+		// Closed, or past a deadline, while waiting.
+		return r.s.buffer(), 0, err
+	}
+	return r.buf, r.n, r.err
+}
+
+// readRaw is called by the runtime's poller when the socket may be
+// readable: it takes a buffer and reads, or gives the buffer back and
+// asks to wait when there turns out to be nothing to read.
+func (r *reader) readRaw(fd uintptr) bool {
+	r.buf = r.s.buffer()
+	for {
+		n, err := rawRead(fd, r.buf[:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			r.s.buffers.Put(r.buf)
+			r.buf = nil
+			return false
+		case err != nil:
+			r.err = err
+		case n == 0:
+			r.err = io.EOF
+		default:
+			r.n = n
+		}
+		return true
+	}
 }
 
 // endReason names why a connection ended, for the log.

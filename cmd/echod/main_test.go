@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,6 +133,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"bad log level", []string{"serve", "-log-level", "loud"}, 2, "", `invalid -log-level "loud"`},
 		{"negative shutdown timeout", []string{"serve", "-shutdown-timeout", "-1s"}, 2, "", "must not be negative"},
 		{"bad duration", []string{"serve", "-shutdown-timeout", "soon"}, 2, "", "invalid value \"soon\""},
+		{"bad engine", []string{"serve", "-engine", "turbo"}, 2, "", `invalid -engine "turbo": want goroutine, epoll or auto`},
 		{"stray argument", []string{"serve", "extra"}, 2, "", `unexpected argument "extra"`},
 		{"send bad addr", []string{"send", "-addr", "nowhere", "hi"}, 2, "", `invalid -addr "nowhere"`},
 		{"send -h", []string{"send", "-h"}, 0, "-verify", ""},
@@ -178,14 +180,21 @@ func TestServeOnSeveralAddressesAndSend(t *testing.T) {
 }
 
 func TestSendVerifiesBinaryStdin(t *testing.T) {
-	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
-	input := make([]byte, 5<<20)
-	for i := range input {
-		input[i] = byte(i * 7)
-	}
-	code, out, errOut := runCmd(t, bytes.NewReader(input), "send", "-addr", addr, "-verify")
-	if code != 0 || !bytes.Equal([]byte(out), input) {
-		t.Fatalf("exit %d, %d bytes back of %d, stderr %q", code, len(out), len(input), errOut)
+	for _, engine := range []string{"goroutine", "auto", "epoll"} {
+		if engine == "epoll" && runtime.GOOS != "linux" {
+			continue
+		}
+		t.Run(engine, func(t *testing.T) {
+			addr := startServe(t, 1, "-listen", "127.0.0.1:0", "-engine", engine)[0]
+			input := make([]byte, 5<<20)
+			for i := range input {
+				input[i] = byte(i * 7)
+			}
+			code, out, errOut := runCmd(t, bytes.NewReader(input), "send", "-addr", addr, "-verify")
+			if code != 0 || !bytes.Equal([]byte(out), input) {
+				t.Fatalf("exit %d, %d bytes back of %d, stderr %q", code, len(out), len(input), errOut)
+			}
+		})
 	}
 }
 

@@ -41,6 +41,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	tlsKey := fs.String("tls-key", "", "TLS private key `file` (PEM) for -tls-listen; reread on SIGHUP")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
+	engine := fs.String("engine", echo.EngineGoroutine, "how connections are served: `auto`, goroutine (one goroutine each, portable) or epoll (Linux event loops)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -56,6 +57,11 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	}
 	if len(tlsListen) == 0 && (*tlsCert != "" || *tlsKey != "") {
 		return usagef("serve", "-tls-cert and -tls-key need -tls-listen")
+	}
+	switch *engine {
+	case echo.EngineAuto, echo.EngineGoroutine, echo.EngineEpoll:
+	default:
+		return usagef("serve", "invalid -engine %q: want goroutine, epoll or auto", *engine)
 	}
 	logger, err := newLogger(std.err, *logFormat, *logLevel)
 	if err != nil {
@@ -103,7 +109,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	srv := &echo.Server{Logger: logger}
+	srv := &echo.Server{Logger: logger, Engine: *engine}
 	errc := make(chan error, len(listeners))
 	for _, sl := range listeners {
 		logger.Info("listening", "proto", sl.proto, "addr", sl.Addr().String())
