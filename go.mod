@@ -3,6 +3,8 @@ module github.com/echod/echod
 go 1.26.0
 
 require (
+	github.com/pires/go-proxyproto v0.15.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.48.0
+	golang.org/x/time v0.16.0
 )

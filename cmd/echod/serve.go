@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/echo"
+	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/internal/tlscert"
 )
 
@@ -39,6 +41,8 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	fs.Var(&tlsListen, "tls-listen", "serve TLS echo on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen; reread on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "TLS private key `file` (PEM) for -tls-listen; reread on SIGHUP")
+	proxyProtocol := fs.Bool("proxy-protocol", false, "expect a PROXY protocol (v1 or v2) header on every TCP and TLS connection, and use the client address it gives; connections without one are rejected")
+	proxyFrom := fs.String("proxy-protocol-from", "", "with -proxy-protocol, accept connections only from these proxies: comma-separated `CIDRs` or addresses (default: any peer)")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
 	engine := fs.String("engine", echo.EngineGoroutine, "how connections are served: `auto`, goroutine (one goroutine each, portable) or epoll (Linux event loops)")
@@ -63,6 +67,16 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	default:
 		return usagef("serve", "invalid -engine %q: want goroutine, epoll or auto", *engine)
 	}
+	var trustedProxies []netip.Prefix
+	if *proxyFrom != "" {
+		if !*proxyProtocol {
+			return usagef("serve", "-proxy-protocol-from needs -proxy-protocol")
+		}
+		var err error
+		if trustedProxies, err = proxied.ParseCIDRs(*proxyFrom); err != nil {
+			return usagef("serve", "-proxy-protocol-from: %v", err)
+		}
+	}
 	logger, err := newLogger(std.err, *logFormat, *logLevel)
 	if err != nil {
 		return &usageError{cmd: "serve", err: err}
@@ -86,8 +100,16 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 		}
 	}
 	var lc net.ListenConfig
-	for _, addr := range listen {
+	listenTCP := func(addr string) (net.Listener, error) {
 		l, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil || !*proxyProtocol {
+			return l, err
+		}
+		// The PROXY header comes first on the wire, before any TLS.
+		return proxied.NewListener(l, proxied.Config{Trusted: trustedProxies, Logger: logger}), nil
+	}
+	for _, addr := range listen {
+		l, err := listenTCP(addr)
 		if err != nil {
 			closeAll()
 			return err
@@ -95,7 +117,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 		listeners = append(listeners, servedListener{Listener: l, proto: "tcp"})
 	}
 	for _, addr := range tlsListen {
-		l, err := lc.Listen(ctx, "tcp", addr)
+		l, err := listenTCP(addr)
 		if err != nil {
 			closeAll()
 			return err

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+
+	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/tooltest"
+)
+
+// startHAProxy runs HAProxy in TCP mode in front of backend, with
+// serverOptions on its server line (send-proxy, send-proxy-v2), and returns
+// the address clients connect to.
+func startHAProxy(t *testing.T, backend, serverOptions string) string {
+	t.Helper()
+	haproxy := tooltest.Require(t, "haproxy")
+	// HAProxy serves a socket the test opened (bind fd@3), so there is no
+	// race for a free port and no wait for it to start listening.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.(*net.TCPListener).File()
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	config := fmt.Sprintf(`global
+    maxconn 256
+defaults
+    mode tcp
+    timeout connect 5s
+    retries 0
+    timeout client 30s
+    timeout server 30s
+frontend echo
+    bind fd@3
+    default_backend echod
+backend echod
+    server echod %s %s
+`, backend, serverOptions)
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(haproxy, "-db", "-f", path)
+	cmd.ExtraFiles = []*os.File{f}
+	var stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("haproxy's output:\n%s", stderr.String())
+		}
+	})
+	return l.Addr().String()
+}
+
+// echoThrough sends msg on a new connection to addr, half-closes, and
+// returns what came back and the client's own address.
+func echoThrough(t *testing.T, addr string, msg []byte) ([]byte, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	go func() {
+		c.Write(msg)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	got, _ := io.ReadAll(c)
+	return got, c.LocalAddr().String()
+}
+
+// waitLog waits until the log contains every one of want.
+func waitLog(t *testing.T, log *syncBuffer, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(log.String(), w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log has no %q:\n%s", missing, log.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Behind a real HAProxy, echod echoes as ever and logs the client's own
+// address, which only the PROXY header carries: HAProxy's connection to
+// echod comes from another port.
+func TestPROXYProtocolBehindHAProxy(t *testing.T) {
+	tests := []struct {
+		name, serverOptions string
+		args                []string
+	}{
+		{"v2", "send-proxy-v2", nil},
+		{"v1", "send-proxy", nil},
+		{"v2 from a trusted range", "send-proxy-v2", []string{"-proxy-protocol-from", "10.0.0.0/8,127.0.0.0/8"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"-listen", "127.0.0.1:0", "-proxy-protocol", "-log-level", "debug"}, tt.args...)
+			addrs, log := startServeAll(t, 1, args...)
+			front := startHAProxy(t, addrs["tcp"][0], tt.serverOptions)
+			msg := bytes.Repeat([]byte("Ground Control To Major Tom\x00\xff"), 10000)
+			got, client := echoThrough(t, front, msg)
+			if !bytes.Equal(got, msg) {
+				t.Fatalf("through HAProxy got %d bytes back of %d", len(got), len(msg))
+			}
+			waitLog(t, log, "msg=\"connection closed\" remote="+client+" bytes_in=290000 bytes_out=290000")
+		})
+	}
+}
+
+func TestPROXYProtocolRejectsConnectionsWithoutHeader(t *testing.T) {
+	addrs, log := startServeAll(t, 1, "-listen", "127.0.0.1:0", "-proxy-protocol")
+	got, client := echoThrough(t, addrs["tcp"][0], []byte("hello"))
+	if len(got) != 0 {
+		t.Fatalf("a connection without a PROXY header got %q back", got)
+	}
+	waitLog(t, log, "level=WARN msg=\"rejected connection\" reason=proxy_header remote="+client)
+}
+
+func TestPROXYProtocolFromUntrustedPeerIsRejected(t *testing.T) {
+	addrs, log := startServeAll(t, 1, "-listen", "127.0.0.1:0", "-proxy-protocol", "-proxy-protocol-from", "10.0.0.0/8")
+	front := startHAProxy(t, addrs["tcp"][0], "send-proxy-v2")
+	got, _ := echoThrough(t, front, []byte("hello"))
+	if len(got) != 0 {
+		t.Fatalf("a connection from an untrusted proxy got %q back", got)
+	}
+	waitLog(t, log, "level=WARN msg=\"rejected connection\" reason=proxy_untrusted remote=127.0.0.1:")
+}
+
+// The PROXY header comes before the TLS handshake, as load balancers send it.
+func TestPROXYProtocolWithTLS(t *testing.T) {
+	certFile, keyFile, cert := testcert.Write(t, t.TempDir(), "server", "echod test")
+	addrs, log := startServeAll(t, 1, "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile,
+		"-proxy-protocol", "-log-level", "debug")
+	raw, err := net.Dial("tcp", addrs["tls"][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(203, 0, 113, 42), Port: 4242}, raw.RemoteAddr())
+	if _, err := h.WriteTo(raw); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	c := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	c.Write([]byte("secret"))
+	c.CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "secret" {
+		t.Fatalf("PROXY then TLS: got %q, %v", got, err)
+	}
+	waitLog(t, log, "remote=203.0.113.42:4242 bytes_in=6 bytes_out=6")
+}
+
+func TestPROXYProtocolUsage(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"from without the protocol", []string{"-proxy-protocol-from", "10.0.0.0/8"}, "-proxy-protocol-from needs -proxy-protocol"},
+		{"bad network", []string{"-proxy-protocol", "-proxy-protocol-from", "10.0.0.0/8,10.0.0.300/32"}, `invalid network "10.0.0.300/32"`},
+		{"empty item", []string{"-proxy-protocol", "-proxy-protocol-from", "10.0.0.0/8,"}, "empty network"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := runCmd(t, nil, append([]string{"serve"}, tt.args...)...)
+			if code != 2 || !strings.Contains(errOut, tt.wantErr) || strings.Count(errOut, "\n") != 1 {
+				t.Fatalf("exit %d, stderr %q; want exit 2 and one line with %q", code, errOut, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,296 @@
+package proxied
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is a log destination that a listener and a test may share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// listen starts a Listener on a loopback port and returns it with its log.
+func listen(t *testing.T, cfg Config) (*Listener, *syncBuffer) {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := new(syncBuffer)
+	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
+	l := NewListener(inner, cfg)
+	t.Cleanup(func() { l.Close() })
+	return l, log
+}
+
+// dialAndSend connects to l and writes data, and returns the connection.
+func dialAndSend(t *testing.T, l net.Listener, data []byte) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// acceptOne accepts a connection within a few seconds, or reports none.
+func acceptOne(t *testing.T, l *Listener, within time.Duration) net.Conn {
+	t.Helper()
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		got <- c
+	}()
+	select {
+	case c := <-got:
+		if c != nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return c
+	case <-time.After(within):
+		// Closing the listener ends the Accept above.
+		l.Close()
+		<-got
+		return nil
+	}
+}
+
+// waitStats waits until l's counts are want.
+func waitStats(t *testing.T, l *Listener, want Stats) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Stats() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats = %+v, want %+v", l.Stats(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func header(t *testing.T, version byte, src string) []byte {
+	t.Helper()
+	ap := netip.MustParseAddrPort(src)
+	h := &proxyproto.Header{
+		Version:           version,
+		Command:           proxyproto.PROXY,
+		TransportProtocol: proxyproto.TCPv4,
+		SourceAddr:        net.TCPAddrFromAddrPort(ap),
+		DestinationAddr:   &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7},
+	}
+	if ap.Addr().Is6() {
+		h.TransportProtocol = proxyproto.TCPv6
+		h.DestinationAddr = &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 7}
+	}
+	b, err := h.Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestValidHeadersGiveTheClientAddress(t *testing.T) {
+	tests := []struct {
+		name    string
+		version byte
+		src     string
+	}{
+		{"v1 IPv4", 1, "203.0.113.7:40000"},
+		{"v2 IPv4", 2, "203.0.113.8:40001"},
+		{"v1 IPv6", 1, "[2001:db8::7]:40002"},
+		{"v2 IPv6", 2, "[2001:db8::8]:40003"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := listen(t, Config{})
+			// The first data shares a segment with the header: not a byte
+			// of it may be lost or taken for the header.
+			dialAndSend(t, l, append(header(t, tt.version, tt.src), "hello"...))
+			c := acceptOne(t, l, 5*time.Second)
+			if c == nil {
+				t.Fatal("no connection accepted")
+			}
+			if got := c.RemoteAddr().String(); got != tt.src {
+				t.Errorf("RemoteAddr = %s, want %s", got, tt.src)
+			}
+			buf := make([]byte, 5)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hello" {
+				t.Errorf("data after the header: %q, %v", buf, err)
+			}
+		})
+	}
+}
+
+func TestLocalCommandKeepsThePeerAddress(t *testing.T) {
+	l, _ := listen(t, Config{})
+	h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}
+	b, err := h.Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := dialAndSend(t, l, b)
+	c := acceptOne(t, l, 5*time.Second)
+	if c == nil {
+		t.Fatal("a LOCAL header (a proxy's health check) was rejected")
+	}
+	if c.RemoteAddr().String() != client.LocalAddr().String() {
+		t.Errorf("RemoteAddr = %s, want the peer's %s", c.RemoteAddr(), client.LocalAddr())
+	}
+}
+
+func TestRejectsConnectionsWithoutAValidHeader(t *testing.T) {
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"plain data", []byte("hello, echo\r\n")},
+		{"truncated v1", []byte("PROXY TCP4 203.0.113.7")},
+		{"bad v1 address", []byte("PROXY TCP4 203.0.113.300 192.0.2.1 40000 7\r\n")},
+		{"v2 signature, garbage after", append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0xff, 0xff, 0, 0)},
+		{"nothing at all", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, log := listen(t, Config{HeaderTimeout: 300 * time.Millisecond})
+			client := dialAndSend(t, l, tt.data)
+			// The server closes the connection: the client reads EOF or a
+			// reset, never an echo.
+			if n, _ := client.Read(make([]byte, 64)); n != 0 {
+				t.Errorf("read %d bytes from a rejected connection", n)
+			}
+			waitStats(t, l, Stats{Header: 1})
+			// The next, valid, connection is the first one Accept returns.
+			dialAndSend(t, l, header(t, 2, "203.0.113.11:1111"))
+			if c := acceptOne(t, l, 5*time.Second); c == nil || c.RemoteAddr().String() != "203.0.113.11:1111" {
+				t.Fatalf("after a rejection, accepted %v; want the valid connection", c)
+			}
+			if !strings.Contains(log.String(), "reason="+ReasonHeader) {
+				t.Errorf("no rejection in the log:\n%s", log)
+			}
+		})
+	}
+}
+
+func TestOnlyTrustedPeersMaySendAHeader(t *testing.T) {
+	tests := []struct {
+		trusted    string
+		wantAccept bool
+	}{
+		{"127.0.0.0/8", true},
+		{"10.0.0.0/8, 127.0.0.1", true},
+		{"::ffff:127.0.0.1/128", true},
+		{"10.0.0.0/8", false},
+		{"::1/128", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.trusted, func(t *testing.T) {
+			trusted, err := ParseCIDRs(tt.trusted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, log := listen(t, Config{Trusted: trusted})
+			dialAndSend(t, l, header(t, 2, "203.0.113.9:50000"))
+			if tt.wantAccept {
+				if c := acceptOne(t, l, 5*time.Second); c == nil || c.RemoteAddr().String() != "203.0.113.9:50000" {
+					t.Fatalf("accepted %v, want the client behind the header", c)
+				}
+				return
+			}
+			waitStats(t, l, Stats{Untrusted: 1})
+			if !strings.Contains(log.String(), "reason="+ReasonUntrusted) {
+				t.Errorf("no rejection in the log:\n%s", log)
+			}
+		})
+	}
+}
+
+func TestRejectionLogIsRateLimited(t *testing.T) {
+	l, log := listen(t, Config{LogInterval: time.Hour})
+	for range 20 {
+		client := dialAndSend(t, l, []byte("not a header at all, and long enough to tell\r\n"))
+		client.Read(make([]byte, 1))
+	}
+	waitStats(t, l, Stats{Header: 20})
+	if n := strings.Count(log.String(), "rejected connection"); n != 1 {
+		t.Errorf("%d log lines for 20 rejections within the interval, want 1:\n%s", n, log)
+	}
+}
+
+// A peer that connects and sends nothing holds one pending slot until the
+// header timeout, and never blocks the connections behind it.
+func TestSilentPeerDoesNotBlockOthers(t *testing.T) {
+	l, _ := listen(t, Config{HeaderTimeout: time.Minute})
+	dialAndSend(t, l, nil)
+	dialAndSend(t, l, header(t, 1, "203.0.113.10:1234"))
+	c := acceptOne(t, l, 5*time.Second)
+	if c == nil || c.RemoteAddr().String() != "203.0.113.10:1234" {
+		t.Fatalf("accepted %v behind a silent peer", c)
+	}
+}
+
+// Close ends the accept loop and every connection still reading its header
+// at once, whatever the header timeout (goleak checks the goroutines).
+func TestCloseEndsPendingHeaderReads(t *testing.T) {
+	l, _ := listen(t, Config{HeaderTimeout: time.Hour})
+	var clients []net.Conn
+	for range 5 {
+		clients = append(clients, dialAndSend(t, l, []byte("PROXY ")))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	closed := make(chan struct{})
+	go func() {
+		l.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("Close blocked on connections reading their header")
+	}
+	for _, c := range clients {
+		if n, _ := c.Read(make([]byte, 1)); n != 0 {
+			t.Error("read data from a connection closed by Close")
+		}
+	}
+	if _, err := l.Accept(); err == nil {
+		t.Fatal("Accept after Close returned no error")
+	}
+}
