@@ -124,6 +124,7 @@ func TestPROXYProtocolBehindHAProxy(t *testing.T) {
 		{"v2", "send-proxy-v2", nil},
 		{"v1", "send-proxy", nil},
 		{"v2 from a trusted range", "send-proxy-v2", []string{"-proxy-protocol-from", "10.0.0.0/8,127.0.0.0/8"}},
+		{"v2 with the epoll engine", "send-proxy-v2", []string{"-engine", "epoll"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
