@@ -18,6 +18,7 @@ const usage = `echod is an echo server (RFC 862) and the tools to prove that one
 Usage:
   echod serve [flags]              serve TCP echo
   echod send [flags] [MESSAGE...]  send MESSAGE or standard input, print the echo
+  echod check [flags] HOST:PORT    check that any echo server works, with reasons
   echod help                       show this help
 
 Run 'echod COMMAND -h' for the flags of a command.
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, std stdio) error {
 		return runServe(ctx, rest, std)
 	case "send":
 		return runSend(ctx, rest, std)
+	case "check":
+		return runCheck(ctx, rest, std)
 	default:
 		return &usageError{err: fmt.Errorf("unknown command %q (run 'echod help' for the list)", cmd)}
 	}

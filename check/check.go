@@ -1,0 +1,262 @@
+// Package check is a conformance suite for any echo server (RFC 862): it
+// talks to the server over the network, judges it by the bytes that come
+// back, and says in plain words what is wrong. The suite is data, a list of
+// named checks each with its own deadline, so a hung server fails one check
+// instead of hanging the run.
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"syscall"
+	"time"
+)
+
+// DefaultPatience is how long a check waits by default for something a
+// correct server does at once, such as the echo of a short message or the
+// close that follows a half-close.
+const DefaultPatience = 5 * time.Second
+
+// Config says which server to check and how.
+type Config struct {
+	// Addr is the TCP echo server's HOST:PORT. Empty skips the TCP checks.
+	Addr string
+	// UDPAddr is the UDP echo server's HOST:PORT. Empty skips the UDP checks.
+	UDPAddr string
+	// Protohackers runs the Protohackers Smoke Test sequence instead of the
+	// full TCP suite.
+	Protohackers bool
+	// Run, if not nil, selects the checks whose names it matches.
+	Run *regexp.Regexp
+	// Patience is how long to wait for something a correct server does at
+	// once (an echo, the close after a half-close). Zero means
+	// DefaultPatience.
+	Patience time.Duration
+	// Started, if not nil, is called as each check starts.
+	Started func(c Check)
+	// Finished, if not nil, is called with each result as soon as it is
+	// known, so a slow run shows its progress.
+	Finished func(r Result)
+}
+
+// Check is one named conformance check.
+type Check struct {
+	// Name identifies the check in reports and for Config.Run.
+	Name string
+	// Doc says in one line what the check proves.
+	Doc string
+	// Deadline bounds the whole check: a server that hangs fails it
+	// instead of hanging the run.
+	Deadline time.Duration
+	// Skip, if not nil, returns why the check does not apply to t, or "".
+	Skip func(t *Target) string
+	// Func runs the check. It returns a short detail on success, or an
+	// error whose text is the reason for the failure.
+	Func func(ctx context.Context, t *Target) (detail string, err error)
+}
+
+// Target is the server under test, as the checks see it.
+type Target struct {
+	// Addr is the TCP echo server's HOST:PORT.
+	Addr string
+	// UDPAddr is the UDP echo server's HOST:PORT.
+	UDPAddr string
+	// Patience is how long to wait for something a correct server does at
+	// once.
+	Patience time.Duration
+}
+
+// Status is the outcome of one check.
+type Status string
+
+// The outcomes of a check.
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	Skip Status = "skip" // the check does not apply to this server
+)
+
+// Result is what one check found.
+type Result struct {
+	Name     string
+	Status   Status
+	Detail   string // on Pass: what was proven, such as sizes and timings
+	Reason   string // on Fail: what went wrong; on Skip: why it did not apply
+	Duration time.Duration
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Addr, UDPAddr string
+	Results       []Result
+	Duration      time.Duration
+}
+
+// Failed returns how many checks failed.
+func (r Report) Failed() int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Status == Fail {
+			n++
+		}
+	}
+	return n
+}
+
+// Passed returns how many checks passed.
+func (r Report) Passed() int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Status == Pass {
+			n++
+		}
+	}
+	return n
+}
+
+// OK reports whether every check that ran passed, and at least one ran.
+func (r Report) OK() bool { return r.Failed() == 0 && r.Passed() > 0 }
+
+// UnreachableError is returned by Run when the server cannot be reached at
+// all, so that no check could say anything useful.
+type UnreachableError struct {
+	Addr string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	if errors.Is(e.Err, syscall.ECONNREFUSED) {
+		return "nothing is listening on " + e.Addr
+	}
+	return fmt.Sprintf("cannot connect to %s: %v", e.Addr, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Checks returns the checks Run would select for cfg, in the order it runs
+// them.
+func Checks(cfg Config) []Check {
+	var all []Check
+	if cfg.Addr != "" {
+		if cfg.Protohackers {
+			all = append(all, ProtohackersChecks()...)
+		} else {
+			all = append(all, TCPChecks()...)
+		}
+	}
+	if cfg.UDPAddr != "" {
+		all = append(all, UDPChecks()...)
+	}
+	var picked []Check
+	for _, c := range all {
+		if cfg.Run == nil || cfg.Run.MatchString(c.Name) {
+			picked = append(picked, c)
+		}
+	}
+	return picked
+}
+
+// Run runs the checks cfg selects, one after another, and reports what each
+// found. It returns an *UnreachableError, and no results, when nothing
+// accepts TCP connections on cfg.Addr. When ctx ends, the running check
+// fails and the rest are reported as not run.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	start := time.Now()
+	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, Patience: cfg.Patience}
+	if t.Patience <= 0 {
+		t.Patience = DefaultPatience
+	}
+	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr}
+	checks := Checks(cfg)
+	if cfg.Addr != "" && usesTCP(checks) {
+		if err := probe(ctx, cfg.Addr, t.Patience); err != nil {
+			return rep, err
+		}
+	}
+	for _, c := range checks {
+		var res Result
+		if ctxEnded(ctx) {
+			res = Result{Name: c.Name, Status: Fail, Reason: "not run: the run was stopped or ran out of time"}
+		} else {
+			if cfg.Started != nil {
+				cfg.Started(c)
+			}
+			res = runOne(ctx, c, t)
+		}
+		rep.Results = append(rep.Results, res)
+		if cfg.Finished != nil {
+			cfg.Finished(res)
+		}
+	}
+	rep.Duration = time.Since(start)
+	return rep, nil
+}
+
+func usesTCP(checks []Check) bool {
+	for _, c := range checks {
+		if !isUDP(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// probe makes one connection to addr, so that a wrong address is one clear
+// error rather than every check failing the same way.
+func probe(ctx context.Context, addr string, patience time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, patience)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		var dnsErr *net.DNSError
+		var opErr *net.OpError
+		switch {
+		case errors.As(err, &dnsErr):
+			err = dnsErr
+		case errors.As(err, &opErr):
+			err = opErr.Err
+		}
+		return &UnreachableError{Addr: addr, Err: err}
+	}
+	return c.Close()
+}
+
+func runOne(ctx context.Context, c Check, t *Target) Result {
+	start := time.Now()
+	res := Result{Name: c.Name}
+	if c.Skip != nil {
+		if why := c.Skip(t); why != "" {
+			res.Status, res.Reason = Skip, why
+			return res
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.Deadline)
+	defer cancel()
+	detail, err := c.Func(cctx, t)
+	res.Duration = time.Since(start)
+	switch {
+	case err == nil:
+		res.Status, res.Detail = Pass, detail
+	case ctxEnded(ctx):
+		res.Status, res.Reason = Fail, fmt.Sprintf("stopped: the run was stopped or ran out of time (%v)", err)
+	case cctx.Err() != nil:
+		res.Status, res.Reason = Fail, fmt.Sprintf("not finished within the check's deadline of %v: %v", c.Deadline, err)
+	default:
+		res.Status, res.Reason = Fail, err.Error()
+	}
+	return res
+}
+
+// ctxEnded reports whether ctx is done or past its deadline; the deadline
+// check closes the gap between a timer firing and ctx.Err reporting it.
+func ctxEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}

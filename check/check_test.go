@@ -1,0 +1,290 @@
+package check
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testPatience keeps the waits for broken servers short; loopback answers
+// in well under a millisecond.
+const testPatience = 500 * time.Millisecond
+
+// runChecks runs the checks matching names against the TCP address addr and
+// returns the results by name.
+func runChecks(t *testing.T, cfg Config, names string) map[string]Result {
+	t.Helper()
+	cfg.Run = regexp.MustCompile("^(" + names + ")$")
+	if cfg.Patience == 0 {
+		cfg.Patience = testPatience
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := map[string]Result{}
+	for _, r := range rep.Results {
+		got[r.Name] = r
+	}
+	return got
+}
+
+func TestCorrectServerPassesEverything(t *testing.T) {
+	addr := serveTCP(t, echoConn)
+	udp := serveUDP(t, 64<<10, udpEcho)
+	for _, profile := range []bool{false, true} {
+		rep, err := Run(context.Background(), Config{Addr: addr, UDPAddr: udp, Protohackers: profile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := len(TCPChecks()) + len(UDPChecks())
+		if profile {
+			want = len(ProtohackersChecks()) + len(UDPChecks())
+		}
+		if len(rep.Results) != want {
+			t.Errorf("protohackers=%v: %d results, want %d", profile, len(rep.Results), want)
+		}
+		for _, r := range rep.Results {
+			switch {
+			case r.Name == "ipv6" && r.Status == Skip:
+				if !strings.Contains(r.Reason, "IPv4") {
+					t.Errorf("ipv6 skipped because %q", r.Reason)
+				}
+			case r.Status != Pass:
+				t.Errorf("%s: %s %s", r.Name, r.Status, r.Reason)
+			case r.Detail == "":
+				t.Errorf("%s passed without a detail", r.Name)
+			}
+		}
+		if !rep.OK() {
+			t.Errorf("protohackers=%v: report not OK", profile)
+		}
+	}
+}
+
+func TestIPv6(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	addr := serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
+		echoConn(c, done)
+		return true
+	}, false)
+	got := runChecks(t, Config{Addr: addr}, "ipv6|text")
+	for _, name := range []string{"ipv6", "text"} {
+		if got[name].Status != Pass {
+			t.Errorf("%s: %s %s", name, got[name].Status, got[name].Reason)
+		}
+	}
+}
+
+// Each broken server must fail the check that targets its bug, with a
+// reason that names the bug.
+func TestBrokenServersFailWithTheRightReason(t *testing.T) {
+	tests := []struct {
+		name   string
+		handle func(c *net.TCPConn, done <-chan struct{})
+		check  string
+		reason string // a regular expression the whole reason must match
+	}{
+		{"zero prefix", zeroPrefix, "smoke",
+			`^client 1 of 5: reply starts with 4096 zero bytes that were never sent$`},
+		{"zero prefix", zeroPrefix, "text",
+			`^reply starts with 4096 zero bytes that were never sent$`},
+		{"whole buffer", wholeBuffer, "all-bytes",
+			`^reply is 3584 bytes longer than what was sent: the server wrote its whole buffer, not the bytes it read$`},
+		{"whole buffer", wholeBuffer, "smoke",
+			`^client \d of 5: reply is \d+ bytes longer than what was sent: the server wrote its whole buffer, not the bytes it read`},
+		{"never closes", neverCloses, "text",
+			`^no EOF 500ms after half-close: the server did not close the connection$`},
+		{"never closes", neverCloses, "empty",
+			`^no EOF 500ms after half-close: the server did not close the connection$`},
+		{"buffers until EOF", buffersUntilEOF, "streaming",
+			`^first reply byte came only after half-close: the server buffers until EOF \(RFC 862 echoes as data arrives\)$`},
+		{"drops bytes", dropsLastByte, "large",
+			`^byte \d+ differs: got 0x[0-9a-f]{2} want 0x[0-9a-f]{2}$`},
+		{"drops bytes", dropsLastByte, "all-bytes",
+			`^connection closed after 511 of 512 bytes$`},
+		{"reorders bytes", reorders, "large",
+			`^byte \d+ differs: got 0x[0-9a-f]{2} want 0x[0-9a-f]{2}$`},
+		{"reorders bytes", reorders, "all-bytes",
+			`^byte 0 differs: got 0xff want 0x00$`},
+		{"closes before flushing", queuedEcho(0), "slow-reader",
+			`^connection closed after \d+ of 2097152 bytes: the server closed before writing back everything it had read$`},
+		{"closes on half-close", queuedEcho(50 * time.Millisecond), "close-after-eof",
+			`^the connection was closed as soon as the client half-closed, before the echo arrived \(\d+ of 262144 bytes came back\): the server, or something in the path \(a proxy such as ngrok\), turns a half-close into a full close$`},
+		{"short read ends the message", shortReadEnds, "slow-client",
+			`^connection closed after 1 of 31 bytes$`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"/"+tt.check, func(t *testing.T) {
+			addr := serveTCP(t, tt.handle)
+			r := runChecks(t, Config{Addr: addr}, tt.check)[tt.check]
+			if r.Status != Fail {
+				t.Fatalf("%s: %s (%s), want it to fail", tt.check, r.Status, r.Detail)
+			}
+			if !regexp.MustCompile(tt.reason).MatchString(r.Reason) {
+				t.Errorf("%s failed with\n\t%s\nwant a reason matching\n\t%s", tt.check, r.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+func TestOneClientAtATime(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
+		echoConn(c, done)
+		return true
+	}, true)
+	r := runChecks(t, Config{Addr: addr}, "many-clients")["many-clients"]
+	want := "only 1 of 200 clients connected at once got its echo within 500ms: the server serves one client at a time"
+	if r.Status != Fail || r.Reason != want {
+		t.Errorf("many-clients: %s %q, want it to fail with %q", r.Status, r.Reason, want)
+	}
+}
+
+func TestServerThatDiesOnReset(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveListener(t, l, diesOnReset, false)
+	r := runChecks(t, Config{Addr: addr}, "resets")["resets"]
+	want := regexp.MustCompile(`^after \d+ of 20 clients reset their connections, a new session failed: connect(: nothing is listening on| to) ` + regexp.QuoteMeta(addr) + `(: connection reset by peer)?$`)
+	if r.Status != Fail || !want.MatchString(r.Reason) {
+		t.Errorf("resets: %s %q, want it to fail with a reason matching %q", r.Status, r.Reason, want)
+	}
+}
+
+func TestUDPBrokenServers(t *testing.T) {
+	tests := []struct {
+		name    string
+		bufSize int
+		reply   func([]byte) [][]byte
+		check   string
+		reason  string
+	}{
+		{"truncates", 1024, udpEcho, "udp-sizes",
+			"the reply to a 1472-byte datagram is only its first 1024 bytes: the server truncates datagrams (its read buffer is too small)"},
+		{"answers twice", 64 << 10, func(b []byte) [][]byte { return [][]byte{b, b} }, "udp-one-reply",
+			"datagram 1 of 10 got 2 replies: the server answers a datagram more than once"},
+		{"doubles the payload", 64 << 10, func(b []byte) [][]byte { return [][]byte{append(append([]byte(nil), b...), b...)} }, "udp-all-bytes",
+			"the reply to a 512-byte datagram is 512 bytes longer than it"},
+		{"changes a byte", 64 << 10, func(b []byte) [][]byte {
+			b = append([]byte(nil), b...)
+			b[len(b)-1] ^= 0xff
+			return [][]byte{b}
+		}, "udp-all-bytes",
+			"the reply to a 512-byte datagram differs: byte 511 differs: got 0xff want 0x00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := serveUDP(t, tt.bufSize, tt.reply)
+			r := runChecks(t, Config{UDPAddr: addr}, tt.check)[tt.check]
+			if r.Status != Fail || r.Reason != tt.reason {
+				t.Errorf("%s: %s %q, want it to fail with %q", tt.check, r.Status, r.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+func TestUDPNothingListening(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	r := runChecks(t, Config{UDPAddr: addr}, "udp-sizes")["udp-sizes"]
+	want := "nothing is listening on UDP " + addr + " (the port is closed)"
+	if r.Status != Fail || r.Reason != want {
+		t.Errorf("udp-sizes: %s %q, want it to fail with %q", r.Status, r.Reason, want)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	rep, err := Run(context.Background(), Config{Addr: addr})
+	var ue *UnreachableError
+	if err == nil || !errors.As(err, &ue) || err.Error() != "nothing is listening on "+addr {
+		t.Fatalf("Run = %v, %v; want an UnreachableError saying nothing is listening", rep, err)
+	}
+	if len(rep.Results) != 0 {
+		t.Errorf("results from an unreachable server: %v", rep.Results)
+	}
+}
+
+// A server that accepts and then does nothing fails each check by its own
+// deadline instead of hanging the run.
+func TestSilentServerFailsByDeadline(t *testing.T) {
+	addr := serveTCP(t, func(c *net.TCPConn, done <-chan struct{}) { <-done })
+	start := time.Now()
+	c := Check{Name: "silent", Deadline: 300 * time.Millisecond, Func: checkText}
+	r := runOne(context.Background(), c, &Target{Addr: addr, Patience: time.Hour})
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("check took %v with a deadline of 300ms", el)
+	}
+	want := regexp.MustCompile(`^not finished within the check's deadline of 300ms: `)
+	if r.Status != Fail || !want.MatchString(r.Reason) {
+		t.Errorf("%s %q, want a failure matching %q", r.Status, r.Reason, want)
+	}
+}
+
+// When the whole run's context ends, the checks left are reported as not
+// run rather than skipped silently.
+func TestRunStopsWhenContextEnds(t *testing.T) {
+	addr := serveTCP(t, func(c *net.TCPConn, done <-chan struct{}) { <-done })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	rep, err := Run(ctx, Config{Addr: addr, Run: regexp.MustCompile("^(text|all-bytes|empty)$")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 3 || rep.Failed() != 3 {
+		t.Fatalf("results %+v, want 3 failures", rep.Results)
+	}
+	if !strings.HasPrefix(rep.Results[0].Reason, "stopped:") || !strings.HasPrefix(rep.Results[2].Reason, "not run:") {
+		t.Errorf("reasons %q and %q", rep.Results[0].Reason, rep.Results[2].Reason)
+	}
+}
+
+// judge must explain any reply without panicking, and accept exactly the
+// replies that equal what was sent.
+func FuzzJudge(f *testing.F) {
+	f.Add([]byte("hello"), []byte("hello"))
+	f.Add([]byte("hello"), append(make([]byte, 4096), "hello"...))
+	f.Add([]byte("hello"), append([]byte("hello"), make([]byte, 4091)...))
+	f.Add([]byte{0, 0, 1}, []byte{0, 0, 0, 1})
+	f.Add([]byte("abc"), []byte("ab"))
+	f.Add([]byte{}, make([]byte, 512))
+	f.Fuzz(func(t *testing.T, sent, got []byte) {
+		o := outcome{got: got, eofAt: time.Now(), halfClosed: time.Now()}
+		err := judge(sent, o, time.Second)
+		if (err == nil) != bytes.Equal(sent, got) {
+			t.Fatalf("judge(%q, %q) = %v", sent, got, err)
+		}
+		if err != nil && err.Error() == "" {
+			t.Fatal("empty reason")
+		}
+	})
+}

@@ -1,0 +1,278 @@
+package check
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// This file holds echo servers for the tests: one correct, and many
+// deliberately broken in the ways real first attempts are.
+
+// serveTCP listens on 127.0.0.1:0 and runs handle on each connection, on its
+// own goroutine, until the test ends. handle must return once its
+// connection is closed or done is closed.
+func serveTCP(t *testing.T, handle func(c *net.TCPConn, done <-chan struct{})) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
+		handle(c, done)
+		return true
+	}, false)
+}
+
+// serveListener accepts on l until the test ends or handle returns false.
+// With sequential set, it handles one connection at a time.
+func serveListener(t *testing.T, l net.Listener, handle func(c *net.TCPConn, done <-chan struct{}) bool, sequential bool) string {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	t.Cleanup(func() {
+		close(done)
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			serve := func() bool {
+				defer func() {
+					c.Close()
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+				}()
+				return handle(c.(*net.TCPConn), done)
+			}
+			if sequential {
+				if !serve() {
+					l.Close()
+					return
+				}
+				continue
+			}
+			wg.Go(func() {
+				if !serve() {
+					l.Close()
+				}
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+// echoConn is a correct echo: write back each read as it arrives; close
+// after the client's EOF.
+func echoConn(c *net.TCPConn, _ <-chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// zeroPrefix uses a make([]byte, 4096) as its result and appends to it, then
+// answers at EOF.
+func zeroPrefix(c *net.TCPConn, _ <-chan struct{}) {
+	result := make([]byte, 4096)
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		result = append(result, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	c.Write(result)
+}
+
+// wholeBuffer writes its whole 4096-byte buffer after every read, however
+// few bytes the read returned.
+func wholeBuffer(c *net.TCPConn, _ <-chan struct{}) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// neverCloses echoes correctly but, after the client's EOF, keeps the
+// connection open until the test ends.
+func neverCloses(c *net.TCPConn, done <-chan struct{}) {
+	echoConn(c, done)
+	<-done
+}
+
+// buffersUntilEOF reads everything, and only then writes it back.
+func buffersUntilEOF(c *net.TCPConn, _ <-chan struct{}) {
+	all, _ := io.ReadAll(c)
+	c.Write(all)
+}
+
+// dropsLastByte has an off-by-one: it writes back all but the last byte of
+// every read.
+func dropsLastByte(c *net.TCPConn, _ <-chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 1 {
+			if _, err := c.Write(buf[:n-1]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// reorders writes the second half of every read before the first.
+func reorders(c *net.TCPConn, _ <-chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			h := n / 2
+			if _, err := c.Write(append(append([]byte(nil), buf[h:n]...), buf[:h]...)); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// queuedEcho reads into an unbounded queue that a second goroutine writes
+// back from after delay; at the client's EOF it closes at once, dropping
+// whatever is still queued: the "closes before flushing" bug, and, with a
+// delay, what a proxy that turns a half-close into a close does.
+func queuedEcho(delay time.Duration) func(c *net.TCPConn, done <-chan struct{}) {
+	return func(c *net.TCPConn, done <-chan struct{}) {
+		// A small send buffer keeps most of the reply in the queue.
+		c.SetWriteBuffer(32 << 10)
+		queue := make(chan []byte, 1<<16)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer c.Close()
+		wg.Go(func() {
+			for b := range queue {
+				if delay > 0 {
+					select {
+					case <-time.After(delay):
+					case <-done:
+						return
+					}
+				}
+				if _, err := c.Write(b); err != nil {
+					return
+				}
+			}
+		})
+		defer close(queue)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				queue <- append([]byte(nil), buf[:n]...)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// shortReadEnds treats a read shorter than its buffer as the end of the
+// message: it echoes that read and closes.
+func shortReadEnds(c *net.TCPConn, _ <-chan struct{}) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		c.Write(buf[:n])
+		if err != nil || n < len(buf) {
+			return
+		}
+	}
+}
+
+// diesOnReset echoes correctly until a client resets its connection, then
+// stops serving altogether, like a server that treats every error as fatal.
+func diesOnReset(c *net.TCPConn, done <-chan struct{}) bool {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return !errors.Is(werr, syscall.ECONNRESET) && !errors.Is(werr, syscall.EPIPE)
+			}
+		}
+		if err != nil {
+			return !errors.Is(err, syscall.ECONNRESET)
+		}
+	}
+}
+
+// serveUDP runs a UDP echo on 127.0.0.1:0 that answers each datagram with
+// reply(datagram), once per element, until the test ends.
+func serveUDP(t *testing.T, bufSize int, reply func([]byte) [][]byte) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		pc.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		buf := make([]byte, bufSize)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			for _, r := range reply(buf[:n]) {
+				pc.WriteTo(r, from)
+			}
+		}
+	})
+	return pc.LocalAddr().String()
+}
+
+func udpEcho(b []byte) [][]byte { return [][]byte{b} }

@@ -1,0 +1,354 @@
+package check
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/echod/echod/internal/pattern"
+)
+
+// dial connects to the target's TCP address and ties the connection to ctx:
+// when ctx ends, every read and write on it fails at once. The caller calls
+// the returned stop when done, then closes the connection.
+func (t *Target) dial(ctx context.Context, network string) (*net.TCPConn, func() bool, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, t.Addr)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, nil, fmt.Errorf("connect: nothing is listening on %s", t.Addr)
+		}
+		var opErr *net.OpError
+		var sysErr *os.SyscallError
+		switch {
+		case errors.As(err, &sysErr):
+			err = sysErr.Err
+		case errors.As(err, &opErr):
+			err = opErr.Err
+		}
+		return nil, nil, fmt.Errorf("connect to %s: %w", t.Addr, err)
+	}
+	tc := c.(*net.TCPConn)
+	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Unix(1, 0)) })
+	return tc, stop, nil
+}
+
+// setReadDeadline makes reads on c fail once d passes (0: never). It keeps
+// the deadline in the past once ctx has ended, as the AfterFunc of dial set
+// it, so that only ctx can make a read fail earlier than d.
+func setReadDeadline(ctx context.Context, c interface{ SetReadDeadline(time.Time) error }, d time.Duration) {
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	c.SetReadDeadline(t)
+	if ctx.Err() != nil {
+		c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// readDeadline returns now+d, or ctx's deadline if that comes first, for
+// connections not tied to ctx.
+func readDeadline(ctx context.Context, d time.Duration) time.Time {
+	t := time.Now().Add(d)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(t) {
+		return dl
+	}
+	if ctx.Err() != nil {
+		return time.Unix(1, 0)
+	}
+	return t
+}
+
+// plan is what one client sends: chunks, with a pause after each, then
+// (unless keepOpen) a half-close.
+type plan struct {
+	chunks   [][]byte
+	pause    func(i int) time.Duration // after chunk i; nil: none
+	keepOpen bool
+}
+
+func (p plan) size() int64 {
+	var n int64
+	for _, c := range p.chunks {
+		n += int64(len(c))
+	}
+	return n
+}
+
+func (p plan) bytes() []byte {
+	var b []byte
+	for _, c := range p.chunks {
+		b = append(b, c...)
+	}
+	return b
+}
+
+// outcome is what a client saw of its session.
+type outcome struct {
+	got        []byte    // the reply (capped; see maxExtra)
+	sinkErr    error     // from the sink the reply was written to
+	readErr    error     // what ended the reading: nil for EOF
+	writeErr   error     // what stopped the sending, if anything
+	halfClosed time.Time // zero if the client did not half-close
+	eofAt      time.Time // zero unless the server closed cleanly
+	lastData   time.Time
+}
+
+// maxExtra bounds how much more than it sent a client reads: enough to show
+// a padding bug, not enough to be flooded.
+const maxExtra = 1 << 20
+
+// talk sends p on c while reading the reply into sink (or, if sink is nil,
+// into outcome.got), until EOF, an error, or patience passes without data
+// after the half-close. c must come from Target.dial.
+func talk(ctx context.Context, c *net.TCPConn, p plan, sink io.Writer, patience time.Duration) outcome {
+	var o outcome
+	var halfClosed atomic.Int64 // UnixNano of the half-close, once done
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i, chunk := range p.chunks {
+			if _, err := c.Write(chunk); err != nil {
+				o.writeErr = err
+				return
+			}
+			if p.pause != nil {
+				if d := p.pause(i); d > 0 && !sleep(ctx, d) {
+					o.writeErr = ctx.Err()
+					return
+				}
+			}
+		}
+		if p.keepOpen {
+			return
+		}
+		// Taken before the half-close, so that any EOF it causes comes
+		// after it.
+		now := time.Now()
+		if err := c.CloseWrite(); err != nil {
+			o.writeErr = fmt.Errorf("half-close: %w", err)
+			return
+		}
+		halfClosed.Store(now.UnixNano())
+		// From here on the server has all it will get; it must finish
+		// within patience of the last data it sends.
+		setReadDeadline(ctx, c, patience)
+	}()
+
+	limit := p.size() + maxExtra
+	var total int64
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			o.lastData = time.Now()
+			total += int64(n)
+			if sink != nil {
+				if _, werr := sink.Write(buf[:n]); werr != nil && o.sinkErr == nil {
+					o.sinkErr = werr
+					break
+				}
+			} else {
+				o.got = append(o.got, buf[:n]...)
+			}
+			if halfClosed.Load() != 0 {
+				setReadDeadline(ctx, c, patience)
+			}
+			if total > limit {
+				break
+			}
+		}
+		if err == io.EOF {
+			o.eofAt = time.Now()
+			break
+		}
+		if err != nil {
+			o.readErr = err
+			break
+		}
+	}
+	if errors.Is(o.readErr, os.ErrDeadlineExceeded) && ctx.Err() != nil {
+		o.readErr = ctx.Err()
+	}
+	if o.eofAt.IsZero() {
+		// Unblock a writer stuck on a server that stopped reading.
+		c.SetWriteDeadline(time.Unix(1, 0))
+	}
+	<-wrote
+	if ns := halfClosed.Load(); ns != 0 {
+		o.halfClosed = time.Unix(0, ns)
+	}
+	return o
+}
+
+// sleep waits for d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// session dials, talks and judges one whole session whose reply is kept in
+// memory: the common case of most checks.
+func (t *Target) session(ctx context.Context, network string, p plan) error {
+	c, stop, err := t.dial(ctx, network)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	defer stop()
+	o := talk(ctx, c, p, nil, t.Patience)
+	return judge(p.bytes(), o, t.Patience)
+}
+
+// judge explains what is wrong with a session that sent sent and saw o, or
+// returns nil if the server echoed exactly sent and then closed.
+func judge(sent []byte, o outcome, patience time.Duration) error {
+	got := o.got
+	if d := pattern.FirstDiff(got, sent); d >= 0 {
+		return mismatch(sent, got, d)
+	}
+	if len(got) > len(sent) {
+		return longer(sent, got)
+	}
+	if len(got) < len(sent) {
+		return short(int64(len(got)), int64(len(sent)), o, patience)
+	}
+	return ended(o, patience)
+}
+
+// mismatch explains a reply whose byte d differs from what was sent.
+func mismatch(sent, got []byte, d int) error {
+	// A result buffer made with make([]byte, 4096) and appended to: the
+	// echo comes after a run of zero bytes.
+	zs, zg := leadingZeros(sent), leadingZeros(got)
+	if k := zg - zs; k > 0 && pattern.FirstDiff(got[k:], sent) < 0 {
+		return fmt.Errorf("reply starts with %d zero bytes that were never sent", k)
+	}
+	if len(got) > len(sent) && wholeBuffers(sent, got) {
+		return errWholeBuffer(len(got) - len(sent))
+	}
+	m := &pattern.Mismatch{Offset: int64(d), Got: got[d], Want: sent[d]}
+	if len(got) != len(sent) {
+		return fmt.Errorf("%v (%d bytes came back, %d were sent)", m, len(got), len(sent))
+	}
+	return m
+}
+
+// longer explains a reply that is what was sent followed by more.
+func longer(sent, got []byte) error {
+	extra := len(got) - len(sent)
+	switch {
+	case extra >= maxExtra:
+		return fmt.Errorf("reply goes on past the %d bytes that were sent (stopped reading %d bytes later)", len(sent), extra)
+	case leadingZeros(got[:extra]) == extra && bytes.Equal(got[extra:], sent):
+		return fmt.Errorf("reply starts with %d zero bytes that were never sent", extra)
+	case wholeBuffers(sent, got):
+		return errWholeBuffer(extra)
+	}
+	return fmt.Errorf("reply is %d bytes longer than what was sent (%d bytes came back, %d were sent)", extra, len(got), len(sent))
+}
+
+func errWholeBuffer(extra int) error {
+	return fmt.Errorf("reply is %d bytes longer than what was sent: the server wrote its whole buffer, not the bytes it read", extra)
+}
+
+// wholeBuffers reports whether got looks like the classic bug of writing
+// the whole read buffer after every read: a series of blocks of one buffer
+// size, each starting with the next bytes that were sent and padded with
+// stale bytes to the end.
+func wholeBuffers(sent, got []byte) bool {
+	for size := 512; size <= 64<<10; size *= 2 {
+		if len(got) >= size && len(got)%size == 0 {
+			budget := 10000 // stale bytes may match what comes next; bound the search
+			if blocksFrom(sent, got, size, 0, 0, &budget) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// blocksFrom reports whether got[b:] is blocks of size bytes, each starting
+// with one read of sent[off:] in order, covering all of it.
+func blocksFrom(sent, got []byte, size, b, off int, budget *int) bool {
+	*budget--
+	if off == len(sent) || b == len(got) || *budget < 0 {
+		return off == len(sent) && b == len(got)
+	}
+	block := got[b : b+size]
+	n := pattern.FirstDiff(block, sent[off:])
+	if n < 0 {
+		n = min(size, len(sent)-off)
+	}
+	// The read may have been shorter than the match, if stale bytes
+	// happen to equal what was sent next.
+	for ; n >= 1; n-- {
+		if blocksFrom(sent, got, size, b+size, off+n, budget) {
+			return true
+		}
+	}
+	return false
+}
+
+// short explains a session that ended with fewer bytes back than sent.
+func short(got, sent int64, o outcome, patience time.Duration) error {
+	switch {
+	case o.sinkErr != nil:
+		return o.sinkErr
+	case !o.eofAt.IsZero():
+		return fmt.Errorf("connection closed after %d of %d bytes", got, sent)
+	case isReset(o.readErr):
+		return fmt.Errorf("connection reset after %d of %d bytes", got, sent)
+	case errors.Is(o.readErr, os.ErrDeadlineExceeded) && !o.halfClosed.IsZero():
+		if got == 0 {
+			return fmt.Errorf("nothing came back, and nothing %v after half-close", patience)
+		}
+		return fmt.Errorf("only %d of %d bytes came back, then nothing for %v after half-close", got, sent, patience)
+	case o.writeErr != nil && !errors.Is(o.writeErr, os.ErrDeadlineExceeded):
+		return fmt.Errorf("sending failed after %d of %d bytes came back: %v", got, sent, o.writeErr)
+	case o.readErr != nil:
+		return fmt.Errorf("%d of %d bytes came back before the deadline: %w", got, sent, o.readErr)
+	}
+	return fmt.Errorf("only %d of %d bytes came back", got, sent)
+}
+
+// ended explains how a session with a complete echo failed to end, or
+// returns nil if the server closed it cleanly.
+func ended(o outcome, patience time.Duration) error {
+	switch {
+	case !o.eofAt.IsZero():
+		return nil
+	case o.writeErr != nil:
+		return fmt.Errorf("the echo was complete but sending failed: %v", o.writeErr)
+	case isReset(o.readErr):
+		return errors.New("connection reset after the complete echo instead of a clean close: a reset can destroy data still in flight")
+	case errors.Is(o.readErr, os.ErrDeadlineExceeded) && !o.halfClosed.IsZero():
+		return fmt.Errorf("no EOF %v after half-close: the server did not close the connection", patience)
+	case o.readErr != nil:
+		return fmt.Errorf("the echo was complete but no EOF followed: %w", o.readErr)
+	}
+	return errors.New("the echo was complete but no EOF followed")
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+func leadingZeros(b []byte) int {
+	n := len(b) - len(bytes.TrimLeft(b, "\x00"))
+	return n
+}

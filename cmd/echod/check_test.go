@@ -1,0 +1,126 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// resultLines matches the lines of a text report: one per check, then the
+// summary.
+var resultLines = regexp.MustCompile(`^(PASS [a-z0-9/-]+ \(.+\)|FAIL [a-z0-9/-]+: .+)$`)
+
+func TestCheckPassesAgainstEchod(t *testing.T) {
+	addrs := startServe(t, 2, "-listen", "127.0.0.1:0", "-listen", "[::1]:0")
+	for i, addr := range addrs {
+		args := []string{"check", addr}
+		if i == 1 {
+			// The full suite ran on IPv4; on IPv6 what differs is the path.
+			args = []string{"check", "-run", "smoke|streaming|close-after-eof|ipv6", addr}
+		}
+		code, out, errOut := runCmd(t, nil, args...)
+		if code != 0 {
+			t.Fatalf("check %s: exit %d\n%s%s", addr, code, out, errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		want := 11 // the ipv6 check is skipped on IPv4
+		if i == 1 {
+			want = 4
+		}
+		if len(lines) != want+1 {
+			t.Errorf("check %s: %d lines, want %d checks and a summary:\n%s", addr, len(lines), want, out)
+		}
+		for _, l := range lines[:len(lines)-1] {
+			if !resultLines.MatchString(l) || !strings.HasPrefix(l, "PASS ") {
+				t.Errorf("check %s: line %q", addr, l)
+			}
+		}
+		summary := regexp.MustCompile(`^PASS: \d+ checks passed against ` + regexp.QuoteMeta(addr) + `(, 1 skipped)? \(.+\)$`)
+		if last := lines[len(lines)-1]; !summary.MatchString(last) {
+			t.Errorf("check %s: summary %q", addr, last)
+		}
+	}
+}
+
+func TestCheckProtohackersProfileAgainstEchod(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	code, out, errOut := runCmd(t, nil, "check", "-protohackers", addr)
+	if code != 0 || !strings.Contains(out, "PASS protohackers/5-clients (5 clients at once") || !strings.Contains(out, "PASS: 5 checks passed") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	code, out, errOut := runCmd(t, nil, "check", "-json", "-v", "-run", "^(text|empty|ipv6)$", addr)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	var rep jsonReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out)
+	}
+	if !rep.OK || rep.Passed != 2 || rep.Failed != 0 || len(rep.Checks) != 3 || rep.Addr != addr {
+		t.Errorf("report %+v", rep)
+	}
+	if c := rep.Checks[2]; c.Name != "ipv6" || c.Status != "skip" || c.Reason == "" {
+		t.Errorf("ipv6 %+v, want a skip with a reason", c)
+	}
+	// -v shows progress on stderr, keeping stdout clean.
+	if !strings.Contains(errOut, "RUN  text:") || !strings.Contains(errOut, "PASS text (") {
+		t.Errorf("stderr %q, want progress", errOut)
+	}
+}
+
+func TestCheckReportsBrokenServer(t *testing.T) {
+	// This server replies only once the client half-closes.
+	addr := startBroken(t, func(b []byte) []byte { return b })
+	code, out, errOut := runCmd(t, nil, "check", addr, "-patience", "300ms", "-run", "text|streaming")
+	want := "PASS text (63 bytes of text)\n" +
+		"FAIL streaming: first reply byte came only after half-close: the server buffers until EOF (RFC 862 echoes as data arrives)\n" +
+		"FAIL: 1 of 2 checks failed against " + addr
+	if code != 1 || !strings.HasPrefix(out, want) {
+		t.Errorf("exit %d, stdout\n%s\nwant exit 1 and\n%s", code, out, want)
+	}
+	if errOut != "echod: 1 of 2 checks failed against "+addr+"\n" {
+		t.Errorf("stderr %q", errOut)
+	}
+}
+
+func TestCheckUsage(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"no address", nil, "no address given"},
+		{"bad address", []string{"localhost"}, `invalid address "localhost"`},
+		{"two addresses", []string{"127.0.0.1:1", "127.0.0.1:2"}, `unexpected argument "127.0.0.1:2"`},
+		{"bad udp address", []string{"-udp-addr", "x", "127.0.0.1:1"}, `invalid -udp-addr "x"`},
+		{"bad regexp", []string{"-run", "(", "127.0.0.1:1"}, `invalid -run "("`},
+		{"no check matches", []string{"-run", "nope", "127.0.0.1:1"}, `-run "nope" matches no check (there are: smoke, all-bytes`},
+		{"negative timeout", []string{"-timeout", "-1s", "127.0.0.1:1"}, "-timeout must not be negative"},
+		{"zero patience", []string{"-patience", "0s", "127.0.0.1:1"}, "-patience must be positive"},
+		{"nothing listening", []string{closed}, "echod: nothing is listening on " + closed + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, nil, append([]string{"check"}, tt.args...)...)
+			if code != 2 || !strings.Contains(errOut, tt.wantErr) || strings.Count(errOut, "\n") != 1 {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", code, out, errOut, tt.wantErr)
+			}
+		})
+	}
+	code, out, _ := runCmd(t, nil, "check", "-h")
+	if code != 0 || !strings.Contains(out, "-protohackers") || !strings.Contains(out, "HOST:PORT") {
+		t.Errorf("check -h: exit %d, %q", code, out)
+	}
+}
