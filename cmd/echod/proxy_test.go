@@ -147,7 +147,7 @@ func TestPROXYProtocolRejectsConnectionsWithoutHeader(t *testing.T) {
 	if len(got) != 0 {
 		t.Fatalf("a connection without a PROXY header got %q back", got)
 	}
-	waitLog(t, log, "level=WARN msg=\"rejected connection\" reason=proxy_header remote="+client)
+	waitLog(t, log, "level=WARN msg=\"rejected connection\" reason=proxy-header remote="+client)
 }
 
 func TestPROXYProtocolFromUntrustedPeerIsRejected(t *testing.T) {
@@ -157,7 +157,7 @@ func TestPROXYProtocolFromUntrustedPeerIsRejected(t *testing.T) {
 	if len(got) != 0 {
 		t.Fatalf("a connection from an untrusted proxy got %q back", got)
 	}
-	waitLog(t, log, "level=WARN msg=\"rejected connection\" reason=proxy_untrusted remote=127.0.0.1:")
+	waitLog(t, log, "level=WARN msg=\"rejected connection\" reason=proxy-untrusted remote=127.0.0.1:")
 }
 
 // The PROXY header comes before the TLS handshake, as load balancers send it.

@@ -59,9 +59,6 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if len(tlsListen) > 0 && (*tlsCert == "" || *tlsKey == "") {
 		return usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
 	}
-	if len(tlsListen) == 0 && (*tlsCert != "" || *tlsKey != "") {
-		return usagef("serve", "-tls-cert and -tls-key need -tls-listen")
-	}
 	switch *engine {
 	case echo.EngineAuto, echo.EngineGoroutine, echo.EngineEpoll:
 	default:
@@ -81,12 +78,36 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return &usageError{cmd: "serve", err: err}
 	}
-	if len(listen) == 0 && len(tlsListen) == 0 {
+
+	// Sockets from systemd (socket activation) replace -listen and
+	// -tls-listen.
+	inherited, err := socketsFromSystemd()
+	if err != nil {
+		return err
+	}
+	if len(inherited.udp) > 0 {
+		inherited.closeAll()
+		return errors.New("systemd passed a datagram socket, but this echod serves no UDP")
+	}
+	if inherited.empty() && len(listen) == 0 && len(tlsListen) == 0 {
 		listen = addrList{":7007"}
 	}
+	if !inherited.empty() && len(listen)+len(tlsListen) > 0 {
+		logger.Warn("serving the sockets from systemd; ignoring -listen and -tls-listen")
+		listen, tlsListen = nil, nil
+	}
+	wantTLS := len(tlsListen)+len(inherited.tls) > 0
 	var certs *tlscert.Reloader
-	if len(tlsListen) > 0 {
+	switch {
+	case wantTLS && (*tlsCert == "" || *tlsKey == ""):
+		inherited.closeAll()
+		return usagef("serve", "the socket named %q from systemd needs -tls-cert and -tls-key", tlsSocketName)
+	case !wantTLS && (*tlsCert != "" || *tlsKey != ""):
+		inherited.closeAll()
+		return usagef("serve", "-tls-cert and -tls-key need -tls-listen")
+	case wantTLS:
 		if certs, err = tlscert.Load(*tlsCert, *tlsKey); err != nil {
+			inherited.closeAll()
 			return err
 		}
 	}
@@ -99,30 +120,32 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 			sl.Close()
 		}
 	}
+	wrap := func(l net.Listener, proto string) servedListener {
+		if *proxyProtocol {
+			// The PROXY header comes first on the wire, before any TLS.
+			l = proxied.NewListener(l, proxied.Config{Trusted: trustedProxies, Logger: logger})
+		}
+		if proto == "tls" {
+			l = tls.NewListener(l, certs.Config())
+		}
+		return servedListener{Listener: l, proto: proto}
+	}
+	for _, l := range inherited.tcp {
+		listeners = append(listeners, wrap(l, "tcp"))
+	}
+	for _, l := range inherited.tls {
+		listeners = append(listeners, wrap(l, "tls"))
+	}
 	var lc net.ListenConfig
-	listenTCP := func(addr string) (net.Listener, error) {
-		l, err := lc.Listen(ctx, "tcp", addr)
-		if err != nil || !*proxyProtocol {
-			return l, err
+	for i, addrs := range []addrList{listen, tlsListen} {
+		for _, addr := range addrs {
+			l, err := lc.Listen(ctx, "tcp", addr)
+			if err != nil {
+				closeAll()
+				return err
+			}
+			listeners = append(listeners, wrap(l, []string{"tcp", "tls"}[i]))
 		}
-		// The PROXY header comes first on the wire, before any TLS.
-		return proxied.NewListener(l, proxied.Config{Trusted: trustedProxies, Logger: logger}), nil
-	}
-	for _, addr := range listen {
-		l, err := listenTCP(addr)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		listeners = append(listeners, servedListener{Listener: l, proto: "tcp"})
-	}
-	for _, addr := range tlsListen {
-		l, err := listenTCP(addr)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		listeners = append(listeners, servedListener{Listener: tls.NewListener(l, certs.Config()), proto: "tls"})
 	}
 
 	// SIGHUP rereads the TLS certificate; without TLS it is logged and

@@ -22,9 +22,9 @@ import (
 // Reasons a connection is rejected, as counted in Stats and logged.
 const (
 	// ReasonHeader: no valid PROXY header arrived within the header timeout.
-	ReasonHeader = "proxy_header"
+	ReasonHeader = "proxy-header"
 	// ReasonUntrusted: the peer is not in Config.Trusted.
-	ReasonUntrusted = "proxy_untrusted"
+	ReasonUntrusted = "proxy-untrusted"
 )
 
 // Config configures a Listener. The zero value trusts every peer.

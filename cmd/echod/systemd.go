@@ -1,0 +1,62 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/coreos/go-systemd/v22/activation"
+)
+
+// tlsSocketName is the FileDescriptorName= that marks a socket from systemd
+// as one to serve TLS on.
+const tlsSocketName = "tls"
+
+// inheritedSockets are the sockets systemd opened for echod (socket
+// activation), sorted by what echod serves on them.
+type inheritedSockets struct {
+	tcp, tls []net.Listener   // stream sockets; tls: those named "tls"
+	udp      []net.PacketConn // datagram sockets
+}
+
+func (s inheritedSockets) empty() bool {
+	return len(s.tcp)+len(s.tls)+len(s.udp) == 0
+}
+
+func (s inheritedSockets) closeAll() {
+	for _, l := range append(s.tcp, s.tls...) {
+		l.Close()
+	}
+	for _, pc := range s.udp {
+		pc.Close()
+	}
+}
+
+// socketsFromSystemd returns the sockets passed by systemd, or none when
+// echod was not socket-activated. It takes them once: the environment that
+// names them is cleared, so no child process inherits it.
+func socketsFromSystemd() (inheritedSockets, error) {
+	var s inheritedSockets
+	for _, f := range activation.Files(true) {
+		// Both calls duplicate the descriptor; f itself is not needed.
+		l, lerr := net.FileListener(f)
+		var pc net.PacketConn
+		var perr error
+		if lerr != nil {
+			pc, perr = net.FilePacketConn(f)
+		}
+		f.Close()
+		switch {
+		case lerr == nil && f.Name() == tlsSocketName:
+			s.tls = append(s.tls, l)
+		case lerr == nil:
+			s.tcp = append(s.tcp, l)
+		case perr == nil:
+			s.udp = append(s.udp, pc)
+		default:
+			s.closeAll()
+			return inheritedSockets{}, fmt.Errorf("socket %q from systemd is neither a listening stream socket nor a datagram socket: %w", f.Name(), errors.Join(lerr, perr))
+		}
+	}
+	return s, nil
+}
