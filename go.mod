@@ -3,6 +3,7 @@ module github.com/echod/echod
 go 1.26.0
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/pires/go-proxyproto v0.15.0
 	go.uber.org/goleak v1.3.0

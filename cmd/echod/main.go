@@ -19,6 +19,7 @@ Usage:
   echod serve [flags]              serve TCP echo
   echod send [flags] [MESSAGE...]  send MESSAGE or standard input, print the echo
   echod check [flags] HOST:PORT    check that any echo server works, with reasons
+  echod bench [flags] HOST:PORT    load-test an echo server, verifying every byte
   echod help                       show this help
 
 Run 'echod COMMAND -h' for the flags of a command.
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, std stdio) error {
 		return runSend(ctx, rest, std)
 	case "check":
 		return runCheck(ctx, rest, std)
+	case "bench":
+		return runBench(ctx, rest, std)
 	default:
 		return &usageError{err: fmt.Errorf("unknown command %q (run 'echod help' for the list)", cmd)}
 	}

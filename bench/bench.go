@@ -1,0 +1,203 @@
+// Package bench is a load generator for echo servers that verifies every
+// byte it gets back. Run drives a server in one of several modes (ping-pong,
+// bulk streaming, short sessions, idle connections, UDP) and returns a Result
+// with rates, latency percentiles, errors and, for a local server, its CPU
+// time and memory.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Mode is what a run does with its connections.
+type Mode string
+
+// The modes of a run.
+const (
+	// PingPong keeps Depth messages of Size bytes in flight on each
+	// connection and measures each message's round trip.
+	PingPong Mode = "pingpong"
+	// Bulk streams on each connection as fast as it can while reading the
+	// echo at the same time, and measures verified bytes per second.
+	Bulk Mode = "bulk"
+	// Cycle runs short sessions: connect, send Size bytes, half-close, read
+	// to EOF, close. It measures sessions per second and session latency.
+	Cycle Mode = "cycle"
+	// Idle opens Conns connections, proves each is served with a one-byte
+	// echo, and holds them open for the Duration.
+	Idle Mode = "idle"
+	// UDP keeps Depth datagrams of Size bytes in flight on each of Conns
+	// sockets and measures verified datagrams per second.
+	UDP Mode = "udp"
+)
+
+// Limits on the configuration, so a typo cannot exhaust the machine.
+const (
+	MaxSize    = 16 << 20 // bytes in one message or session
+	MaxUDPSize = 65507    // the largest UDP payload over IPv4
+	MaxDepth   = 4096
+	MaxConns   = 1 << 20
+)
+
+// Config says what to run. The zero value of a field means its default.
+type Config struct {
+	Addr     string        // HOST:PORT of the server under test (required)
+	Mode     Mode          // default PingPong
+	Conns    int           // connections, or sockets for UDP; default 1
+	Depth    int           // messages in flight per connection (PingPong, UDP); default 1
+	Size     int           // bytes per message or session, or per write in Bulk; default DefaultSize(Mode)
+	Duration time.Duration // how long to measure, or to hold for Idle; 0 with Count set: until Count
+	Count    int64         // stop after this many measured messages, sessions or (Bulk) bytes; 0: no count
+	Warmup   time.Duration // run this long before measuring; nothing in it counts towards rates
+	Timeout  time.Duration // for one connect or one reply; default 5s
+	Sources  []netip.Addr  // local addresses to connect from, in turn; none: the system's choice
+	PID      int           // a local server's process ID, to report its CPU time and memory; 0: none
+
+	// Progress, when not nil, receives a line about once a second that
+	// rewrites itself ("\r"), meant for a terminal.
+	Progress io.Writer
+}
+
+// DefaultSize returns the message size a mode uses when Config.Size is 0.
+func DefaultSize(m Mode) int {
+	switch m {
+	case Bulk:
+		return 32 << 10
+	case Cycle:
+		return 1 << 10
+	case Idle:
+		return 1
+	default:
+		return 64
+	}
+}
+
+// withDefaults returns c with its zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = PingPong
+	}
+	if c.Conns == 0 {
+		c.Conns = 1
+	}
+	if c.Depth == 0 {
+		c.Depth = 1
+	}
+	if c.Size == 0 {
+		c.Size = DefaultSize(c.Mode)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Duration == 0 && c.Count == 0 {
+		c.Duration = 10 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first thing wrong with c, after defaults are applied,
+// as an error meant for the person who wrote the command line.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("invalid address %q: want HOST:PORT: %v", c.Addr, err)
+	}
+	switch c.Mode {
+	case PingPong, Bulk, Cycle, Idle, UDP:
+	default:
+		return fmt.Errorf("unknown mode %q: want pingpong, bulk, cycle, idle or udp", c.Mode)
+	}
+	switch {
+	case c.Conns < 1 || c.Conns > MaxConns:
+		return fmt.Errorf("connections must be between 1 and %d, got %d", MaxConns, c.Conns)
+	case c.Depth < 1 || c.Depth > MaxDepth:
+		return fmt.Errorf("depth must be between 1 and %d, got %d", MaxDepth, c.Depth)
+	case c.Depth > 1 && c.Mode != PingPong && c.Mode != UDP:
+		return fmt.Errorf("depth applies to pingpong and udp only, not %s", c.Mode)
+	case c.Size < 1 || c.Size > MaxSize:
+		return fmt.Errorf("size must be between 1 and %d bytes, got %d", MaxSize, c.Size)
+	case c.Mode == Idle && c.Size != 1:
+		return fmt.Errorf("idle mode echoes one byte per connection; size does not apply")
+	case c.Mode == UDP && (c.Size < udpHeader || c.Size > MaxUDPSize):
+		return fmt.Errorf("udp size must be between %d and %d bytes, got %d", udpHeader, MaxUDPSize, c.Size)
+	case c.Duration < 0:
+		return fmt.Errorf("duration must not be negative, got %v", c.Duration)
+	case c.Count < 0:
+		return fmt.Errorf("count must not be negative, got %d", c.Count)
+	case c.Mode == Idle && c.Count > 0:
+		return fmt.Errorf("idle mode holds connections for a duration; count does not apply")
+	case c.Warmup < 0:
+		return fmt.Errorf("warm-up must not be negative, got %v", c.Warmup)
+	case c.Timeout < 0:
+		return fmt.Errorf("timeout must not be negative, got %v", c.Timeout)
+	case c.PID < 0:
+		return fmt.Errorf("pid must not be negative, got %d", c.PID)
+	}
+	for _, s := range c.Sources {
+		if !s.IsValid() {
+			return errors.New("invalid source address")
+		}
+	}
+	return nil
+}
+
+// Run drives the server at cfg.Addr as cfg says until the duration or count
+// is reached or ctx is done, and returns what it measured. The error is for
+// a run that could not start (a bad Config, a server process that cannot be
+// observed, too few file descriptors); what went wrong while running, such as
+// refused connections or corrupted echoes, is in the Result (see Result.Err).
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := raiseFileLimit(cfg.Conns); err != nil {
+		return nil, err
+	}
+	var proc *process
+	if cfg.PID > 0 {
+		p, err := observe(cfg.PID)
+		if err != nil {
+			return nil, err
+		}
+		proc = p
+	}
+	addr, err := resolve(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := newRunner(cfg, addr, proc)
+	switch cfg.Mode {
+	case Idle:
+		return r.runIdle(ctx), nil
+	default:
+		return r.runLoad(ctx), nil
+	}
+}
+
+// resolve looks the server's address up once, so that connects during the
+// run do not each wait for a name lookup.
+func resolve(ctx context.Context, cfg Config) (string, error) {
+	host, port, _ := net.SplitHostPort(cfg.Addr)
+	if _, err := netip.ParseAddr(host); err == nil || host == "" {
+		return cfg.Addr, nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return "", fmt.Errorf("look up %s: %w", host, err)
+	}
+	ip := ips[0] // IPv4 first, as most servers listen there
+	for _, a := range ips {
+		if a.Unmap().Is4() {
+			ip = a
+			break
+		}
+	}
+	return net.JoinHostPort(ip.Unmap().String(), port), nil
+}

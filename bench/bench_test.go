@@ -1,0 +1,332 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// smoke is a short run's configuration: a few hundred milliseconds.
+func smoke(addr string, mode Mode) Config {
+	return Config{
+		Addr:     addr,
+		Mode:     mode,
+		Conns:    4,
+		Duration: 200 * time.Millisecond,
+		Warmup:   50 * time.Millisecond,
+		Timeout:  2 * time.Second,
+		PID:      os.Getpid(), // the test servers run in this process
+	}
+}
+
+func run(t *testing.T, cfg Config) *Result {
+	t.Helper()
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res
+}
+
+// Each mode against a correct server: figures are produced, nothing is wrong.
+func TestEveryModeAgainstACorrectServer(t *testing.T) {
+	tcp := serveTCP(t, echo)
+	udp := serveUDP(t, func([]byte) {})
+	tests := []struct {
+		name   string
+		cfg    Config
+		unit   string
+		hasLat bool
+	}{
+		{"pingpong", smoke(tcp, PingPong), "message", true},
+		{"pingpong depth 8", func() Config { c := smoke(tcp, PingPong); c.Depth = 8; return c }(), "message", true},
+		{"bulk", smoke(tcp, Bulk), "byte", false},
+		{"cycle", smoke(tcp, Cycle), "session", true},
+		{"cycle 256 KiB", func() Config { c := smoke(tcp, Cycle); c.Size = 256 << 10; return c }(), "session", true},
+		{"idle", func() Config { c := smoke(tcp, Idle); c.Conns = 200; return c }(), "connection", true},
+		{"udp", func() Config { c := smoke(udp, UDP); c.Depth = 4; return c }(), "datagram", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := run(t, tt.cfg)
+			if err := res.Err(); err != nil {
+				t.Fatalf("Err() = %v", err)
+			}
+			if res.Ops <= 0 || res.OpsPerSec <= 0 || res.Bytes <= 0 {
+				t.Errorf("no figures: ops %d, ops/s %f, bytes %d", res.Ops, res.OpsPerSec, res.Bytes)
+			}
+			if res.Unit != tt.unit {
+				t.Errorf("unit %q, want %q", res.Unit, tt.unit)
+			}
+			if res.Mismatches != 0 || res.Errors != 0 {
+				t.Errorf("mismatches %d, errors %d (%v)", res.Mismatches, res.Errors, res.FirstError)
+			}
+			if tt.hasLat != (res.Latency != nil) {
+				t.Fatalf("latency %+v, want it: %v", res.Latency, tt.hasLat)
+			}
+			if l := res.Latency; l != nil && !(0 < l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+				t.Errorf("percentiles out of order: %+v", l)
+			}
+			if res.Server == nil || res.Server.Error != "" || res.Server.RSSAfter <= 0 {
+				t.Errorf("no server figures: %+v", res.Server)
+			}
+			if tt.cfg.Mode == Idle && (res.Idle == nil || res.Idle.Opened != int64(tt.cfg.Conns) || res.Idle.Served != res.Idle.Opened) {
+				t.Errorf("idle: %+v, want all %d opened and served", res.Idle, tt.cfg.Conns)
+			}
+			if tt.cfg.Mode == UDP && (res.UDP == nil || res.UDP.Sent < res.Ops) {
+				t.Errorf("udp: %+v for %d verified", res.UDP, res.Ops)
+			}
+			var text bytes.Buffer
+			if err := res.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if !regexp.MustCompile(`Mismatches:\s+0\n`).MatchString(text.String()) {
+				t.Errorf("report lacks the mismatch count:\n%s", text.String())
+			}
+		})
+	}
+}
+
+// A server that flips one byte is caught in every mode, with where and what.
+func TestCorruptingServerIsCaught(t *testing.T) {
+	const at = 100
+	tcp := serveTCP(t, corruptAfter(at))
+	idle := serveTCP(t, corruptAfter(0))
+	udp := serveUDP(t, func(p []byte) { p[len(p)-1] ^= 0x20 })
+	tests := []struct {
+		name       string
+		cfg        Config
+		wantOffset int64
+	}{
+		{"pingpong", smoke(tcp, PingPong), at},
+		{"pingpong depth 4", func() Config { c := smoke(tcp, PingPong); c.Depth = 4; return c }(), at},
+		{"bulk", smoke(tcp, Bulk), at},
+		{"cycle", func() Config { c := smoke(tcp, Cycle); c.Size = 1000; return c }(), at},
+		{"idle", smoke(idle, Idle), 0},
+		{"udp", smoke(udp, UDP), int64(DefaultSize(UDP) - 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := run(t, tt.cfg)
+			if res.Mismatches == 0 || res.FirstMismatch == nil {
+				t.Fatalf("corruption not caught: %+v", res)
+			}
+			m := res.FirstMismatch
+			if m.Offset != tt.wantOffset || m.Got != m.Want^0x20 {
+				t.Errorf("first mismatch %+v, want offset %d with bit 0x20 flipped", m, tt.wantOffset)
+			}
+			err := res.Err()
+			if err == nil || !strings.Contains(err.Error(), "differed from what was sent") || !strings.Contains(err.Error(), "differs: got 0x") {
+				t.Errorf("Err() = %v", err)
+			}
+		})
+	}
+}
+
+// A cycle server that drops the end of the echo, or adds to it, is caught.
+func TestCycleCatchesShortAndLongReplies(t *testing.T) {
+	short := serveTCP(t, func(c *net.TCPConn) {
+		// Echo the first 10 bytes only, but read everything: closing with
+		// unread data would reset the connection instead.
+		io.Copy(c, io.LimitReader(c, 10))
+		io.Copy(io.Discard, c)
+	})
+	long := serveTCP(t, func(c *net.TCPConn) {
+		io.Copy(c, c)
+		c.Write([]byte("extra"))
+	})
+	for _, tt := range []struct{ name, addr, want string }{
+		{"short", short, "reply ended after"},
+		{"long", long, "longer than what was sent"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := smoke(tt.addr, Cycle)
+			cfg.Size = 100
+			res := run(t, cfg)
+			if res.Mismatches == 0 || !strings.Contains(res.FirstMismatch.Text, tt.want) {
+				t.Fatalf("mismatches %d, first %+v; want %q", res.Mismatches, res.FirstMismatch, tt.want)
+			}
+		})
+	}
+}
+
+// Nothing listening: every connect is refused, counted, and reported.
+func TestRefusedConnectionsAreCounted(t *testing.T) {
+	for _, mode := range []Mode{PingPong, Bulk, Cycle, Idle} {
+		t.Run(string(mode), func(t *testing.T) {
+			res := run(t, smoke(deadAddr(t), mode))
+			if res.Errors == 0 || res.ErrorsByKind["connect refused"] != res.Errors {
+				t.Fatalf("errors %d by kind %v", res.Errors, res.ErrorsByKind)
+			}
+			if err := res.Err(); err == nil || !strings.Contains(err.Error(), "connection refused") {
+				t.Errorf("Err() = %v", err)
+			}
+		})
+	}
+}
+
+// A server that resets connections mid-run: the resets are counted, and
+// bench reconnects and goes on measuring.
+func TestResetsMidRunAreCounted(t *testing.T) {
+	addr := serveTCP(t, resetAfter(64*10))
+	res := run(t, smoke(addr, PingPong))
+	if res.ErrorsByKind["reset"] == 0 {
+		t.Fatalf("errors %d by kind %v, want resets", res.Errors, res.ErrorsByKind)
+	}
+	if res.Ops == 0 || res.Mismatches != 0 {
+		t.Errorf("ops %d mismatches %d", res.Ops, res.Mismatches)
+	}
+	if res.Err() == nil {
+		t.Error("Err() = nil despite resets")
+	}
+}
+
+// A server that never answers: replies time out and are counted.
+func TestSilentServerTimesOut(t *testing.T) {
+	addr := serveTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	cfg := smoke(addr, PingPong)
+	cfg.Conns = 1
+	cfg.Timeout = 50 * time.Millisecond
+	res := run(t, cfg)
+	if res.ErrorsByKind["timeout"] == 0 || res.Ops != 0 {
+		t.Fatalf("ops %d, errors by kind %v", res.Ops, res.ErrorsByKind)
+	}
+}
+
+// -n alone ends the run once the count is measured.
+func TestCountEndsTheRun(t *testing.T) {
+	addr := serveTCP(t, echo)
+	cfg := smoke(addr, PingPong)
+	cfg.Duration = 0
+	cfg.Count = 500
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Interrupted || res.Ops < cfg.Count || res.Ops > cfg.Count+int64(cfg.Conns) {
+		t.Fatalf("ops %d interrupted %v, want about %d", res.Ops, res.Interrupted, cfg.Count)
+	}
+}
+
+// A cancelled context stops the run and marks the result.
+func TestCancelStopsTheRun(t *testing.T) {
+	addr := serveTCP(t, echo)
+	cfg := smoke(addr, PingPong)
+	cfg.Duration = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || res.Ops == 0 {
+		t.Fatalf("interrupted %v ops %d", res.Interrupted, res.Ops)
+	}
+}
+
+func TestSourceAddressesAreUsed(t *testing.T) {
+	seen := make(chan string, 100)
+	addr := serveTCP(t, func(c *net.TCPConn) {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		select {
+		case seen <- host:
+		default:
+		}
+		io.Copy(c, c)
+	})
+	cfg := smoke(addr, Idle)
+	cfg.Sources, _ = ParseSources("127.0.0.2-127.0.0.3")
+	res := run(t, cfg)
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for range cfg.Conns {
+		got[<-seen] = true
+	}
+	if !got["127.0.0.2"] || !got["127.0.0.3"] || len(got) != 2 {
+		t.Errorf("connections came from %v, want 127.0.0.2 and 127.0.0.3", got)
+	}
+}
+
+func TestJSONHasTheFigures(t *testing.T) {
+	addr := serveTCP(t, echo)
+	res := run(t, smoke(addr, PingPong))
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"mode", "ops_per_sec", "mb_per_sec", "latency", "mismatches", "errors", "server"} {
+		if _, ok := m[key]; !ok {
+			t.Errorf("JSON lacks %q: %s", key, b)
+		}
+	}
+	lat := m["latency"].(map[string]any)
+	if lat["p99_9_ns"].(float64) <= 0 {
+		t.Errorf("latency %v", lat)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string // in the error; "" for none
+	}{
+		{"defaults", Config{Addr: "127.0.0.1:7"}, ""},
+		{"no address", Config{}, "invalid address"},
+		{"no port", Config{Addr: "127.0.0.1"}, "invalid address"},
+		{"unknown mode", Config{Addr: "a:1", Mode: "flood"}, `unknown mode "flood"`},
+		{"negative conns", Config{Addr: "a:1", Conns: -1}, "connections must be"},
+		{"depth for bulk", Config{Addr: "a:1", Mode: Bulk, Depth: 2}, "depth applies to pingpong and udp"},
+		{"huge size", Config{Addr: "a:1", Size: MaxSize + 1}, "size must be"},
+		{"idle size", Config{Addr: "a:1", Mode: Idle, Size: 10}, "size does not apply"},
+		{"idle count", Config{Addr: "a:1", Mode: Idle, Count: 10}, "count does not apply"},
+		{"udp small", Config{Addr: "a:1", Mode: UDP, Size: 4}, "udp size must be"},
+		{"udp big", Config{Addr: "a:1", Mode: UDP, Size: 70000}, "udp size must be"},
+		{"negative duration", Config{Addr: "a:1", Duration: -1}, "duration must not be negative"},
+		{"negative warmup", Config{Addr: "a:1", Warmup: -1}, "warm-up must not be negative"},
+		{"negative pid", Config{Addr: "a:1", PID: -1}, "pid must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunRejectsAProcessItCannotObserve(t *testing.T) {
+	cfg := smoke(serveTCP(t, echo), PingPong)
+	cfg.PID = 1 << 30 // above Linux's pid_max
+	if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "cannot observe server process") {
+		t.Fatalf("Run() = %v", err)
+	}
+}

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# compare.sh: echod beside baseline echo servers, measured by 'echod bench'
+# under identical conditions in one run, and one table of medians and ratios.
+#
+# Every server runs pinned to one CPU and the load generator to another;
+# rounds are interleaved (and the order of servers rotates each round) so
+# that drift on a shared machine hits every server alike. It is a benchmark,
+# not a test: it takes a few minutes, and its figures are only as steady as
+# the machine (see the spread it prints).
+#
+# Usage: bench/compare.sh            (from anywhere in the repository)
+# Settings, from the environment:
+#   ROUNDS=3  DURATION=2s  WARMUP=500ms  IDLE_CONNS=10000  IDLE_HOLD=2s
+#   SERVER_CPU=0  LOAD_CPU=1  PEERS="echod iocopy bufloop"  BASELINES="iocopy bufloop"
+#   SOURCES=127.0.0.1-127.0.0.8 (local addresses for cycle and idle, past the ephemeral-port limit)
+# Needs: go, jq, taskset (util-linux) on Linux. Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-2s}
+WARMUP=${WARMUP:-500ms}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_HOLD=${IDLE_HOLD:-2s}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+SOURCES=${SOURCES:-127.0.0.1-127.0.0.8}
+
+for tool in go jq; do
+  command -v "$tool" >/dev/null || { echo "compare.sh: $tool is required" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  # Only the server this script started, by its PID.
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "building into $work" >&2
+go build -o "$work/echod" ./cmd/echod
+go build -o "$work/iocopy" ./bench/peers/iocopy
+go build -o "$work/bufloop" ./bench/peers/bufloop
+
+# The servers to compare: NAME and the command that starts it. {addr} is
+# replaced by 127.0.0.1:0; the server must print a line with "listening" and
+# "addr=HOST:PORT" (the port it got) on stdout or stderr, and stop on
+# SIGTERM. To compare another server, build it above and add a line here
+# (and its name to PEERS, if PEERS is set). Names starting with "echod" are
+# the subjects of the ratio columns; BASELINES are what they are divided by.
+declare -A START=(
+  [echod]="$work/echod serve -listen {addr}"
+  [iocopy]="$work/iocopy -listen {addr}"
+  [bufloop]="$work/bufloop -listen {addr}"
+)
+PEERS=${PEERS:-"echod iocopy bufloop"}
+BASELINES=${BASELINES:-"iocopy bufloop"}
+
+# The scenarios: NAME, a label for the table, and the 'echod bench' flags.
+SCENARIOS=(
+  "pingpong-1|ping-pong 1 conn 64 B|-mode pingpong -c 1 -size 64"
+  "pingpong-100|ping-pong 100 conns 512 B|-mode pingpong -c 100 -size 512"
+  "pingpong-1000|ping-pong 1000 conns 512 B|-mode pingpong -c 1000 -size 512"
+  "bulk-1|bulk 1 conn|-mode bulk -c 1"
+  "cycle-50|cycle 50 at once 1 KiB|-mode cycle -c 50 -size 1024 -source $SOURCES"
+  "idle-$IDLE_CONNS|idle $IDLE_CONNS conns|-mode idle -c $IDLE_CONNS -source $SOURCES"
+)
+
+# Pin the server and the load to a CPU each where there are two.
+server_pin=() load_pin=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  server_pin=(taskset -c "$SERVER_CPU")
+  load_pin=(taskset -c "$LOAD_CPU")
+else
+  echo "compare.sh: one CPU or no taskset: server and load share the CPUs; the figures say little" >&2
+fi
+
+# start_server NAME: starts it, sets server_pid and server_addr.
+start_server() {
+  local cmd=${START[$1]//\{addr\}/127.0.0.1:0} log="$work/$1.log" argv
+  read -ra argv <<<"$cmd"
+  # Started directly (no subshell), so $! is the server's own PID: taskset
+  # execs the server in its place. -pid reads that process's CPU and memory.
+  "${server_pin[@]}" "${argv[@]}" >"$log" 2>&1 &
+  server_pid=$!
+  server_addr=""
+  for _ in $(seq 200); do
+    server_addr=$(grep -m1 -o 'listening.*addr=[^ ]*' "$log" 2>/dev/null | sed 's/.*addr=//') || true
+    [ -n "$server_addr" ] && return 0
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "compare.sh: $1 did not report a listening address:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# rows: SCENARIO PEER ROUND METRIC VALUE, plus FAULT lines.
+rows="$work/rows.tsv"
+: >"$rows"
+read -ra peers <<<"$PEERS"
+for round in $(seq "$ROUNDS"); do
+  for s in "${SCENARIOS[@]}"; do
+    IFS='|' read -r scen label flags <<<"$s"
+    # Rotate the order of the servers each round.
+    n=${#peers[@]}
+    for i in $(seq 0 $((n - 1))); do
+      peer=${peers[$(((i + round) % n))]}
+      echo "round $round/$ROUNDS: $scen on $peer" >&2
+      start_server "$peer"
+      read -ra fl <<<"$flags"
+      if [[ $scen == idle-* ]]; then
+        timing=(-d "$IDLE_HOLD")
+      else
+        timing=(-d "$DURATION" -warmup "$WARMUP")
+      fi
+      out="$work/$scen.$peer.$round.json"
+      "${load_pin[@]}" "$work/echod" bench -json -pid "$server_pid" "${timing[@]}" "${fl[@]}" "$server_addr" \
+        >"$out" 2>"$out.err" || true
+      stop_server
+      if ! jq -e . "$out" >/dev/null 2>&1; then
+        printf 'FAULT\t%s\t%s\t%s\t%s\n' "$scen" "$peer" "$round" "no result: $(head -c 200 "$out.err")" >>"$rows"
+        continue
+      fi
+      jq -r --arg s "$scen" --arg p "$peer" --arg r "$round" '
+        def row(m; v): [$s, $p, $r, m, (v | tostring)] | @tsv;
+        if .mode == "idle" then
+          row("server B/conn"; .server.rss_per_conn // 0), row("conns served"; .idle.served)
+        elif .mode == "bulk" then
+          row("MB/s"; .mb_per_sec), row("server ns/byte"; .server.cpu_per_op_ns // 0)
+        else
+          row(.unit + "s/s"; .ops_per_sec), row("server µs/" + .unit; (.server.cpu_per_op_ns // 0) / 1000),
+          row("p99 µs"; (.latency.p99_ns // 0) / 1000)
+        end,
+        if .mismatches > 0 or .errors > 0 then
+          ["FAULT", $s, $p, $r, "\(.mismatches) mismatches, \(.errors) errors: \(.first_mismatch.error // .first_error)"] | @tsv
+        else empty end' "$out" >>"$rows"
+    done
+  done
+done
+
+labels=$(printf '%s\n' "${SCENARIOS[@]}" | cut -d'|' -f1,2)
+echo
+echo "echod compare: medians of $ROUNDS interleaved rounds, $DURATION each after $WARMUP warm-up (idle: $IDLE_CONNS conns held $IDLE_HOLD);"
+echo "server on CPU $SERVER_CPU, load (echod bench) on CPU $LOAD_CPU; $(nproc) CPUs, $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "ratios are the echod column over the baseline's: above 1 is better for rates, below 1 for CPU, latency and memory"
+echo
+awk -F'\t' -v peers="$PEERS" -v baselines="$BASELINES" -v labels="$labels" '
+  function median(list,   a, n, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  function fmt(v) {
+    if (v == "") return "-"
+    v += 0
+    if (v >= 100 || v == int(v)) return sprintf("%.0f", v)
+    if (v >= 10) return sprintf("%.1f", v)
+    return sprintf("%.2f", v)
+  }
+  BEGIN {
+    np = split(peers, P, " "); nb = split(baselines, B, " ")
+    nl = split(labels, L, "\n")
+    for (i = 1; i <= nl; i++) { split(L[i], kv, "|"); label[kv[1]] = kv[2] }
+    for (i = 1; i <= np; i++) if (P[i] ~ /^echod/) S[++ns] = P[i]
+  }
+  $1 == "FAULT" { faults = faults sprintf("  %s on %s, round %s: %s\n", $2, $3, $4, $5); next }
+  {
+    key = $1 SUBSEP $4
+    if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
+    vals[key, $2] = vals[key, $2] " " $5
+    all[key, $2, ++count[key, $2]] = $5
+  }
+  END {
+    w = 28
+    printf "%-26s %-18s", "scenario", "metric"
+    for (i = 1; i <= np; i++) printf " %10s", P[i]
+    for (i = 1; i <= ns; i++) for (j = 1; j <= nb; j++) printf " %15s", S[i] "/" B[j]
+    printf "\n"
+    maxdev = 0
+    for (k = 1; k <= nk; k++) {
+      split(order[k], sk, SUBSEP)
+      shown = (sk[1] == last) ? "" : label[sk[1]]; last = sk[1]
+      printf "%-26s %-18s", shown, sk[2]
+      for (i = 1; i <= np; i++) {
+        m[P[i]] = (order[k], P[i]) in vals ? median(vals[order[k], P[i]]) : ""
+        printf " %10s", fmt(m[P[i]])
+        for (c = 1; c <= count[order[k], P[i]]; c++) {
+          v = all[order[k], P[i], c]
+          if (m[P[i]] > 0 && sk[2] != "conns served") { d = (v - m[P[i]]) / m[P[i]]; if (d < 0) d = -d; if (d > maxdev) maxdev = d }
+        }
+      }
+      for (i = 1; i <= ns; i++) for (j = 1; j <= nb; j++) {
+        a = m[S[i]]; b = m[B[j]]
+        printf " %15s", (a != "" && b != "" && b > 0 && sk[2] != "conns served") ? sprintf("%.2f", a / b) : "-"
+      }
+      printf "\n"
+    }
+    printf "\nrounds differed from their median by up to %.0f%%\n", 100 * maxdev
+    if (faults != "") printf "\nfaults (a server that fails a run is not comparable there):\n%s", faults
+  }' "$rows"

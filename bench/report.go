@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText writes r as an aligned table for people.
+func (r *Result) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "  %s:\t%s\n", name, fmt.Sprintf(format, args...))
+	}
+	fmt.Fprintf(tw, "Summary:\n")
+	row("Mode", "%s", r.describe())
+	row("Server", "%s", r.Addr)
+	switch {
+	case r.Idle != nil:
+		row("Connections", "%d opened and echoed one byte in %s (%.0f/s)", r.Idle.Opened, seconds(r.Idle.OpenSeconds), r.OpsPerSec)
+		row("Held", "%s, then %d still echoed", seconds(r.Seconds), r.Idle.Served)
+	case r.Mode == Bulk:
+		row("Duration", "%s", seconds(r.Seconds))
+		row("Echoed", "%d bytes, verified", r.Bytes)
+		row("Throughput", "%.1f MB/s each way", r.MBPerSec)
+	default:
+		row("Duration", "%s", seconds(r.Seconds))
+		row(title(r.Unit)+"s", "%d verified (%.1f/s)", r.Ops, r.OpsPerSec)
+		row("Throughput", "%.2f MB/s each way", r.MBPerSec)
+	}
+	if r.UDP != nil {
+		row("Datagrams", "%d sent, %d lost, %d late", r.UDP.Sent, r.UDP.Lost, r.UDP.Late)
+	}
+	row("Errors", "%s", r.errorText())
+	row("Mismatches", "%s", r.mismatchText())
+	if r.Interrupted {
+		row("Interrupted", "stopped before the end; figures cover the time measured")
+	}
+
+	if l := r.Latency; l != nil {
+		fmt.Fprintf(tw, "\nLatency (%s, %d samples):\n", r.latencyMeaning(), l.Count)
+		for _, p := range []struct {
+			name string
+			d    time.Duration
+		}{{"p50", l.P50}, {"p90", l.P90}, {"p99", l.P99}, {"p99.9", l.P999}, {"max", l.Max}, {"mean", l.Mean}} {
+			fmt.Fprintf(tw, "  %s\t%s\n", p.name, duration(p.d))
+		}
+	}
+
+	if s := r.Server; s != nil {
+		fmt.Fprintf(tw, "\nServer process %d:\n", s.PID)
+		if s.Error != "" {
+			row("Not observed", "%s", s.Error)
+		} else {
+			if r.Seconds > 0 && r.Idle == nil {
+				row("CPU time", "%s (%.0f%% of one CPU)", seconds(s.CPUSeconds), 100*s.CPUSeconds/r.Seconds)
+			} else {
+				row("CPU time", "%s", seconds(s.CPUSeconds))
+			}
+			if s.CPUPerOpNs > 0 {
+				row("CPU per "+r.Unit, "%s", perOp(s.CPUPerOpNs))
+			}
+			if r.Idle != nil {
+				row("Resident memory", "%s before, %s after opening, %s after the hold", mib(s.RSSBefore), mib(s.RSSAfterOpen), mib(s.RSSAfter))
+				row("Per connection", "%.0f bytes", s.RSSPerConn)
+			} else {
+				row("Resident memory", "%s before, %s after", mib(s.RSSBefore), mib(s.RSSAfter))
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+func (r *Result) describe() string {
+	switch r.Mode {
+	case Idle:
+		return fmt.Sprintf("idle, %d connections", r.Conns)
+	case Bulk:
+		return fmt.Sprintf("bulk, %d %s, %d-byte writes", r.Conns, plural(int64(r.Conns), "connection", "connections"), r.Size)
+	case Cycle:
+		return fmt.Sprintf("cycle, %d at once, %d bytes per session", r.Conns, r.Size)
+	case UDP:
+		return fmt.Sprintf("udp, %d %s, depth %d, %d-byte datagrams", r.Conns, plural(int64(r.Conns), "socket", "sockets"), r.Depth, r.Size)
+	default:
+		return fmt.Sprintf("%s, %d %s, depth %d, %d-byte messages", r.Mode, r.Conns, plural(int64(r.Conns), "connection", "connections"), r.Depth, r.Size)
+	}
+}
+
+func (r *Result) latencyMeaning() string {
+	switch r.Mode {
+	case Cycle:
+		return "per session, connect to EOF"
+	case Idle:
+		return "first one-byte echo per connection"
+	case UDP:
+		return "round trip per datagram"
+	default:
+		return "round trip per message"
+	}
+}
+
+func (r *Result) errorText() string {
+	if r.Errors == 0 {
+		return "0"
+	}
+	kinds := make([]string, 0, len(r.ErrorsByKind))
+	for k := range r.ErrorsByKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s %d", k, r.ErrorsByKind[k])
+	}
+	return fmt.Sprintf("%d (%s); first: %s", r.Errors, strings.Join(parts, ", "), r.FirstError)
+}
+
+func (r *Result) mismatchText() string {
+	if r.Mismatches == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d; first on connection %d: %s", r.Mismatches, r.FirstMismatch.Conn, r.FirstMismatch.Text)
+}
+
+func title(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func seconds(s float64) string { return fmt.Sprintf("%.2fs", s) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// duration prints d with three significant digits in a unit that suits it.
+func duration(d time.Duration) string {
+	switch {
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", d.Nanoseconds())
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+}
+
+// perOp prints a CPU time per operation given in nanoseconds.
+func perOp(ns float64) string {
+	if ns < 1000 {
+		return fmt.Sprintf("%.2fns", ns)
+	}
+	return duration(time.Duration(ns))
+}

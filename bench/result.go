@@ -1,0 +1,111 @@
+package bench
+
+import (
+	"fmt"
+	"time"
+)
+
+// Result is what a run measured. Rates cover the measured window only (not
+// the warm-up); errors and mismatches cover the whole run.
+type Result struct {
+	Mode  Mode   `json:"mode"`
+	Addr  string `json:"addr"`
+	Conns int    `json:"conns"`
+	Depth int    `json:"depth"`
+	Size  int    `json:"size"`
+	Unit  string `json:"unit"` // what Ops counts: message, byte, session, connection or datagram
+
+	Duration  time.Duration `json:"-"`
+	Seconds   float64       `json:"seconds"`     // the measured window (Idle: the hold)
+	Ops       int64         `json:"ops"`         // verified messages, bytes, sessions, connections or datagrams
+	Bytes     int64         `json:"bytes"`       // verified echoed bytes
+	OpsPerSec float64       `json:"ops_per_sec"` // Idle: connections opened per second
+	MBPerSec  float64       `json:"mb_per_sec"`  // verified echo, in 10^6 bytes per second each way
+	Latency   *Latency      `json:"latency,omitempty"`
+
+	Errors        int64            `json:"errors"` // connection errors: refused, reset, timed out, closed early
+	ErrorsByKind  map[string]int64 `json:"errors_by_kind,omitempty"`
+	FirstError    string           `json:"first_error,omitempty"`
+	Mismatches    int64            `json:"mismatches"` // replies that differ from what was sent
+	FirstMismatch *Mismatch        `json:"first_mismatch,omitempty"`
+
+	Idle   *IdleStats `json:"idle,omitempty"`
+	UDP    *UDPStats  `json:"udp,omitempty"`
+	Server *Server    `json:"server,omitempty"` // with Config.PID
+
+	// Interrupted is set when the run was stopped (its context was done)
+	// before its duration or count was reached.
+	Interrupted bool `json:"interrupted,omitempty"`
+}
+
+// Latency summarizes the latencies of a run, in nanoseconds in JSON.
+type Latency struct {
+	Count int64         `json:"count"`
+	Mean  time.Duration `json:"mean_ns"`
+	P50   time.Duration `json:"p50_ns"`
+	P90   time.Duration `json:"p90_ns"`
+	P99   time.Duration `json:"p99_ns"`
+	P999  time.Duration `json:"p99_9_ns"`
+	Max   time.Duration `json:"max_ns"`
+}
+
+// Mismatch describes the first reply that differed from what was sent.
+type Mismatch struct {
+	Conn   int    `json:"conn"`   // which connection (worker), from 0
+	Offset int64  `json:"offset"` // byte offset in that connection's stream, session or datagram
+	Got    int    `json:"got"`    // the byte received, or -1 when the reply's length was wrong
+	Want   int    `json:"want"`   // the byte sent, or -1
+	Text   string `json:"error"`
+}
+
+// IdleStats are the Idle mode's counts.
+type IdleStats struct {
+	Opened      int64   `json:"opened"`       // connections opened and echoed one byte
+	OpenSeconds float64 `json:"open_seconds"` // how long opening them took
+	Served      int64   `json:"served"`       // of those, still echoing after the hold
+}
+
+// UDPStats are the UDP mode's counts over the measured window.
+type UDPStats struct {
+	Sent int64 `json:"sent"`
+	Lost int64 `json:"lost"` // no echo within the loss timeout
+	Late int64 `json:"late"` // echoes that came after being counted lost, or twice
+}
+
+// Server is what was observed of the server process (Config.PID) over the
+// measured window.
+type Server struct {
+	PID          int     `json:"pid"`
+	CPUSeconds   float64 `json:"cpu_seconds"`             // user + system, 10 ms resolution
+	CPUPerOpNs   float64 `json:"cpu_per_op_ns,omitempty"` // CPUSeconds per unit of Ops
+	RSSBefore    int64   `json:"rss_before"`              // resident bytes
+	RSSAfterOpen int64   `json:"rss_after_open,omitempty"`
+	RSSAfter     int64   `json:"rss_after"`
+	RSSPerConn   float64 `json:"rss_per_conn,omitempty"` // Idle: (RSSAfter-RSSBefore)/Opened
+	Error        string  `json:"error,omitempty"`        // why the figures are missing, if they are
+}
+
+// Err reports whether the run found the server wanting: a reply that
+// differed from what was sent, a connection error, or nothing echoed at
+// all. It is nil for a clean run.
+func (r *Result) Err() error {
+	switch {
+	case r.Mismatches > 0:
+		return fmt.Errorf("%d %s differed from what was sent; the first, on connection %d: %s",
+			r.Mismatches, plural(r.Mismatches, "reply", "replies"), r.FirstMismatch.Conn, r.FirstMismatch.Text)
+	case r.Errors > 0:
+		return fmt.Errorf("%d connection %s; the first: %s", r.Errors, plural(r.Errors, "error", "errors"), r.FirstError)
+	case r.Idle != nil && r.Idle.Served < r.Idle.Opened && !r.Interrupted:
+		return fmt.Errorf("%d of %d idle connections were no longer served after the hold", r.Idle.Opened-r.Idle.Served, r.Idle.Opened)
+	case r.Ops == 0 && !r.Interrupted:
+		return fmt.Errorf("nothing was echoed in %v", r.Duration.Round(time.Millisecond))
+	}
+	return nil
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

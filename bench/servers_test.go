@@ -1,0 +1,143 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// The servers the tests run, in test code: a correct echo server, and
+// broken ones that bench must catch.
+
+// serveTCP runs handle on every connection accepted on a fresh loopback
+// listener until the test ends, and returns the listener's address.
+func serveTCP(t *testing.T, handle func(c *net.TCPConn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Go(func() {
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				handle(c.(*net.TCPConn))
+			})
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return l.Addr().String()
+}
+
+// echo is a correct RFC 862 connection handler.
+func echo(c *net.TCPConn) { io.Copy(c, c) }
+
+// corruptAfter returns a handler that echoes correctly except for the byte
+// at offset n of the connection's stream, which it flips.
+func corruptAfter(n int64) func(c *net.TCPConn) {
+	return func(c *net.TCPConn) {
+		buf := make([]byte, 32<<10)
+		var off int64
+		for {
+			k, err := c.Read(buf)
+			if k > 0 {
+				if i := n - off; i >= 0 && i < int64(k) {
+					buf[i] ^= 0x20
+				}
+				off += int64(k)
+				if _, err := c.Write(buf[:k]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// resetAfter returns a handler that echoes n bytes, then resets the
+// connection (close with SO_LINGER 0).
+func resetAfter(n int64) func(c *net.TCPConn) {
+	return func(c *net.TCPConn) {
+		io.Copy(c, io.LimitReader(c, n))
+		c.SetLinger(0)
+	}
+}
+
+// serveUDP echoes datagrams on a fresh loopback socket until the test ends,
+// passing each through change first.
+func serveUDP(t *testing.T, change func(p []byte)) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				continue
+			}
+			change(buf[:n])
+			c.WriteTo(buf[:n], from)
+		}
+	})
+	t.Cleanup(func() {
+		c.Close()
+		wg.Wait()
+	})
+	return c.LocalAddr().String()
+}
+
+// deadAddr returns a loopback address where nothing listens. A socket
+// stays bound to it, without listening, until the test ends: connects are
+// refused, and no other process on the machine can take the port meanwhile.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/echod/echod/bench"
+)
+
+func runBench(ctx context.Context, args []string, std stdio) error {
+	fs := newFlagSet("bench", "echod bench [flags] HOST:PORT", std.out)
+	mode := fs.String("mode", "pingpong", "`mode`: pingpong, bulk, cycle, idle or udp")
+	conns := fs.Int("c", 1, "`connections` (sockets for udp; sessions at once for cycle)")
+	depth := fs.Int("depth", 1, "messages in flight per connection (pingpong, udp)")
+	size := fs.Int("size", 0, "`bytes` per message, session (cycle) or write (bulk); 0: 64, or 1024 for cycle, 32768 for bulk")
+	duration := fs.Duration("d", 0, "how long to measure, or to hold the connections for idle (default 10s unless -n is given)")
+	count := fs.Int64("n", 0, "stop after this many measured messages, sessions or (bulk) bytes; 0: no count")
+	warmup := fs.Duration("warmup", time.Second, "run this long before measuring; excluded from the figures")
+	timeout := fs.Duration("timeout", 5*time.Second, "for one connect or one reply, before it counts as an error")
+	sources := fs.String("source", "", "local `addresses` to connect from, in turn: A,B,... or FIRST-LAST")
+	pid := fs.Int("pid", 0, "`PID` of a local server: report its CPU time per operation and memory")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("bench", "want one HOST:PORT, got %d arguments", fs.NArg())
+	}
+	cfg := bench.Config{
+		Addr:     fs.Arg(0),
+		Mode:     bench.Mode(*mode),
+		Conns:    *conns,
+		Depth:    *depth,
+		Size:     *size,
+		Duration: *duration,
+		Count:    *count,
+		Warmup:   *warmup,
+		Timeout:  *timeout,
+		PID:      *pid,
+	}
+	// Zero means "the default" to bench.Config; on the command line it is
+	// a mistake.
+	switch {
+	case *conns < 1:
+		return usagef("bench", "-c must be at least 1, got %d", *conns)
+	case *depth < 1:
+		return usagef("bench", "-depth must be at least 1, got %d", *depth)
+	case *timeout == 0:
+		return usagef("bench", "-timeout must be positive")
+	}
+	if *sources != "" {
+		s, err := bench.ParseSources(*sources)
+		if err != nil {
+			return usagef("bench", "-source: %v", err)
+		}
+		cfg.Sources = s
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("bench", "%v", err)
+	}
+	if isTerminal(std.err) {
+		cfg.Progress = std.err
+	}
+
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if err := res.WriteText(std.out); err != nil {
+		return err
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal, where a line that rewrites
+// itself makes sense.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+func TestBenchUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no address", []string{"bench"}, "want one HOST:PORT, got 0"},
+		{"two addresses", []string{"bench", "a:1", "b:2"}, "want one HOST:PORT, got 2"},
+		{"no port", []string{"bench", "127.0.0.1"}, "invalid address"},
+		{"bad mode", []string{"bench", "-mode", "flood", "a:1"}, `unknown mode "flood"`},
+		{"depth for bulk", []string{"bench", "-mode", "bulk", "-depth", "4", "a:1"}, "depth applies to pingpong and udp"},
+		{"bad source", []string{"bench", "-source", "127.0.0.9-127.0.0.1", "a:1"}, "-source: invalid source range"},
+		{"zero timeout", []string{"bench", "-timeout", "0", "a:1"}, "-timeout must be positive"},
+		{"negative duration", []string{"bench", "-d", "-1s", "a:1"}, "duration must not be negative"},
+		{"zero conns", []string{"bench", "-c", "0", "a:1"}, "-c must be at least 1"},
+		{"zero depth", []string{"bench", "-depth", "0", "a:1"}, "-depth must be at least 1"},
+		{"too many conns", []string{"bench", "-c", "2000000", "a:1"}, "connections must be between"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCmd(t, nil, tt.args...)
+			if code != 2 || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr, tt.want)
+			}
+		})
+	}
+	code, stdout, _ := runCmd(t, nil, "bench", "-h")
+	if code != 0 || !strings.Contains(stdout, "-source") || !strings.Contains(stdout, "-pid") {
+		t.Errorf("bench -h: exit %d\n%s", code, stdout)
+	}
+}
+
+func TestBenchAgainstEchodServe(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	short := []string{"-d", "200ms", "-warmup", "50ms", "-c", "4"}
+	for _, mode := range []string{"pingpong", "bulk", "cycle", "idle"} {
+		t.Run(mode, func(t *testing.T) {
+			args := append(append([]string{"bench", "-mode", mode}, short...), addr)
+			code, stdout, stderr := runCmd(t, nil, args...)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			if !strings.Contains(stdout, "Mode:") || !strings.Contains(stdout, "Mismatches:") {
+				t.Errorf("no report:\n%s", stdout)
+			}
+		})
+	}
+
+	code, stdout, stderr := runCmd(t, nil, append(append([]string{"bench", "-json", "-depth", "4"}, short...), addr)...)
+	if code != 0 {
+		t.Fatalf("-json: exit %d\n%s", code, stderr)
+	}
+	var res struct {
+		Mode       string
+		OpsPerSec  float64 `json:"ops_per_sec"`
+		Mismatches int64
+		Latency    struct {
+			P99 float64 `json:"p99_ns"`
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("-json output: %v\n%s", err, stdout)
+	}
+	if res.Mode != "pingpong" || res.OpsPerSec <= 0 || res.Latency.P99 <= 0 || res.Mismatches != 0 {
+		t.Errorf("-json: %+v", res)
+	}
+}
+
+// A server that echoes every byte with one bit flipped: bench reports the
+// first difference and exits 1.
+func TestBenchCatchesACorruptingServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					for i := range n {
+						buf[i] ^= 1
+					}
+					if _, werr := c.Write(buf[:n]); werr != nil || err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", l.Addr().String())
+	if code != 1 || !strings.Contains(stderr, "differed from what was sent") || !strings.Contains(stderr, "byte 0 differs") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if !strings.Contains(stdout, "Mismatches:") {
+		t.Errorf("no report on stdout:\n%s", stdout)
+	}
+}
+
+func TestBenchReportsRefusedConnections(t *testing.T) {
+	// A socket bound without listening: connects are refused, and no other
+	// process on this shared machine can take the port meanwhile.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", addr)
+	if code != 1 || !strings.Contains(stderr, "connection refused") || !strings.Contains(stdout, "connect refused") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+}
