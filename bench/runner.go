@@ -34,6 +34,7 @@ type runner struct {
 	opsAtOpen atomic.Int64 // ops when the measured window opened
 	countDone chan struct{}
 	finish    sync.Once
+	countAt   time.Time // when Count was reached; read after countDone is closed
 
 	faults faults
 	udp    udpCounts
@@ -73,7 +74,10 @@ func (r *runner) complete(w int, units int64, latency time.Duration) {
 		r.lat.record(w, latency)
 	}
 	if r.cfg.Count > 0 && total-r.opsAtOpen.Load() >= r.cfg.Count {
-		r.finish.Do(func() { close(r.countDone) })
+		r.finish.Do(func() {
+			r.countAt = time.Now()
+			close(r.countDone)
+		})
 	}
 }
 
@@ -220,6 +224,13 @@ func (r *runner) measure(parent context.Context) *Result {
 	elapsed := time.Since(t0)
 	ops := r.ops.Load() - ops0
 	after := r.proc.sample()
+	select {
+	case <-r.countDone:
+		// Other workers may finish a few more before they notice; the
+		// figures stop at the count.
+		elapsed, ops = r.countAt.Sub(t0), r.cfg.Count
+	default:
+	}
 
 	res.Duration = elapsed
 	res.Seconds = elapsed.Seconds()
