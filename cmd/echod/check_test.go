@@ -5,6 +5,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -122,5 +123,57 @@ func TestCheckUsage(t *testing.T) {
 	code, out, _ := runCmd(t, nil, "check", "-h")
 	if code != 0 || !strings.Contains(out, "-protohackers") || !strings.Contains(out, "HOST:PORT") {
 		t.Errorf("check -h: exit %d, %q", code, out)
+	}
+}
+
+// The event-loop engine must pass the whole suite, like the default one.
+func TestCheckPassesAgainstEachEngine(t *testing.T) {
+	for _, engine := range []string{"epoll"} {
+		t.Run(engine, func(t *testing.T) {
+			addr := startServe(t, 1, "-engine", engine, "-listen", "127.0.0.1:0")[0]
+			code, out, errOut := runCmd(t, nil, "check", addr)
+			if code != 0 || !strings.Contains(out, "PASS: 11 checks passed") {
+				t.Fatalf("exit %d\n%s%s", code, out, errOut)
+			}
+		})
+	}
+}
+
+// A server that accepts and never answers fails by -timeout instead of
+// hanging; the checks not reached are reported, not dropped.
+func TestCheckTimeoutOnSilentServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	code, out, _ := runCmd(t, nil, "check", "-timeout", "300ms", "-run", "^(text|empty)$", l.Addr().String())
+	want := regexp.MustCompile(`(?s)^FAIL text: stopped: .*\nFAIL empty: not run: .*\nFAIL: 2 of 2 checks failed`)
+	if code != 1 || !want.MatchString(out) {
+		t.Errorf("exit %d, stdout\n%s\nwant exit 1 and output matching %s", code, out, want)
 	}
 }
