@@ -82,8 +82,12 @@ func TestIPv6(t *testing.T) {
 		echoConn(c, done)
 		return true
 	}, false)
-	got := runChecks(t, Config{Addr: addr}, "ipv6|text")
-	for _, name := range []string{"ipv6", "text"} {
+	udp := serveUDPOn(t, "[::1]:0", 64<<10, udpEcho)
+	got := runChecks(t, Config{Addr: addr, UDPAddr: udp}, "ipv6|text|udp-sizes")
+	if d := got["udp-sizes"].Detail; !strings.Contains(d, "to 65527 bytes") {
+		t.Errorf("udp-sizes over IPv6: %q, want sizes up to 65527", d)
+	}
+	for _, name := range []string{"ipv6", "text", "udp-sizes"} {
 		if got[name].Status != Pass {
 			t.Errorf("%s: %s %s", name, got[name].Status, got[name].Reason)
 		}

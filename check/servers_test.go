@@ -251,7 +251,13 @@ func diesOnReset(c *net.TCPConn, done <-chan struct{}) bool {
 // reply(datagram), once per element, until the test ends.
 func serveUDP(t *testing.T, bufSize int, reply func([]byte) [][]byte) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	return serveUDPOn(t, "127.0.0.1:0", bufSize, reply)
+}
+
+// serveUDPOn is serveUDP on the address addr.
+func serveUDPOn(t *testing.T, addr string, bufSize int, reply func([]byte) [][]byte) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,9 @@ type udpClient struct {
 	addr string
 	wait time.Duration // for one reply, per try
 	stop func() bool
+	// earlier holds the datagrams exchanged before, so that a late reply
+	// to one of them is not taken for the reply to the next.
+	earlier [][]byte
 }
 
 func (t *Target) dialUDP(ctx context.Context) (*udpClient, error) {
@@ -71,21 +74,38 @@ var errNoReply = errors.New("no reply")
 // exchange sends p and returns the first reply, sending again if none comes
 // within u.wait.
 func (u *udpClient) exchange(ctx context.Context, p []byte) ([]byte, error) {
+	defer func() { u.earlier = append(u.earlier, p) }()
 	buf := make([]byte, 64<<10+1)
 	for range udpTries {
 		if _, err := u.conn.Write(p); err != nil {
 			return nil, u.explain(err)
 		}
 		setReadDeadline(ctx, u.conn, u.wait)
-		n, err := u.conn.Read(buf)
-		if err == nil {
-			return buf[:n], nil
-		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
-			return nil, u.explain(err)
+		for {
+			n, err := u.conn.Read(buf)
+			if err == nil && u.late(buf[:n]) && !bytes.Equal(buf[:n], p) {
+				continue
+			}
+			if err == nil {
+				return buf[:n], nil
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
+				return nil, u.explain(err)
+			}
+			break
 		}
 	}
 	return nil, errNoReply
+}
+
+// late reports whether reply is the echo of a datagram exchanged before.
+func (u *udpClient) late(reply []byte) bool {
+	for _, e := range u.earlier {
+		if bytes.Equal(reply, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (u *udpClient) explain(err error) error {
@@ -131,8 +151,6 @@ func checkUDPSizes(ctx context.Context, t *Target) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		// A reply to an earlier try may still be on its way; the one we
-		// read must be this datagram's anyway, as each size differs.
 		if err := judgeDatagram(p, reply); err != nil {
 			return "", err
 		}
