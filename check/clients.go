@@ -1,0 +1,236 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/echod/echod/internal/pattern"
+)
+
+// The checks in this file run many clients: at once, or one after another
+// with resets in between.
+
+const smokeClients = 5
+
+// smokePlan is what client i of the smoke check sends: random binary data
+// of a size that differs per client, in several writes of random sizes with
+// short pauses between them.
+func smokePlan(i int) plan {
+	sizes := []int{1, 1000, 10 << 10, 100<<10 + 17, 300 << 10}
+	size := sizes[i%len(sizes)]
+	rng := rand.New(rand.NewPCG(uint64(i), 7))
+	data := make([]byte, size)
+	pattern.NewStream(uint64(1000 + i)).Read(data)
+	var p plan
+	for len(data) > 0 {
+		n := min(len(data), 1+rng.IntN(max(size/4, 1)))
+		p.chunks = append(p.chunks, data[:n])
+		data = data[n:]
+	}
+	pauses := make([]time.Duration, len(p.chunks))
+	for j := range pauses {
+		pauses[j] = time.Duration(5+rng.IntN(20)) * time.Millisecond
+	}
+	p.pause = func(j int) time.Duration { return pauses[j] }
+	return p
+}
+
+func checkSmoke(ctx context.Context, t *Target) (string, error) {
+	return t.concurrentSessions(ctx, smokeClients, smokePlan)
+}
+
+// concurrentSessions connects n clients first, then runs plan(i) on client
+// i, all at once, and judges each.
+func (t *Target) concurrentSessions(ctx context.Context, n int, planFor func(i int) plan) (string, error) {
+	conns := make([]*net.TCPConn, n)
+	for i := range conns {
+		c, stop, err := t.dial(ctx, "tcp")
+		if err != nil {
+			return "", fmt.Errorf("client %d of %d: %w", i+1, n, err)
+		}
+		defer c.Close()
+		defer stop()
+		conns[i] = c
+	}
+	errs := make([]error, n)
+	var total int64
+	var writes int
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		p := planFor(i)
+		total += p.size()
+		writes += len(p.chunks)
+		wg.Go(func() {
+			o := talk(ctx, c, p, nil, t.Patience)
+			errs[i] = judge(p.bytes(), o, t.Patience)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return "", fmt.Errorf("client %d of %d: %w", i+1, n, err)
+		}
+	}
+	return fmt.Sprintf("%d clients at once, %s in %d writes, exact echo then EOF", n, size(total), writes), nil
+}
+
+const manyClients = 200
+
+// checkManyClients keeps manyClients connected at once, each waiting for its
+// own echo before anyone half-closes: a server that serves one client at a
+// time answers only the first.
+func checkManyClients(ctx context.Context, t *Target) (string, error) {
+	conns := make([]*net.TCPConn, manyClients)
+	stops := make([]func() bool, manyClients)
+	errs := make([]error, manyClients)
+	var wg sync.WaitGroup
+	// Connect in parallel, a few at a time, so a distant server is not
+	// dialed one round trip after another.
+	sem := make(chan struct{}, 32)
+	for i := range conns {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			conns[i], stops[i], errs[i] = t.dial(ctx, "tcp")
+		})
+	}
+	wg.Wait()
+	defer func() {
+		for i, c := range conns {
+			if c != nil {
+				stops[i]()
+				c.Close()
+			}
+		}
+	}()
+	for i, err := range errs {
+		if err != nil {
+			return "", fmt.Errorf("client %d of %d: %w", i+1, manyClients, err)
+		}
+	}
+
+	msg := func(i int) []byte {
+		return fmt.Appendf(nil, "client %d of %d, all connected at once\n", i+1, manyClients)
+	}
+	deadline := readDeadline(ctx, t.Patience)
+	echoed := make([]bool, manyClients)
+	for i, c := range conns {
+		wg.Go(func() {
+			m := msg(i)
+			c.SetDeadline(deadline)
+			if _, err := c.Write(m); err != nil {
+				errs[i] = fmt.Errorf("send: %w", err)
+				return
+			}
+			got := make([]byte, len(m))
+			if _, err := io.ReadFull(c, got); err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					errs[i] = err
+				}
+				return
+			}
+			if d := pattern.FirstDiff(got, m); d >= 0 {
+				errs[i] = &pattern.Mismatch{Offset: int64(d), Got: got[d], Want: m[d]}
+				return
+			}
+			echoed[i] = true
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return "", fmt.Errorf("client %d of %d: %w", i+1, manyClients, err)
+		}
+	}
+	ok := 0
+	for _, e := range echoed {
+		if e {
+			ok++
+		}
+	}
+	switch {
+	case ok == 0:
+		return "", fmt.Errorf("none of %d clients connected at once got its echo within %v (a server that buffers until EOF fails here too: see the streaming check)", manyClients, t.Patience)
+	case ok == 1:
+		return "", fmt.Errorf("only 1 of %d clients connected at once got its echo within %v: the server serves one client at a time", manyClients, t.Patience)
+	case ok < manyClients:
+		return "", fmt.Errorf("only %d of %d clients connected at once got their echo within %v: the server serves at most %d clients at a time", ok, manyClients, t.Patience, ok)
+	}
+
+	// Now everyone half-closes; each must see EOF.
+	deadline = readDeadline(ctx, t.Patience)
+	for i, c := range conns {
+		wg.Go(func() {
+			c.SetDeadline(deadline)
+			if err := c.CloseWrite(); err != nil {
+				errs[i] = fmt.Errorf("half-close: %w", err)
+				return
+			}
+			rest, err := io.ReadAll(c)
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				errs[i] = fmt.Errorf("no EOF %v after half-close: the server did not close the connection", t.Patience)
+			case err != nil:
+				errs[i] = fmt.Errorf("after half-close: %w", err)
+			case len(rest) > 0:
+				m := msg(i)
+				errs[i] = longer(m, append(m, rest...))
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return "", fmt.Errorf("client %d of %d: %w", i+1, manyClients, err)
+		}
+	}
+	return fmt.Sprintf("%d clients connected at once, each echoed, then EOF", manyClients), nil
+}
+
+const resetClients = 20
+
+// checkResets has clients vanish with a reset, some before sending and some
+// with their echo unread, then checks that a normal session still works: a
+// server that treats a reset as fatal dies here.
+func checkResets(ctx context.Context, t *Target) (string, error) {
+	p := plan{pause: func(int) time.Duration { return 20 * time.Millisecond }}
+	for _, w := range strings.Fields("still alive after the resets ?") {
+		p.chunks = append(p.chunks, []byte(w+" "))
+	}
+	// First the same session without resets, so that a failure below is
+	// the resets' doing.
+	if err := t.session(ctx, "tcp", plan{chunks: p.chunks}); err != nil {
+		return "", err
+	}
+	junk := make([]byte, 64<<10)
+	pattern.NewStream(5).Read(junk)
+	for i := range resetClients {
+		c, stop, err := t.dial(ctx, "tcp")
+		if err != nil {
+			if i == 0 {
+				return "", err
+			}
+			return "", fmt.Errorf("after %d of %d clients reset their connections, a new session failed: %w", i, resetClients, err)
+		}
+		if i%2 == 1 {
+			c.SetWriteDeadline(time.Now().Add(t.Patience))
+			c.Write(junk)
+		}
+		// Linger 0: close sends a reset instead of a FIN.
+		c.SetLinger(0)
+		stop()
+		c.Close()
+	}
+	if err := t.session(ctx, "tcp", p); err != nil {
+		return "", fmt.Errorf("after %d of %d clients reset their connections, a new session failed: %w", resetClients, resetClients, err)
+	}
+	return fmt.Sprintf("%d clients reset their connections, then a new session worked", resetClients), nil
+}
