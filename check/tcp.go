@@ -108,7 +108,7 @@ func skipIPv6(t *Target) string {
 
 func checkIPv6(ctx context.Context, t *Target) (string, error) {
 	if err := t.session(ctx, "tcp6", plan{chunks: [][]byte{[]byte(textMessage), allBytes()}}); err != nil {
-		return "", err
+		return "", fmt.Errorf("over IPv6: %w", err)
 	}
 	return "text and all byte values over IPv6", nil
 }
