@@ -174,6 +174,7 @@ type jsonReport struct {
 	OK      bool         `json:"ok"`
 	Passed  int          `json:"passed"`
 	Failed  int          `json:"failed"`
+	Skipped int          `json:"skipped"`
 	Seconds float64      `json:"seconds"`
 	Checks  []jsonResult `json:"checks"`
 }
@@ -190,6 +191,7 @@ func writeJSON(w io.Writer, rep check.Report) error {
 	out := jsonReport{
 		Addr: rep.Addr, UDPAddr: rep.UDPAddr,
 		OK: rep.OK(), Passed: rep.Passed(), Failed: rep.Failed(),
+		Skipped: len(rep.Results) - rep.Passed() - rep.Failed(),
 		Seconds: rep.Duration.Seconds(),
 		Checks:  []jsonResult{},
 	}

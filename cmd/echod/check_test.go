@@ -63,7 +63,7 @@ func TestCheckJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out)
 	}
-	if !rep.OK || rep.Passed != 2 || rep.Failed != 0 || len(rep.Checks) != 3 || rep.Addr != addr {
+	if !rep.OK || rep.Passed != 2 || rep.Failed != 0 || rep.Skipped != 1 || len(rep.Checks) != 3 || rep.Addr != addr {
 		t.Errorf("report %+v", rep)
 	}
 	if c := rep.Checks[2]; c.Name != "ipv6" || c.Status != "skip" || c.Reason == "" {
