@@ -177,3 +177,13 @@ func TestCheckTimeoutOnSilentServer(t *testing.T) {
 		t.Errorf("exit %d, stdout\n%s\nwant exit 1 and output matching %s", code, out, want)
 	}
 }
+
+// Asked for UDP where only TCP is served, check says so plainly.
+func TestCheckUDPWhereNoneIsServed(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	code, out, _ := runCmd(t, nil, "check", "-udp", "-run", "^udp-sizes$", addr)
+	want := "FAIL udp-sizes: nothing is listening on UDP " + addr + " (the port is closed)\n"
+	if code != 1 || !strings.HasPrefix(out, want) {
+		t.Errorf("exit %d, stdout\n%s\nwant exit 1 and\n%s", code, out, want)
+	}
+}
