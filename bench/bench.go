@@ -56,8 +56,12 @@ type Config struct {
 	Count    int64         // stop after this many measured messages, sessions or (Bulk) bytes; 0: no count
 	Warmup   time.Duration // run this long before measuring; nothing in it counts towards rates
 	Timeout  time.Duration // for one connect or one reply; default 5s
-	Sources  []netip.Addr  // local addresses to connect from, in turn; none: the system's choice
-	PID      int           // a local server's process ID, to report its CPU time and memory; 0: none
+	// Rate, when positive, sends PingPong messages on a fixed schedule,
+	// this many per second over all connections, and measures each one's
+	// latency from its scheduled time (an open loop, as wrk2 does).
+	Rate    float64
+	Sources []netip.Addr // local addresses to connect from, in turn; none: the system's choice
+	PID     int          // a local server's process ID, to report its CPU time and memory; 0: none
 
 	// Progress, when not nil, receives a line about once a second that
 	// rewrites itself ("\r"), meant for a terminal.
@@ -134,6 +138,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("idle mode holds connections for a duration; count does not apply")
 	case c.Warmup < 0:
 		return fmt.Errorf("warm-up must not be negative, got %v", c.Warmup)
+	case c.Rate < 0:
+		return fmt.Errorf("rate must not be negative, got %v", c.Rate)
+	case c.Rate > 0 && c.Mode != PingPong:
+		return fmt.Errorf("rate applies to pingpong only, not %s", c.Mode)
 	case c.Timeout < 0:
 		return fmt.Errorf("timeout must not be negative, got %v", c.Timeout)
 	case c.PID < 0:

@@ -209,6 +209,48 @@ func TestSilentServerTimesOut(t *testing.T) {
 	}
 }
 
+// A server stalls once for 100 ms in the measured window. A closed loop
+// records the stall in one message; with -rate, every message scheduled
+// during the stall carries its share, so the stall shows in the percentiles.
+func TestRateCorrectsCoordinatedOmission(t *testing.T) {
+	const size, rate = 64, 1000
+	stall := 100 * time.Millisecond
+	for _, tt := range []struct {
+		name string
+		rate float64
+	}{{"closed loop", 0}, {"scheduled", rate}} {
+		t.Run(tt.name, func(t *testing.T) {
+			// The stall starts at message 100: 50 ms into the window at
+			// the rate, after the 50 ms warm-up.
+			addr := serveTCP(t, stallAt(100*size, stall))
+			cfg := smoke(addr, PingPong)
+			cfg.Conns = 1
+			cfg.Size = size
+			cfg.Rate = tt.rate
+			if tt.rate == 0 {
+				// The closed loop gets there at its own pace; measure
+				// from the start so the stall is in the window.
+				cfg.Warmup = 0
+			}
+			res := run(t, cfg)
+			if err := res.Err(); err != nil {
+				t.Fatal(err)
+			}
+			l := res.Latency
+			t.Logf("p50 %v p90 %v max %v over %d messages", l.P50, l.P90, l.Max, l.Count)
+			if l.Max < stall*9/10 {
+				t.Fatalf("max %v: the %v stall was not measured", l.Max, stall)
+			}
+			if tt.rate == 0 && l.P90 >= 30*time.Millisecond {
+				t.Errorf("closed loop: p90 %v; the stall should be one message of %d", l.P90, l.Count)
+			}
+			if tt.rate > 0 && l.P90 < 30*time.Millisecond {
+				t.Errorf("scheduled: p90 %v over %d messages; the messages scheduled during the stall should carry it", l.P90, l.Count)
+			}
+		})
+	}
+}
+
 // -n alone ends the run once the count is measured.
 func TestCountEndsTheRun(t *testing.T) {
 	addr := serveTCP(t, echo)
@@ -309,6 +351,8 @@ func TestValidate(t *testing.T) {
 		{"negative duration", Config{Addr: "a:1", Duration: -1}, "duration must not be negative"},
 		{"negative warmup", Config{Addr: "a:1", Warmup: -1}, "warm-up must not be negative"},
 		{"negative pid", Config{Addr: "a:1", PID: -1}, "pid must not be negative"},
+		{"negative rate", Config{Addr: "a:1", Rate: -1}, "rate must not be negative"},
+		{"rate for bulk", Config{Addr: "a:1", Mode: Bulk, Rate: 10}, "rate applies to pingpong only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,10 +36,14 @@ func (r *runner) pingpong(ctx context.Context, w int, c *net.TCPConn, seed uint6
 	return n, nil
 }
 
-// pipelined keeps Depth messages in flight on c: a writer sends a message
-// whenever fewer are outstanding, while this goroutine reads and checks the
-// echoes in order. A message's latency runs from just before its write to
-// the end of its echo, so it includes waiting behind the messages before it.
+// pipelined keeps up to Depth messages in flight on c: a writer sends a
+// message whenever fewer are outstanding (or, with a Rate, when its
+// scheduled time comes), while this goroutine reads and checks the echoes in
+// order. A message's latency runs from its send time to the end of its echo,
+// so it includes waiting behind the messages before it. With a Rate, the send
+// time is the scheduled one, even when the writer was held back: a stall
+// then shows in the latency of every message it delayed, not just one
+// (this corrects for coordinated omission).
 func (r *runner) pipelined(ctx context.Context, w int, c *net.TCPConn, seed uint64) (int64, error) {
 	size := int64(r.cfg.Size)
 	// sent holds the send time of each outstanding message; its capacity is
@@ -50,10 +54,16 @@ func (r *runner) pipelined(ctx context.Context, w int, c *net.TCPConn, seed uint
 	go func() {
 		msg := make([]byte, size)
 		src := pattern.NewStream(seed)
+		pace := r.newPacer(w)
 		for {
 			src.Read(msg)
+			at, ok := pace.next(stop)
+			if !ok {
+				wrote <- nil
+				return
+			}
 			select {
-			case sent <- time.Now():
+			case sent <- at:
 			case <-stop:
 				wrote <- nil
 				return
@@ -74,6 +84,47 @@ func (r *runner) pipelined(ctx context.Context, w int, c *net.TCPConn, seed uint
 		err = werr
 	}
 	return n, err
+}
+
+// pacer spaces one connection's messages to its share of Config.Rate.
+type pacer struct {
+	interval time.Duration // 0: no rate, send when the depth allows
+	due      time.Time
+	timer    *time.Timer
+}
+
+func (r *runner) newPacer(w int) *pacer {
+	if r.cfg.Rate <= 0 {
+		return &pacer{}
+	}
+	interval := time.Duration(float64(time.Second) * float64(r.cfg.Conns) / r.cfg.Rate)
+	// Spread the connections' schedules over one interval.
+	phase := interval * time.Duration(w) / time.Duration(r.cfg.Conns)
+	return &pacer{interval: max(interval, 1), due: time.Now().Add(phase)}
+}
+
+// next waits for the next message's scheduled time and returns it; without
+// a rate it returns the time now at once. It returns false if stop closes.
+func (p *pacer) next(stop <-chan struct{}) (time.Time, bool) {
+	if p.interval == 0 {
+		return time.Now(), true
+	}
+	at := p.due
+	p.due = p.due.Add(p.interval)
+	if d := time.Until(at); d > 0 {
+		if p.timer == nil {
+			p.timer = time.NewTimer(d)
+		} else {
+			p.timer.Reset(d)
+		}
+		select {
+		case <-p.timer.C:
+		case <-stop:
+			p.timer.Stop()
+			return at, false
+		}
+	}
+	return at, true
 }
 
 // readEchoes reads and checks the echo of each message sent on c, in order.

@@ -85,7 +85,11 @@ func (r *Result) describe() string {
 	case UDP:
 		return fmt.Sprintf("udp, %d %s, depth %d, %d-byte datagrams", r.Conns, plural(int64(r.Conns), "socket", "sockets"), r.Depth, r.Size)
 	default:
-		return fmt.Sprintf("%s, %d %s, depth %d, %d-byte messages", r.Mode, r.Conns, plural(int64(r.Conns), "connection", "connections"), r.Depth, r.Size)
+		d := fmt.Sprintf("%s, %d %s, depth %d, %d-byte messages", r.Mode, r.Conns, plural(int64(r.Conns), "connection", "connections"), r.Depth, r.Size)
+		if r.Rate > 0 {
+			d += fmt.Sprintf(", %.0f/s scheduled", r.Rate)
+		}
+		return d
 	}
 }
 
@@ -98,6 +102,9 @@ func (r *Result) latencyMeaning() string {
 	case UDP:
 		return "round trip per datagram"
 	default:
+		if r.Rate > 0 {
+			return "per message, from its scheduled send to its echo"
+		}
 		return "round trip per message"
 	}
 }

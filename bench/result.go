@@ -8,12 +8,13 @@ import (
 // Result is what a run measured. Rates cover the measured window only (not
 // the warm-up); errors and mismatches cover the whole run.
 type Result struct {
-	Mode  Mode   `json:"mode"`
-	Addr  string `json:"addr"`
-	Conns int    `json:"conns"`
-	Depth int    `json:"depth"`
-	Size  int    `json:"size"`
-	Unit  string `json:"unit"` // what Ops counts: message, byte, session, connection or datagram
+	Mode  Mode    `json:"mode"`
+	Addr  string  `json:"addr"`
+	Conns int     `json:"conns"`
+	Depth int     `json:"depth"`
+	Size  int     `json:"size"`
+	Unit  string  `json:"unit"`           // what Ops counts: message, byte, session, connection or datagram
+	Rate  float64 `json:"rate,omitempty"` // scheduled messages per second (Config.Rate)
 
 	Duration  time.Duration `json:"-"`
 	Seconds   float64       `json:"seconds"`     // the measured window (Idle: the hold)

@@ -189,7 +189,7 @@ func (r *runner) runLoad(parent context.Context) *Result {
 func (r *runner) worker(ctx context.Context, w int) {
 	switch r.cfg.Mode {
 	case PingPong:
-		if r.cfg.Depth == 1 {
+		if r.cfg.Depth == 1 && r.cfg.Rate == 0 {
 			r.connLoop(ctx, w, r.pingpong)
 		} else {
 			r.connLoop(ctx, w, r.pipelined)
@@ -285,6 +285,7 @@ func (r *runner) newResult() *Result {
 		Depth: r.cfg.Depth,
 		Size:  r.cfg.Size,
 		Unit:  r.opUnit(),
+		Rate:  r.cfg.Rate,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The servers the tests run, in test code: a correct echo server, and
@@ -77,6 +78,25 @@ func corruptAfter(n int64) func(c *net.TCPConn) {
 				}
 			}
 			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// stallAt returns a handler that echoes correctly but, once the stream
+// reaches offset n, holds the echo back for d.
+func stallAt(n int64, d time.Duration) func(c *net.TCPConn) {
+	return func(c *net.TCPConn) {
+		buf := make([]byte, 32<<10)
+		var off int64
+		for {
+			k, err := c.Read(buf)
+			if off < n && off+int64(k) >= n {
+				time.Sleep(d)
+			}
+			off += int64(k)
+			if _, werr := c.Write(buf[:k]); werr != nil || err != nil {
 				return
 			}
 		}

@@ -20,6 +20,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	duration := fs.Duration("d", 0, "how long to measure, or to hold the connections for idle (default 10s unless -n is given)")
 	count := fs.Int64("n", 0, "stop after this many measured messages, sessions or (bulk) bytes; 0: no count")
 	warmup := fs.Duration("warmup", time.Second, "run this long before measuring; excluded from the figures")
+	rate := fs.Float64("rate", 0, "pingpong: send this many `messages` per second in all, on schedule, and measure latency from the scheduled time (0: as fast as echoes come back)")
 	timeout := fs.Duration("timeout", 5*time.Second, "for one connect or one reply, before it counts as an error")
 	sources := fs.String("source", "", "local `addresses` to connect from, in turn: A,B,... or FIRST-LAST")
 	pid := fs.Int("pid", 0, "`PID` of a local server: report its CPU time per operation and memory")
@@ -40,6 +41,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		Count:    *count,
 		Warmup:   *warmup,
 		Timeout:  *timeout,
+		Rate:     *rate,
 		PID:      *pid,
 	}
 	// Zero means "the default" to bench.Config; on the command line it is

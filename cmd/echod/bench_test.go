@@ -24,6 +24,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bad source", []string{"bench", "-source", "127.0.0.9-127.0.0.1", "a:1"}, "-source: invalid source range"},
 		{"zero timeout", []string{"bench", "-timeout", "0", "a:1"}, "-timeout must be positive"},
 		{"negative duration", []string{"bench", "-d", "-1s", "a:1"}, "duration must not be negative"},
+		{"rate for cycle", []string{"bench", "-mode", "cycle", "-rate", "100", "a:1"}, "rate applies to pingpong only"},
 		{"zero conns", []string{"bench", "-c", "0", "a:1"}, "-c must be at least 1"},
 		{"zero depth", []string{"bench", "-depth", "0", "a:1"}, "-depth must be at least 1"},
 		{"too many conns", []string{"bench", "-c", "2000000", "a:1"}, "connections must be between"},
