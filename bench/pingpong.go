@@ -103,28 +103,37 @@ func (r *runner) newPacer(w int) *pacer {
 	return &pacer{interval: max(interval, 1), due: time.Now().Add(phase)}
 }
 
-// next waits for the next message's scheduled time and returns it; without
-// a rate it returns the time now at once. It returns false if stop closes.
+// next waits for the next message's scheduled time and returns the time
+// its latency counts from; without a rate it returns the time now at once.
+// It returns false if stop closes.
+//
+// A writer that is behind its schedule (held back by the depth limit or by
+// a server that stopped reading) sends at once and counts from the
+// scheduled time, so the delay is measured. A writer that waited for its
+// timer counts from when it woke: Go's timers fire up to a millisecond late,
+// and that slack is the load generator's, not the server's.
 func (p *pacer) next(stop <-chan struct{}) (time.Time, bool) {
 	if p.interval == 0 {
 		return time.Now(), true
 	}
 	at := p.due
 	p.due = p.due.Add(p.interval)
-	if d := time.Until(at); d > 0 {
-		if p.timer == nil {
-			p.timer = time.NewTimer(d)
-		} else {
-			p.timer.Reset(d)
-		}
-		select {
-		case <-p.timer.C:
-		case <-stop:
-			p.timer.Stop()
-			return at, false
-		}
+	d := time.Until(at)
+	if d <= 0 {
+		return at, true
 	}
-	return at, true
+	if p.timer == nil {
+		p.timer = time.NewTimer(d)
+	} else {
+		p.timer.Reset(d)
+	}
+	select {
+	case <-p.timer.C:
+		return time.Now(), true
+	case <-stop:
+		p.timer.Stop()
+		return at, false
+	}
 }
 
 // readEchoes reads and checks the echo of each message sent on c, in order.
