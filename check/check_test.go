@@ -292,3 +292,26 @@ func FuzzJudge(f *testing.F) {
 		}
 	})
 }
+
+// No check may outlive its deadline, whatever the server does: here, one
+// that takes every connection and datagram and never answers.
+func TestEveryCheckKeepsItsDeadline(t *testing.T) {
+	tcp := serveTCP(t, func(c *net.TCPConn, done <-chan struct{}) { <-done })
+	udp := serveUDP(t, 64<<10, func([]byte) [][]byte { return nil })
+	target := &Target{Addr: tcp, UDPAddr: udp, Patience: time.Hour}
+	all := append(append(TCPChecks(), ProtohackersChecks()...), UDPChecks()...)
+	for _, c := range all {
+		if c.Skip != nil && c.Skip(target) != "" {
+			continue
+		}
+		c.Deadline = 100 * time.Millisecond
+		start := time.Now()
+		r := runOne(context.Background(), c, target)
+		if el := time.Since(start); el > 3*time.Second {
+			t.Errorf("%s took %v with a deadline of 100ms", c.Name, el)
+		}
+		if r.Status != Fail || !strings.HasPrefix(r.Reason, "not finished within the check's deadline of 100ms") {
+			t.Errorf("%s: %s %q", c.Name, r.Status, r.Reason)
+		}
+	}
+}

@@ -121,6 +121,7 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 		return fmt.Appendf(nil, "client %d of %d, all connected at once\n", i+1, manyClients)
 	}
 	deadline := readDeadline(ctx, t.Patience)
+	wait := time.Until(deadline).Round(time.Millisecond)
 	echoed := make([]bool, manyClients)
 	for i, c := range conns {
 		wg.Go(func() {
@@ -158,11 +159,11 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 	}
 	switch {
 	case ok == 0:
-		return "", fmt.Errorf("none of %d clients connected at once got its echo within %v (a server that buffers until EOF fails here too: see the streaming check)", manyClients, t.Patience)
+		return "", fmt.Errorf("none of %d clients connected at once got its echo within %v (a server that buffers until EOF fails here too: see the streaming check)", manyClients, wait)
 	case ok == 1:
-		return "", fmt.Errorf("only 1 of %d clients connected at once got its echo within %v: the server serves one client at a time", manyClients, t.Patience)
+		return "", fmt.Errorf("only 1 of %d clients connected at once got its echo within %v: the server serves one client at a time", manyClients, wait)
 	case ok < manyClients:
-		return "", fmt.Errorf("only %d of %d clients connected at once got their echo within %v: the server serves at most %d clients at a time", ok, manyClients, t.Patience, ok)
+		return "", fmt.Errorf("only %d of %d clients connected at once got their echo within %v: the server serves at most %d clients at a time", ok, manyClients, wait, ok)
 	}
 
 	// Now everyone half-closes; each must see EOF.

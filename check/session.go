@@ -318,10 +318,12 @@ func short(got, sent int64, o outcome, patience time.Duration) error {
 			return fmt.Errorf("nothing came back, and nothing %v after half-close", patience)
 		}
 		return fmt.Errorf("only %d of %d bytes came back, then nothing for %v after half-close", got, sent, patience)
-	case o.writeErr != nil && !errors.Is(o.writeErr, os.ErrDeadlineExceeded):
+	case o.writeErr != nil && !errors.Is(o.writeErr, os.ErrDeadlineExceeded) && !isContextErr(o.writeErr):
 		return fmt.Errorf("sending failed after %d of %d bytes came back: %v", got, sent, o.writeErr)
+	case isContextErr(o.readErr):
+		return fmt.Errorf("%d of %d bytes came back", got, sent)
 	case o.readErr != nil:
-		return fmt.Errorf("%d of %d bytes came back before the deadline: %w", got, sent, o.readErr)
+		return fmt.Errorf("%d of %d bytes came back: %w", got, sent, o.readErr)
 	}
 	return fmt.Errorf("only %d of %d bytes came back", got, sent)
 }
@@ -338,10 +340,16 @@ func ended(o outcome, patience time.Duration) error {
 		return errors.New("connection reset after the complete echo instead of a clean close: a reset can destroy data still in flight")
 	case errors.Is(o.readErr, os.ErrDeadlineExceeded) && !o.halfClosed.IsZero():
 		return fmt.Errorf("no EOF %v after half-close: the server did not close the connection", patience)
-	case o.readErr != nil:
+	case isContextErr(o.readErr) && !o.halfClosed.IsZero():
+		return errors.New("no EOF after half-close")
+	case o.readErr != nil && !isContextErr(o.readErr):
 		return fmt.Errorf("the echo was complete but no EOF followed: %w", o.readErr)
 	}
 	return errors.New("the echo was complete but no EOF followed")
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 func isReset(err error) bool {

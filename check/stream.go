@@ -82,7 +82,7 @@ func streamingStall(ctx context.Context, c *net.TCPConn, t *Target, i, n int, ch
 		return fmt.Errorf("piece %d of %d: %w", i+1, n, err)
 	}
 	if ctx.Err() != nil {
-		return err
+		return fmt.Errorf("piece %d of %d: %d of its %d bytes came back", i+1, n, len(got), len(chunk))
 	}
 	// Did the server hold the echo until EOF? Half-close and see.
 	c.CloseWrite()
@@ -171,7 +171,10 @@ func checkCloseAfterEOF(ctx context.Context, t *Target) (string, error) {
 		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 			return "", streamingStall(ctx, c, t, 0, 1, first, got[:k], len(first), err)
 		}
-		return "", fmt.Errorf("the echo of a first %d-byte piece: only %d bytes came back: %w", len(first), k, err)
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("%d of the %d bytes of a first piece came back", k, len(first))
+		}
+		return "", fmt.Errorf("%d of the %d bytes of a first piece came back: %w", k, len(first), err)
 	}
 	setReadDeadline(ctx, c, 0)
 

@@ -89,7 +89,10 @@ func (u *udpClient) exchange(ctx context.Context, p []byte) ([]byte, error) {
 			if err == nil {
 				return buf[:n], nil
 			}
-			if !errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("no reply to a %d-byte datagram", len(p))
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				return nil, u.explain(err)
 			}
 			break
@@ -203,6 +206,9 @@ func checkUDPOneReply(ctx context.Context, t *Target) (string, error) {
 			if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 				return nil
 			}
+			if err != nil && ctx.Err() != nil {
+				return fmt.Errorf("replies to %d datagrams so far", sum(counts))
+			}
 			if err != nil {
 				return u.explain(err)
 			}
@@ -248,4 +254,12 @@ func checkUDPOneReply(ctx context.Context, t *Target) (string, error) {
 		}
 	}
 	return fmt.Sprintf("%d datagrams, one reply each", oneReplyDatagrams), nil
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
