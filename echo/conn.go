@@ -15,14 +15,23 @@ import (
 // meets TCP backpressure; the server never holds more than this.
 const bufferSize = 32 << 10
 
-// serveConn echoes c until the client half-closes, resets or goes away, then
-// closes it. It returns only after c is closed.
+// serveConn echoes c until the client half-closes, resets or goes away, or a
+// session limit ends it, then closes it. It returns only after c is closed.
 func (s *Server) serveConn(c net.Conn) {
 	start := time.Now()
 	r := s.newReader(c)
+	p := s.sessionPolicy()
+	var d deadline
+	d.start(c, p, start)
 	var in, out int64
 	reason := "eof"
 	for {
+		if p.MaxBytes > 0 {
+			// Read no more than the limit, so that exactly the allowed
+			// bytes are echoed.
+			r.limit = int(min(p.MaxBytes-in, bufferSize))
+		}
+		d.progress(c)
 		// The buffer is taken only once data has arrived and given back
 		// as soon as it is echoed, so an idle connection holds none.
 		buf, n, err := r.read()
@@ -30,17 +39,22 @@ func (s *Server) serveConn(c net.Conn) {
 			in += int64(n)
 			// Write only the n bytes read, never the whole buffer: the
 			// classic bug that pads every reply with stale bytes.
-			w, werr := c.Write(buf[:n])
+			w, werr := d.write(c, buf[:n])
 			out += int64(w)
 			if werr != nil {
 				err = werr
+			} else if p.MaxBytes > 0 && in >= p.MaxBytes {
+				s.buffers.Put(buf)
+				reason = ReasonMaxSessionBytes.String()
+				s.limited(ReasonMaxSessionBytes)
+				break
 			}
 		}
 		s.buffers.Put(buf)
 		if err != nil {
 			// io.EOF is the client's half-close: everything it sent has
 			// been written back above, so closing now loses nothing.
-			reason = endReason(err)
+			reason = s.endReason(err, d)
 			break
 		}
 	}
@@ -51,6 +65,79 @@ func (s *Server) serveConn(c net.Conn) {
 		"bytes_out", out,
 		"duration", time.Since(start),
 		"reason", reason)
+}
+
+// sessionPolicy is what a connection may do once admitted: plain values that
+// any engine serving the connection applies. Zero fields mean no limit.
+type sessionPolicy struct {
+	IdleTimeout time.Duration // no progress in either direction for this long ends it
+	MaxDuration time.Duration // it ends this long after it was accepted
+	MaxBytes    int64         // it ends once the client has sent this many bytes, all echoed
+}
+
+func (s *Server) sessionPolicy() sessionPolicy {
+	return sessionPolicy{
+		IdleTimeout: s.IdleTimeout,
+		MaxDuration: s.MaxSessionDuration,
+		MaxBytes:    s.MaxSessionBytes,
+	}
+}
+
+// deadline applies a sessionPolicy's timeouts to a blocking connection with
+// a single deadline for both directions, since reads and writes alternate.
+// Moving a deadline costs a timer update, so for the idle timeout it is moved
+// only once an eighth of the timeout has passed since it was last set: a
+// connection is closed between IdleTimeout and 9/8 of it after its last
+// progress, and a busy one pays for a timer update now and then rather than
+// per read.
+type deadline struct {
+	idle, slack time.Duration
+	end         time.Time // when MaxDuration runs out; zero: never
+	armed       time.Time // when the deadline was last moved
+}
+
+func (d *deadline) start(c net.Conn, p sessionPolicy, start time.Time) {
+	d.idle = p.IdleTimeout
+	d.slack = p.IdleTimeout / 8
+	if p.MaxDuration > 0 {
+		d.end = start.Add(p.MaxDuration)
+		if d.idle == 0 {
+			c.SetDeadline(d.end)
+		}
+	}
+}
+
+// progress records that the connection moved bytes just now, pushing the
+// idle deadline out if it is due.
+func (d *deadline) progress(c net.Conn) {
+	if d.idle == 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(d.armed) < d.slack {
+		return
+	}
+	d.armed = now
+	t := now.Add(d.idle + d.slack)
+	if !d.end.IsZero() && d.end.Before(t) {
+		t = d.end
+	}
+	c.SetDeadline(t)
+}
+
+// write writes all of p to c. A write that times out having taken some bytes
+// is progress (a slow reader), so it goes on; one that took none ends the
+// connection.
+func (d *deadline) write(c net.Conn, p []byte) (int, error) {
+	var written int
+	for {
+		n, err := c.Write(p[written:])
+		written += n
+		if err == nil || n == 0 || d.idle == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return written, err
+		}
+		d.progress(c)
+	}
 }
 
 // buffer returns a pooled buffer. A pointer to an array keeps the pool free
@@ -64,9 +151,10 @@ func (s *Server) buffer() *[bufferSize]byte {
 
 // reader reads a connection into pooled buffers.
 type reader struct {
-	s  *Server
-	c  net.Conn
-	rc syscall.RawConn // nil: read c with a buffer taken beforehand
+	s     *Server
+	c     net.Conn
+	rc    syscall.RawConn // nil: read c with a buffer taken beforehand
+	limit int             // read at most this many bytes at a time; 0: a whole buffer
 
 	// The result of readRaw, which rc.Read calls; fields rather than
 	// captured variables, so that a read allocates nothing.
@@ -95,7 +183,7 @@ func (s *Server) newReader(c net.Conn) *reader {
 func (r *reader) read() (buf *[bufferSize]byte, n int, err error) {
 	if r.rc == nil {
 		buf = r.s.buffer()
-		n, err = r.c.Read(buf[:])
+		n, err = r.c.Read(r.space(buf))
 		return buf, n, err
 	}
 	r.buf, r.n, r.err = nil, 0, nil
@@ -106,13 +194,21 @@ func (r *reader) read() (buf *[bufferSize]byte, n int, err error) {
 	return r.buf, r.n, r.err
 }
 
+// space is the part of buf a read may fill.
+func (r *reader) space(buf *[bufferSize]byte) []byte {
+	if r.limit > 0 {
+		return buf[:r.limit]
+	}
+	return buf[:]
+}
+
 // readRaw is called by the runtime's poller when the socket may be
 // readable: it takes a buffer and reads, or gives the buffer back and
 // asks to wait when there turns out to be nothing to read.
 func (r *reader) readRaw(fd uintptr) bool {
 	r.buf = r.s.buffer()
 	for {
-		n, err := rawRead(fd, r.buf[:])
+		n, err := rawRead(fd, r.space(r.buf))
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -131,8 +227,17 @@ func (r *reader) readRaw(fd uintptr) bool {
 	}
 }
 
-// endReason names why a connection ended, for the log.
-func endReason(err error) string {
+// endReason names why a connection ended, for the log, and counts the ends
+// that a session limit caused.
+func (s *Server) endReason(err error, d deadline) string {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		r := ReasonIdleTimeout
+		if !d.end.IsZero() && !time.Now().Before(d.end) {
+			r = ReasonMaxSessionDuration
+		}
+		s.limited(r)
+		return r.String()
+	}
 	switch {
 	case errors.Is(err, io.EOF):
 		return "eof"

@@ -3,6 +3,7 @@ package echo
 import (
 	"fmt"
 	"net"
+	"net/netip"
 )
 
 // The engines a Server can serve connections with; see Server.Engine.
@@ -79,6 +80,7 @@ func (s *Server) stopLoopIfUnused() {
 // is closed and its end logged here.
 func (s *Server) handOff(loop *eventLoop, g *loopGroup, c *net.TCPConn) {
 	s.mu.Lock()
+	key := s.conns[c]
 	delete(s.conns, c)
 	s.loopConns++
 	s.mu.Unlock()
@@ -86,16 +88,21 @@ func (s *Server) handOff(loop *eventLoop, g *loopGroup, c *net.TCPConn) {
 		s.logger().Error("event loop refused a connection", "remote", c.RemoteAddr().String(), "err", err)
 		s.mu.Lock()
 		s.loopConns--
+		s.releaseKeyLocked(key)
 		s.mu.Unlock()
 		s.wg.Done()
 	}
 }
 
 // loopConnEnded is the event loop's report that a connection it served has
-// ended: the counterpart of add and handOff.
-func (s *Server) loopConnEnded() {
+// ended: the counterpart of add and handOff. The connection's per-source
+// place is found again from its remote address, which the loop keeps.
+func (s *Server) loopConnEnded(remote netip.AddrPort) {
 	s.mu.Lock()
 	s.loopConns--
+	if s.MaxConnsPerIP > 0 && remote.IsValid() {
+		s.releaseKeyLocked(sourceKey(remote.Addr()))
+	}
 	s.mu.Unlock()
 	s.wg.Done()
 }

@@ -20,15 +20,22 @@ type eventLoop struct {
 type loopGroup = epoll.Group
 
 func startEventLoop(s *Server) (*eventLoop, error) {
+	p := s.sessionPolicy()
 	e, err := epoll.Start(epoll.Config{
+		IdleTimeout: p.IdleTimeout,
+		MaxDuration: p.MaxDuration,
+		MaxBytes:    p.MaxBytes,
 		OnClose: func(end epoll.Ended) {
+			if r, ok := loopLimit(end.Reason); ok {
+				s.limited(r)
+			}
 			s.logger().Debug("connection closed",
 				"remote", end.Remote.String(),
 				"bytes_in", end.In,
 				"bytes_out", end.Out,
 				"duration", end.Duration,
 				"reason", loopEndReason(end))
-			s.loopConnEnded()
+			s.loopConnEnded(end.Remote)
 		},
 	})
 	if err != nil {
@@ -80,14 +87,28 @@ func loopEndReason(end epoll.Ended) string {
 		return "reset by client"
 	case epoll.ClosedByServer:
 		return "closed by server"
-	case epoll.IdleTimeout, epoll.MaxDuration:
-		return "timeout"
-	case epoll.MaxBytes:
-		return "max bytes"
+	case epoll.IdleTimeout, epoll.MaxDuration, epoll.MaxBytes:
+		r, _ := loopLimit(end.Reason)
+		return r.String()
 	default:
 		if end.Err != nil {
 			return end.Err.Error()
 		}
 		return "failed"
+	}
+}
+
+// loopLimit returns the Reason for a connection the event loop ended because
+// of a session limit.
+func loopLimit(r epoll.Reason) (Reason, bool) {
+	switch r {
+	case epoll.IdleTimeout:
+		return ReasonIdleTimeout, true
+	case epoll.MaxDuration:
+		return ReasonMaxSessionDuration, true
+	case epoll.MaxBytes:
+		return ReasonMaxSessionBytes, true
+	default:
+		return 0, false
 	}
 }

@@ -1,7 +1,9 @@
-// Package echo implements the echo service of RFC 862 over TCP: every byte a
-// client sends is written back to it, unmodified and as it arrives. A Server
-// is safe to expose to untrusted clients: the memory a connection holds is
-// bounded whatever it sends, and slow readers are met with TCP backpressure.
+// Package echo implements the echo service of RFC 862 over TCP and UDP: every
+// byte a client sends is written back to it, unmodified and as it arrives. A
+// Server is safe to expose to untrusted clients: the memory a connection
+// holds is bounded whatever it sends, slow readers are met with TCP
+// backpressure, and the limits in its fields shed abusive sources one
+// connection or datagram at a time.
 package echo
 
 import (
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -22,8 +25,10 @@ var ErrServerClosed = errors.New("echo: server closed")
 // to use; the exported fields configure it and must not change once Serve has
 // been called.
 type Server struct {
-	// Logger receives a line for each finished connection at debug level and
-	// for accept errors at error level. Nil discards everything.
+	// Logger receives a line for each finished connection at debug level, a
+	// summary of the limits applied at info level and accept errors at error
+	// level; the last two at most once per 10 seconds each, however many
+	// there are. Nil discards everything.
 	Logger *slog.Logger
 
 	// Engine chooses how connections are served. "goroutine" (also the
@@ -35,12 +40,58 @@ type Server struct {
 	// "goroutine" elsewhere.
 	Engine string
 
+	// MaxConns is how many TCP connections may be open at once, over all
+	// listeners and engines; a connection beyond it is closed (reset) as
+	// soon as it is accepted. Zero means no limit. echod serve derives its
+	// default from the file-descriptor limit.
+	MaxConns int
+	// MaxConnsPerIP is how many TCP connections one source address (for
+	// IPv6, one /64) may have open at once. Zero means no limit.
+	MaxConnsPerIP int
+
+	// IdleTimeout closes a connection that makes no progress in either
+	// direction for this long: nothing arrives, and nothing it was sent is
+	// taken off the server's hands (a client that never reads stalls the
+	// server's writes, and counts as idle). A slow client that keeps moving
+	// bytes stays open. Engines may close up to an eighth of IdleTimeout
+	// late. Zero means no timeout.
+	IdleTimeout time.Duration
+	// MaxSessionDuration closes a connection this long after it was
+	// accepted, whatever it is doing. Zero means no limit.
+	MaxSessionDuration time.Duration
+	// MaxSessionBytes closes a connection once it has sent this many bytes;
+	// all of them are echoed first. Zero means no limit.
+	MaxSessionBytes int64
+
+	// UDPAllowPrivilegedPorts lets ServeUDP answer datagrams from source
+	// ports below 1024, which the loop guard otherwise drops because other
+	// echo, chargen and daytime services live there. Datagrams from
+	// multicast, broadcast or unspecified addresses, from port 0, or from the
+	// server's own UDP ports are dropped regardless.
+	UDPAllowPrivilegedPorts bool
+	// UDPSourceRate is how many datagrams per second ServeUDP answers from
+	// one source address (for IPv6, one /64), with bursts of up to one
+	// second's worth; the rest are dropped. Zero means no limit.
+	UDPSourceRate int
+	// UDPGlobalRate is how many datagrams per second ServeUDP answers in
+	// all, over every source and socket, with bursts of up to one second's
+	// worth. Zero means no limit.
+	UDPGlobalRate int
+
 	mu        sync.Mutex
 	closing   bool // set once by Shutdown or Close; no connection starts after it
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
-	wg        sync.WaitGroup // one count per connection goroutine
-	buffers   sync.Pool      // of *[bufferSize]byte, shared by all connections
+	packets   map[net.PacketConn]struct{}
+	conns     map[net.Conn]netip.Addr // served by goroutines, with the source key each counts under
+	perIP     map[netip.Addr]int      // open connections by source key, when MaxConnsPerIP is set
+	udpGuard  *udpGuard               // made by the first ServeUDP
+	wg        sync.WaitGroup          // one count per connection goroutine, loop connection and UDP reader
+	buffers   sync.Pool               // of *[bufferSize]byte, shared by all connections
+
+	counts      counters
+	limitLog    limitLog
+	acceptLog   throttle
+	acceptFails uint64 // accept errors not yet logged, under mu
 
 	// The event loop, while a Serve call or a connection uses it.
 	loop       *eventLoop
@@ -100,7 +151,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			// Running out of file descriptors and similar errors pass: back
 			// off rather than spin, and keep serving the connections we have.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logger().Error("accept failed; retrying", "listener", l.Addr().String(), "err", err, "retry_in", backoff)
+			s.acceptFailed(l, err, backoff)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -108,7 +159,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if !s.add(c) {
+		if r, ok := s.add(c); !ok {
+			if r != reasonNone {
+				// Reset rather than close: the refused client learns at
+				// once, and the server keeps no TIME_WAIT state for it.
+				if tc, ok := c.(interface{ SetLinger(int) error }); ok {
+					tc.SetLinger(0)
+				}
+				s.limited(r)
+			}
 			c.Close()
 			continue
 		}
@@ -180,27 +239,126 @@ func (s *Server) untrack(l net.Listener) {
 	l.Close()
 }
 
-// add registers c and counts its goroutine, unless the server is closing. The
-// check and the count happen under one lock so that Shutdown's Wait never
-// races with a late Add.
-func (s *Server) add(c net.Conn) bool {
+// reasonNone is what add returns when it refuses a connection for no limit,
+// because the server is closing.
+const reasonNone Reason = numReasons
+
+// add registers c and counts its goroutine, unless the server is closing or
+// c is over a connection limit, which it returns. The check and the count
+// happen under one lock so that Shutdown's Wait never races with a late Add,
+// and so that the limits hold exactly however fast connections arrive. The
+// limits are checked here, in the accept loop, whichever engine then serves
+// the connection.
+func (s *Server) add(c net.Conn) (Reason, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return reasonNone, false
+	}
+	if s.MaxConns > 0 && len(s.conns)+s.loopConns >= s.MaxConns {
+		return ReasonMaxConns, false
+	}
+	var key netip.Addr
+	if s.MaxConnsPerIP > 0 {
+		// Non-IP connections (a Unix socket) have no source to count by.
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			key = sourceKey(ta.AddrPort().Addr())
+			if s.perIP[key] >= s.MaxConnsPerIP {
+				return ReasonMaxConnsPerIP, false
+			}
+			if s.perIP == nil {
+				s.perIP = make(map[netip.Addr]int)
+			}
+			s.perIP[key]++
+		}
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]netip.Addr)
+	}
+	s.conns[c] = key
+	s.wg.Add(1)
+	s.counts.accepted.Add(1)
+	return 0, true
+}
+
+func (s *Server) remove(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key, ok := s.conns[c]
+	delete(s.conns, c)
+	if ok {
+		s.releaseKeyLocked(key)
+	}
+}
+
+// releaseKeyLocked gives back the per-source place a connection held.
+// Entries go when they reach zero, so the table holds at most one per open
+// connection.
+func (s *Server) releaseKeyLocked(key netip.Addr) {
+	if !key.IsValid() {
+		return
+	}
+	if s.perIP[key]--; s.perIP[key] <= 0 {
+		delete(s.perIP, key)
+	}
+}
+
+// trackPacket registers a UDP socket so that Shutdown and Close close it,
+// and returns the server's UDP guard, unless the server is closing.
+func (s *Server) trackPacket(pc net.PacketConn) (*udpGuard, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, false
+	}
+	if s.packets == nil {
+		s.packets = make(map[net.PacketConn]struct{})
+	}
+	s.packets[pc] = struct{}{}
+	if s.udpGuard == nil {
+		s.udpGuard = newUDPGuard(s)
+	}
+	s.udpGuard.addLocalPort(pc)
+	return s.udpGuard, true
+}
+
+func (s *Server) untrackPacket(pc net.PacketConn) {
+	s.mu.Lock()
+	delete(s.packets, pc)
+	s.mu.Unlock()
+	pc.Close()
+}
+
+// addGoroutine counts one more goroutine that Shutdown and Close wait for,
+// unless the server is closing.
+func (s *Server) addGoroutine() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
-	if s.conns == nil {
-		s.conns = make(map[net.Conn]struct{})
-	}
-	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return true
 }
 
-func (s *Server) remove(c net.Conn) {
+// acceptFailed counts a failed accept and logs it, at most once per
+// logInterval with the number of failures since the previous line: when the
+// process is out of file descriptors, every retry fails.
+func (s *Server) acceptFailed(l net.Listener, err error, retryIn time.Duration) {
+	s.counts.acceptErrors.Add(1)
 	s.mu.Lock()
-	delete(s.conns, c)
+	s.acceptFails++
+	n := s.acceptFails
+	log := s.acceptLog.allow(time.Now())
+	if log {
+		s.acceptFails = 0
+	}
 	s.mu.Unlock()
+	if log {
+		s.logger().Error("accept failed; retrying, and serving the open connections meanwhile",
+			"listener", l.Addr().String(), "err", err, "retry_in", retryIn,
+			"failures", n, "next_report_in", logInterval)
+	}
 }
 
 func (s *Server) isClosing() bool {
@@ -211,11 +369,16 @@ func (s *Server) isClosing() bool {
 
 func (s *Server) beginClose() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closing = true
 	for l := range s.listeners {
 		l.Close()
 	}
+	for pc := range s.packets {
+		pc.Close()
+	}
+	s.mu.Unlock()
+	// What the throttle held back is not lost at exit.
+	s.logLimits()
 }
 
 func (s *Server) closeConns() {

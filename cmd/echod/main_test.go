@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +25,14 @@ import (
 func TestMain(m *testing.M) {
 	// The signal tests run this test binary as echod itself.
 	if os.Getenv("ECHOD_RUN_MAIN") == "1" {
+		// The fd-exhaustion tests run echod with a low open-file limit;
+		// lowering the hard limit too stops the runtime raising it again.
+		if n, err := strconv.ParseUint(os.Getenv("ECHOD_TEST_NOFILE"), 10, 64); err == nil {
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+				fmt.Fprintf(os.Stderr, "setrlimit: %v\n", err)
+				os.Exit(3)
+			}
+		}
 		main()
 		return
 	}
@@ -135,6 +145,17 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"bad duration", []string{"serve", "-shutdown-timeout", "soon"}, 2, "", "invalid value \"soon\""},
 		{"bad engine", []string{"serve", "-engine", "turbo"}, 2, "", `invalid -engine "turbo": want goroutine, epoll or auto`},
 		{"stray argument", []string{"serve", "extra"}, 2, "", `unexpected argument "extra"`},
+		{"negative max-conns", []string{"serve", "-max-conns", "-1"}, 2, "", "-max-conns must not be negative, got -1"},
+		{"unparsable max-conns", []string{"serve", "-max-conns", "lots"}, 2, "", `invalid value "lots" for flag -max-conns`},
+		{"negative max-conns-per-ip", []string{"serve", "-max-conns-per-ip", "-5"}, 2, "", "-max-conns-per-ip must not be negative"},
+		{"negative idle timeout", []string{"serve", "-idle-timeout", "-1m"}, 2, "", "-idle-timeout must not be negative"},
+		{"unparsable idle timeout", []string{"serve", "-idle-timeout", "5"}, 2, "", `invalid value "5" for flag -idle-timeout`},
+		{"negative session duration", []string{"serve", "-max-session-duration", "-1h"}, 2, "", "-max-session-duration must not be negative"},
+		{"unparsable session bytes", []string{"serve", "-max-session-bytes", "1GB"}, 2, "", `invalid value "1GB" for flag -max-session-bytes`},
+		{"negative session bytes", []string{"serve", "-max-session-bytes", "-1"}, 2, "", "-max-session-bytes must not be negative"},
+		{"negative udp source rate", []string{"serve", "-udp-source-rate", "-10"}, 2, "", "-udp-source-rate must not be negative"},
+		{"negative udp global rate", []string{"serve", "-udp-global-rate", "-10"}, 2, "", "-udp-global-rate must not be negative"},
+		{"udp is a switch", []string{"serve", "-udp=maybe"}, 2, "", `invalid boolean value "maybe" for -udp`},
 		{"send bad addr", []string{"send", "-addr", "nowhere", "hi"}, 2, "", `invalid -addr "nowhere"`},
 		{"send -h", []string{"send", "-h"}, 0, "-verify", ""},
 	}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,14 +48,46 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
 	engine := fs.String("engine", echo.EngineGoroutine, "how connections are served: `auto`, goroutine (one goroutine each, portable) or epoll (Linux event loops)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
+	udp := fs.Bool("udp", false, "also serve UDP echo on every -listen address (off by default: UDP echo is a reflection and loop vector)")
+	maxConns := fs.Int("max-conns", defaultMaxConns(fileLimit()), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")
+	maxPerIP := fs.Int("max-conns-per-ip", 0, "most TCP `connections` open at once from one address (IPv6: one /64); 0: no limit")
+	idleTimeout := fs.Duration("idle-timeout", 5*time.Minute, "close a TCP connection with no traffic either way for this `duration`; 0: never")
+	maxDuration := fs.Duration("max-session-duration", 0, "close a TCP connection this `duration` after it opened; 0: never")
+	maxBytes := fs.Int64("max-session-bytes", 0, "close a TCP connection once it has sent this many `bytes`, all echoed; 0: no limit")
+	udpPrivileged := fs.Bool("udp-allow-privileged-ports", false, "answer UDP datagrams from source ports below 1024 (where echo and chargen loops start)")
+	udpSourceRate := fs.Int("udp-source-rate", 1000, "most UDP `datagrams` per second answered for one source address (IPv6: one /64); 0: no limit")
+	udpGlobalRate := fs.Int("udp-global-rate", 20000, "most UDP `datagrams` per second answered in all; 0: no limit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("serve", "unexpected argument %q", fs.Arg(0))
 	}
-	if *shutdownTimeout < 0 {
-		return usagef("serve", "-shutdown-timeout must not be negative, got %v", *shutdownTimeout)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"shutdown-timeout", *shutdownTimeout},
+		{"idle-timeout", *idleTimeout},
+		{"max-session-duration", *maxDuration},
+	} {
+		if d.v < 0 {
+			return usagef("serve", "-%s must not be negative, got %v", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"max-conns", int64(*maxConns)},
+		{"max-conns-per-ip", int64(*maxPerIP)},
+		{"max-session-bytes", *maxBytes},
+		{"udp-source-rate", int64(*udpSourceRate)},
+		{"udp-global-rate", int64(*udpGlobalRate)},
+	} {
+		if n.v < 0 {
+			return usagef("serve", "-%s must not be negative, got %d (0 means no limit)", n.name, n.v)
+		}
 	}
 	if len(tlsListen) > 0 && (*tlsCert == "" || *tlsKey == "") {
 		return usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
@@ -85,10 +118,6 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return err
 	}
-	if len(inherited.udp) > 0 {
-		inherited.closeAll()
-		return errors.New("systemd passed a datagram socket, but this echod serves no UDP")
-	}
 	if inherited.empty() && len(listen) == 0 && len(tlsListen) == 0 {
 		listen = addrList{":7007"}
 	}
@@ -115,9 +144,13 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	// Open every listener before serving on any, so a bad address fails
 	// the start instead of leaving a half-started server.
 	var listeners []servedListener
+	var packets []net.PacketConn
 	closeAll := func() {
 		for _, sl := range listeners {
 			sl.Close()
+		}
+		for _, pc := range packets {
+			pc.Close()
 		}
 	}
 	wrap := func(l net.Listener, proto string) servedListener {
@@ -136,16 +169,28 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	for _, l := range inherited.tls {
 		listeners = append(listeners, wrap(l, "tls"))
 	}
+	// A datagram socket from systemd (ListenDatagram=) is UDP echo that the
+	// unit asked for, -udp or not.
+	packets = append(packets, inherited.udp...)
 	var lc net.ListenConfig
-	for i, addrs := range []addrList{listen, tlsListen} {
-		for _, addr := range addrs {
-			l, err := lc.Listen(ctx, "tcp", addr)
-			if err != nil {
-				closeAll()
-				return err
-			}
-			listeners = append(listeners, wrap(l, []string{"tcp", "tls"}[i]))
+	for _, addr := range listen {
+		l, pc, err := listenOn(ctx, addr, *udp)
+		if err != nil {
+			closeAll()
+			return err
 		}
+		listeners = append(listeners, wrap(l, "tcp"))
+		if pc != nil {
+			packets = append(packets, pc)
+		}
+	}
+	for _, addr := range tlsListen {
+		l, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		listeners = append(listeners, wrap(l, "tls"))
 	}
 
 	// SIGHUP rereads the TLS certificate; without TLS it is logged and
@@ -154,13 +199,28 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	srv := &echo.Server{Logger: logger, Engine: *engine}
-	errc := make(chan error, len(listeners))
+	srv := &echo.Server{
+		Logger:                  logger,
+		Engine:                  *engine,
+		MaxConns:                *maxConns,
+		MaxConnsPerIP:           *maxPerIP,
+		IdleTimeout:             *idleTimeout,
+		MaxSessionDuration:      *maxDuration,
+		MaxSessionBytes:         *maxBytes,
+		UDPAllowPrivilegedPorts: *udpPrivileged,
+		UDPSourceRate:           *udpSourceRate,
+		UDPGlobalRate:           *udpGlobalRate,
+	}
+	errc := make(chan error, len(listeners)+len(packets))
 	for _, sl := range listeners {
 		logger.Info("listening", "proto", sl.proto, "addr", sl.Addr().String())
 		// Cancellation of ctx starts the graceful drain below; it must not
 		// reach Serve, which would close connections at once.
 		go func() { errc <- srv.Serve(context.WithoutCancel(ctx), sl.Listener) }()
+	}
+	for _, pc := range packets {
+		logger.Info("listening", "proto", "udp", "addr", pc.LocalAddr().String())
+		go func() { errc <- srv.ServeUDP(context.WithoutCancel(ctx), pc) }()
 	}
 
 	var failed error
@@ -185,7 +245,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 		}
 	}
 	// Wait for every Serve call; the one that failed has already returned.
-	pending := len(listeners)
+	pending := len(listeners) + len(packets)
 	if failed != nil {
 		pending--
 	}
@@ -197,6 +257,65 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// listenOn opens the TCP listener for addr and, with udp, a
+// UDP socket on the same address and port. When addr asks for any free port
+// (port 0), the UDP socket takes the port the TCP listener got, trying again
+// with a new one if that port is taken for UDP.
+func listenOn(ctx context.Context, addr string, udp bool) (net.Listener, net.PacketConn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	var lc net.ListenConfig
+	for attempt := 0; ; attempt++ {
+		l, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil || !udp {
+			return l, nil, err
+		}
+		got := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		pc, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, got))
+		if err == nil {
+			return l, pc, nil
+		}
+		l.Close()
+		if port != "0" || attempt == 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, err
+		}
+	}
+}
+
+// fileLimit returns the soft limit on open files, which the Go runtime has
+// already raised to (nearly) the hard limit at start (go.dev/issue/46279),
+// or 0 if it cannot be read.
+func fileLimit() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return lim.Cur
+}
+
+// defaultMaxConns derives -max-conns from the open-file limit: it keeps a
+// tenth of the limit (at least 64 descriptors) in reserve for listeners, UDP
+// sockets, logs and the connections accepted only to be refused, so that a
+// server at its connection limit never meets EMFILE. It leaves room for a
+// 10,000-connection benchmark wherever the limit allows that and 64 more.
+// Zero (no limit) when the limit is unknown.
+func defaultMaxConns(nofile uint64) int {
+	const reserve, benchmark, most = 64, 10000, 1 << 20
+	switch {
+	case nofile == 0:
+		return 0
+	case nofile < 2*reserve:
+		return int(nofile / 2)
+	}
+	n := nofile - max(nofile/10, reserve)
+	if n < benchmark && nofile >= benchmark+reserve {
+		n = benchmark
+	}
+	return int(min(n, most))
 }
 
 // servedListener is a listener and the protocol echod serves on it, for the

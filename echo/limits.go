@@ -1,0 +1,200 @@
+package echo
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Reason names a limit that made the server refuse or end a TCP connection or
+// drop a UDP datagram. Its String is a short, stable word for logs and metric
+// labels, such as "max-conns".
+type Reason uint8
+
+// The reasons, a fixed vocabulary: every refusal, limit-ended connection and
+// dropped datagram is counted under exactly one of them (see Server.Stats).
+const (
+	// ReasonMaxConns: a connection was refused because MaxConns were open.
+	ReasonMaxConns Reason = iota
+	// ReasonMaxConnsPerIP: a connection was refused because its source
+	// address (an IPv6 /64) already had MaxConnsPerIP open.
+	ReasonMaxConnsPerIP
+	// ReasonIdleTimeout: a connection made no progress in either direction
+	// for IdleTimeout.
+	ReasonIdleTimeout
+	// ReasonMaxSessionDuration: a connection was open for MaxSessionDuration.
+	ReasonMaxSessionDuration
+	// ReasonMaxSessionBytes: a connection sent MaxSessionBytes.
+	ReasonMaxSessionBytes
+	// ReasonUDPPrivilegedPort: a datagram came from a port below 1024, where
+	// other echo, chargen and daytime services live (the loop of
+	// CVE-1999-0103).
+	ReasonUDPPrivilegedPort
+	// ReasonUDPBadSource: a datagram came from port 0 or from an address no
+	// reply may go to: unspecified, multicast, broadcast or reserved.
+	ReasonUDPBadSource
+	// ReasonUDPLoop: a datagram came from the port the server listens on,
+	// which is what another echo server on the same port (or a datagram
+	// forged to come from this one) looks like; answering would loop.
+	ReasonUDPLoop
+	// ReasonUDPRateLimit: the datagram's source address (an IPv6 /64) was
+	// over UDPSourceRate.
+	ReasonUDPRateLimit
+	// ReasonUDPGlobalCap: the server was over UDPGlobalRate.
+	ReasonUDPGlobalCap
+
+	numReasons = iota
+)
+
+// Reasons returns every Reason, in a fixed order.
+func Reasons() []Reason {
+	rs := make([]Reason, numReasons)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonMaxConns:
+		return "max-conns"
+	case ReasonMaxConnsPerIP:
+		return "max-conns-per-ip"
+	case ReasonIdleTimeout:
+		return "idle-timeout"
+	case ReasonMaxSessionDuration:
+		return "max-session-duration"
+	case ReasonMaxSessionBytes:
+		return "max-session-bytes"
+	case ReasonUDPPrivilegedPort:
+		return "udp-privileged-port"
+	case ReasonUDPBadSource:
+		return "udp-bad-source"
+	case ReasonUDPLoop:
+		return "udp-loop"
+	case ReasonUDPRateLimit:
+		return "udp-rate-limit"
+	case ReasonUDPGlobalCap:
+		return "udp-global-cap"
+	default:
+		return "unknown"
+	}
+}
+
+// Stats is a snapshot of the server's counters, for metrics. Counters only
+// grow; Conns goes up and down.
+type Stats struct {
+	// Conns is the number of TCP connections open now.
+	Conns int
+	// Accepted counts the TCP connections accepted and served; connections
+	// refused by a limit are not among them.
+	Accepted uint64
+	// AcceptErrors counts accepts that failed and were retried, such as for
+	// running out of file descriptors (EMFILE).
+	AcceptErrors uint64
+	// UDPReplies counts the datagrams echoed.
+	UDPReplies uint64
+	// Limited holds, for every Reason (zero counts included), how many
+	// connections were refused or ended and datagrams dropped for it.
+	Limited map[Reason]uint64
+}
+
+// Stats returns a snapshot of the server's counters. It is safe to call at
+// any time, from any goroutine, also while the server runs.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Accepted:     s.counts.accepted.Load(),
+		AcceptErrors: s.counts.acceptErrors.Load(),
+		UDPReplies:   s.counts.udpReplies.Load(),
+		Limited:      make(map[Reason]uint64, numReasons),
+	}
+	for r := range Reason(numReasons) {
+		st.Limited[r] = s.counts.limited[r].Load()
+	}
+	s.mu.Lock()
+	st.Conns = len(s.conns) + s.loopConns
+	s.mu.Unlock()
+	return st
+}
+
+// counters are the numbers behind Stats; they are updated without locks.
+type counters struct {
+	accepted     atomic.Uint64
+	acceptErrors atomic.Uint64
+	udpReplies   atomic.Uint64
+	limited      [numReasons]atomic.Uint64
+}
+
+// logInterval is the least time between two log lines about limits, and
+// between two about accept errors: under attack or fd exhaustion they would
+// otherwise come once per packet or per retry.
+const logInterval = 10 * time.Second
+
+// throttle lets one caller through at most once per logInterval.
+type throttle struct {
+	next atomic.Pointer[time.Time] // nil: the next call passes
+}
+
+func (t *throttle) allow(now time.Time) bool {
+	next := t.next.Load()
+	if next != nil && now.Before(*next) {
+		return false
+	}
+	// Allocates, but only once per interval.
+	after := now.Add(logInterval)
+	return t.next.CompareAndSwap(next, &after)
+}
+
+// limitLog writes the summary lines about limits: the first limit applied
+// is logged at once, and after that at most one line per logInterval with
+// the counts since the previous line, so a flood costs a line every few
+// seconds rather than one per packet.
+type limitLog struct {
+	throttle throttle
+	mu       sync.Mutex
+	logged   [numReasons]uint64 // the counts as of the previous line
+}
+
+// limited counts one application of limit r and logs a summary if one is due.
+func (s *Server) limited(r Reason) {
+	s.counts.limited[r].Add(1)
+	if s.limitLog.throttle.allow(time.Now()) {
+		s.logLimits()
+	}
+}
+
+// logLimits logs the counts since the previous summary, if there are any.
+func (s *Server) logLimits() {
+	s.limitLog.mu.Lock()
+	defer s.limitLog.mu.Unlock()
+	var attrs []any
+	for r := range Reason(numReasons) {
+		n := s.counts.limited[r].Load()
+		if d := n - s.limitLog.logged[r]; d > 0 {
+			attrs = append(attrs, slog.Uint64(r.String(), d))
+			s.limitLog.logged[r] = n
+		}
+	}
+	if len(attrs) == 0 {
+		return
+	}
+	s.logger().Info("limits applied",
+		slog.Group("count", attrs...),
+		"next_summary_in", logInterval)
+}
+
+// sourceKey is the address that per-source limits count by: the address
+// itself for IPv4, its /64 for IPv6, since one host or customer typically
+// holds a whole /64.
+func sourceKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		b := a.As16()
+		clear(b[8:])
+		return netip.AddrFrom16(b)
+	}
+	return a
+}
