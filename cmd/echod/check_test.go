@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -185,5 +186,26 @@ func TestCheckUDPWhereNoneIsServed(t *testing.T) {
 	want := "FAIL udp-sizes: nothing is listening on UDP " + addr + " (the port is closed)\n"
 	if code != 1 || !strings.HasPrefix(out, want) {
 		t.Errorf("exit %d, stdout\n%s\nwant exit 1 and\n%s", code, out, want)
+	}
+}
+
+// echod check -udp against echod serve -udp: the UDP suite and the TCP one
+// on the same address, over IPv4 and IPv6.
+func TestCheckUDPAgainstEchod(t *testing.T) {
+	all, _ := startServeAll(t, 4, "-udp", "-listen", "127.0.0.1:0", "-listen", "[::1]:0")
+	for i, addr := range all["tcp"] {
+		if !slices.Contains(all["udp"], addr) {
+			t.Fatalf("UDP listeners %v, want one on %s too", all["udp"], addr)
+		}
+		biggest := []string{"65507", "65527"}[i]
+		code, out, errOut := runCmd(t, nil, "check", "-udp", "-run", "^(udp-.*|text)$", addr)
+		want := "PASS text (63 bytes of text)\n" +
+			"PASS udp-sizes (8 sizes from 1 to " + biggest + " bytes, each echoed whole)\n" +
+			"PASS udp-all-bytes (0x00-0xff up and down in one 512-byte datagram)\n" +
+			"PASS udp-one-reply (10 datagrams, one reply each)\n" +
+			"PASS: 4 checks passed against " + addr + " ("
+		if code != 0 || !strings.HasPrefix(out, want) {
+			t.Errorf("exit %d, stdout\n%s\nwant\n%s\nstderr %s", code, out, want, errOut)
+		}
 	}
 }
