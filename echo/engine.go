@@ -76,22 +76,34 @@ func (s *Server) stopLoopIfUnused() {
 }
 
 // handOff gives c to the event loop, which owns it from now on; the loop's
-// report of its end undoes what add did. When the loop cannot take it, c
-// is closed and its end logged here.
-func (s *Server) handOff(loop *eventLoop, g *loopGroup, c *net.TCPConn) {
+// report of its end undoes what add did. When the loop fails to take it, c
+// is closed and its end logged here. It reports false, with c untouched and
+// still registered, when the loop could not even start to take c because
+// the process is out of file descriptors (taking a socket duplicates it):
+// the caller then serves c on a goroutine, which needs none, rather than
+// drop a client it has already accepted.
+func (s *Server) handOff(loop *eventLoop, g *loopGroup, c *net.TCPConn) bool {
 	s.mu.Lock()
 	key := s.conns[c]
 	delete(s.conns, c)
 	s.loopConns++
 	s.mu.Unlock()
-	if err := loop.serve(c, g); err != nil {
-		s.logger().Error("event loop refused a connection", "remote", c.RemoteAddr().String(), "err", err)
-		s.mu.Lock()
-		s.loopConns--
-		s.releaseKeyLocked(key)
-		s.mu.Unlock()
-		s.wg.Done()
+	taken, err := loop.serve(c, g)
+	if err == nil {
+		return true
 	}
+	s.mu.Lock()
+	s.loopConns--
+	if !taken {
+		s.conns[c] = key
+		s.mu.Unlock()
+		return false
+	}
+	s.releaseKeyLocked(key)
+	s.mu.Unlock()
+	s.logger().Error("event loop refused a connection", "remote", c.RemoteAddr().String(), "err", err)
+	s.wg.Done()
+	return true
 }
 
 // loopConnEnded is the event loop's report that a connection it served has

@@ -51,8 +51,10 @@ func (l *eventLoop) stop()                { l.e.Stop() }
 // serve takes c's socket out of Go's poller into the event loop: it
 // duplicates the descriptor, closes c (which removes it from Go's poller
 // while the socket stays open through the duplicate) and hands the
-// duplicate over. c is closed whatever happens.
-func (l *eventLoop) serve(c *net.TCPConn, g *loopGroup) error {
+// duplicate over. taken reports whether c is now the loop's (and closed
+// here): it is not when the descriptor could not be duplicated, as when
+// the process is out of them, and c is then left open for the caller.
+func (l *eventLoop) serve(c *net.TCPConn, g *loopGroup) (taken bool, err error) {
 	var remote netip.AddrPort
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ap := a.AddrPort()
@@ -61,20 +63,20 @@ func (l *eventLoop) serve(c *net.TCPConn, g *loopGroup) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		c.Close()
-		return fmt.Errorf("take socket: %w", err)
+		return true, fmt.Errorf("take socket: %w", err)
 	}
 	fd, dupErr := -1, error(nil)
 	err = rc.Control(func(s uintptr) {
 		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
 	})
+	if err == nil && dupErr != nil {
+		return false, fmt.Errorf("take socket: %w", dupErr)
+	}
 	c.Close()
-	if err == nil {
-		err = dupErr
-	}
 	if err != nil {
-		return fmt.Errorf("take socket: %w", err)
+		return true, fmt.Errorf("take socket: %w", err)
 	}
-	return l.e.Add(fd, remote, g)
+	return true, l.e.Add(fd, remote, g)
 }
 
 // loopEndReason names why a connection in the event loop ended, in the

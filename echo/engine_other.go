@@ -25,7 +25,7 @@ func startEventLoop(*Server) (*eventLoop, error) {
 func (*eventLoop) newGroup() *loopGroup { return &loopGroup{} }
 func (*eventLoop) closeAll()            {}
 func (*eventLoop) stop()                {}
-func (*eventLoop) serve(c *net.TCPConn, _ *loopGroup) error {
+func (*eventLoop) serve(c *net.TCPConn, _ *loopGroup) (bool, error) {
 	c.Close()
-	return errors.New("no event loop")
+	return true, errors.New("no event loop")
 }

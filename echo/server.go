@@ -172,8 +172,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		if tc, ok := c.(*net.TCPConn); ok && loop != nil {
-			s.handOff(loop, group, tc)
-			continue
+			if s.handOff(loop, group, tc) {
+				continue
+			}
 		}
 		mine.Add(1)
 		go func() {

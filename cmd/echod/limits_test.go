@@ -227,44 +227,48 @@ func startLimitedProcess(t *testing.T, nofile int, args ...string) (pid int, add
 }
 
 func TestServeRecoversFromFileDescriptorExhaustion(t *testing.T) {
-	// Without -max-conns the server runs into its open-file limit of 40.
-	pid, addr, log := startLimitedProcess(t, 40, "-max-conns", "0")
-	baseline := childFDs(t, pid)
-	first := dialEcho(t, addr)
-	conns := []net.Conn{first}
-	for range 49 {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err) // the kernel's backlog takes what echod cannot
-		}
-		t.Cleanup(func() { c.Close() })
-		conns = append(conns, c)
-	}
-	waitLog(t, log, "too many open files")
-	// The connections it has keep working while accept fails.
-	echoOn(t, first, "still served")
+	for _, engine := range []string{"goroutine", "epoll"} {
+		t.Run(engine, func(t *testing.T) {
+			// Without -max-conns the server runs into its open-file limit of 40.
+			pid, addr, log := startLimitedProcess(t, 40, "-max-conns", "0", "-engine", engine)
+			baseline := childFDs(t, pid)
+			first := dialEcho(t, addr)
+			conns := []net.Conn{first}
+			for range 49 {
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					t.Fatal(err) // the kernel's backlog takes what echod cannot
+				}
+				t.Cleanup(func() { c.Close() })
+				conns = append(conns, c)
+			}
+			waitLog(t, log, "too many open files")
+			// The connections it has keep working while accept fails.
+			echoOn(t, first, "still served")
 
-	// Once clients leave, the waiting connections are accepted and served.
-	for _, c := range conns[:30] {
-		c.Close()
-	}
-	for i, c := range conns[30:] {
-		echoOn(t, c, fmt.Sprintf("waited in the backlog %d", i))
-	}
-	// Dozens of failed accepts, one log line a period.
-	if n := strings.Count(log.String(), "accept failed"); n > 2 {
-		t.Errorf("%d log lines about failed accepts, want at most one per 10s:\n%s", n, log.String())
-	}
-	// Every descriptor comes back when the clients are gone.
-	for _, c := range conns[30:] {
-		c.Close()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for childFDs(t, pid) > baseline {
-		if time.Now().After(deadline) {
-			t.Fatalf("echod holds %d descriptors with no clients, %d at start", childFDs(t, pid), baseline)
-		}
-		time.Sleep(10 * time.Millisecond)
+			// Once clients leave, the waiting connections are accepted and served.
+			for _, c := range conns[:30] {
+				c.Close()
+			}
+			for i, c := range conns[30:] {
+				echoOn(t, c, fmt.Sprintf("waited in the backlog %d", i))
+			}
+			// Dozens of failed accepts, one log line a period.
+			if n := strings.Count(log.String(), "accept failed"); n > 2 {
+				t.Errorf("%d log lines about failed accepts, want at most one per 10s:\n%s", n, log.String())
+			}
+			// Every descriptor comes back when the clients are gone.
+			for _, c := range conns[30:] {
+				c.Close()
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for childFDs(t, pid) > baseline {
+				if time.Now().After(deadline) {
+					t.Fatalf("echod holds %d descriptors with no clients, %d at start", childFDs(t, pid), baseline)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
 
