@@ -1,9 +1,11 @@
 package echo
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // The engines a Server can serve connections with; see Server.Engine.
@@ -106,9 +108,96 @@ func (s *Server) handOff(loop *eventLoop, g *loopGroup, c *net.TCPConn) bool {
 	return true
 }
 
+// serveEventLoop is Serve for a TCP listener whose connections the event
+// loops accept themselves.
+func (s *Server) serveEventLoop(ctx context.Context, tl *net.TCPListener) error {
+	a := newLoopListener(tl)
+	if !s.track(a) {
+		a.Close()
+		return ErrServerClosed
+	}
+	defer s.untrack(a)
+	loop, err := s.acquireLoop()
+	if err != nil {
+		return err
+	}
+	defer s.releaseLoop()
+	group := loop.newGroup()
+	if err := a.start(loop, group, s.admitToLoop, s.loopAcceptFailed(a)); err != nil {
+		return fmt.Errorf("serve %s: %w", tl.Addr(), err)
+	}
+	select {
+	case <-ctx.Done():
+		a.Close()
+		// Once the loops have let go of the listener they accept no
+		// more connections into the group, so waiting for it is final.
+		<-a.done()
+		group.Close()
+		group.Wait()
+		return ctx.Err()
+	case <-a.closed:
+		<-a.done()
+		if err := a.failure(); err != nil {
+			return fmt.Errorf("accept on %s: %w", tl.Addr(), err)
+		}
+		return ErrServerClosed
+	}
+}
+
+// admitToLoop applies the connection limits to a connection an event loop
+// has accepted and counts it, as add does for a net.Conn; the loop resets
+// the connections it refuses.
+func (s *Server) admitToLoop(remote netip.AddrPort) bool {
+	r, ok := s.admitLoopConn(remote)
+	if !ok && r != reasonNone {
+		s.limited(r)
+	}
+	return ok
+}
+
+func (s *Server) admitLoopConn(remote netip.AddrPort) (Reason, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return reasonNone, false
+	}
+	if s.MaxConns > 0 && len(s.conns)+s.loopConns >= s.MaxConns {
+		return ReasonMaxConns, false
+	}
+	if s.MaxConnsPerIP > 0 && remote.IsValid() {
+		key := sourceKey(remote.Addr())
+		if s.perIP[key] >= s.MaxConnsPerIP {
+			return ReasonMaxConnsPerIP, false
+		}
+		if s.perIP == nil {
+			s.perIP = make(map[netip.Addr]int)
+		}
+		s.perIP[key]++
+	}
+	s.wg.Add(1)
+	s.loopConns++
+	s.counts.accepted.Add(1)
+	return 0, true
+}
+
+// loopAcceptFailed returns what an event loop does when accepting on a
+// fails: count, log and retry after the back-off, as Serve does, or end a's
+// Serve call.
+func (s *Server) loopAcceptFailed(a *loopListener) func(error, time.Duration) bool {
+	return func(err error, backoff time.Duration) bool {
+		if isTemporary(err) {
+			s.acceptFailed(a, err, backoff)
+			return true
+		}
+		a.fail(err)
+		return false
+	}
+}
+
 // loopConnEnded is the event loop's report that a connection it served has
-// ended: the counterpart of add and handOff. The connection's per-source
-// place is found again from its remote address, which the loop keeps.
+// ended: the counterpart of add, handOff and admitToLoop. The connection's
+// per-source place is found again from its remote address, which the loop
+// keeps.
 func (s *Server) loopConnEnded(remote netip.AddrPort) {
 	s.mu.Lock()
 	s.loopConns--

@@ -1,9 +1,13 @@
 package echo
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/echod/echod/echo/internal/epoll"
 	"golang.org/x/sys/unix"
@@ -29,13 +33,17 @@ func startEventLoop(s *Server) (*eventLoop, error) {
 			if r, ok := loopLimit(end.Reason); ok {
 				s.limited(r)
 			}
-			s.logger().Debug("connection closed",
+			s.loopConnEnded(end.Remote)
+			log := s.logger()
+			if !log.Enabled(context.Background(), slog.LevelDebug) {
+				return
+			}
+			log.Debug("connection closed",
 				"remote", end.Remote.String(),
 				"bytes_in", end.In,
 				"bytes_out", end.Out,
 				"duration", end.Duration,
 				"reason", loopEndReason(end))
-			s.loopConnEnded(end.Remote)
 		},
 	})
 	if err != nil {
@@ -77,6 +85,91 @@ func (l *eventLoop) serve(c *net.TCPConn, g *loopGroup) (taken bool, err error) 
 		return true, fmt.Errorf("take socket: %w", err)
 	}
 	return true, l.e.Add(fd, remote, g)
+}
+
+// loopListener is a TCP listener whose connections the event loops accept
+// on a duplicate of its socket. Closing it closes both.
+type loopListener struct {
+	net.Listener
+	closed chan struct{} // closed by Close
+
+	mu     sync.Mutex
+	isShut bool
+	ln     *epoll.Listener
+	err    error // why accepting stopped, if it failed
+}
+
+func newLoopListener(l *net.TCPListener) *loopListener {
+	return &loopListener{Listener: l, closed: make(chan struct{})}
+}
+
+// start duplicates the listening socket and hands the duplicate to the
+// event loop, whose loops accept on it from now on.
+func (a *loopListener) start(loop *eventLoop, g *loopGroup, admit func(netip.AddrPort) bool, failed func(error, time.Duration) bool) error {
+	rc, err := a.Listener.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		return err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) {
+		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return err
+	}
+	if dupErr != nil {
+		return fmt.Errorf("duplicate listening socket: %w", dupErr)
+	}
+	ln, err := loop.e.Listen(fd, g, epoll.ListenConfig{Admit: admit, AcceptFailed: failed})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ln = ln
+	if a.isShut {
+		ln.Close()
+	}
+	return nil
+}
+
+// Close stops the loops accepting and closes the listener.
+func (a *loopListener) Close() error {
+	a.mu.Lock()
+	if !a.isShut {
+		a.isShut = true
+		close(a.closed)
+		if a.ln != nil {
+			a.ln.Close()
+		}
+	}
+	a.mu.Unlock()
+	return a.Listener.Close()
+}
+
+// done is closed once the loops have let go of the duplicate socket.
+func (a *loopListener) done() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ln == nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return a.ln.Done()
+}
+
+// fail records why accepting stopped and closes a.
+func (a *loopListener) fail(err error) {
+	a.mu.Lock()
+	a.err = err
+	a.mu.Unlock()
+	a.Close()
+}
+
+func (a *loopListener) failure() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
 }
 
 // loopEndReason names why a connection in the event loop ended, in the

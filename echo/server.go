@@ -111,6 +111,15 @@ func (s *Server) logger() *slog.Logger {
 // closes l and every connection it accepted, waits for them to end, and
 // returns ctx.Err(). Serve always closes l before returning.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	engine, err := s.engine()
+	if err != nil {
+		l.Close()
+		return err
+	}
+	if tl, ok := l.(*net.TCPListener); ok && engine == EngineEpoll {
+		// The event loops accept the connections themselves.
+		return s.serveEventLoop(ctx, tl)
+	}
 	if !s.track(l) {
 		l.Close()
 		return ErrServerClosed

@@ -5,6 +5,7 @@ package epoll
 import (
 	"errors"
 	"net/netip"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -145,16 +146,28 @@ func (l *loop) closeErr(c *conn, err error) {
 	l.close(c, Failed, err)
 }
 
-// read and write are the plain system calls: the socket is non-blocking,
-// so they never park the thread, and a result of -1 becomes 0.
+// read and write are the plain system calls, made without telling the
+// scheduler (RawSyscall): the socket is non-blocking, so they return at
+// once, and a thread that the runtime saw in a system call after every
+// message would keep its monitor awake and hand the loop's processor
+// around for nothing. A result of -1 becomes 0.
 func read(fd int, p []byte) (int, error) {
-	n, err := unix.Read(fd, p)
-	return max(n, 0), err
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 func write(fd int, p []byte) (int, error) {
-	n, err := unix.Write(fd, p)
-	return max(n, 0), err
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // tailPool keeps a loop's spare tail buffers in three sizes, so a tail

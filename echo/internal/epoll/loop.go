@@ -5,8 +5,10 @@ package epoll
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,6 +20,8 @@ const (
 	readSize = 64 << 10
 	// maxEvents is how many ready connections one epoll_wait reports.
 	maxEvents = 256
+	// yieldEvery is how long a busy loop runs before it yields.
+	yieldEvery = int64(2 * time.Millisecond)
 )
 
 // loop is one event loop: an epoll instance, the connections it watches
@@ -35,11 +39,17 @@ type loop struct {
 	tails  tailPool
 	events [maxEvents]unix.EpollEvent
 
+	listeners []*loopListener
+	rsa       unix.RawSockaddrAny // accept4's scratch space
+
+	spare []*conn // the inbox's previous backing array, reused
+
 	mu     sync.Mutex
 	inbox  []*conn
 	groups []*Group // groups to close
-	woken  bool     // a wakeup is pending; later pushes need not write again
-	exited bool     // the loop has ended; push refuses
+	ops    []listenerOp
+	woken  bool // a wakeup is pending; later pushes need not write again
+	exited bool // the loop has ended; push refuses
 }
 
 func newLoop(e *Engine) (*loop, error) {
@@ -87,6 +97,22 @@ func (l *loop) closeGroup(g *Group) {
 	l.mu.Unlock()
 }
 
+// command queues a change to the listeners the loop watches. A loop that
+// has ended lets go of a listener it is asked to add at once.
+func (l *loop) command(op listenerOp) {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		if op.add {
+			op.ln.release()
+		}
+		return
+	}
+	l.ops = append(l.ops, op)
+	l.wakeLocked()
+	l.mu.Unlock()
+}
+
 func (l *loop) wake() {
 	l.mu.Lock()
 	l.wakeLocked()
@@ -105,15 +131,32 @@ func (l *loop) wakeLocked() {
 
 // run is the loop's goroutine.
 func (l *loop) run() {
-	timeout := -1
-	var sweepEvery, nextSweep int64
+	var sweepEvery, nextSweep, lastYield int64
 	if d := l.e.sweepInterval(); d > 0 {
 		sweepEvery = int64(d)
-		timeout = int(max(d/time.Millisecond, 1))
 	}
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
+		timeout := time.Duration(-1)
+		if sweepEvery > 0 {
+			timeout = time.Duration(sweepEvery)
+		}
+		if resume := l.resumeListeners(); resume >= 0 && (timeout < 0 || resume < timeout) {
+			timeout = resume
+		}
+		ms := -1
+		if timeout >= 0 {
+			ms = int(max((timeout+time.Millisecond-1)/time.Millisecond, 1))
+		}
+		n, err := l.wait(ms)
 		l.now = l.e.now()
+		if l.now-lastYield > yieldEvery {
+			// A busy loop never blocks, so the runtime would preempt it
+			// every 10 ms, and its monitor would keep polling fast for
+			// a while after each time; yielding first costs less, and
+			// lets other goroutines share the processor.
+			runtime.Gosched()
+			lastYield = l.now
+		}
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			// Only a bug (a bad epfd) gets here; closing everything is
 			// the one safe answer.
@@ -129,6 +172,12 @@ func (l *loop) run() {
 				}
 				continue
 			}
+			if ev.Pad == listenerTag {
+				if i, ll := l.listenerFor(ev.Fd); ll != nil {
+					l.accept(i, ll)
+				}
+				continue
+			}
 			if c := l.lookup(int(ev.Fd)); c != nil {
 				l.handle(c, ev.Events)
 			}
@@ -140,6 +189,19 @@ func (l *loop) run() {
 	}
 }
 
+// wait returns the ready events. Under load some are ready already: a
+// non-blocking poll that the scheduler never hears of finds them; only an
+// idle loop blocks, as a system call the scheduler knows about, so the
+// loop's processor can run other goroutines meanwhile.
+func (l *loop) wait(timeout int) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd),
+		uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+	if errno == 0 && n > 0 {
+		return int(n), nil
+	}
+	return unix.EpollWait(l.epfd, l.events[:], timeout)
+}
+
 // readInbox registers the queued connections and carries out the queued
 // commands. It reports whether the loop has ended.
 func (l *loop) readInbox() bool {
@@ -147,14 +209,19 @@ func (l *loop) readInbox() bool {
 	unix.Read(l.wakefd, b[:])
 
 	l.mu.Lock()
-	inbox, groups := l.inbox, l.groups
-	l.inbox, l.groups = nil, nil
+	inbox, groups, ops := l.inbox, l.groups, l.ops
+	l.inbox, l.groups, l.ops = l.spare[:0], nil, nil
 	l.woken = false
 	l.mu.Unlock()
 
-	for _, c := range inbox {
-		l.register(c)
+	for _, op := range ops {
+		l.applyListenerOp(op)
 	}
+	for i, c := range inbox {
+		l.register(c)
+		inbox[i] = nil
+	}
+	l.spare = inbox
 	for _, g := range groups {
 		for _, c := range l.conns {
 			if c != nil && c.group == g {
@@ -176,11 +243,17 @@ func (l *loop) readInbox() bool {
 func (l *loop) exit() {
 	l.mu.Lock()
 	l.exited = true
-	inbox := l.inbox
-	l.inbox = nil
+	inbox, ops := l.inbox, l.ops
+	l.inbox, l.ops = nil, nil
 	l.mu.Unlock()
 	for _, c := range inbox {
 		l.register(c)
+	}
+	for _, op := range ops {
+		l.applyListenerOp(op)
+	}
+	for len(l.listeners) > 0 {
+		l.dropListener(len(l.listeners) - 1)
 	}
 	l.closeEverything(ClosedByServer, nil)
 }
@@ -278,9 +351,26 @@ func (e *Engine) sweepInterval() time.Duration {
 	return min(max(shortest/10, time.Millisecond), time.Second)
 }
 
+// closeFD closes a socket. Without SO_LINGER that never blocks, so the
+// scheduler need not hear of it (see read). Linux closes the descriptor
+// even when close reports EINTR, so a retry could close someone else's;
+// there is nothing to do about an error here.
 func closeFD(fd int) {
-	// Linux closes the descriptor even when close reports EINTR, so a
-	// retry could close someone else's; there is nothing to do about an
-	// error here.
-	unix.Close(fd)
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+// resetFD closes a socket with a reset rather than a FIN.
+func resetFD(fd int) {
+	linger := unix.Linger{Onoff: 1, Linger: 0}
+	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_LINGER,
+		uintptr(unsafe.Pointer(&linger)), unsafe.Sizeof(linger), 0)
+	closeFD(fd)
+}
+
+// setNoDelay turns off Nagle's algorithm, as net does for its
+// connections: it would hold small echoes back.
+func setNoDelay(fd int) {
+	one := int32(1)
+	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0)
 }

@@ -1,0 +1,226 @@
+//go:build linux
+
+package epoll
+
+import (
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxAccepts is how many connections a loop accepts per wakeup, so a flood
+// of connections cannot starve the ones it already serves.
+const maxAccepts = 32
+
+// Listener is a listening socket whose connections the loops accept
+// themselves: every loop watches it, and the kernel wakes one of them per
+// connection (EPOLLEXCLUSIVE), which then serves that connection. Nothing
+// crosses goroutines between accept and echo.
+type Listener struct {
+	e     *Engine
+	fd    int
+	group *Group
+	cfg   ListenConfig
+
+	registered atomic.Int32 // loops that have not yet let go of fd
+	done       chan struct{}
+}
+
+// ListenConfig says what to do with the connections a Listener accepts.
+type ListenConfig struct {
+	// Admit is called on a loop's goroutine for each accepted connection
+	// before it is served; false resets it at once (the client learns at
+	// once, and the server keeps no TIME_WAIT state). It must not block.
+	Admit func(remote netip.AddrPort) bool
+	// AcceptFailed is called when accept fails for a reason other than a
+	// connection that died in the queue. It reports whether to retry:
+	// then the loop stops accepting for the given back-off, which doubles
+	// from 5 ms to 1 s while accept keeps failing; otherwise the loop lets
+	// go of the listener.
+	AcceptFailed func(err error, backoff time.Duration) (retry bool)
+}
+
+// Listen makes the loops accept connections on fd, a listening,
+// non-blocking socket that the engine owns from now on (Close closes it),
+// and serve them as members of g.
+func (e *Engine) Listen(fd int, g *Group, cfg ListenConfig) (*Listener, error) {
+	if e.stopped.Load() {
+		closeFD(fd)
+		return nil, ErrStopped
+	}
+	ln := &Listener{e: e, fd: fd, group: g, cfg: cfg, done: make(chan struct{})}
+	ln.registered.Store(int32(len(e.loops)))
+	for _, l := range e.loops {
+		l.command(listenerOp{ln: ln, add: true})
+	}
+	return ln, nil
+}
+
+// Close stops accepting, and closes the socket once every loop has let go
+// of it. It does not wait; Done is closed then.
+func (ln *Listener) Close() {
+	for _, l := range ln.e.loops {
+		l.command(listenerOp{ln: ln})
+	}
+}
+
+// Done is closed once the listener's socket is closed.
+func (ln *Listener) Done() <-chan struct{} { return ln.done }
+
+// release records that one loop has let go of the socket.
+func (ln *Listener) release() {
+	if ln.registered.Add(-1) == 0 {
+		closeFD(ln.fd)
+		close(ln.done)
+	}
+}
+
+type listenerOp struct {
+	ln  *Listener
+	add bool
+}
+
+// loopListener is a loop's view of a Listener.
+type loopListener struct {
+	ln      *Listener
+	backoff time.Duration
+	until   int64 // engine clock at which a paused listener resumes; 0 if not paused
+}
+
+// listenerTag marks a listener's events (in the data word beside the
+// descriptor), telling them apart from a connection's.
+const listenerTag = 1
+
+func (l *loop) applyListenerOp(op listenerOp) {
+	if op.add {
+		for _, ll := range l.listeners {
+			if ll.ln == op.ln {
+				return
+			}
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(op.ln.fd), Pad: listenerTag}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, op.ln.fd, &ev); err != nil {
+			op.ln.cfg.AcceptFailed(os.NewSyscallError("epoll_ctl", err), 0)
+			op.ln.release()
+			return
+		}
+		l.listeners = append(l.listeners, &loopListener{ln: op.ln})
+		return
+	}
+	for i, ll := range l.listeners {
+		if ll.ln == op.ln {
+			l.dropListener(i)
+			return
+		}
+	}
+}
+
+// dropListener stops watching l.listeners[i] and lets go of it.
+func (l *loop) dropListener(i int) {
+	ll := l.listeners[i]
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ll.ln.fd, nil)
+	l.listeners = append(l.listeners[:i], l.listeners[i+1:]...)
+	ll.ln.release()
+}
+
+func (l *loop) listenerFor(fd int32) (int, *loopListener) {
+	for i, ll := range l.listeners {
+		if int32(ll.ln.fd) == fd {
+			return i, ll
+		}
+	}
+	return -1, nil
+}
+
+// accept takes up to maxAccepts connections from a ready listener and
+// serves them in this loop.
+func (l *loop) accept(i int, ll *loopListener) {
+	ln := ll.ln
+	for range maxAccepts {
+		fd, remote, err := accept4(ln.fd, &l.rsa)
+		switch err {
+		case nil:
+		case unix.EAGAIN:
+			ll.backoff = 0
+			return
+		case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
+			continue
+		default:
+			ll.backoff = min(max(2*ll.backoff, 5*time.Millisecond), time.Second)
+			if !ln.cfg.AcceptFailed(os.NewSyscallError("accept4", err), ll.backoff) {
+				l.dropListener(i)
+				return
+			}
+			// Level-triggered, a listener that keeps failing would wake
+			// the loop at once: stop watching it until the back-off ends.
+			ev := unix.EpollEvent{Fd: int32(ln.fd), Pad: listenerTag}
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, ln.fd, &ev)
+			ll.until = l.now + int64(ll.backoff)
+			return
+		}
+		setNoDelay(fd)
+		if !ln.cfg.Admit(remote) {
+			resetFD(fd)
+			continue
+		}
+		ln.group.wg.Add(1)
+		l.register(&conn{fd: int32(fd), group: ln.group, remote: remote})
+	}
+}
+
+// resumeListeners watches again the listeners whose back-off has ended,
+// and returns how long until the next one does (-1: none is paused).
+func (l *loop) resumeListeners() time.Duration {
+	next := time.Duration(-1)
+	for _, ll := range l.listeners {
+		if ll.until == 0 {
+			continue
+		}
+		if left := time.Duration(ll.until - l.now); left > 0 {
+			if next < 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		ll.until = 0
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ll.ln.fd), Pad: listenerTag}
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, ll.ln.fd, &ev)
+	}
+	return next
+}
+
+// accept4 accepts one connection, non-blocking, and decodes its address
+// from rsa, scratch space that keeps the call free of allocations.
+func accept4(lfd int, rsa *unix.RawSockaddrAny) (int, netip.AddrPort, error) {
+	size := uint32(unix.SizeofSockaddrAny)
+	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd),
+		uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&size)),
+		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, netip.AddrPort{}, errno
+	}
+	return int(fd), rawAddrPort(rsa), nil
+}
+
+// rawAddrPort decodes the address accept4 wrote.
+func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), networkPort(sa.Port))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), networkPort(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// networkPort reads a port stored in network byte order.
+func networkPort(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
