@@ -11,9 +11,13 @@
 # Usage: bench/compare.sh            (from anywhere in the repository)
 # Settings, from the environment:
 #   ROUNDS=3  DURATION=2s  WARMUP=500ms  IDLE_CONNS=10000  IDLE_HOLD=2s
-#   SERVER_CPU=0  LOAD_CPU=1  PEERS="echod iocopy bufloop"  BASELINES="iocopy bufloop"
+#   SERVER_CPU=0  LOAD_CPU=1
+#   PEERS="echod-epoll echod-goroutine iocopy bufloop gnet cepoll"
+#   BASELINES="iocopy bufloop gnet cepoll"
 #   SOURCES=127.0.0.1-127.0.0.8 (local addresses for cycle and idle, past the ephemeral-port limit)
-# Needs: go, jq, taskset (util-linux) on Linux. Loopback only.
+# Needs: go, jq, cc (for cepoll), taskset (util-linux) on Linux. Loopback only.
+# gnet is built in its own module (bench/peers/gnet), fetched by go on the
+# first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +30,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1-127.0.0.8}
 
-for tool in go jq; do
+for tool in go jq cc; do
   command -v "$tool" >/dev/null || { echo "compare.sh: $tool is required" >&2; exit 1; }
 done
 
@@ -47,6 +51,8 @@ echo "building into $work" >&2
 go build -o "$work/echod" ./cmd/echod
 go build -o "$work/iocopy" ./bench/peers/iocopy
 go build -o "$work/bufloop" ./bench/peers/bufloop
+(cd bench/peers/gnet && go build -o "$work/gnet" .)
+cc -O2 -o "$work/cepoll" bench/peers/cepoll/main.c
 
 # The servers to compare: NAME and the command that starts it. {addr} is
 # replaced by 127.0.0.1:0; the server must print a line with "listening" and
@@ -56,11 +62,15 @@ go build -o "$work/bufloop" ./bench/peers/bufloop
 # the subjects of the ratio columns; BASELINES are what they are divided by.
 declare -A START=(
   [echod]="$work/echod serve -listen {addr}"
+  [echod-epoll]="$work/echod serve -engine epoll -listen {addr}"
+  [echod-goroutine]="$work/echod serve -engine goroutine -listen {addr}"
   [iocopy]="$work/iocopy -listen {addr}"
   [bufloop]="$work/bufloop -listen {addr}"
+  [gnet]="$work/gnet -listen {addr}"
+  [cepoll]="$work/cepoll -listen {addr}"
 )
-PEERS=${PEERS:-"echod iocopy bufloop"}
-BASELINES=${BASELINES:-"iocopy bufloop"}
+PEERS=${PEERS:-"echod-epoll echod-goroutine iocopy bufloop gnet cepoll"}
+BASELINES=${BASELINES:-"iocopy bufloop gnet cepoll"}
 
 # The scenarios: NAME, a label for the table, and the 'echod bench' flags.
 SCENARIOS=(

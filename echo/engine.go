@@ -18,9 +18,9 @@ const (
 // engine returns the engine Serve uses, checking the name.
 func (s *Server) engine() (string, error) {
 	switch s.Engine {
-	case "", EngineGoroutine:
+	case EngineGoroutine:
 		return EngineGoroutine, nil
-	case EngineAuto:
+	case "", EngineAuto:
 		if eventLoopSupported {
 			return EngineEpoll, nil
 		}

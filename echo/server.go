@@ -31,13 +31,14 @@ type Server struct {
 	// there are. Nil discards everything.
 	Logger *slog.Logger
 
-	// Engine chooses how connections are served. "goroutine" (also the
-	// empty string) gives each connection its own goroutine: the portable
-	// reference engine. "epoll" (Linux only) serves plain TCP connections
-	// from a few event loops, one per usable CPU, at a fraction of the
-	// memory and CPU; connections that are not a *net.TCPConn (TLS, for
-	// one) still get a goroutine. "auto" is "epoll" on Linux and
-	// "goroutine" elsewhere.
+	// Engine chooses how connections are served. "goroutine" gives each
+	// connection its own goroutine: the portable reference engine. "epoll"
+	// (Linux only) serves plain TCP connections from a few event loops,
+	// one per usable CPU, at a fraction of the memory and CPU; connections
+	// that are not plain TCP (a listener that wraps them, such as TLS or
+	// PROXY protocol) still get a goroutine. "auto" (also the empty
+	// string) is "epoll" on Linux and "goroutine" elsewhere. Every limit
+	// above holds in both.
 	Engine string
 
 	// MaxConns is how many TCP connections may be open at once, over all

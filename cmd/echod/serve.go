@@ -46,7 +46,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	proxyFrom := fs.String("proxy-protocol-from", "", "with -proxy-protocol, accept connections only from these proxies: comma-separated `CIDRs` or addresses (default: any peer)")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
-	engine := fs.String("engine", echo.EngineGoroutine, "how connections are served: `auto`, goroutine (one goroutine each, portable) or epoll (Linux event loops)")
+	engine := fs.String("engine", echo.EngineAuto, "how connections are served: `engine` auto (epoll on Linux), goroutine (one goroutine each, portable) or epoll (Linux event loops)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
 	udp := fs.Bool("udp", false, "also serve UDP echo on every -listen address (off by default: UDP echo is a reflection and loop vector)")
 	maxConns := fs.Int("max-conns", defaultMaxConns(fileLimit()), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")

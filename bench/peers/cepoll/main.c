@@ -5,7 +5,8 @@
  * connection and reading pauses until it drains (so it has backpressure and
  * exact half-close, like echod). Not hardened: a benchmark peer only.
  *
- * usage: cepoll HOST PORT   (prints "listening HOST:PORT" once ready)
+ * usage: cepoll -listen IPV4:PORT   (port 0 picks one; prints
+ * "msg=listening proto=tcp addr=IPV4:PORT" on stderr once ready)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -91,8 +92,11 @@ static void flush(int ep, int fd) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 3) {
-		fprintf(stderr, "usage: cepoll HOST PORT\n");
+	char host[64];
+	int port;
+	if (argc != 3 || strcmp(argv[1], "-listen") != 0 ||
+	    sscanf(argv[2], "%63[^:]:%d", host, &port) != 2) {
+		fprintf(stderr, "usage: cepoll -listen IPV4:PORT\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -102,9 +106,9 @@ int main(int argc, char **argv) {
 	int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
-	if (inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1) {
-		fprintf(stderr, "cepoll: bad address %s\n", argv[1]);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		fprintf(stderr, "cepoll: bad address %s\n", host);
 		return 2;
 	}
 	if (bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 4096) < 0) {
@@ -113,8 +117,7 @@ int main(int argc, char **argv) {
 	}
 	socklen_t salen = sizeof sa;
 	getsockname(ls, (struct sockaddr *)&sa, &salen);
-	printf("listening %s:%d\n", argv[1], ntohs(sa.sin_port));
-	fflush(stdout);
+	fprintf(stderr, "msg=listening proto=tcp addr=%s:%d\n", host, ntohs(sa.sin_port));
 
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = ls};
