@@ -35,6 +35,10 @@ const (
 	// ReasonUDPBadSource: a datagram came from port 0 or from an address no
 	// reply may go to: unspecified, multicast, broadcast or reserved.
 	ReasonUDPBadSource
+	// ReasonUDPBadDestination: a datagram was sent to a broadcast or
+	// multicast address, as in the "Fraggle" attack, where one forged
+	// datagram draws a reply from every host on a network.
+	ReasonUDPBadDestination
 	// ReasonUDPLoop: a datagram came from the port the server listens on,
 	// which is what another echo server on the same port (or a datagram
 	// forged to come from this one) looks like; answering would loop.
@@ -73,6 +77,8 @@ func (r Reason) String() string {
 		return "udp-privileged-port"
 	case ReasonUDPBadSource:
 		return "udp-bad-source"
+	case ReasonUDPBadDestination:
+		return "udp-bad-destination"
 	case ReasonUDPLoop:
 		return "udp-loop"
 	case ReasonUDPRateLimit:

@@ -68,7 +68,8 @@ type Server struct {
 	// ports below 1024, which the loop guard otherwise drops because other
 	// echo, chargen and daytime services live there. Datagrams from
 	// multicast, broadcast or unspecified addresses, from port 0, or from the
-	// server's own UDP ports are dropped regardless.
+	// server's own UDP ports are dropped regardless, and so are those sent
+	// to a broadcast or multicast address (on Linux, which reports it).
 	UDPAllowPrivilegedPorts bool
 	// UDPSourceRate is how many datagrams per second ServeUDP answers from
 	// one source address (for IPv6, one /64), with bursts of up to one

@@ -19,7 +19,8 @@ const udpBufferSize = 64 << 10
 // ServeUDP echoes every datagram that arrives on pc back to its sender, once
 // and unchanged, from 0 bytes up to the largest the socket allows. Datagrams
 // that the loop guard or the UDP rate limits refuse are dropped and counted
-// (see Stats). pc is normally a *net.UDPConn, which is served without an
+// (see Stats); on Linux so are those sent to a broadcast or multicast
+// address rather than to one of this host's own. pc is normally a *net.UDPConn, which is served without an
 // allocation per datagram; with any other net.PacketConn, datagrams whose
 // source is not a UDP address are dropped.
 //
@@ -28,6 +29,13 @@ const udpBufferSize = 64 << 10
 // goroutines read pc at once so that one core's worth of work is not the
 // limit; ServeUDP waits for all of them.
 func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
+	// Where the kernel can say where each datagram was sent, those sent to
+	// a broadcast or multicast address are refused. Datagrams queued
+	// before this carry no such information, so it comes first.
+	var dest bool
+	if uc, ok := pc.(*net.UDPConn); ok && destSupported {
+		dest = enableDest(uc)
+	}
 	g, ok := s.trackPacket(pc)
 	if !ok {
 		pc.Close()
@@ -36,7 +44,6 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	defer s.untrackPacket(pc)
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
-
 	readers := min(runtime.GOMAXPROCS(0), 4)
 	errc := make(chan error, readers)
 	var wg sync.WaitGroup
@@ -46,7 +53,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 		}
 		wg.Go(func() {
 			defer s.wg.Done()
-			err := s.echoDatagrams(pc, g)
+			err := s.echoDatagrams(pc, g, dest)
 			// One reader failing for good stops the others.
 			pc.Close()
 			errc <- err
@@ -70,17 +77,21 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 }
 
 // echoDatagrams is one reader of pc: it returns only when reading fails for
-// good, including because pc was closed.
-func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard) error {
+// good, including because pc was closed. With dest, pc is a *net.UDPConn
+// that reports each datagram's destination (see enableDest).
+func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error {
 	buf := new([udpBufferSize]byte)
+	var oob [oobSize]byte
 	uc, fast := pc.(*net.UDPConn)
 	var backoff time.Duration
 	for {
-		var n int
+		var n, oobn int
 		var src netip.AddrPort
 		var addr net.Addr
 		var err error
-		if fast {
+		if dest {
+			n, oobn, _, src, err = uc.ReadMsgUDPAddrPort(buf[:], oob[:])
+		} else if fast {
 			// The AddrPort methods neither allocate nor box the address.
 			n, src, err = uc.ReadFromUDPAddrPort(buf[:])
 		} else {
@@ -99,6 +110,10 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard) error {
 			continue
 		}
 		backoff = 0
+		if dest && !unicastDest(oob[:oobn]) {
+			s.limited(ReasonUDPBadDestination)
+			continue
+		}
 		if r, ok := g.admit(src); !ok {
 			s.limited(r)
 			continue

@@ -1,0 +1,90 @@
+package echo
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// destSupported says whether ServeUDP can learn each datagram's destination
+// address, to refuse those sent to a broadcast or multicast address.
+const destSupported = true
+
+// oobSize holds the control messages enableDest asks for: one IPv4 and one
+// IPv6 packet-info message at most.
+const oobSize = 128
+
+// enableDest asks the kernel to report each datagram's destination with it:
+// IP_PKTINFO for IPv4 (also on a dual-stack IPv6 socket) and IPV6_PKTINFO
+// for IPv6. It reports whether that worked.
+func enableDest(uc *net.UDPConn) bool {
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var v4, v6 error
+	err = rc.Control(func(fd uintptr) {
+		v4 = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+		v6 = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+	})
+	return err == nil && (v4 == nil || v6 == nil)
+}
+
+// unicastDest reports whether the control messages oob, as ReadMsgUDP
+// returns them, say the datagram was sent to one of this host's unicast
+// addresses. A datagram sent to a broadcast address (255.255.255.255 or a
+// subnet's, such as 192.0.2.255) or a multicast group is not: answering it
+// is how one forged datagram draws a reply from every host on a network
+// (the "Fraggle" attack on UDP echo). With no packet information at all it
+// reports true, since there is nothing to judge by.
+func unicastDest(oob []byte) bool {
+	for len(oob) >= unix.SizeofCmsghdr {
+		var length int
+		if unix.SizeofCmsghdr == 16 {
+			length = int(binary.NativeEndian.Uint64(oob))
+		} else {
+			length = int(binary.NativeEndian.Uint32(oob))
+		}
+		level := int32(binary.NativeEndian.Uint32(oob[unix.SizeofCmsghdr-8:]))
+		typ := int32(binary.NativeEndian.Uint32(oob[unix.SizeofCmsghdr-4:]))
+		if length < unix.SizeofCmsghdr || length > len(oob) {
+			return true
+		}
+		data := oob[cmsgAlign(unix.SizeofCmsghdr):length]
+		switch {
+		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			// in_pktinfo: ifindex, spec_dst, addr. For a datagram to a
+			// local unicast address the kernel answers from that very
+			// address (spec_dst == addr); for a broadcast or multicast
+			// one, from the interface's own address.
+			spec := netip.AddrFrom4([4]byte(data[4:8]))
+			dst := netip.AddrFrom4([4]byte(data[8:12]))
+			if dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+				return false
+			}
+			// An unset spec_dst (no route was attached) says nothing.
+			return dst == spec || spec.IsUnspecified()
+		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			// in6_pktinfo: addr, ifindex. IPv6 has no broadcast; an IPv4
+			// datagram on a dual-stack socket shows as ::ffff:a.b.c.d
+			// here, and is judged by its IP_PKTINFO message if any.
+			dst := netip.AddrFrom16([16]byte(data[:16])).Unmap()
+			if dst.IsMulticast() || (dst.Is4() && dst == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+				return false
+			}
+		}
+		next := cmsgAlign(length)
+		if next >= len(oob) {
+			break
+		}
+		oob = oob[next:]
+	}
+	return true
+}
+
+func cmsgAlign(n int) int {
+	const word = unix.SizeofPtr
+	return (n + word - 1) &^ (word - 1)
+}
