@@ -37,10 +37,12 @@ func (s *Server) serveConn(c net.Conn) {
 		buf, n, err := r.read()
 		if n > 0 {
 			in += int64(n)
+			s.counts.tcpBytesIn.Add(uint64(n))
 			// Write only the n bytes read, never the whole buffer: the
 			// classic bug that pads every reply with stale bytes.
 			w, werr := d.write(c, buf[:n])
 			out += int64(w)
+			s.counts.tcpBytesOut.Add(uint64(w))
 			if werr != nil {
 				err = werr
 			} else if p.MaxBytes > 0 && in >= p.MaxBytes {

@@ -45,6 +45,8 @@ func startEventLoop(s *Server) (*eventLoop, error) {
 				"duration", end.Duration,
 				"reason", loopEndReason(end))
 		},
+		BytesIn:  &s.counts.tcpBytesIn,
+		BytesOut: &s.counts.tcpBytesOut,
 	})
 	if err != nil {
 		return nil, err

@@ -103,6 +103,14 @@ type Stats struct {
 	AcceptErrors uint64
 	// UDPReplies counts the datagrams echoed.
 	UDPReplies uint64
+	// TCPBytesIn and TCPBytesOut count the bytes read from and written to
+	// TCP connections (for TLS, the plaintext), as they move: a long
+	// session shows in them before it ends.
+	TCPBytesIn, TCPBytesOut uint64
+	// UDPDatagrams counts the datagrams received, answered or not;
+	// UDPBytesIn and UDPBytesOut the bytes received and echoed.
+	UDPDatagrams            uint64
+	UDPBytesIn, UDPBytesOut uint64
 	// Limited holds, for every Reason (zero counts included), how many
 	// connections were refused or ended and datagrams dropped for it.
 	Limited map[Reason]uint64
@@ -115,6 +123,11 @@ func (s *Server) Stats() Stats {
 		Accepted:     s.counts.accepted.Load(),
 		AcceptErrors: s.counts.acceptErrors.Load(),
 		UDPReplies:   s.counts.udpReplies.Load(),
+		TCPBytesIn:   s.counts.tcpBytesIn.Load(),
+		TCPBytesOut:  s.counts.tcpBytesOut.Load(),
+		UDPDatagrams: s.counts.udpDatagrams.Load(),
+		UDPBytesIn:   s.counts.udpBytesIn.Load(),
+		UDPBytesOut:  s.counts.udpBytesOut.Load(),
 		Limited:      make(map[Reason]uint64, numReasons),
 	}
 	for r := range Reason(numReasons) {
@@ -132,6 +145,12 @@ type counters struct {
 	acceptErrors atomic.Uint64
 	udpReplies   atomic.Uint64
 	limited      [numReasons]atomic.Uint64
+
+	// One atomic add per read or write: nothing next to the system call
+	// it counts, and it lets metrics see traffic while sessions last.
+	tcpBytesIn, tcpBytesOut atomic.Uint64
+	udpDatagrams            atomic.Uint64
+	udpBytesIn, udpBytesOut atomic.Uint64
 }
 
 // logInterval is the least time between two log lines about limits, and

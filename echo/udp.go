@@ -110,6 +110,8 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error 
 			continue
 		}
 		backoff = 0
+		s.counts.udpDatagrams.Add(1)
+		s.counts.udpBytesIn.Add(uint64(n))
 		if dest && !unicastDest(oob[:oobn]) {
 			s.limited(ReasonUDPBadDestination)
 			continue
@@ -127,6 +129,7 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error 
 		}
 		if err == nil {
 			s.counts.udpReplies.Add(1)
+			s.counts.udpBytesOut.Add(uint64(n))
 		}
 	}
 }

@@ -41,6 +41,9 @@ func (l *loop) handle(c *conn, events uint32) {
 	switch {
 	case n > 0:
 		c.in += int64(n)
+		if b := l.e.cfg.BytesIn; b != nil {
+			b.Add(uint64(n))
+		}
 		c.last = l.now
 		if !l.write(c, buf[:n]) {
 			return
@@ -70,6 +73,9 @@ func (l *loop) write(c *conn, p []byte) bool {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
 			c.out += int64(n)
+			if b := l.e.cfg.BytesOut; b != nil {
+				b.Add(uint64(n))
+			}
 			p = p[n:]
 		}
 		switch {
@@ -100,6 +106,9 @@ func (l *loop) flush(c *conn, events uint32) {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
 			c.out += int64(n)
+			if b := l.e.cfg.BytesOut; b != nil {
+				b.Add(uint64(n))
+			}
 			c.last = l.now
 			p = p[n:]
 			c.tailOff += int32(n)

@@ -56,6 +56,9 @@ type Config struct {
 	// OnClose is called on a loop's goroutine after each connection is
 	// closed. It must not block and must not call Stop.
 	OnClose func(Ended)
+	// BytesIn and BytesOut, when set, count every byte the loops read and
+	// write, as they move.
+	BytesIn, BytesOut *atomic.Uint64
 }
 
 // ErrStopped is returned by Add after Stop.
