@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/echo"
+	"github.com/echod/echod/internal/admin"
 	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/internal/tlscert"
 )
@@ -37,7 +38,7 @@ func (a *addrList) Set(s string) error {
 func runServe(ctx context.Context, args []string, std stdio) error {
 	fs := newFlagSet("serve", "echod serve [flags]", std.out)
 	var listen addrList
-	fs.Var(&listen, "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen is given either)")
+	fs.Var(&listen, "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen or -udp-listen is given either)")
 	var tlsListen addrList
 	fs.Var(&tlsListen, "tls-listen", "serve TLS echo on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen; reread on SIGHUP")
@@ -48,6 +49,9 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
 	engine := fs.String("engine", echo.EngineAuto, "how connections are served: `engine` auto (epoll on Linux), goroutine (one goroutine each, portable) or epoll (Linux event loops)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
+	var udpListen addrList
+	fs.Var(&udpListen, "udp-listen", "serve UDP echo on `HOST:PORT` alone, without TCP; repeat for more (fly.io: fly-global-services:PORT)")
+	adminAddr := fs.String("admin", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on `HOST:PORT`; keep it private (default off)")
 	udp := fs.Bool("udp", false, "also serve UDP echo on every -listen address (off by default: UDP echo is a reflection and loop vector)")
 	maxConns := fs.Int("max-conns", defaultMaxConns(fileLimit()), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")
 	maxPerIP := fs.Int("max-conns-per-ip", 0, "most TCP `connections` open at once from one address (IPv6: one /64); 0: no limit")
@@ -92,6 +96,11 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if len(tlsListen) > 0 && (*tlsCert == "" || *tlsKey == "") {
 		return usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
 	}
+	if *adminAddr != "" {
+		if _, _, err := net.SplitHostPort(*adminAddr); err != nil {
+			return usagef("serve", "invalid -admin %q: want HOST:PORT, such as 127.0.0.1:9090: %v", *adminAddr, err)
+		}
+	}
 	switch *engine {
 	case echo.EngineAuto, echo.EngineGoroutine, echo.EngineEpoll:
 	default:
@@ -118,12 +127,12 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return err
 	}
-	if inherited.empty() && len(listen) == 0 && len(tlsListen) == 0 {
+	if inherited.empty() && len(listen)+len(tlsListen)+len(udpListen) == 0 {
 		listen = addrList{":7007"}
 	}
-	if !inherited.empty() && len(listen)+len(tlsListen) > 0 {
-		logger.Warn("serving the sockets from systemd; ignoring -listen and -tls-listen")
-		listen, tlsListen = nil, nil
+	if !inherited.empty() && len(listen)+len(tlsListen)+len(udpListen) > 0 {
+		logger.Warn("serving the sockets from systemd; ignoring -listen, -tls-listen and -udp-listen")
+		listen, tlsListen, udpListen = nil, nil, nil
 	}
 	wantTLS := len(tlsListen)+len(inherited.tls) > 0
 	var certs *tlscert.Reloader
@@ -145,6 +154,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	// the start instead of leaving a half-started server.
 	var listeners []servedListener
 	var packets []net.PacketConn
+	var adminListener net.Listener
 	closeAll := func() {
 		for _, sl := range listeners {
 			sl.Close()
@@ -152,11 +162,17 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 		for _, pc := range packets {
 			pc.Close()
 		}
+		if adminListener != nil {
+			adminListener.Close()
+		}
 	}
+	var proxies []*proxied.Listener // for their rejection counts
 	wrap := func(l net.Listener, proto string) servedListener {
 		if *proxyProtocol {
 			// The PROXY header comes first on the wire, before any TLS.
-			l = proxied.NewListener(l, proxied.Config{Trusted: trustedProxies, Logger: logger})
+			pl := proxied.NewListener(l, proxied.Config{Trusted: trustedProxies, Logger: logger})
+			proxies = append(proxies, pl)
+			l = pl
 		}
 		if proto == "tls" {
 			l = tls.NewListener(l, certs.Config())
@@ -192,6 +208,20 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 		}
 		listeners = append(listeners, wrap(l, "tls"))
 	}
+	for _, addr := range udpListen {
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		packets = append(packets, pc)
+	}
+	if *adminAddr != "" {
+		if adminListener, err = lc.Listen(ctx, "tcp", *adminAddr); err != nil {
+			closeAll()
+			return fmt.Errorf("-admin: %w", err)
+		}
+	}
 
 	// SIGHUP rereads the TLS certificate; without TLS it is logged and
 	// ignored rather than ending the process, as it would by default.
@@ -222,6 +252,15 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 		logger.Info("listening", "proto", "udp", "addr", pc.LocalAddr().String())
 		go func() { errc <- srv.ServeUDP(context.WithoutCancel(ctx), pc) }()
 	}
+	var adm *adminServer
+	if adminListener != nil {
+		h := admin.NewHandler(func() admin.Snapshot { return snapshot(srv, proxies) })
+		adm = startAdmin(adminListener, h, logger)
+		logger.Info("listening", "proto", "http", "addr", adminListener.Addr().String(), "serves", "/metrics /healthz /readyz")
+	}
+	// Every listener is open: the kernel queues connections from now on.
+	adm.setReady(true)
+	defer adm.stop()
 
 	var failed error
 	for running := true; running; {
@@ -230,10 +269,14 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 			reload(logger, certs)
 		case err := <-errc:
 			failed = err
+			adm.setReady(false)
 			logger.Error("listener failed; stopping", "err", err)
 			srv.Close()
 			running = false
 		case <-ctx.Done():
+			// Unready first, so load balancers stop sending new
+			// connections while the open ones finish.
+			adm.setReady(false)
 			logger.Info("shutting down; waiting for open sessions", "timeout", *shutdownTimeout)
 			sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 			err := srv.Shutdown(sctx)
