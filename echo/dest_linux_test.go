@@ -85,3 +85,16 @@ func TestUDPIgnoresBroadcastDatagrams(t *testing.T) {
 	}
 	expectDropped(t, srv, ReasonUDPBadDestination, 1, c)
 }
+
+// FuzzUnicastDest feeds unicastDest arbitrary control-message bytes: it
+// must never panic or read past what it is given, whatever the kernel (or
+// a bug) hands it.
+func FuzzUnicastDest(f *testing.F) {
+	f.Add([]byte(nil))
+	f.Add(pktinfo4("192.0.2.2", "192.0.2.255"))
+	f.Add(append(pktinfo6("::ffff:192.0.2.2"), pktinfo4("192.0.2.2", "192.0.2.2")...))
+	f.Add(pktinfo6("ff02::1")[:20])
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		unicastDest(oob)
+	})
+}

@@ -459,3 +459,50 @@ func TestAcceptErrorsAreLoggedOncePerInterval(t *testing.T) {
 		t.Errorf("Stats().AcceptErrors = %d, want 6", n)
 	}
 }
+
+// BenchmarkEchoRoundTripLimits measures what the session limits cost per
+// round trip: each engine with no limits, and with echod serve's defaults
+// (a 5-minute idle timeout, a connection limit) plus a session duration and
+// byte limit that are never reached.
+func BenchmarkEchoRoundTripLimits(b *testing.B) {
+	for _, engine := range testEngines() {
+		for _, limits := range []string{"none", "all"} {
+			b.Run(engine+"/"+limits, func(b *testing.B) {
+				srv := &Server{Engine: engine}
+				if limits == "all" {
+					srv.MaxConns = 10000
+					srv.MaxConnsPerIP = 100
+					srv.IdleTimeout = 5 * time.Minute
+					srv.MaxSessionDuration = time.Hour
+					srv.MaxSessionBytes = 1 << 50
+				}
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- srv.Serve(context.Background(), l) }()
+				defer func() {
+					srv.Close()
+					<-done
+				}()
+				c, err := net.Dial("tcp", l.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				msg := make([]byte, 64)
+				got := make([]byte, 64)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := c.Write(msg); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.ReadFull(c, got); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
