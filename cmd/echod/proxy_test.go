@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,5 +205,42 @@ func TestPROXYProtocolUsage(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit 2 and one line with %q", code, errOut, tt.wantErr)
 			}
 		})
+	}
+}
+
+// Limits count clients by the address in the PROXY header: two clients
+// behind one proxy are two addresses, and one client cannot dodge its limit
+// by coming through the proxy.
+func TestPROXYProtocolLimitsUseTheClientAddress(t *testing.T) {
+	addrs, _ := startServeAll(t, 1, "-listen", "127.0.0.1:0", "-proxy-protocol", "-max-conns-per-ip", "1")
+	dialAs := func(client string) net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addrs["tcp"][0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		src := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client))
+		if _, err := proxyproto.HeaderProxyFromAddrs(2, src, c.RemoteAddr()).WriteTo(c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	echoes := func(c net.Conn) bool {
+		if _, err := c.Write([]byte("x")); err != nil {
+			return false
+		}
+		n, _ := c.Read(make([]byte, 1))
+		return n == 1
+	}
+	if first := dialAs("203.0.113.1:1000"); !echoes(first) {
+		t.Fatal("the first client's first connection was not served")
+	}
+	if other := dialAs("203.0.113.2:2000"); !echoes(other) {
+		t.Fatal("another client behind the same proxy was refused")
+	}
+	if again := dialAs("203.0.113.1:3000"); echoes(again) {
+		t.Fatal("the first client's second connection was served despite -max-conns-per-ip 1")
 	}
 }
