@@ -142,7 +142,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 		return usagef("serve", "the socket named %q from systemd needs -tls-cert and -tls-key", tlsSocketName)
 	case !wantTLS && (*tlsCert != "" || *tlsKey != ""):
 		inherited.closeAll()
-		return usagef("serve", "-tls-cert and -tls-key need -tls-listen")
+		return usagef("serve", "-tls-cert and -tls-key need -tls-listen (or, from systemd, a socket named %q)", tlsSocketName)
 	case wantTLS:
 		if certs, err = tlscert.Load(*tlsCert, *tlsKey); err != nil {
 			inherited.closeAll()
