@@ -21,6 +21,7 @@ type conn struct {
 	last    int64 // engine clock of the last read or write
 	group   *Group
 	remote  netip.AddrPort
+	bulk    bool // the last read was large: echo through the loop's pipe
 }
 
 // handle reacts to the events epoll reported for c. While c has a tail it
@@ -37,6 +38,10 @@ func (l *loop) handle(c *conn, events uint32) {
 	if max := l.e.cfg.MaxBytes; max > 0 && int64(len(buf)) > max-c.in {
 		buf = buf[:max-c.in]
 	}
+	if c.bulk && l.pipe[0] >= 0 {
+		l.spliceEcho(c, len(buf), events)
+		return
+	}
 	n, err := read(int(c.fd), buf)
 	switch {
 	case n > 0:
@@ -45,6 +50,7 @@ func (l *loop) handle(c *conn, events uint32) {
 			b.Add(uint64(n))
 		}
 		c.last = l.now
+		c.bulk = n >= bulkSize
 		if !l.write(c, buf[:n]) {
 			return
 		}

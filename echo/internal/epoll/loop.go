@@ -36,6 +36,7 @@ type loop struct {
 	conns  []*conn // by descriptor; nil where the loop has none
 	count  int     // non-nil entries of conns
 	buf    []byte  // shared read buffer
+	pipe   [2]int  // shared pipe for splicing bulk streams (read end, write end); -1s: none
 	tails  tailPool
 	events [maxEvents]unix.EpollEvent
 
@@ -68,11 +69,15 @@ func newLoop(e *Engine) (*loop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("epoll_ctl add eventfd: %w", err)
 	}
-	return &loop{e: e, epfd: epfd, wakefd: wakefd, buf: make([]byte, readSize)}, nil
+	return &loop{e: e, epfd: epfd, wakefd: wakefd, buf: make([]byte, readSize), pipe: newPipe()}, nil
 }
 
 // free closes the loop's own descriptors once its goroutine has ended.
 func (l *loop) free() {
+	if l.pipe[0] >= 0 {
+		unix.Close(l.pipe[0])
+		unix.Close(l.pipe[1])
+	}
 	unix.Close(l.wakefd)
 	unix.Close(l.epfd)
 }

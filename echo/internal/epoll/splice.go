@@ -1,0 +1,125 @@
+//go:build linux
+
+package epoll
+
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
+
+// bulkSize is the read from which a connection counts as a bulk stream and
+// is echoed with splice(2) through its loop's pipe: the kernel moves the
+// pages from socket to socket without copying them into the loop's buffer
+// and back. Small messages take the plain read and write, which cost less
+// per call than splicing.
+const bulkSize = 16 << 10
+
+// newPipe makes a loop's pipe for splicing, or returns -1s when the kernel
+// will not: then every connection is echoed by read and write.
+func newPipe() [2]int {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return [2]int{-1, -1}
+	}
+	// One read's worth, so a splice in is never cut short by the pipe.
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, readSize); err != nil {
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return [2]int{-1, -1}
+	}
+	return p
+}
+
+// spliceEcho is handle's read and write for a bulk stream: up to limit
+// bytes from the socket into the pipe and from the pipe back to the socket.
+// What the socket does not take is moved from the pipe into c's tail, as
+// write does with the shared buffer, so the pipe is empty again for the
+// next connection whatever happens.
+func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
+	n, err := splice(int(c.fd), l.pipe[1], limit)
+	switch {
+	case n > 0:
+	case err == nil:
+		l.close(c, EOF, nil) // as in handle
+		return
+	case err == unix.EAGAIN || err == unix.EINTR:
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.close(c, Reset, nil)
+		}
+		return
+	default:
+		l.closeErr(c, err)
+		return
+	}
+	c.in += int64(n)
+	c.last = l.now
+	c.bulk = n >= bulkSize
+	left := n
+	var werr error
+	for left > 0 {
+		m, err := splice(l.pipe[0], int(c.fd), left)
+		if m > 0 {
+			c.out += int64(m)
+			left -= m
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != unix.EAGAIN {
+			werr = err
+		}
+		break
+	}
+	if left > 0 {
+		tail := l.tails.get(left)
+		if !l.drainPipe(tail) {
+			// The pipe no longer holds what it should; nothing can be
+			// echoed exactly from here.
+			l.tails.put(tail)
+			l.close(c, Failed, errPipe)
+			return
+		}
+		if werr != nil {
+			l.tails.put(tail)
+			l.closeErr(c, werr)
+			return
+		}
+		c.tail, c.tailOff = tail, 0
+		l.watch(c, unix.EPOLLOUT)
+		return
+	}
+	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
+		l.close(c, MaxBytes, nil)
+	}
+}
+
+// drainPipe reads exactly len(p) bytes out of the loop's pipe.
+func (l *loop) drainPipe(p []byte) bool {
+	for len(p) > 0 {
+		n, err := read(l.pipe[0], p)
+		if n > 0 {
+			p = p[n:]
+			continue
+		}
+		if err != unix.EINTR {
+			return false
+		}
+	}
+	return true
+}
+
+// splice moves up to n bytes from in to out without blocking on the pipe,
+// without telling the scheduler (see read).
+func splice(in, out, n int) (int, error) {
+	m, _, errno := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0,
+		uintptr(n), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(m), nil
+}
+
+// errPipe says the loop's pipe lost track of the bytes in it.
+var errPipe = errors.New("splice pipe out of step")
