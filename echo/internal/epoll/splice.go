@@ -53,6 +53,9 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		return
 	}
 	c.in += int64(n)
+	if b := l.e.cfg.BytesIn; b != nil {
+		b.Add(uint64(n))
+	}
 	c.last = l.now
 	c.bulk = n >= bulkSize
 	left := n
@@ -61,6 +64,9 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		m, err := splice(l.pipe[0], int(c.fd), left)
 		if m > 0 {
 			c.out += int64(m)
+			if b := l.e.cfg.BytesOut; b != nil {
+				b.Add(uint64(m))
+			}
 			left -= m
 			continue
 		}
