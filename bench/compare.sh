@@ -15,9 +15,10 @@
 #   PEERS="echod-epoll echod-goroutine iocopy bufloop gnet cepoll"
 #   BASELINES="iocopy bufloop gnet cepoll"
 #   SOURCES=127.0.0.1-127.0.0.8 (local addresses for cycle and idle, past the ephemeral-port limit)
-# Needs: go, jq, cc (for cepoll), taskset (util-linux) on Linux. Loopback only.
-# gnet is built in its own module (bench/peers/gnet), fetched by go on the
-# first run.
+#   RUN_LIMIT=60 (seconds before a stuck run is interrupted)
+# Needs: go, jq, cc (for cepoll), taskset (util-linux), timeout (coreutils)
+# on Linux. Loopback only. gnet is built in its own module
+# (bench/peers/gnet), fetched by go on the first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,7 @@ IDLE_HOLD=${IDLE_HOLD:-2s}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1-127.0.0.8}
+RUN_LIMIT=${RUN_LIMIT:-60} # seconds before a stuck run is interrupted (it still reports)
 
 for tool in go jq cc; do
   command -v "$tool" >/dev/null || { echo "compare.sh: $tool is required" >&2; exit 1; }
@@ -79,7 +81,7 @@ SCENARIOS=(
   "pingpong-1000|ping-pong 1000 conns 512 B|-mode pingpong -c 1000 -size 512"
   "bulk-1|bulk 1 conn|-mode bulk -c 1"
   "cycle-50|cycle 50 at once 1 KiB|-mode cycle -c 50 -size 1024 -source $SOURCES"
-  "idle-$IDLE_CONNS|idle $IDLE_CONNS conns|-mode idle -c $IDLE_CONNS -source $SOURCES"
+  "idle-$IDLE_CONNS|idle $IDLE_CONNS conns|-mode idle -c $IDLE_CONNS -timeout 2s -source $SOURCES"
 )
 
 # Pin the server and the load to a CPU each where there are two.
@@ -95,6 +97,9 @@ fi
 start_server() {
   local cmd=${START[$1]//\{addr\}/127.0.0.1:0} log="$work/$1.log" argv
   read -ra argv <<<"$cmd"
+  # Empty the log here, not in the background job's redirection, which may
+  # run after the poll below has read the last run's port from it.
+  : >"$log"
   # Started directly (no subshell), so $! is the server's own PID: taskset
   # execs the server in its place. -pid reads that process's CPU and memory.
   "${server_pin[@]}" "${argv[@]}" >"$log" 2>&1 &
@@ -137,7 +142,8 @@ for round in $(seq "$ROUNDS"); do
         timing=(-d "$DURATION" -warmup "$WARMUP")
       fi
       out="$work/$scen.$peer.$round.json"
-      "${load_pin[@]}" "$work/echod" bench -json -pid "$server_pid" "${timing[@]}" "${fl[@]}" "$server_addr" \
+      # SIGINT makes bench stop and report what it measured.
+      timeout -s INT "$RUN_LIMIT" "${load_pin[@]}" "$work/echod" bench -json -pid "$server_pid" "${timing[@]}" "${fl[@]}" "$server_addr" \
         >"$out" 2>"$out.err" || true
       stop_server
       if ! jq -e . "$out" >/dev/null 2>&1; then
@@ -146,17 +152,22 @@ for round in $(seq "$ROUNDS"); do
       fi
       jq -r --arg s "$scen" --arg p "$peer" --arg r "$round" '
         def row(m; v): [$s, $p, $r, m, (v | tostring)] | @tsv;
-        if .mode == "idle" then
-          row("server B/conn"; .server.rss_per_conn // 0), row("conns served"; .idle.served)
-        elif .mode == "bulk" then
-          row("MB/s"; .mb_per_sec), row("server ns/byte"; .server.cpu_per_op_ns // 0)
+        def fault(text): ["FAULT", $s, $p, $r, text] | @tsv;
+        if .ops == 0 then
+          fault("nothing echoed in the measured window: \(.first_mismatch.error // .first_error // "no error")")
         else
-          row(.unit + "s/s"; .ops_per_sec), row("server µs/" + .unit; (.server.cpu_per_op_ns // 0) / 1000),
-          row("p99 µs"; (.latency.p99_ns // 0) / 1000)
-        end,
-        if .mismatches > 0 or .errors > 0 then
-          ["FAULT", $s, $p, $r, "\(.mismatches) mismatches, \(.errors) errors: \(.first_mismatch.error // .first_error)"] | @tsv
-        else empty end' "$out" >>"$rows"
+          if .mode == "idle" then
+            row("server B/conn"; .server.rss_per_conn // 0), row("conns served"; .idle.served)
+          elif .mode == "bulk" then
+            row("MB/s"; .mb_per_sec), row("server ns/byte"; .server.cpu_per_op_ns // 0)
+          else
+            row(.unit + "s/s"; .ops_per_sec), row("server µs/" + .unit; (.server.cpu_per_op_ns // 0) / 1000),
+            row("p99 µs"; (.latency.p99_ns // 0) / 1000)
+          end,
+          if .mismatches > 0 or .errors > 0 then
+            fault("\(.mismatches) mismatches, \(.errors) errors: \(.first_mismatch.error // .first_error)")
+          else empty end
+        end' "$out" >>"$rows"
     done
   done
 done
@@ -198,9 +209,9 @@ awk -F'\t' -v peers="$PEERS" -v baselines="$BASELINES" -v labels="$labels" '
     printf "%-26s %-18s", "scenario", "metric"
     for (i = 1; i <= np; i++) printf " %10s", P[i]
     for (i = 1; i <= ns; i++) for (j = 1; j <= nb; j++) printf " %15s", S[i] "/" B[j]
-    printf "\n"
-    maxdev = 0
+    printf " %8s\n", "spread"
     for (k = 1; k <= nk; k++) {
+      maxdev = -1
       split(order[k], sk, SUBSEP)
       shown = (sk[1] == last) ? "" : label[sk[1]]; last = sk[1]
       printf "%-26s %-18s", shown, sk[2]
@@ -216,8 +227,8 @@ awk -F'\t' -v peers="$PEERS" -v baselines="$BASELINES" -v labels="$labels" '
         a = m[S[i]]; b = m[B[j]]
         printf " %15s", (a != "" && b != "" && b > 0 && sk[2] != "conns served") ? sprintf("%.2f", a / b) : "-"
       }
-      printf "\n"
+      printf " %8s\n", maxdev < 0 ? "-" : sprintf("%.0f%%", 100 * maxdev)
     }
-    printf "\nrounds differed from their median by up to %.0f%%\n", 100 * maxdev
+    printf "\nspread: how far the furthest round of any server in the row was from that server'"'"'s median (±)\n"
     if (faults != "") printf "\nfaults (a server that fails a run is not comparable there):\n%s", faults
   }' "$rows"

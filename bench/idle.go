@@ -12,8 +12,10 @@ import (
 	"github.com/echod/echod/internal/pattern"
 )
 
-// idleWorkers is how many goroutines open and check idle connections.
-const idleWorkers = 64
+// idleWorkers is how many goroutines open and check idle connections. Each
+// may wait up to Timeout for a server that has stopped accepting, so there
+// are many: connects themselves are bounded by maxDialing.
+const idleWorkers = 4096
 
 // runIdle opens Conns connections, proves each is served with a one-byte
 // echo, holds them all open for the Duration without traffic, then checks
