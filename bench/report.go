@@ -32,7 +32,7 @@ func (r *Result) WriteText(w io.Writer) error {
 		row("Throughput", "%.2f MB/s each way", r.MBPerSec)
 	}
 	if r.UDP != nil {
-		row("Datagrams", "%d sent, %d lost, %d late", r.UDP.Sent, r.UDP.Lost, r.UDP.Late)
+		row("Sent", "%d datagrams, %d lost, %d late", r.UDP.Sent, r.UDP.Lost, r.UDP.Late)
 	}
 	row("Errors", "%s", r.errorText())
 	row("Mismatches", "%s", r.mismatchText())
