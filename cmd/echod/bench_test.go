@@ -79,6 +79,27 @@ func TestBenchAgainstEchodServe(t *testing.T) {
 	}
 }
 
+// bench -mode udp against echod's UDP echo, with its rate limits off as a
+// benchmark needs them.
+func TestBenchUDPAgainstEchodServe(t *testing.T) {
+	addrs, _ := startServeAll(t, 1, "-udp-listen", "127.0.0.1:0", "-udp-source-rate", "0", "-udp-global-rate", "0")
+	code, stdout, stderr := runCmd(t, nil, "bench", "-mode", "udp", "-c", "2", "-depth", "4", "-d", "200ms", "-warmup", "50ms", "-json", addrs["udp"][0])
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var res struct {
+		Ops        int64
+		Mismatches int64
+		UDP        struct{ Sent int64 }
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("-json output: %v\n%s", err, stdout)
+	}
+	if res.Ops == 0 || res.UDP.Sent == 0 || res.Mismatches != 0 {
+		t.Errorf("udp: %+v", res)
+	}
+}
+
 // A server that echoes every byte with one bit flipped: bench reports the
 // first difference and exits 1.
 func TestBenchCatchesACorruptingServer(t *testing.T) {
