@@ -14,7 +14,7 @@ import (
 func runBench(ctx context.Context, args []string, std stdio) error {
 	fs := newFlagSet("bench", "echod bench [flags] HOST:PORT", std.out)
 	mode := fs.String("mode", "pingpong", "`mode`: pingpong, bulk, cycle, idle or udp")
-	conns := fs.Int("c", 1, "`connections` (sockets for udp; sessions at once for cycle)")
+	conns := fs.Int("c", 1, "how many `connections` to use (sockets for udp; sessions at once for cycle)")
 	depth := fs.Int("depth", 1, "messages in flight per connection (pingpong, udp)")
 	size := fs.Int("size", 0, "`bytes` per message, session (cycle) or write (bulk); 0: 64, or 1024 for cycle, 32768 for bulk")
 	duration := fs.Duration("d", 0, "how long to measure, or to hold the connections for idle (default 10s unless -n is given)")
