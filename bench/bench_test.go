@@ -309,6 +309,23 @@ func TestSourceAddressesAreUsed(t *testing.T) {
 	}
 }
 
+// With a Progress writer, a self-rewriting line comes about once a second,
+// and it is cleared before Run returns.
+func TestProgressLine(t *testing.T) {
+	t.Parallel()
+	addr := serveTCP(t, echo)
+	cfg := smoke(addr, PingPong)
+	cfg.Duration = 1200 * time.Millisecond
+	cfg.Warmup = 0
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	run(t, cfg)
+	got := progress.String()
+	if !regexp.MustCompile(`^\r\x1b\[K +1\.0s +\d+ message/s  errors 0  mismatches 0\r\x1b\[K$`).MatchString(got) {
+		t.Errorf("progress output %q", got)
+	}
+}
+
 func TestJSONHasTheFigures(t *testing.T) {
 	addr := serveTCP(t, echo)
 	res := run(t, smoke(addr, PingPong))

@@ -249,7 +249,7 @@ func (r *runner) measure(parent context.Context) *Result {
 
 // progressLine describes the run so far for the progress display.
 func (r *runner) progressLine(elapsed time.Duration, rate float64, _ int64) string {
-	unit := r.opUnit() + "/s"
+	unit := r.opUnit() + "s/s"
 	if r.cfg.Mode == Bulk {
 		rate /= 1e6
 		unit = "MB/s"
