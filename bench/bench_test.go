@@ -321,7 +321,7 @@ func TestProgressLine(t *testing.T) {
 	cfg.Progress = &progress
 	run(t, cfg)
 	got := progress.String()
-	if !regexp.MustCompile(`^\r\x1b\[K +1\.0s +\d+ message/s  errors 0  mismatches 0\r\x1b\[K$`).MatchString(got) {
+	if !regexp.MustCompile(`^\r\x1b\[K +1\.\ds +\d+ messages/s  errors 0  mismatches 0\r\x1b\[K$`).MatchString(got) {
 		t.Errorf("progress output %q", got)
 	}
 }
