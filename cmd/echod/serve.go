@@ -35,193 +35,234 @@ func (a *addrList) Set(s string) error {
 	return nil
 }
 
-func runServe(ctx context.Context, args []string, std stdio) error {
+// serveOptions is what the serve flags ask for, checked.
+type serveOptions struct {
+	listen, tlsListen, udpListen addrList
+	udp                          bool // UDP echo on every -listen address too
+	tlsCert, tlsKey              string
+	proxyProtocol                bool
+	trustedProxies               []netip.Prefix
+	admin                        string
+	shutdownTimeout              time.Duration
+	logger                       *slog.Logger
+
+	// server carries the engine and limit flags straight into its fields.
+	server *echo.Server
+}
+
+// parseServe parses and checks the flags of echod serve.
+func parseServe(args []string, std stdio) (*serveOptions, error) {
+	o := &serveOptions{server: &echo.Server{}}
+	srv := o.server
 	fs := newFlagSet("serve", "echod serve [flags]", std.out)
-	var listen addrList
-	fs.Var(&listen, "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen or -udp-listen is given either)")
-	var tlsListen addrList
-	fs.Var(&tlsListen, "tls-listen", "serve TLS echo on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
-	tlsCert := fs.String("tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen; reread on SIGHUP")
-	tlsKey := fs.String("tls-key", "", "TLS private key `file` (PEM) for -tls-listen; reread on SIGHUP")
-	proxyProtocol := fs.Bool("proxy-protocol", false, "expect a PROXY protocol (v1 or v2) header on every TCP and TLS connection, and use the client address it gives; connections without one are rejected")
+	fs.Var(&o.listen, "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen or -udp-listen is given either)")
+	fs.Var(&o.tlsListen, "tls-listen", "serve TLS echo on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen; reread on SIGHUP")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key `file` (PEM) for -tls-listen; reread on SIGHUP")
+	fs.BoolVar(&o.proxyProtocol, "proxy-protocol", false, "expect a PROXY protocol (v1 or v2) header on every TCP and TLS connection, and use the client address it gives; connections without one are rejected")
 	proxyFrom := fs.String("proxy-protocol-from", "", "with -proxy-protocol, accept connections only from these proxies: comma-separated `CIDRs` or addresses (default: any peer)")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
-	engine := fs.String("engine", echo.EngineAuto, "how connections are served: `engine` auto (epoll on Linux), goroutine (one goroutine each, portable) or epoll (Linux event loops)")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
-	var udpListen addrList
-	fs.Var(&udpListen, "udp-listen", "serve UDP echo on `HOST:PORT` alone, without TCP; repeat for more (fly.io: fly-global-services:PORT)")
-	adminAddr := fs.String("admin", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on `HOST:PORT`; keep it private (default off)")
-	udp := fs.Bool("udp", false, "also serve UDP echo on every -listen address (off by default: UDP echo is a reflection and loop vector)")
-	maxConns := fs.Int("max-conns", defaultMaxConns(fileLimit()), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")
-	maxPerIP := fs.Int("max-conns-per-ip", 0, "most TCP `connections` open at once from one address (IPv6: one /64); 0: no limit")
-	idleTimeout := fs.Duration("idle-timeout", 5*time.Minute, "close a TCP connection with no traffic either way for this `duration`; 0: never")
-	maxDuration := fs.Duration("max-session-duration", 0, "close a TCP connection this `duration` after it opened; 0: never")
-	maxBytes := fs.Int64("max-session-bytes", 0, "close a TCP connection once it has sent this many `bytes`, all echoed; 0: no limit")
-	udpPrivileged := fs.Bool("udp-allow-privileged-ports", false, "answer UDP datagrams from source ports below 1024 (where echo and chargen loops start)")
-	udpSourceRate := fs.Int("udp-source-rate", 1000, "most UDP `datagrams` per second answered for one source address (IPv6: one /64); 0: no limit")
-	udpGlobalRate := fs.Int("udp-global-rate", 20000, "most UDP `datagrams` per second answered in all; 0: no limit")
+	fs.StringVar(&srv.Engine, "engine", echo.EngineAuto, "how connections are served: `engine` auto (epoll on Linux), goroutine (one goroutine each, portable) or epoll (Linux event loops)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
+	fs.Var(&o.udpListen, "udp-listen", "serve UDP echo on `HOST:PORT` alone, without TCP; repeat for more (fly.io: fly-global-services:PORT)")
+	fs.StringVar(&o.admin, "admin", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on `HOST:PORT`; keep it private (default off)")
+	fs.BoolVar(&o.udp, "udp", false, "also serve UDP echo on every -listen address (off by default: UDP echo is a reflection and loop vector)")
+	fs.IntVar(&srv.MaxConns, "max-conns", defaultMaxConns(fileLimit()), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")
+	fs.IntVar(&srv.MaxConnsPerIP, "max-conns-per-ip", 0, "most TCP `connections` open at once from one address (IPv6: one /64); 0: no limit")
+	fs.DurationVar(&srv.IdleTimeout, "idle-timeout", 5*time.Minute, "close a TCP connection with no traffic either way for this `duration`; 0: never")
+	fs.DurationVar(&srv.MaxSessionDuration, "max-session-duration", 0, "close a TCP connection this `duration` after it opened; 0: never")
+	fs.Int64Var(&srv.MaxSessionBytes, "max-session-bytes", 0, "close a TCP connection once it has sent this many `bytes`, all echoed; 0: no limit")
+	fs.BoolVar(&srv.UDPAllowPrivilegedPorts, "udp-allow-privileged-ports", false, "answer UDP datagrams from source ports below 1024 (where echo and chargen loops start)")
+	fs.IntVar(&srv.UDPSourceRate, "udp-source-rate", 1000, "most UDP `datagrams` per second answered for one source address (IPv6: one /64); 0: no limit")
+	fs.IntVar(&srv.UDPGlobalRate, "udp-global-rate", 20000, "most UDP `datagrams` per second answered in all; 0: no limit")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return usagef("serve", "unexpected argument %q", fs.Arg(0))
+		return nil, usagef("serve", "unexpected argument %q", fs.Arg(0))
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{
-		{"shutdown-timeout", *shutdownTimeout},
-		{"idle-timeout", *idleTimeout},
-		{"max-session-duration", *maxDuration},
+		{"shutdown-timeout", o.shutdownTimeout},
+		{"idle-timeout", srv.IdleTimeout},
+		{"max-session-duration", srv.MaxSessionDuration},
 	} {
 		if d.v < 0 {
-			return usagef("serve", "-%s must not be negative, got %v", d.name, d.v)
+			return nil, usagef("serve", "-%s must not be negative, got %v", d.name, d.v)
 		}
 	}
 	for _, n := range []struct {
 		name string
 		v    int64
 	}{
-		{"max-conns", int64(*maxConns)},
-		{"max-conns-per-ip", int64(*maxPerIP)},
-		{"max-session-bytes", *maxBytes},
-		{"udp-source-rate", int64(*udpSourceRate)},
-		{"udp-global-rate", int64(*udpGlobalRate)},
+		{"max-conns", int64(srv.MaxConns)},
+		{"max-conns-per-ip", int64(srv.MaxConnsPerIP)},
+		{"max-session-bytes", srv.MaxSessionBytes},
+		{"udp-source-rate", int64(srv.UDPSourceRate)},
+		{"udp-global-rate", int64(srv.UDPGlobalRate)},
 	} {
 		if n.v < 0 {
-			return usagef("serve", "-%s must not be negative, got %d (0 means no limit)", n.name, n.v)
+			return nil, usagef("serve", "-%s must not be negative, got %d (0 means no limit)", n.name, n.v)
 		}
 	}
-	if len(tlsListen) > 0 && (*tlsCert == "" || *tlsKey == "") {
-		return usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
+	if len(o.tlsListen) > 0 && (o.tlsCert == "" || o.tlsKey == "") {
+		return nil, usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
 	}
-	if *adminAddr != "" {
-		if _, _, err := net.SplitHostPort(*adminAddr); err != nil {
-			return usagef("serve", "invalid -admin %q: want HOST:PORT, such as 127.0.0.1:9090: %v", *adminAddr, err)
+	if o.admin != "" {
+		if _, _, err := net.SplitHostPort(o.admin); err != nil {
+			return nil, usagef("serve", "invalid -admin %q: want HOST:PORT, such as 127.0.0.1:9090: %v", o.admin, err)
 		}
 	}
-	switch *engine {
+	switch srv.Engine {
 	case echo.EngineAuto, echo.EngineGoroutine, echo.EngineEpoll:
 	default:
-		return usagef("serve", "invalid -engine %q: want goroutine, epoll or auto", *engine)
+		return nil, usagef("serve", "invalid -engine %q: want goroutine, epoll or auto", srv.Engine)
 	}
-	var trustedProxies []netip.Prefix
 	if *proxyFrom != "" {
-		if !*proxyProtocol {
-			return usagef("serve", "-proxy-protocol-from needs -proxy-protocol")
+		if !o.proxyProtocol {
+			return nil, usagef("serve", "-proxy-protocol-from needs -proxy-protocol")
 		}
 		var err error
-		if trustedProxies, err = proxied.ParseCIDRs(*proxyFrom); err != nil {
-			return usagef("serve", "-proxy-protocol-from: %v", err)
+		if o.trustedProxies, err = proxied.ParseCIDRs(*proxyFrom); err != nil {
+			return nil, usagef("serve", "-proxy-protocol-from: %v", err)
 		}
 	}
-	logger, err := newLogger(std.err, *logFormat, *logLevel)
-	if err != nil {
-		return &usageError{cmd: "serve", err: err}
+	var err error
+	if o.logger, err = newLogger(std.err, *logFormat, *logLevel); err != nil {
+		return nil, &usageError{cmd: "serve", err: err}
 	}
+	srv.Logger = o.logger
+	return o, nil
+}
 
-	// Sockets from systemd (socket activation) replace -listen and
-	// -tls-listen.
+// sockets are everything echod serve listens on.
+type sockets struct {
+	listeners []servedListener
+	packets   []net.PacketConn
+	admin     net.Listener        // nil without -admin
+	proxies   []*proxied.Listener // for their rejection counts
+	certs     *tlscert.Reloader   // nil without TLS
+}
+
+func (s *sockets) closeAll() {
+	for _, sl := range s.listeners {
+		sl.Close()
+	}
+	for _, pc := range s.packets {
+		pc.Close()
+	}
+	if s.admin != nil {
+		s.admin.Close()
+	}
+}
+
+// open opens every socket the options ask for, or those systemd passed in,
+// before anything is served on any of them: a bad address fails the start
+// instead of leaving a half-started server.
+func (o *serveOptions) open(ctx context.Context) (_ *sockets, err error) {
+	// Sockets from systemd (socket activation) replace -listen,
+	// -tls-listen and -udp-listen.
 	inherited, err := socketsFromSystemd()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	listen, tlsListen, udpListen := o.listen, o.tlsListen, o.udpListen
 	if inherited.empty() && len(listen)+len(tlsListen)+len(udpListen) == 0 {
 		listen = addrList{":7007"}
 	}
 	if !inherited.empty() && len(listen)+len(tlsListen)+len(udpListen) > 0 {
-		logger.Warn("serving the sockets from systemd; ignoring -listen, -tls-listen and -udp-listen")
+		o.logger.Warn("serving the sockets from systemd; ignoring -listen, -tls-listen and -udp-listen")
 		listen, tlsListen, udpListen = nil, nil, nil
 	}
-	wantTLS := len(tlsListen)+len(inherited.tls) > 0
-	var certs *tlscert.Reloader
-	switch {
-	case wantTLS && (*tlsCert == "" || *tlsKey == ""):
-		inherited.closeAll()
-		return usagef("serve", "the socket named %q from systemd needs -tls-cert and -tls-key", tlsSocketName)
-	case !wantTLS && (*tlsCert != "" || *tlsKey != ""):
-		inherited.closeAll()
-		return usagef("serve", "-tls-cert and -tls-key need -tls-listen (or, from systemd, a socket named %q)", tlsSocketName)
-	case wantTLS:
-		if certs, err = tlscert.Load(*tlsCert, *tlsKey); err != nil {
+
+	s := &sockets{}
+	defer func() {
+		if err != nil {
 			inherited.closeAll()
-			return err
+			s.closeAll()
+		}
+	}()
+	wantTLS := len(tlsListen)+len(inherited.tls) > 0
+	switch {
+	case wantTLS && (o.tlsCert == "" || o.tlsKey == ""):
+		return nil, usagef("serve", "the socket named %q from systemd needs -tls-cert and -tls-key", tlsSocketName)
+	case !wantTLS && (o.tlsCert != "" || o.tlsKey != ""):
+		return nil, usagef("serve", "-tls-cert and -tls-key need -tls-listen (or, from systemd, a socket named %q)", tlsSocketName)
+	case wantTLS:
+		if s.certs, err = tlscert.Load(o.tlsCert, o.tlsKey); err != nil {
+			return nil, err
 		}
 	}
 
-	// Open every listener before serving on any, so a bad address fails
-	// the start instead of leaving a half-started server.
-	var listeners []servedListener
-	var packets []net.PacketConn
-	var adminListener net.Listener
-	closeAll := func() {
-		for _, sl := range listeners {
-			sl.Close()
-		}
-		for _, pc := range packets {
-			pc.Close()
-		}
-		if adminListener != nil {
-			adminListener.Close()
-		}
-	}
-	var proxies []*proxied.Listener // for their rejection counts
 	wrap := func(l net.Listener, proto string) servedListener {
-		if *proxyProtocol {
+		if o.proxyProtocol {
 			// The PROXY header comes first on the wire, before any TLS.
-			pl := proxied.NewListener(l, proxied.Config{Trusted: trustedProxies, Logger: logger})
-			proxies = append(proxies, pl)
+			pl := proxied.NewListener(l, proxied.Config{Trusted: o.trustedProxies, Logger: o.logger})
+			s.proxies = append(s.proxies, pl)
 			l = pl
 		}
 		if proto == "tls" {
-			l = tls.NewListener(l, certs.Config())
+			l = tls.NewListener(l, s.certs.Config())
 		}
 		return servedListener{Listener: l, proto: proto}
 	}
 	for _, l := range inherited.tcp {
-		listeners = append(listeners, wrap(l, "tcp"))
+		s.listeners = append(s.listeners, wrap(l, "tcp"))
 	}
 	for _, l := range inherited.tls {
-		listeners = append(listeners, wrap(l, "tls"))
+		s.listeners = append(s.listeners, wrap(l, "tls"))
 	}
 	// A datagram socket from systemd (ListenDatagram=) is UDP echo that the
 	// unit asked for, -udp or not.
-	packets = append(packets, inherited.udp...)
+	s.packets = append(s.packets, inherited.udp...)
+	inherited = inheritedSockets{} // s owns them now
+
 	var lc net.ListenConfig
 	for _, addr := range listen {
-		l, pc, err := listenOn(ctx, addr, *udp)
+		l, pc, err := listenOn(ctx, addr, o.udp)
 		if err != nil {
-			closeAll()
-			return err
+			return nil, err
 		}
-		listeners = append(listeners, wrap(l, "tcp"))
+		s.listeners = append(s.listeners, wrap(l, "tcp"))
 		if pc != nil {
-			packets = append(packets, pc)
+			s.packets = append(s.packets, pc)
 		}
 	}
 	for _, addr := range tlsListen {
 		l, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
-			closeAll()
-			return err
+			return nil, err
 		}
-		listeners = append(listeners, wrap(l, "tls"))
+		s.listeners = append(s.listeners, wrap(l, "tls"))
 	}
 	for _, addr := range udpListen {
 		pc, err := lc.ListenPacket(ctx, "udp", addr)
 		if err != nil {
-			closeAll()
-			return err
+			return nil, err
 		}
-		packets = append(packets, pc)
+		s.packets = append(s.packets, pc)
 	}
-	if *adminAddr != "" {
-		if adminListener, err = lc.Listen(ctx, "tcp", *adminAddr); err != nil {
-			closeAll()
-			return fmt.Errorf("-admin: %w", err)
+	if o.admin != "" {
+		if s.admin, err = lc.Listen(ctx, "tcp", o.admin); err != nil {
+			return nil, fmt.Errorf("-admin: %w", err)
 		}
 	}
+	return s, nil
+}
+
+func runServe(ctx context.Context, args []string, std stdio) error {
+	o, err := parseServe(args, std)
+	if err != nil {
+		return err
+	}
+	socks, err := o.open(ctx)
+	if err != nil {
+		return err
+	}
+	logger, srv := o.logger, o.server
 
 	// SIGHUP rereads the TLS certificate; without TLS it is logged and
 	// ignored rather than ending the process, as it would by default.
@@ -229,34 +270,22 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	srv := &echo.Server{
-		Logger:                  logger,
-		Engine:                  *engine,
-		MaxConns:                *maxConns,
-		MaxConnsPerIP:           *maxPerIP,
-		IdleTimeout:             *idleTimeout,
-		MaxSessionDuration:      *maxDuration,
-		MaxSessionBytes:         *maxBytes,
-		UDPAllowPrivilegedPorts: *udpPrivileged,
-		UDPSourceRate:           *udpSourceRate,
-		UDPGlobalRate:           *udpGlobalRate,
-	}
-	errc := make(chan error, len(listeners)+len(packets))
-	for _, sl := range listeners {
+	errc := make(chan error, len(socks.listeners)+len(socks.packets))
+	for _, sl := range socks.listeners {
 		logger.Info("listening", "proto", sl.proto, "addr", sl.Addr().String())
 		// Cancellation of ctx starts the graceful drain below; it must not
 		// reach Serve, which would close connections at once.
 		go func() { errc <- srv.Serve(context.WithoutCancel(ctx), sl.Listener) }()
 	}
-	for _, pc := range packets {
+	for _, pc := range socks.packets {
 		logger.Info("listening", "proto", "udp", "addr", pc.LocalAddr().String())
 		go func() { errc <- srv.ServeUDP(context.WithoutCancel(ctx), pc) }()
 	}
 	var adm *adminServer
-	if adminListener != nil {
-		h := admin.NewHandler(func() admin.Snapshot { return snapshot(srv, proxies) })
-		adm = startAdmin(adminListener, h, logger)
-		logger.Info("listening", "proto", "http", "addr", adminListener.Addr().String(), "serves", "/metrics /healthz /readyz")
+	if socks.admin != nil {
+		h := admin.NewHandler(func() admin.Snapshot { return snapshot(srv, socks.proxies) })
+		adm = startAdmin(socks.admin, h, logger)
+		logger.Info("listening", "proto", "http", "addr", socks.admin.Addr().String(), "serves", "/metrics /healthz /readyz")
 	}
 	// Every listener is open: the kernel queues connections from now on.
 	adm.setReady(true)
@@ -266,7 +295,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	for running := true; running; {
 		select {
 		case <-hup:
-			reload(logger, certs)
+			reload(logger, socks.certs)
 		case err := <-errc:
 			failed = err
 			adm.setReady(false)
@@ -277,8 +306,8 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 			// Unready first, so load balancers stop sending new
 			// connections while the open ones finish.
 			adm.setReady(false)
-			logger.Info("shutting down; waiting for open sessions", "timeout", *shutdownTimeout)
-			sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+			logger.Info("shutting down; waiting for open sessions", "timeout", o.shutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 			err := srv.Shutdown(sctx)
 			cancel()
 			if errors.Is(err, context.DeadlineExceeded) {
@@ -288,7 +317,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 		}
 	}
 	// Wait for every Serve call; the one that failed has already returned.
-	pending := len(listeners) + len(packets)
+	pending := len(socks.listeners) + len(socks.packets)
 	if failed != nil {
 		pending--
 	}
