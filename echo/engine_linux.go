@@ -121,6 +121,10 @@ func (a *loopListener) start(loop *eventLoop, g *loopGroup, admit func(netip.Add
 	if dupErr != nil {
 		return fmt.Errorf("duplicate listening socket: %w", dupErr)
 	}
+	// The original leaves the runtime's poller now: left there, every
+	// incoming connection would also wake a thread in the runtime, for
+	// nothing. The duplicate keeps the socket listening.
+	a.Listener.Close()
 	ln, err := loop.e.Listen(fd, g, epoll.ListenConfig{Admit: admit, AcceptFailed: failed})
 	if err != nil {
 		return err
