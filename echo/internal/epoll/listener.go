@@ -157,8 +157,9 @@ func (l *loop) accept(i int, ll *loopListener) {
 			}
 			// Level-triggered, a listener that keeps failing would wake
 			// the loop at once: stop watching it until the back-off ends.
-			ev := unix.EpollEvent{Fd: int32(ln.fd), Pad: listenerTag}
-			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, ln.fd, &ev)
+			// (Removed and added again: epoll refuses to modify what was
+			// added with EPOLLEXCLUSIVE.)
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
 			ll.until = l.now + int64(ll.backoff)
 			return
 		}
@@ -188,7 +189,12 @@ func (l *loop) resumeListeners() time.Duration {
 		}
 		ll.until = 0
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ll.ln.fd), Pad: listenerTag}
-		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, ll.ln.fd, &ev)
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ll.ln.fd, &ev); err != nil {
+			// Without it the loop would never accept on this listener
+			// again; try once more after another back-off.
+			ll.backoff = min(max(2*ll.backoff, 5*time.Millisecond), time.Second)
+			ll.until = l.now + int64(ll.backoff)
+		}
 	}
 	return next
 }
