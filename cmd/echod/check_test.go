@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -127,9 +128,13 @@ func TestCheckUsage(t *testing.T) {
 	}
 }
 
-// The event-loop engine must pass the whole suite, like the default one.
+// Each engine must pass the whole suite.
 func TestCheckPassesAgainstEachEngine(t *testing.T) {
-	for _, engine := range []string{"epoll"} {
+	engines := []string{"goroutine", "auto"}
+	if runtime.GOOS == "linux" {
+		engines = append(engines, "epoll")
+	}
+	for _, engine := range engines {
 		t.Run(engine, func(t *testing.T) {
 			addr := startServe(t, 1, "-engine", engine, "-listen", "127.0.0.1:0")[0]
 			code, out, errOut := runCmd(t, nil, "check", addr)
