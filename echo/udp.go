@@ -53,7 +53,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 		}
 		wg.Go(func() {
 			defer s.wg.Done()
-			err := s.echoDatagrams(pc, g, dest)
+			err := s.echoUDP(pc, g, dest)
 			// One reader failing for good stops the others.
 			pc.Close()
 			errc <- err

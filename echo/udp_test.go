@@ -93,6 +93,61 @@ func TestUDPEchoesEachDatagramExactly(t *testing.T) {
 	}
 }
 
+// TestUDPBurst sends datagrams faster than they are read, so the server
+// takes several at once (on Linux, in one recvmmsg): each must still get
+// exactly one reply, with its own bytes, to its own sender.
+func TestUDPBurst(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		t.Run(host, func(t *testing.T) {
+			srv := &Server{}
+			server := startUDP(t, srv, host)
+			// Two clients interleaved, so a batch holds several sources.
+			clients := []*net.UDPConn{
+				udpClient(t, netip.AddrPortFrom(server.Addr(), 0)),
+				udpClient(t, netip.AddrPortFrom(server.Addr(), 0)),
+			}
+			// Sizes differ, so each reply says which datagram it answers;
+			// the whole burst fits the sockets' default buffers.
+			const count = 40
+			want := make(map[int][]byte)
+			for i := range count {
+				size := i * 29
+				want[size] = payload(uint64(i+1), size)
+				if _, err := clients[i%2].WriteToUDPAddrPort(want[size], server); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := make([]byte, udpBufferSize)
+			for i, c := range clients {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for range count / 2 {
+					n, from, err := c.ReadFromUDPAddrPort(got)
+					if err != nil {
+						t.Fatalf("client %d: %d replies missing: %v", i, len(want), err)
+					}
+					if from != server {
+						t.Fatalf("reply came from %v, want %v", from, server)
+					}
+					w, ok := want[n]
+					if !ok || (n/29)%2 != i {
+						t.Fatalf("client %d: a reply of %d bytes, which it did not send or which was answered already", i, n)
+					}
+					if !bytes.Equal(got[:n], w) {
+						t.Fatalf("reply of %d bytes differs at %d", n, pattern.FirstDiff(got[:n], w))
+					}
+					delete(want, n)
+				}
+			}
+			waitFor(t, "every reply to be counted", func() bool { return srv.Stats().UDPReplies >= count })
+			st := srv.Stats()
+			if st.UDPDatagrams != count || st.UDPReplies != count || st.UDPBytesIn != st.UDPBytesOut || st.UDPBytesIn != 29*count*(count-1)/2 {
+				t.Errorf("Stats: %d datagrams, %d replies, %d bytes in, %d out; want %d, %d, %d, %[4]d",
+					st.UDPDatagrams, st.UDPReplies, st.UDPBytesIn, st.UDPBytesOut, count, count, 29*count*(count-1)/2)
+			}
+		})
+	}
+}
+
 func TestUDPManySendersAtOnce(t *testing.T) {
 	srv := &Server{}
 	server := startUDP(t, srv, "127.0.0.1")
