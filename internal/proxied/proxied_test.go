@@ -201,6 +201,9 @@ func TestRejectsConnectionsWithoutAValidHeader(t *testing.T) {
 			if c := acceptOne(t, l, 5*time.Second); c == nil || c.RemoteAddr().String() != "203.0.113.11:1111" {
 				t.Fatalf("after a rejection, accepted %v; want the valid connection", c)
 			}
+			// Stats counts a rejection just before it is logged; Close
+			// waits for the goroutine that logs it.
+			l.Close()
 			if !strings.Contains(log.String(), "reason="+ReasonHeader) {
 				t.Errorf("no rejection in the log:\n%s", log)
 			}
@@ -234,6 +237,9 @@ func TestOnlyTrustedPeersMaySendAHeader(t *testing.T) {
 				return
 			}
 			waitStats(t, l, Stats{Untrusted: 1})
+			// Stats counts a rejection just before it is logged; Close
+			// waits for the goroutine that logs it.
+			l.Close()
 			if !strings.Contains(log.String(), "reason="+ReasonUntrusted) {
 				t.Errorf("no rejection in the log:\n%s", log)
 			}
@@ -248,6 +254,9 @@ func TestRejectionLogIsRateLimited(t *testing.T) {
 		client.Read(make([]byte, 1))
 	}
 	waitStats(t, l, Stats{Header: 20})
+	// Stats counts each rejection just before it may be logged; Close waits
+	// for the goroutines that log them, so every line is in.
+	l.Close()
 	if n := strings.Count(log.String(), "rejected connection"); n != 1 {
 		t.Errorf("%d log lines for 20 rejections within the interval, want 1:\n%s", n, log)
 	}
