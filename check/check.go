@@ -243,7 +243,9 @@ func runOne(ctx context.Context, c Check, t *Target) Result {
 		res.Status, res.Detail = Pass, detail
 	case ctxEnded(ctx):
 		res.Status, res.Reason = Fail, fmt.Sprintf("stopped: the run was stopped or ran out of time (%v)", err)
-	case cctx.Err() != nil:
+	case ctxEnded(cctx):
+		// Not cctx.Err: a connection whose deadline is cctx's can time
+		// out before cctx's timer has marked it done.
 		res.Status, res.Reason = Fail, fmt.Sprintf("not finished within the check's deadline of %v: %v", c.Deadline, err)
 	default:
 		res.Status, res.Reason = Fail, err.Error()
