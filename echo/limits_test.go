@@ -237,13 +237,15 @@ func TestIdleTimeoutClosesSilentClient(t *testing.T) {
 
 func TestIdleTimeoutKeepsSlowActiveClient(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		srv := &Server{Engine: engine, IdleTimeout: 300 * time.Millisecond}
+		// The timeout is ten ticks, so that a test goroutine that a busy
+		// machine holds up for most of a second is not taken for idle.
+		srv := &Server{Engine: engine, IdleTimeout: time.Second}
 		addr := serveTCP(t, srv)
 		c := dial(t, addr)
-		// One byte every 100ms for five idle timeouts: slow, never idle.
+		// One byte every 100ms for two idle timeouts: slow, never idle.
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
-		for i := range 15 {
+		for i := range 20 {
 			<-tick.C
 			roundTrip(t, c, []byte{byte('a' + i)})
 		}
@@ -259,11 +261,15 @@ func TestIdleTimeoutKeepsSlowReader(t *testing.T) {
 		// idle timeout, which would rightly close a connection already open.
 		const size = 8 << 20
 		msg := payload(3, size)
-		srv := &Server{Engine: engine, IdleTimeout: 300 * time.Millisecond}
+		srv := &Server{Engine: engine, IdleTimeout: 1500 * time.Millisecond}
 		addr := serveTCP(t, srv)
 		c := dial(t, addr)
 		// The client sends 8 MiB at once, more than the socket buffers hold,
-		// and reads it back slowly, for longer than the idle timeout in all.
+		// and reads it back slowly, for longer than the idle timeout in all
+		// (at least 86 ticks of 25ms). The server sees progress only when
+		// a good part of its send buffer (up to megabytes) has drained, a
+		// dozen or so reads, so the timeout leaves room for a busy machine
+		// holding the reader up.
 		// Every byte must arrive: once the server has queued its last write and
 		// the client sends nothing more, the server may close, but the bytes in
 		// flight are delivered before the FIN.
@@ -273,8 +279,8 @@ func TestIdleTimeoutKeepsSlowReader(t *testing.T) {
 			errc <- err
 		}()
 		got := make([]byte, 0, size)
-		buf := make([]byte, 256<<10)
-		tick := time.NewTicker(20 * time.Millisecond)
+		buf := make([]byte, 96<<10)
+		tick := time.NewTicker(25 * time.Millisecond)
 		defer tick.Stop()
 		for len(got) < size {
 			<-tick.C
@@ -294,9 +300,11 @@ func TestIdleTimeoutKeepsSlowReader(t *testing.T) {
 }
 
 func TestIdleTimeoutKeepsReaderSlowerThanTheTimeout(t *testing.T) {
-	// Over a pipe, the server's write of a whole buffer takes far longer
-	// than the idle timeout, yet bytes move every few milliseconds.
-	srv := &Server{IdleTimeout: 40 * time.Millisecond}
+	// Over a pipe, the server's write of a whole buffer (32 reads of 1 KiB,
+	// 40ms apart) takes more than twice the idle timeout, yet bytes move
+	// every 40ms; the timeout is long enough that a busy machine holding
+	// the reader up is not taken for idle.
+	srv := &Server{IdleTimeout: 500 * time.Millisecond}
 	client, server := net.Pipe()
 	defer client.Close()
 	done := make(chan struct{})
@@ -313,7 +321,7 @@ func TestIdleTimeoutKeepsReaderSlowerThanTheTimeout(t *testing.T) {
 	}()
 	got := make([]byte, 0, size)
 	buf := make([]byte, 1024)
-	tick := time.NewTicker(5 * time.Millisecond)
+	tick := time.NewTicker(40 * time.Millisecond)
 	defer tick.Stop()
 	for len(got) < size {
 		<-tick.C
