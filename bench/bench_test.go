@@ -102,6 +102,30 @@ func TestEveryModeAgainstACorrectServer(t *testing.T) {
 	}
 }
 
+// A UDP echo of another length than the datagram is caught, and says both
+// lengths, also when several echoes arrive at once (-depth) and the echo is
+// longer than anything sent.
+func TestUDPWrongLengthIsCaught(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		reply func(p []byte) []byte
+		want  string
+	}{
+		{"longer", func(p []byte) []byte { return append(p, 'x') }, "datagram of 64 bytes echoed as 65 bytes"},
+		{"much longer", func(p []byte) []byte { return append(p, make([]byte, 1000)...) }, "datagram of 64 bytes echoed as 1064 bytes"},
+		{"shorter", func(p []byte) []byte { return p[:len(p)-1] }, "datagram of 64 bytes echoed as 63 bytes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := smoke(serveUDPReply(t, tt.reply), UDP)
+			cfg.Size, cfg.Depth = 64, 8
+			res := run(t, cfg)
+			if err := res.Err(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Err() = %v, want it to say %q", err, tt.want)
+			}
+		})
+	}
+}
+
 // A server that flips one byte is caught in every mode, with where and what.
 func TestCorruptingServerIsCaught(t *testing.T) {
 	const at = 100

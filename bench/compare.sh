@@ -12,8 +12,9 @@
 # Settings, from the environment:
 #   ROUNDS=3  DURATION=2s  WARMUP=500ms  IDLE_CONNS=10000  IDLE_HOLD=2s
 #   SERVER_CPU=0  LOAD_CPU=1
-#   PEERS="echod-epoll echod-goroutine iocopy bufloop gnet cepoll"
-#   BASELINES="iocopy bufloop gnet cepoll"
+#   PEERS="echod-epoll echod-goroutine iocopy bufloop gnet cepoll udploop"
+#   BASELINES="iocopy bufloop gnet cepoll udploop"
+#   UDP_PEERS="echod-epoll udploop" (the servers that take part in the udp row)
 #   SOURCES=127.0.0.1-127.0.0.8 (local addresses for cycle and idle, past the ephemeral-port limit)
 #   RUN_LIMIT=60 (seconds before a stuck run is interrupted)
 # Needs: go, jq, cc (for cepoll), taskset (util-linux), timeout (coreutils)
@@ -53,6 +54,7 @@ echo "building into $work" >&2
 go build -o "$work/echod" ./cmd/echod
 go build -o "$work/iocopy" ./bench/peers/iocopy
 go build -o "$work/bufloop" ./bench/peers/bufloop
+go build -o "$work/udploop" ./bench/peers/udploop
 (cd bench/peers/gnet && go build -o "$work/gnet" .)
 cc -O2 -o "$work/cepoll" bench/peers/cepoll/main.c
 
@@ -70,9 +72,14 @@ declare -A START=(
   [bufloop]="$work/bufloop -listen {addr}"
   [gnet]="$work/gnet -listen {addr}"
   [cepoll]="$work/cepoll -listen {addr}"
+  [udploop]="$work/udploop -listen {addr}"
 )
-PEERS=${PEERS:-"echod-epoll echod-goroutine iocopy bufloop gnet cepoll"}
-BASELINES=${BASELINES:-"iocopy bufloop gnet cepoll"}
+PEERS=${PEERS:-"echod-epoll echod-goroutine iocopy bufloop gnet cepoll udploop"}
+BASELINES=${BASELINES:-"iocopy bufloop gnet cepoll udploop"}
+# The udp row runs only on these (udploop serves nothing else); echod gets
+# UDP echo with its rate limits off, which a benchmark from one address needs.
+UDP_PEERS=${UDP_PEERS:-"echod-epoll udploop"}
+UDP_SERVE="-udp -udp-source-rate 0 -udp-global-rate 0"
 
 # The scenarios: NAME, a label for the table, and the 'echod bench' flags.
 SCENARIOS=(
@@ -82,6 +89,7 @@ SCENARIOS=(
   "bulk-1|bulk 1 conn|-mode bulk -c 1"
   "cycle-50|cycle 50 at once 1 KiB|-mode cycle -c 50 -size 1024 -source $SOURCES"
   "idle-$IDLE_CONNS|idle $IDLE_CONNS conns|-mode idle -c $IDLE_CONNS -timeout 2s -source $SOURCES"
+  "udp-4x32|udp 4 sockets × 32, 64 B|-mode udp -c 4 -depth 32 -size 64"
 )
 
 # Pin the server and the load to a CPU each where there are two.
@@ -93,9 +101,10 @@ else
   echo "compare.sh: one CPU or no taskset: server and load share the CPUs; the figures say little" >&2
 fi
 
-# start_server NAME: starts it, sets server_pid and server_addr.
+# start_server NAME [FLAGS]: starts it with FLAGS added, sets server_pid and
+# server_addr.
 start_server() {
-  local cmd=${START[$1]//\{addr\}/127.0.0.1:0} log="$work/$1.log" argv
+  local cmd="${START[$1]//\{addr\}/127.0.0.1:0} ${2:-}" log="$work/$1.log" argv
   read -ra argv <<<"$cmd"
   # Empty the log here, not in the background job's redirection, which may
   # run after the poll below has read the last run's port from it.
@@ -133,8 +142,15 @@ for round in $(seq "$ROUNDS"); do
     n=${#peers[@]}
     for i in $(seq 0 $((n - 1))); do
       peer=${peers[$(((i + round) % n))]}
+      extra=""
+      if [[ $scen == udp-* ]]; then
+        [[ " $UDP_PEERS " == *" $peer "* ]] || continue
+        [[ $peer == echod* ]] && extra=$UDP_SERVE
+      elif [[ $peer == udploop ]]; then
+        continue
+      fi
       echo "round $round/$ROUNDS: $scen on $peer" >&2
-      start_server "$peer"
+      start_server "$peer" "$extra"
       read -ra fl <<<"$flags"
       if [[ $scen == idle-* ]]; then
         timing=(-d "$IDLE_HOLD")

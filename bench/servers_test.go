@@ -116,6 +116,13 @@ func resetAfter(n int64) func(c *net.TCPConn) {
 // passing each through change first.
 func serveUDP(t *testing.T, change func(p []byte)) string {
 	t.Helper()
+	return serveUDPReply(t, func(p []byte) []byte { change(p); return p })
+}
+
+// serveUDPReply answers each datagram p on a fresh loopback socket with
+// reply(p) until the test ends.
+func serveUDPReply(t *testing.T, reply func(p []byte) []byte) string {
+	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -131,8 +138,7 @@ func serveUDP(t *testing.T, change func(p []byte)) string {
 			if err != nil {
 				continue
 			}
-			change(buf[:n])
-			c.WriteTo(buf[:n], from)
+			c.WriteTo(reply(buf[:n]), from)
 		}
 	})
 	t.Cleanup(func() {

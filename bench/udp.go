@@ -66,6 +66,10 @@ func (r *runner) udpSocket(ctx context.Context, w int, seed uint64) (int64, erro
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
 	defer stop()
 
+	uio, err := newUDPIO(c, r.cfg.Size, r.cfg.Depth)
+	if err != nil {
+		return 0, err
+	}
 	src := pattern.NewStream(seed)
 	slots := make([]udpSlot, r.cfg.Depth)
 	send := func(i int) error {
@@ -81,16 +85,17 @@ func (r *runner) udpSocket(ctx context.Context, w int, seed uint64) (int64, erro
 		if r.measuring.Load() {
 			r.udp.sent.Add(1)
 		}
-		_, err := c.Write(s.data)
-		return err
+		return uio.write(s.data)
 	}
 	for i := range slots {
 		if err := send(i); err != nil {
 			return 0, err
 		}
 	}
+	if err := uio.flush(); err != nil {
+		return 0, err
+	}
 
-	buf := make([]byte, 64<<10)
 	var n int64
 	timeout := min(r.cfg.Timeout, udpLossTimeout)
 	for {
@@ -98,7 +103,7 @@ func (r *runner) udpSocket(ctx context.Context, w int, seed uint64) (int64, erro
 		if ctx.Err() != nil {
 			return n, nil
 		}
-		got, err := c.Read(buf)
+		got, err := uio.read()
 		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 			// Nothing came back in time: count what is outstanding as lost
 			// and start again, so one lost datagram does not stall the socket.
@@ -113,21 +118,34 @@ func (r *runner) udpSocket(ctx context.Context, w int, seed uint64) (int64, erro
 					return n, err
 				}
 			}
+			if err := uio.flush(); err != nil {
+				return n, err
+			}
 			continue
 		}
 		if err != nil {
 			return n, err
 		}
-		i, ok := r.matchDatagram(w, buf[:got], slots)
-		if i < 0 {
-			continue
+		for j := range got {
+			p, size := uio.datagram(j)
+			if size > len(p) {
+				r.mismatch(w, fmt.Errorf("datagram of %d bytes echoed as %d bytes", r.cfg.Size, size))
+				continue
+			}
+			i, ok := r.matchDatagram(w, p, slots)
+			if i < 0 {
+				continue
+			}
+			slots[i].pending = false
+			if ok {
+				r.complete(w, 1, time.Since(slots[i].sentAt))
+				n++
+			}
+			if err := send(i); err != nil {
+				return n, err
+			}
 		}
-		slots[i].pending = false
-		if ok {
-			r.complete(w, 1, time.Since(slots[i].sentAt))
-			n++
-		}
-		if err := send(i); err != nil {
+		if err := uio.flush(); err != nil {
 			return n, err
 		}
 	}
