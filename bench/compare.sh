@@ -89,7 +89,7 @@ SCENARIOS=(
   "bulk-1|bulk 1 conn|-mode bulk -c 1"
   "cycle-50|cycle 50 at once 1 KiB|-mode cycle -c 50 -size 1024 -source $SOURCES"
   "idle-$IDLE_CONNS|idle $IDLE_CONNS conns|-mode idle -c $IDLE_CONNS -timeout 2s -source $SOURCES"
-  "udp-4x32|udp 4 sockets × 32, 64 B|-mode udp -c 4 -depth 32 -size 64"
+  "udp-4x32|udp 4 sockets x 32, 64 B|-mode udp -c 4 -depth 32 -size 64"
 )
 
 # Pin the server and the load to a CPU each where there are two.
