@@ -233,12 +233,12 @@ func TestSilentServerTimesOut(t *testing.T) {
 	}
 }
 
-// A server stalls once for 100 ms in the measured window. A closed loop
+// A server stalls once for 200 ms in the measured window. A closed loop
 // records the stall in one message; with -rate, every message scheduled
 // during the stall carries its share, so the stall shows in the percentiles.
 func TestRateCorrectsCoordinatedOmission(t *testing.T) {
 	const size, rate = 64, 1000
-	stall := 100 * time.Millisecond
+	stall := 200 * time.Millisecond
 	for _, tt := range []struct {
 		name string
 		rate float64
@@ -251,10 +251,21 @@ func TestRateCorrectsCoordinatedOmission(t *testing.T) {
 			cfg.Conns = 1
 			cfg.Size = size
 			cfg.Rate = tt.rate
+			// The messages scheduled in the stall's first 170 ms wait
+			// 30 ms or more: a fifth of the 800 ms window, so p90 is
+			// one of them. The window goes on for 550 ms after the
+			// stall ends (at 300 ms), so a busy machine that falls
+			// behind the schedule still has the stall and the messages
+			// after it measured.
+			cfg.Duration = 800 * time.Millisecond
 			if tt.rate == 0 {
 				// The closed loop gets there at its own pace; measure
-				// from the start so the stall is in the window.
+				// from the start so the stall is in the window, and
+				// for long enough that a busy machine gets through the
+				// 99 messages before it and the stall itself: a message
+				// still out when the window ends is not measured.
 				cfg.Warmup = 0
+				cfg.Duration = 2 * time.Second
 			}
 			res := run(t, cfg)
 			if err := res.Err(); err != nil {
