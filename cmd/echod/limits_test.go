@@ -186,7 +186,9 @@ func TestServeMaxConnsRefusesTheEleventh(t *testing.T) {
 }
 
 func TestServeIdleTimeout(t *testing.T) {
-	byProto, log := startServeAll(t, 1, "-listen", "127.0.0.1:0", "-idle-timeout", "200ms", "-log-level", "debug")
+	// A second, so that a busy machine holding the test up between the
+	// connect and dialEcho's round trip does not close it first.
+	byProto, log := startServeAll(t, 1, "-listen", "127.0.0.1:0", "-idle-timeout", "1s", "-log-level", "debug")
 	addrs := byProto["tcp"]
 	c := dialEcho(t, addrs[0])
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
