@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 )
@@ -103,37 +102,19 @@ func TestBenchUDPAgainstEchodServe(t *testing.T) {
 // A server that echoes every byte with one bit flipped: bench reports the
 // first difference and exits 1.
 func TestBenchCatchesACorruptingServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	addr := startTestServer(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
 		for {
-			c, err := l.Accept()
-			if err != nil {
+			n, err := c.Read(buf)
+			for i := range n {
+				buf[i] ^= 1
+			}
+			if _, werr := c.Write(buf[:n]); werr != nil || err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					for i := range n {
-						buf[i] ^= 1
-					}
-					if _, werr := c.Write(buf[:n]); werr != nil || err != nil {
-						return
-					}
-				}
-			})
 		}
 	})
-	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", l.Addr().String())
+	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", addr)
 	if code != 1 || !strings.Contains(stderr, "differed from what was sent") || !strings.Contains(stderr, "byte 0 differs") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}

@@ -223,6 +223,17 @@ func TestSendVerifiesBinaryStdin(t *testing.T) {
 // the client sent, once the client half-closes.
 func startBroken(t *testing.T, reply func([]byte) []byte) string {
 	t.Helper()
+	return startTestServer(t, func(c net.Conn) {
+		got, _ := io.ReadAll(c)
+		c.Write(reply(got))
+	})
+}
+
+// startTestServer runs handle on its own goroutine for every connection to
+// a fresh loopback port, closing each connection when handle returns, until
+// the test ends.
+func startTestServer(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -240,8 +251,7 @@ func startBroken(t *testing.T, reply func([]byte) []byte) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				got, _ := io.ReadAll(c)
-				c.Write(reply(got))
+				handle(c)
 			})
 		}
 	})
