@@ -16,7 +16,7 @@ import (
 const usage = `echod is an echo server (RFC 862) and the tools to prove that one works.
 
 Usage:
-  echod serve [flags]              serve TCP echo
+  echod serve [flags]              serve TCP echo (UDP, TLS with flags)
   echod send [flags] [MESSAGE...]  send MESSAGE or standard input, print the echo
   echod check [flags] HOST:PORT    check that any echo server works, with reasons
   echod bench [flags] HOST:PORT    load-test an echo server, verifying every byte
