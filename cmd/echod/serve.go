@@ -285,10 +285,12 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if socks.admin != nil {
 		h := admin.NewHandler(func() admin.Snapshot { return snapshot(srv, socks.proxies) })
 		adm = startAdmin(socks.admin, h, logger)
+		// Every listener is open: the kernel queues connections from now
+		// on. Ready before the log line, so that whoever reads the line and
+		// asks /readyz is told the truth.
+		adm.setReady(true)
 		logger.Info("listening", "proto", "http", "addr", socks.admin.Addr().String(), "serves", "/metrics /healthz /readyz")
 	}
-	// Every listener is open: the kernel queues connections from now on.
-	adm.setReady(true)
 	defer adm.stop()
 
 	var failed error
