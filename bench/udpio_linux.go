@@ -3,23 +3,18 @@ package bench
 import (
 	"net"
 	"os"
-	"runtime"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/echod/echod/internal/mmsg"
 )
 
 // udpBatchMax is the most datagrams one recvmmsg or sendmmsg moves. The
 // load generator must not be what limits a batching server, so it batches
 // too.
 const udpBatchMax = 16
-
-// mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2).
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-}
 
 // udpIO moves datagrams on a connected UDP socket, on Linux up to
 // udpBatchMax per system call: read takes what has arrived, write queues
@@ -28,11 +23,11 @@ type udpIO struct {
 	rc   syscall.RawConn
 	size int // the datagram size sent; echoes longer than this are truncated, and say so
 
-	in    []mmsghdr
+	in    []mmsg.Hdr
 	inIov []unix.Iovec
 	bufs  []byte
 
-	out    []mmsghdr
+	out    []mmsg.Hdr
 	outIov []unix.Iovec
 	nOut   int
 	first  int // the next queued datagram flush sends
@@ -53,16 +48,16 @@ func newUDPIO(c *net.UDPConn, size, depth int) (*udpIO, error) {
 	slot := size + 1
 	u := &udpIO{
 		rc: rc, size: size,
-		in: make([]mmsghdr, n), inIov: make([]unix.Iovec, n), bufs: make([]byte, n*slot),
-		out: make([]mmsghdr, n), outIov: make([]unix.Iovec, n),
+		in: make([]mmsg.Hdr, n), inIov: make([]unix.Iovec, n), bufs: make([]byte, n*slot),
+		out: make([]mmsg.Hdr, n), outIov: make([]unix.Iovec, n),
 	}
 	for i := range n {
 		u.inIov[i].Base = &u.bufs[i*slot]
 		u.inIov[i].SetLen(slot)
-		u.in[i].hdr.Iov = &u.inIov[i]
-		u.in[i].hdr.SetIovlen(1)
-		u.out[i].hdr.Iov = &u.outIov[i]
-		u.out[i].hdr.SetIovlen(1)
+		u.in[i].Hdr.Iov = &u.inIov[i]
+		u.in[i].Hdr.SetIovlen(1)
+		u.out[i].Hdr.Iov = &u.outIov[i]
+		u.out[i].Hdr.SetIovlen(1)
 	}
 	u.recvFn, u.sendFn = u.recv, u.send
 	return u, nil
@@ -82,26 +77,17 @@ func (u *udpIO) read() (int, error) {
 }
 
 func (u *udpIO) recv(fd uintptr) bool {
-	for {
-		// MSG_TRUNC: each length is the datagram's own, even past the buffer.
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&u.in[0])), uintptr(len(u.in)), unix.MSG_TRUNC, 0, 0)
-		runtime.KeepAlive(u)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		u.got, u.errno = int(r), e
-		return true
-	}
+	// MSG_TRUNC: each length is the datagram's own, even past the buffer.
+	var done bool
+	u.got, u.errno, done = mmsg.Recv(fd, u.in, unix.MSG_TRUNC)
+	return done
 }
 
 // datagram returns the i-th echo read (at most size+1 bytes of it) and its
 // length in full.
 func (u *udpIO) datagram(i int) ([]byte, int) {
 	slot := u.size + 1
-	n := int(u.in[i].n)
+	n := int(u.in[i].N)
 	return u.bufs[i*slot : i*slot+min(n, slot)], n
 }
 
@@ -134,16 +120,7 @@ func (u *udpIO) flush() error {
 }
 
 func (u *udpIO) send(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.out[u.first])), uintptr(u.nOut-u.first), 0, 0, 0)
-		runtime.KeepAlive(u)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		u.got, u.errno = int(r), e
-		return true
-	}
+	var done bool
+	u.got, u.errno, done = mmsg.Send(fd, u.out[u.first:u.nOut], 0)
+	return done
 }

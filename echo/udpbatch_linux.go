@@ -6,12 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/echod/echod/internal/mmsg"
 )
 
 // udpBatchSize is how many datagrams one recvmmsg takes and one sendmmsg
@@ -20,21 +21,13 @@ import (
 // datagram, so more slots would cost memory for little gain.
 const udpBatchSize = 16
 
-// mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2), which
-// golang.org/x/sys/unix does not declare: a msghdr and the byte count the
-// kernel fills in. Go pads it as C does on every Linux architecture.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-}
-
 // udpBatch is one reader's buffers for batches of datagrams, allocated once
 // so that nothing is allocated per datagram.
 type udpBatch struct {
 	fd   syscall.RawConn
 	dest bool // ask for each datagram's destination (see enableDest)
 
-	in    [udpBatchSize]mmsghdr
+	in    [udpBatchSize]mmsg.Hdr
 	inIov [udpBatchSize]unix.Iovec
 	// Each datagram's source, in the form the kernel gives and sendmmsg
 	// takes back, so a reply goes to exactly where the datagram came from
@@ -43,7 +36,7 @@ type udpBatch struct {
 	oob   [udpBatchSize][oobSize]byte
 	bufs  []byte // udpBatchSize slots of udpBufferSize bytes
 
-	out    [udpBatchSize]mmsghdr
+	out    [udpBatchSize]mmsg.Hdr
 	outIov [udpBatchSize]unix.Iovec
 	nOut   int // replies queued in out
 
@@ -52,8 +45,7 @@ type udpBatch struct {
 	// would be allocated per batch.
 	got, sent int
 	errno     unix.Errno
-	sendFrom  *mmsghdr // the first reply the next sendmmsg sends
-	sendLen   int
+	sending   []mmsg.Hdr // the replies the next sendmmsg sends
 	recvFn    func(fd uintptr) bool
 	sendFn    func(fd uintptr) bool
 }
@@ -63,15 +55,15 @@ func newUDPBatch(fd syscall.RawConn, dest bool) *udpBatch {
 	for i := range udpBatchSize {
 		b.inIov[i].Base = &b.bufs[i*udpBufferSize]
 		b.inIov[i].SetLen(udpBufferSize)
-		h := &b.in[i].hdr
+		h := &b.in[i].Hdr
 		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
 		h.Iov = &b.inIov[i]
 		h.SetIovlen(1)
 		if oobSize > 0 {
 			h.Control = &b.oob[i][0]
 		}
-		b.out[i].hdr.Iov = &b.outIov[i]
-		b.out[i].hdr.SetIovlen(1)
+		b.out[i].Hdr.Iov = &b.outIov[i]
+		b.out[i].Hdr.SetIovlen(1)
 	}
 	b.recvFn = b.recv
 	b.sendFn = b.send
@@ -82,7 +74,7 @@ func newUDPBatch(fd syscall.RawConn, dest bool) *udpBatch {
 // udpBatchSize, in one recvmmsg; it returns how many.
 func (b *udpBatch) read() (int, error) {
 	for i := range udpBatchSize {
-		h := &b.in[i].hdr
+		h := &b.in[i].Hdr
 		h.Namelen = unix.SizeofSockaddrInet6
 		if b.dest {
 			h.SetControllen(oobSize)
@@ -102,23 +94,14 @@ func (b *udpBatch) read() (int, error) {
 }
 
 func (b *udpBatch) recv(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), udpBatchSize, 0, 0, 0)
-		runtime.KeepAlive(b)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false // wait until the socket is readable
-		}
-		b.got, b.errno = int(r), e
-		return true
-	}
+	var done bool
+	b.got, b.errno, done = mmsg.Recv(fd, b.in[:], 0)
+	return done
 }
 
 // control returns the i-th datagram's control messages.
 func (b *udpBatch) control(i int) []byte {
-	return b.oob[i][:b.in[i].hdr.Controllen]
+	return b.oob[i][:b.in[i].Hdr.Controllen]
 }
 
 // source returns the i-th datagram's sender, or the zero AddrPort (which
@@ -126,11 +109,11 @@ func (b *udpBatch) control(i int) []byte {
 func (b *udpBatch) source(i int) netip.AddrPort {
 	name := &b.names[i]
 	switch {
-	case name.Family == unix.AF_INET && b.in[i].hdr.Namelen >= unix.SizeofSockaddrInet4:
+	case name.Family == unix.AF_INET && b.in[i].Hdr.Namelen >= unix.SizeofSockaddrInet4:
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(name))
 		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
-	case name.Family == unix.AF_INET6 && b.in[i].hdr.Namelen >= unix.SizeofSockaddrInet6:
+	case name.Family == unix.AF_INET6 && b.in[i].Hdr.Namelen >= unix.SizeofSockaddrInet6:
 		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&name.Port))[:])
 		return netip.AddrPortFrom(netip.AddrFrom16(name.Addr), port)
 	}
@@ -140,10 +123,10 @@ func (b *udpBatch) source(i int) netip.AddrPort {
 // reply queues the i-th datagram's echo, to its source.
 func (b *udpBatch) reply(i int) {
 	o := &b.out[b.nOut]
-	o.hdr.Name = b.in[i].hdr.Name
-	o.hdr.Namelen = b.in[i].hdr.Namelen
+	o.Hdr.Name = b.in[i].Hdr.Name
+	o.Hdr.Namelen = b.in[i].Hdr.Namelen
 	b.outIov[b.nOut].Base = &b.bufs[i*udpBufferSize]
-	b.outIov[b.nOut].SetLen(int(b.in[i].n))
+	b.outIov[b.nOut].SetLen(int(b.in[i].N))
 	b.nOut++
 }
 
@@ -156,8 +139,7 @@ func (b *udpBatch) flush() (replies, bytes uint64) {
 	for first := 0; first < b.nOut; {
 		b.sent, b.errno = 0, 0
 		rest := b.out[first:b.nOut]
-		b.sendFrom = &rest[0]
-		b.sendLen = len(rest)
+		b.sending = rest
 		if err := b.fd.Write(b.sendFn); err != nil {
 			break
 		}
@@ -167,7 +149,7 @@ func (b *udpBatch) flush() (replies, bytes uint64) {
 		}
 		for _, o := range rest[:b.sent] {
 			replies++
-			bytes += uint64(o.n)
+			bytes += uint64(o.N)
 		}
 		first += b.sent
 	}
@@ -176,18 +158,9 @@ func (b *udpBatch) flush() (replies, bytes uint64) {
 }
 
 func (b *udpBatch) send(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(b.sendFrom)), uintptr(b.sendLen), 0, 0, 0)
-		runtime.KeepAlive(b)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false // wait until the socket has room
-		}
-		b.sent, b.errno = int(r), e
-		return true
-	}
+	var done bool
+	b.sent, b.errno, done = mmsg.Send(fd, b.sending, 0)
+	return done
 }
 
 // echoUDP is one reader of pc (see echoDatagrams). A *net.UDPConn is read
@@ -220,7 +193,7 @@ func (s *Server) echoBatches(b *udpBatch, g *udpGuard) error {
 		backoff = 0
 		var bytesIn uint64
 		for i := range n {
-			bytesIn += uint64(b.in[i].n)
+			bytesIn += uint64(b.in[i].N)
 		}
 		s.counts.udpDatagrams.Add(uint64(n))
 		s.counts.udpBytesIn.Add(bytesIn)
