@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // Byte counts move while a session lasts, not only when it ends, so that
@@ -52,10 +53,17 @@ func TestStatsCountUDPDatagrams(t *testing.T) {
 		}
 		total += uint64(n)
 	}
-	st := srv.Stats()
 	want := Stats{UDPDatagrams: 4, UDPReplies: 4, UDPBytesIn: total, UDPBytesOut: total}
-	got := Stats{UDPDatagrams: st.UDPDatagrams, UDPReplies: st.UDPReplies, UDPBytesIn: st.UDPBytesIn, UDPBytesOut: st.UDPBytesOut}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
+	udpCounts := func() Stats {
+		st := srv.Stats()
+		return Stats{UDPDatagrams: st.UDPDatagrams, UDPReplies: st.UDPReplies, UDPBytesIn: st.UDPBytesIn, UDPBytesOut: st.UDPBytesOut}
+	}
+	// A reply is counted once its send returns, which may be just after
+	// the client has read it: wait for the counts, then hold them exact.
+	for deadline := time.Now().Add(5 * time.Second); fmt.Sprint(udpCounts()) != fmt.Sprint(want) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if got := udpCounts(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("UDP counts %+v, want %+v", got, want)
 	}
 }
