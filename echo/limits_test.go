@@ -307,13 +307,7 @@ func TestIdleTimeoutKeepsReaderSlowerThanTheTimeout(t *testing.T) {
 	// every 40ms; the timeout is long enough that a busy machine holding
 	// the reader up is not taken for idle.
 	srv := &Server{IdleTimeout: 500 * time.Millisecond}
-	client, server := net.Pipe()
-	defer client.Close()
-	done := make(chan struct{})
-	go func() {
-		srv.serveConn(server)
-		close(done)
-	}()
+	client := servePipes(t, srv).dial(t)
 	const size = 48 << 10
 	msg := payload(4, size)
 	errc := make(chan error, 1)
@@ -341,7 +335,7 @@ func TestIdleTimeoutKeepsReaderSlowerThanTheTimeout(t *testing.T) {
 		t.Fatal("echo differs")
 	}
 	// Now the client is silent, and the timeout applies.
-	<-done
+	waitFor(t, "the idle timeout", func() bool { return srv.Stats().Conns == 0 })
 	if n := srv.Stats().Limited[ReasonIdleTimeout]; n != 1 {
 		t.Fatalf("counted %d idle timeouts, want 1 after the client fell silent", n)
 	}

@@ -19,7 +19,6 @@ type conn struct {
 	in, out int64
 	start   int64 // engine clock when added
 	last    int64 // engine clock of the last read or write
-	group   *Group
 	remote  netip.AddrPort
 	bulk    bool // the last read was large: echo through the loop's pipe
 }
@@ -45,12 +44,7 @@ func (l *loop) handle(c *conn, events uint32) {
 	n, err := read(int(c.fd), buf)
 	switch {
 	case n > 0:
-		c.in += int64(n)
-		if b := l.e.cfg.BytesIn; b != nil {
-			b.Add(uint64(n))
-		}
-		c.last = l.now
-		c.bulk = n >= bulkSize
+		l.received(c, n)
 		if !l.write(c, buf[:n]) {
 			return
 		}
@@ -78,10 +72,7 @@ func (l *loop) write(c *conn, p []byte) bool {
 	for {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
-			c.out += int64(n)
-			if b := l.e.cfg.BytesOut; b != nil {
-				b.Add(uint64(n))
-			}
+			l.sent(c, n)
 			p = p[n:]
 		}
 		switch {
@@ -111,11 +102,7 @@ func (l *loop) flush(c *conn, events uint32) {
 	for len(p) > 0 {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
-			c.out += int64(n)
-			if b := l.e.cfg.BytesOut; b != nil {
-				b.Add(uint64(n))
-			}
-			c.last = l.now
+			l.sent(c, n)
 			p = p[n:]
 			c.tailOff += int32(n)
 			continue
@@ -140,6 +127,21 @@ func (l *loop) flush(c *conn, events uint32) {
 		return
 	}
 	l.watch(c, unix.EPOLLIN)
+}
+
+// received and sent account for bytes moved on c: the one place where its
+// totals, the engine's counters and its idle clock move.
+func (l *loop) received(c *conn, n int) {
+	c.in += int64(n)
+	l.e.cfg.BytesIn.Add(uint64(n))
+	c.last = l.now
+	c.bulk = n >= bulkSize
+}
+
+func (l *loop) sent(c *conn, n int) {
+	c.out += int64(n)
+	l.e.cfg.BytesOut.Add(uint64(n))
+	c.last = l.now
 }
 
 // watch changes the events epoll reports for c, closing c if it cannot.
