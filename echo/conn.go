@@ -59,9 +59,8 @@ func (s *Server) serveConn(c *conn) {
 	// written back above, so closing now loses nothing.
 	c.Close()
 	reason, err := d.endReason(err)
-	s.connEnded(c, ended{
-		source: c.source, remote: c.RemoteAddr().String,
-		in: in, out: out, duration: time.Since(start),
+	s.connEnded(c, c.RemoteAddr().String, ended{
+		source: c.source, in: in, out: out, duration: time.Since(start),
 		reason: reason, err: err,
 	})
 }

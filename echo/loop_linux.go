@@ -49,9 +49,8 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 			return s.admit(remote.Addr(), nil)
 		},
 		OnClose: func(end epoll.Ended) {
-			s.connEnded(nil, ended{
-				source: end.Remote.Addr(), remote: end.Remote.String,
-				in: end.In, out: end.Out, duration: end.Duration,
+			s.connEnded(nil, end.Remote.String, ended{
+				source: end.Remote.Addr(), in: end.In, out: end.Out, duration: end.Duration,
 				reason: loopEnds[end.End], err: end.Err,
 			})
 		},

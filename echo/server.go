@@ -363,9 +363,8 @@ func refuse(c net.Conn) {
 // ended is what an engine reports about a connection it served, once the
 // connection is closed.
 type ended struct {
-	source   netip.Addr    // as admitted
-	remote   func() string // for the debug log, called only when it is on
-	in, out  int64         // bytes read from and written to the client
+	source   netip.Addr // as admitted
+	in, out  int64      // bytes read from and written to the client
 	duration time.Duration
 	reason   Reason
 	err      error // why, when reason is endFailed
@@ -373,11 +372,12 @@ type ended struct {
 
 // connEnded is the counterpart of admit, the same for both engines: it
 // counts a limit that ended the connection, logs the end, and gives its
-// places back.
-func (s *Server) connEnded(c *conn, e ended) {
+// places back. remote names the client in the debug log, and is called only
+// when that is on: nothing is formatted per connection otherwise.
+func (s *Server) connEnded(c *conn, remote func() string, e ended) {
 	s.limited(e.reason)
 	if s.Logger != nil && s.Logger.Enabled(context.Background(), slog.LevelDebug) {
-		args := []any{"remote", e.remote(), "bytes_in", e.in, "bytes_out", e.out,
+		args := []any{"remote", remote(), "bytes_in", e.in, "bytes_out", e.out,
 			"duration", e.duration, "reason", e.reason.String()}
 		if e.err != nil {
 			args = append(args, "err", e.err)

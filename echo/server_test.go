@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -37,31 +38,13 @@ func forEachEngine(t *testing.T, test func(t *testing.T, engine string)) {
 // test ends.
 func startServer(t *testing.T, engine string) (*Server, string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := &Server{Engine: engine}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return srv, l.Addr().String()
+	return srv, serveTCP(t, srv)
 }
 
 func dial(t *testing.T, addr string) *net.TCPConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	return c.(*net.TCPConn)
+	return testkit.Dial(t, addr)
 }
 
 func TestShutdownWaitsForOpenSessions(t *testing.T) {
@@ -248,13 +231,7 @@ func roundTrip(t *testing.T, c net.Conn, msg []byte) {
 // waitFor polls cond until it holds or 10 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, what, cond)
 }
 
 // pipeListener is a net.Listener whose connections are in-memory pipes
@@ -307,4 +284,46 @@ func servePipes(t *testing.T, srv *Server) *pipeListener {
 		}
 	})
 	return l
+}
+
+// uncomparableListener and uncomparableConn are valid implementations that
+// cannot be map keys: the slice makes them incomparable, so a map keyed by
+// net.Listener or net.Conn would panic on them.
+type uncomparableListener struct {
+	net.Listener
+	_ []byte
+}
+
+func (l uncomparableListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return uncomparableConn{Conn: c}, nil
+}
+
+type uncomparableConn struct {
+	net.Conn
+	_ []byte
+}
+
+func TestUncomparableListenersAndConnsAreServed(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine, MaxConnsPerIP: 2}
+		addr := testkit.Start(t, func(l net.Listener) error {
+			return srv.Serve(context.Background(), uncomparableListener{Listener: l})
+		}, func() { srv.Close() }, ErrServerClosed)
+		c := dial(t, addr)
+		roundTrip(t, c, []byte("not a map key"))
+		// Shutdown closes the listener and waits for the connection; the
+		// deadline makes it close the connection too.
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want context.DeadlineExceeded", err)
+		}
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("read %d bytes from a connection Shutdown should have closed", n)
+		}
+	})
 }
