@@ -53,7 +53,7 @@ func checkFDs(t *testing.T) {
 }
 
 // serveTCP serves srv on a fresh loopback port until the test ends.
-func serveTCP(t *testing.T, srv *Server) string {
+func serveTCP(t testing.TB, srv *Server) string {
 	t.Helper()
 	return testkit.Start(t, func(l net.Listener) error { return srv.Serve(context.Background(), l) },
 		func() { srv.Close() }, ErrServerClosed)

@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -470,14 +472,17 @@ func (s *Server) beginClose() {
 	s.logLimits()
 }
 
+// closeConns closes every open connection. Those on goroutines are closed
+// outside the lock, since closing one (TLS says goodbye) may take a while.
 func (s *Server) closeConns() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.Close()
-	}
+	conns := slices.Collect(maps.Keys(s.conns))
 	if s.loop != nil {
 		s.loop.CloseAll()
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
 	}
 }
 
