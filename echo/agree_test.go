@@ -248,6 +248,8 @@ func agreeScenarios() []scenario {
 			roundTrip(t, c, []byte("before the drain"))
 			shutdown := make(chan error, 1)
 			go func() { shutdown <- srv.Shutdown(context.Background()) }()
+			// A connection that came before Shutdown would be served.
+			waitFor(t, "Shutdown to begin", srv.isClosing)
 			waitFor(t, "the listener to close", func() bool {
 				c, err := net.DialTimeout("tcp", addr, time.Second)
 				if err == nil {
