@@ -92,10 +92,10 @@ const (
 
 // Result is what one check found.
 type Result struct {
-	Name     string
-	Status   Status
-	Detail   string // on Pass: what was proven, such as sizes and timings
-	Reason   string // on Fail: what went wrong; on Skip: why it did not apply; on Note: the note
+	Name   string
+	Status Status
+	Detail string // on Pass: what was proven, such as sizes and timings
+	Reason string // on Fail: what went wrong; on Skip: why it did not apply; on Note: the note
 	// Dump, on Fail, shows the bytes around the first difference between
 	// the reply and what was sent, in rows like hexdump -C's; often empty.
 	Dump     string

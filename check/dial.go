@@ -68,7 +68,6 @@ func bareNetError(err error) error {
 	return err
 }
 
-
 // handshake runs a TLS client handshake on c, and tells a plain echo
 // server, which sends the client's hello straight back, from other
 // failures.
