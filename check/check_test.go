@@ -415,3 +415,30 @@ func TestIPv6NotServedIsANote(t *testing.T) {
 		t.Errorf("ipv6: %s %q, want a note", r.Status, r.Reason)
 	}
 }
+
+// -protohackers asks what the Smoke Test asks: a server that holds the echo
+// until EOF passes, and one that serves one client at a time fails.
+func TestProtohackersProfile(t *testing.T) {
+	buffering := serveTCP(t, buffersUntilEOF)
+	rep, err := Run(context.Background(), Config{Addr: buffering, Protohackers: true, Patience: testPatience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Passed() != len(ProtohackersChecks()) {
+		t.Errorf("a server that buffers until EOF: %+v, want every check to pass", rep.Results)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
+		echoConn(c, done)
+		return true
+	}, true)
+	r := runChecks(t, Config{Addr: serial, Protohackers: true}, "protohackers/5-clients")["protohackers/5-clients"]
+	want := "clients 2 to 5 got no reply while client 1 stayed open: the server serves one client at a time (the Smoke Test connects 5 at once)"
+	if r.Status != Fail || r.Reason != want {
+		t.Errorf("a server that serves one client at a time: %s %q, want it to fail with %q", r.Status, r.Reason, want)
+	}
+}
