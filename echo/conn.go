@@ -19,10 +19,11 @@ const bufferSize = 32 << 10
 // session limit ends it, then closes it. It returns only after c is closed.
 func (s *Server) serveConn(c net.Conn) {
 	start := time.Now()
-	r := s.newReader(c)
 	p := s.sessionPolicy()
-	var d deadline
-	d.start(c, p, start)
+	sock := socketOf(c)
+	w := startWatchdog(c, sock, p, start)
+	defer w.stop()
+	r := s.newReader(c)
 	var in, out int64
 	reason := "eof"
 	for {
@@ -31,18 +32,18 @@ func (s *Server) serveConn(c net.Conn) {
 			// bytes are echoed.
 			r.limit = int(min(p.MaxBytes-in, bufferSize))
 		}
-		d.progress(c)
 		// The buffer is taken only once data has arrived and given back
 		// as soon as it is echoed, so an idle connection holds none.
 		buf, n, err := r.read()
 		if n > 0 {
 			in += int64(n)
+			w.moved.Add(int64(n))
 			s.counts.tcpBytesIn.Add(uint64(n))
 			// Write only the n bytes read, never the whole buffer: the
 			// classic bug that pads every reply with stale bytes.
-			w, werr := d.write(c, buf[:n])
-			out += int64(w)
-			s.counts.tcpBytesOut.Add(uint64(w))
+			wn, werr := w.write(c, buf[:n])
+			out += int64(wn)
+			s.counts.tcpBytesOut.Add(uint64(wn))
 			if werr != nil {
 				err = werr
 			} else if p.MaxBytes > 0 && in >= p.MaxBytes {
@@ -56,7 +57,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if err != nil {
 			// io.EOF is the client's half-close: everything it sent has
 			// been written back above, so closing now loses nothing.
-			reason = s.endReason(err, d)
+			reason = s.endReason(err, w)
 			break
 		}
 	}
@@ -85,61 +86,34 @@ func (s *Server) sessionPolicy() sessionPolicy {
 	}
 }
 
-// deadline applies a sessionPolicy's timeouts to a blocking connection with
-// a single deadline for both directions, since reads and writes alternate.
-// Moving a deadline costs a timer update, so for the idle timeout it is moved
-// only once an eighth of the timeout has passed since it was last set: a
-// connection is closed between IdleTimeout and 9/8 of it after its last
-// progress, and a busy one pays for a timer update now and then rather than
-// per read.
-type deadline struct {
-	idle, slack time.Duration
-	end         time.Time // when MaxDuration runs out; zero: never
-	armed       time.Time // when the deadline was last moved
+// socket is what a connection is under its wrappers: one the runtime can
+// wait on and that can be shut down for writing, such as *net.TCPConn.
+type socket interface {
+	net.Conn
+	syscall.Conn
+	CloseWrite() error
 }
 
-func (d *deadline) start(c net.Conn, p sessionPolicy, start time.Time) {
-	d.idle = p.IdleTimeout
-	d.slack = p.IdleTimeout / 8
-	if p.MaxDuration > 0 {
-		d.end = start.Add(p.MaxDuration)
-		if d.idle == 0 {
-			c.SetDeadline(d.end)
+// socketOf returns the socket under c, which may be c itself, or nil when c
+// wraps something else (net.Pipe) or a wrapper that does not say what it
+// wraps.
+func socketOf(c net.Conn) socket {
+	// Wrappers nest a level or two (TLS over PROXY protocol); the bound
+	// only guards against a wrapper that returns itself.
+	for range 8 {
+		if s, ok := c.(socket); ok {
+			return s
+		}
+		switch w := c.(type) {
+		case interface{ NetConn() net.Conn }: // crypto/tls
+			c = w.NetConn()
+		case interface{ Raw() net.Conn }: // go-proxyproto
+			c = w.Raw()
+		default:
+			return nil
 		}
 	}
-}
-
-// progress records that the connection moved bytes just now, pushing the
-// idle deadline out if it is due.
-func (d *deadline) progress(c net.Conn) {
-	if d.idle == 0 {
-		return
-	}
-	now := time.Now()
-	if now.Sub(d.armed) < d.slack {
-		return
-	}
-	d.armed = now
-	t := now.Add(d.idle + d.slack)
-	if !d.end.IsZero() && d.end.Before(t) {
-		t = d.end
-	}
-	c.SetDeadline(t)
-}
-
-// write writes all of p to c. A write that times out having taken some bytes
-// is progress (a slow reader), so it goes on; one that took none ends the
-// connection.
-func (d *deadline) write(c net.Conn, p []byte) (int, error) {
-	var written int
-	for {
-		n, err := c.Write(p[written:])
-		written += n
-		if err == nil || n == 0 || d.idle == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return written, err
-		}
-		d.progress(c)
-	}
+	return nil
 }
 
 // buffer returns a pooled buffer. A pointer to an array keeps the pool free
@@ -190,7 +164,7 @@ func (r *reader) read() (buf *[bufferSize]byte, n int, err error) {
 	}
 	r.buf, r.n, r.err = nil, 0, nil
 	if err := r.rc.Read(r.readFn); err != nil {
-		// Closed, or past a deadline, while waiting.
+		// Closed while waiting.
 		return r.s.buffer(), 0, err
 	}
 	return r.buf, r.n, r.err
@@ -231,12 +205,8 @@ func (r *reader) readRaw(fd uintptr) bool {
 
 // endReason names why a connection ended, for the log, and counts the ends
 // that a session limit caused.
-func (s *Server) endReason(err error, d deadline) string {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		r := ReasonIdleTimeout
-		if !d.end.IsZero() && !time.Now().Before(d.end) {
-			r = ReasonMaxSessionDuration
-		}
+func (s *Server) endReason(err error, w *watchdog) string {
+	if r, ok := w.ended(); ok {
 		s.limited(r)
 		return r.String()
 	}

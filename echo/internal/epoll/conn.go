@@ -21,7 +21,12 @@ type conn struct {
 	last    int64 // engine clock of the last read or write
 	group   *Group
 	remote  netip.AddrPort
-	bulk    bool // the last read was large: echo through the loop's pipe
+	// unsent is the socket's count of bytes the client has not taken
+	// yet, as the sweep last saw it: -1 when something was written since
+	// (it needs a new look), 0 when there was nothing left to take (it
+	// needs none until the next write).
+	unsent int32
+	bulk   bool // the last read was large: echo through the loop's pipe
 }
 
 // handle reacts to the events epoll reported for c. While c has a tail it
@@ -79,6 +84,7 @@ func (l *loop) write(c *conn, p []byte) bool {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
 			c.out += int64(n)
+			c.unsent = -1
 			if b := l.e.cfg.BytesOut; b != nil {
 				b.Add(uint64(n))
 			}
@@ -112,6 +118,7 @@ func (l *loop) flush(c *conn, events uint32) {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
 			c.out += int64(n)
+			c.unsent = -1
 			if b := l.e.cfg.BytesOut; b != nil {
 				b.Add(uint64(n))
 			}

@@ -45,8 +45,9 @@ type Ended struct {
 // one loop per usable CPU.
 type Config struct {
 	Loops int
-	// IdleTimeout closes a connection with no traffic in either direction
-	// for this long.
+	// IdleTimeout closes a connection with no progress in either
+	// direction for this long: nothing read, and nothing written or taken
+	// by the client off the socket's send buffer.
 	IdleTimeout time.Duration
 	// MaxDuration closes a connection this long after it was added.
 	MaxDuration time.Duration
