@@ -1,6 +1,7 @@
 package echo
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -23,7 +24,7 @@ func (s *Server) serveConn(c net.Conn) {
 	sock := socketOf(c)
 	w := startWatchdog(c, sock, p, start)
 	defer w.stop()
-	r := s.newReader(c)
+	r := s.newReader(c, sock)
 	var in, out int64
 	reason := "eof"
 	for {
@@ -125,12 +126,24 @@ func (s *Server) buffer() *[bufferSize]byte {
 	return new([bufferSize]byte)
 }
 
-// reader reads a connection into pooled buffers.
+// reader reads a connection into pooled buffers, taking one only once
+// there is something to read.
 type reader struct {
 	s     *Server
 	c     net.Conn
-	rc    syscall.RawConn // nil: read c with a buffer taken beforehand
+	rc    syscall.RawConn // c is a plain socket, read directly; nil: read through c
 	limit int             // read at most this many bytes at a time; 0: a whole buffer
+
+	// For a connection that wraps a socket (TLS, PROXY protocol): the
+	// socket, waited on for readability before a buffer is taken.
+	wait       syscall.RawConn
+	handshaken bool // a TLS handshake, if any, is done
+	// pending says the wrapper may hold bytes it has read from the socket
+	// already (the rest of a TLS record, what came with a PROXY header),
+	// which a wait on the socket would not see.
+	pending bool
+	peekFn  func(fd uintptr) bool
+	peekBuf [1]byte
 
 	// The result of readRaw, which rc.Read calls; fields rather than
 	// captured variables, so that a read allocates nothing.
@@ -140,16 +153,26 @@ type reader struct {
 	readFn func(fd uintptr) bool
 }
 
-func (s *Server) newReader(c net.Conn) *reader {
+func (s *Server) newReader(c net.Conn, sock socket) *reader {
 	r := &reader{s: s, c: c}
-	// Only a plain TCP socket is read directly; a wrapper such as TLS
-	// reads through buffers of its own.
-	if tc, ok := c.(*net.TCPConn); ok && rawReadSupported {
-		if rc, err := tc.SyscallConn(); err == nil {
-			r.rc = rc
-			r.readFn = r.readRaw
-		}
+	if !rawReadSupported || sock == nil {
+		return r
 	}
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return r
+	}
+	// Only a plain TCP socket is read directly; a wrapper such as TLS
+	// reads through buffers of its own, and is read through, once its
+	// socket is readable.
+	if _, ok := c.(*net.TCPConn); ok {
+		r.rc = rc
+		r.readFn = r.readRaw
+		return r
+	}
+	r.wait = rc
+	r.pending = true
+	r.peekFn = r.peek
 	return r
 }
 
@@ -157,17 +180,76 @@ func (s *Server) newReader(c net.Conn) *reader {
 // or the error that ended the wait (io.EOF on the client's half-close).
 // The caller gives buf back to the pool.
 func (r *reader) read() (buf *[bufferSize]byte, n int, err error) {
-	if r.rc == nil {
+	switch {
+	case r.rc != nil:
+		r.buf, r.n, r.err = nil, 0, nil
+		if err := r.rc.Read(r.readFn); err != nil {
+			// Closed while waiting.
+			return r.s.buffer(), 0, err
+		}
+		return r.buf, r.n, r.err
+	case r.wait != nil:
+		return r.readWrapped()
+	default:
+		// Nothing to wait on: the buffer is held while waiting.
 		buf = r.s.buffer()
 		n, err = r.c.Read(r.space(buf))
 		return buf, n, err
 	}
-	r.buf, r.n, r.err = nil, 0, nil
-	if err := r.rc.Read(r.readFn); err != nil {
+}
+
+// readWrapped is read for a connection that wraps a socket. It takes a
+// buffer only when the wrapper has bytes for it already, or once the socket
+// is readable; an idle connection holds none.
+func (r *reader) readWrapped() (*[bufferSize]byte, int, error) {
+	if !r.handshaken {
+		r.handshaken = true
+		// The read below that must not block would fail a TLS handshake
+		// that has not happened yet, so it happens first, without a
+		// buffer.
+		if h, ok := r.c.(interface{ HandshakeContext(context.Context) error }); ok {
+			if err := h.HandshakeContext(context.Background()); err != nil {
+				return r.s.buffer(), 0, err
+			}
+		}
+	}
+	if r.pending {
+		// A read with a deadline in the past returns what the wrapper
+		// holds without touching the socket, or times out at once; a
+		// timed-out read leaves a TLS or PROXY connection usable.
+		buf := r.s.buffer()
+		r.c.SetReadDeadline(aLongTimeAgo)
+		n, err := r.c.Read(r.space(buf))
+		r.c.SetReadDeadline(time.Time{})
+		if timedOut := errors.Is(err, os.ErrDeadlineExceeded); n > 0 || err != nil && !timedOut {
+			if timedOut {
+				err = nil // TLS read on after a record, to look for an alert
+			}
+			return buf, n, err
+		}
+		r.s.buffers.Put(buf)
+		r.pending = false
+	}
+	if err := r.wait.Read(r.peekFn); err != nil {
 		// Closed while waiting.
 		return r.s.buffer(), 0, err
 	}
-	return r.buf, r.n, r.err
+	// The socket has bytes, or its end: the read returns once the wrapper
+	// has a whole record of them, or the error.
+	buf := r.s.buffer()
+	n, err := r.c.Read(r.space(buf))
+	r.pending = n > 0
+	return buf, n, err
+}
+
+// aLongTimeAgo is a deadline that has passed: a read with it only returns
+// what is there already.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// peek is called by the runtime's poller when the wrapped socket may be
+// readable; it asks to wait while it is not.
+func (r *reader) peek(fd uintptr) bool {
+	return peekReadable(fd, r.peekBuf[:])
 }
 
 // space is the part of buf a read may fill.

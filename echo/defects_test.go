@@ -1,7 +1,8 @@
 package echo
 
 // Regression tests for the defects of issue 12 found by attacking echod:
-// the idle timeout closing clients that are still reading (4). They use
+// idle TLS and PROXY connections holding a buffer (3), and the idle
+// timeout closing clients that are still reading (4). They use
 // the public API only, over real sockets, for plain TCP, TLS and PROXY
 // protocol on both engines.
 
@@ -14,6 +15,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +130,36 @@ func readSlowly(c net.Conn, rate, want int, d time.Duration) ([]byte, error) {
 		}
 	}
 	return got, nil
+}
+
+// Defect 3: after an echo, an idle TLS or PROXY connection is not parked in
+// a read of its wrapper, which needs a buffer to read into; it waits on the
+// socket with none.
+func TestIdleWrappedConnectionsHoldNoBuffer(t *testing.T) {
+	forEachEngineAndKind(t, func(t *testing.T, srv *Server, k connKind) {
+		addr := serveKind(t, srv, k)
+		msg := payload(13, 32<<10)
+		for range 20 {
+			roundTrip(t, k.dial(t, addr), msg)
+		}
+		waitFor(t, "no connection to be waiting in a read that holds a buffer", func() bool {
+			return wrapperReads() == 0
+		})
+	})
+}
+
+// wrapperReads counts the goroutines blocked in a TLS or PROXY connection's
+// Read, each of which holds the buffer it reads into.
+func wrapperReads() int {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "crypto/tls.(*Conn).Read(") || strings.Contains(g, "go-proxyproto.(*Conn).Read(") {
+			n++
+		}
+	}
+	return n
 }
 
 // Defect 4: a client that reads its echo steadily but slowly is making
