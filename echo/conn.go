@@ -49,6 +49,8 @@ func (s *Server) serveConn(c net.Conn) {
 				err = werr
 			} else if p.MaxBytes > 0 && in >= p.MaxBytes {
 				s.buffers.Put(buf)
+				s.discardAfterLimit(c, sock, r, w)
+				// Counted as it ends, as the event loop does.
 				reason = ReasonMaxSessionBytes.String()
 				s.limited(ReasonMaxSessionBytes)
 				break
@@ -69,6 +71,45 @@ func (s *Server) serveConn(c net.Conn) {
 		"bytes_out", out,
 		"duration", time.Since(start),
 		"reason", reason)
+}
+
+// limitLinger is how long a connection that reached MaxSessionBytes stays
+// open, discarding its input, once the client stops taking its echo: see
+// discardAfterLimit.
+const limitLinger = 2 * time.Second
+
+// discardAfterLimit ends a connection that has echoed its MaxSessionBytes
+// without losing any of that echo. Closing a socket with unread input makes
+// the kernel reset the connection and throw away the echo it still holds
+// for a slow reader, so instead the write side is shut down (the client
+// reads its last byte, then EOF), and the input that keeps coming is read
+// and thrown away until the client closes its side too. That lasts as long
+// as the client keeps taking echo off the server's send buffer, and at most
+// limitLinger after it stops: long enough for a client to see the EOF and
+// stop sending, short enough that a client that goes on sending past its
+// limit does not hold the connection. MaxSessionDuration still applies.
+func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader, w *watchdog) {
+	w.linger(limitLinger)
+	closeWrite(c, sock)
+	r.limit = 0
+	for {
+		buf, _, err := r.read()
+		s.buffers.Put(buf)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// closeWrite shuts down c's write side: a TLS connection sends its
+// close_notify, then the socket under it its FIN.
+func closeWrite(c net.Conn, sock socket) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && c != net.Conn(sock) {
+		cw.CloseWrite()
+	}
+	if sock != nil {
+		sock.CloseWrite()
+	}
 }
 
 // sessionPolicy is what a connection may do once admitted: plain values that

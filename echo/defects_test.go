@@ -1,10 +1,10 @@
 package echo
 
 // Regression tests for the defects of issue 12 found by attacking echod:
-// idle TLS and PROXY connections holding a buffer (3), and the idle
-// timeout closing clients that are still reading (4). They use
-// the public API only, over real sockets, for plain TCP, TLS and PROXY
-// protocol on both engines.
+// the session byte limit losing its echo (1), idle TLS and PROXY
+// connections holding a buffer (3), and the idle timeout closing clients
+// that are still reading (4). They use the public API only, over real
+// sockets, for plain TCP, TLS and PROXY protocol on both engines.
 
 import (
 	"bytes"
@@ -130,6 +130,62 @@ func readSlowly(c net.Conn, rate, want int, d time.Duration) ([]byte, error) {
 		}
 	}
 	return got, nil
+}
+
+// Defect 1: with MaxSessionBytes, a client that sends far past the limit
+// and reads slowly gets exactly its first N bytes back and then EOF. Before
+// the fix the server closed with the client's input unread, so the kernel
+// reset the connection and threw away the echo it still held.
+func TestMaxSessionBytesEchoesEverythingToASlowReaderThatSendsMore(t *testing.T) {
+	forEachEngineAndKind(t, func(t *testing.T, srv *Server, k connKind) {
+		checkFDs(t)
+		const limit = 1 << 20
+		srv.MaxSessionBytes = limit
+		addr := serveKind(t, srv, k)
+		c := k.dial(t, addr)
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		msg := payload(12, 4*limit)
+		// The client sends four times its allowance, and reads it at
+		// 2 MB/s, so the server's send buffer is full when it reaches the
+		// limit and its input keeps coming.
+		go c.Write(msg)
+		got, err := readSlowly(c, 2<<20, limit+1, 0)
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("after %d of %d bytes: %v, want EOF after them all", len(got), limit, err)
+		}
+		if !bytes.Equal(got, msg[:limit]) {
+			t.Fatalf("got %d bytes back, want exactly the first %d", len(got), limit)
+		}
+		// The server counts the limit once the connection has ended.
+		c.Close()
+		waitFor(t, "the limit to be counted", func() bool { return srv.Stats().Limited[ReasonMaxSessionBytes] == 1 })
+	})
+}
+
+// Defect 1's bound: a client that keeps sending past its limit and never
+// reads is not kept open by the input it sends.
+func TestMaxSessionBytesDoesNotLingerForever(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		checkFDs(t)
+		srv := &Server{Engine: engine, MaxSessionBytes: 1000}
+		addr := serveTCP(t, srv)
+		c := dial(t, addr)
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		chunk := make([]byte, 64<<10)
+		start := time.Now()
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatal("the server kept a flooding client past its limit open")
+				}
+				break // closed by the server
+			}
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("closed after %v", took)
+		}
+		waitFor(t, "the connection to be gone", func() bool { return srv.Stats().Conns == 0 })
+	})
 }
 
 // Defect 3: after an echo, an idle TLS or PROXY connection is not parked in

@@ -123,6 +123,20 @@ func (w *watchdog) close(r Reason) {
 	w.sock.Close()
 }
 
+// linger switches the watchdog to the time after MaxSessionBytes: from now
+// only echo the client takes off the send buffer is progress, not the input
+// the server throws away, and d without it closes the connection.
+func (w *watchdog) linger(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	w.idle = d
+	w.last = now
+	w.unsent = -1
+	w.seen = w.moved.Load()
+	w.arm(now)
+}
+
 // ended reports whether the watchdog closed the connection, and why.
 func (w *watchdog) ended() (Reason, bool) {
 	w.mu.Lock()

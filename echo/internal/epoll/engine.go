@@ -51,9 +51,14 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxDuration closes a connection this long after it was added.
 	MaxDuration time.Duration
-	// MaxBytes closes a connection once this many bytes have been echoed;
-	// the bytes past it are not echoed.
+	// MaxBytes ends a connection once this many bytes have been echoed;
+	// the bytes past it are not echoed. Its write side is shut down at
+	// once, and it is closed when the client closes its side or has
+	// taken none of its echo for Linger.
 	MaxBytes int64
+	// Linger is how long a connection past MaxBytes stays open, its input
+	// thrown away, once the client takes none of its echo.
+	Linger time.Duration
 	// OnClose is called on a loop's goroutine after each connection is
 	// closed. It must not block and must not call Stop.
 	OnClose func(Ended)

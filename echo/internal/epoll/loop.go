@@ -338,14 +338,18 @@ func (l *loop) sweep() {
 			l.close(c, MaxDuration, nil)
 			continue
 		}
-		if idle <= 0 {
+		limit, r := idle, IdleTimeout
+		if c.draining {
+			limit, r = int64(l.e.cfg.Linger), MaxBytes
+		}
+		if limit <= 0 {
 			continue
 		}
 		if c.unsent != 0 && l.now-c.last >= l.sweepEvery {
 			l.checkUnsent(c)
 		}
-		if l.now-c.last >= idle {
-			l.close(c, IdleTimeout, nil)
+		if l.now-c.last >= limit {
+			l.close(c, r, nil)
 		}
 	}
 }
@@ -374,7 +378,11 @@ func (l *loop) checkUnsent(c *conn) {
 // most that late again: an eighth in all. Zero means no time limits.
 func (e *Engine) sweepInterval() time.Duration {
 	shortest := time.Duration(0)
-	for _, d := range []time.Duration{e.cfg.IdleTimeout, e.cfg.MaxDuration} {
+	limits := []time.Duration{e.cfg.IdleTimeout, e.cfg.MaxDuration}
+	if e.cfg.MaxBytes > 0 {
+		limits = append(limits, e.cfg.Linger)
+	}
+	for _, d := range limits {
 		if d > 0 && (shortest == 0 || d < shortest) {
 			shortest = d
 		}
