@@ -107,7 +107,11 @@ func (d *daemon) addStream(ctx context.Context, l net.Listener, proto string) {
 			Trusted:       cfg.TrustedProxies,
 			HeaderTimeout: cfg.ProxyHeaderTimeout,
 			PendingPerIP:  cfg.ProxyPendingPerIP,
-			Logger:        cfg.Logger,
+			// A connection waiting for its header counts against
+			// -max-conns and -max-conns-per-ip under the peer's address
+			// until the server counts it under the client's.
+			Reserve: cfg.Server.Reserve,
+			Logger:  cfg.Logger,
 		})
 		d.proxies = append(d.proxies, pl)
 		l = pl
