@@ -111,26 +111,10 @@ type Report struct {
 }
 
 // Failed returns how many checks failed.
-func (r Report) Failed() int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Status == Fail {
-			n++
-		}
-	}
-	return n
-}
+func (r Report) Failed() int { return r.count(Fail) }
 
 // Passed returns how many checks passed.
-func (r Report) Passed() int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Status == Pass {
-			n++
-		}
-	}
-	return n
-}
+func (r Report) Passed() int { return r.count(Pass) }
 
 // OK reports whether every check that ran passed, and at least one ran.
 func (r Report) OK() bool { return r.Failed() == 0 && r.Passed() > 0 }

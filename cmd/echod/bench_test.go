@@ -15,8 +15,10 @@ func TestBenchUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no address", []string{"bench"}, "want one HOST:PORT, got 0"},
-		{"two addresses", []string{"bench", "a:1", "b:2"}, "want one HOST:PORT, got 2"},
+		{"no address", []string{"bench"}, "bench: no address given: want HOST:PORT, such as 127.0.0.1:7007"},
+		{"two addresses", []string{"bench", "a:1", "b:2"}, `bench: unexpected argument "b:2"`},
+		{"tls", []string{"bench", "tls://a:1"}, "tls://a:1: bench speaks tcp:// and udp:// only"},
+		{"udp with a tcp mode", []string{"bench", "-mode", "bulk", "udp://a:1"}, "-mode bulk is for TCP; udp://a:1 takes -mode udp"},
 		{"no port", []string{"bench", "127.0.0.1"}, "invalid address"},
 		{"bad mode", []string{"bench", "-mode", "flood", "a:1"}, `unknown mode "flood"`},
 		{"depth for bulk", []string{"bench", "-mode", "bulk", "-depth", "4", "a:1"}, "depth applies to pingpong and udp"},

@@ -66,9 +66,7 @@ func runCmd(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, st
 		stdin = strings.NewReader("")
 	}
 	err := run(context.Background(), args, stdio{in: stdin, out: &out, err: &errb})
-	if err != nil {
-		errb.Write([]byte("echod: " + err.Error() + "\n"))
-	}
+	printError(&errb, err)
 	return exitCode(err), out.String(), errb.String()
 }
 
