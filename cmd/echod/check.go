@@ -129,8 +129,8 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 		// Not a failing server but a wrong address, or no server at all.
 		return &usageError{err: err}
 	case err != nil && interrupted(ctx):
-		return fmt.Errorf("%w after %s of %d: %d passed, %d failed", errInterrupted,
-			plural(len(rep.Results), "check"), len(check.Checks(cfg)), rep.Passed(), rep.Failed())
+		return fmt.Errorf("%w after %d of %s: %d passed, %d failed", errInterrupted,
+			len(rep.Results), plural(len(check.Checks(cfg)), "check"), rep.Passed(), rep.Failed())
 	case err != nil:
 		return err
 	}

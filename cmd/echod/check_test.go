@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"regexp"
@@ -9,6 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/echod/echod/check"
+	"github.com/echod/echod/internal/testcert"
 )
 
 // resultLines matches the lines of a text report: one per check, then the
@@ -218,5 +223,103 @@ func TestCheckUDPAgainstEchod(t *testing.T) {
 		if code != 0 || !strings.HasPrefix(out, want) {
 			t.Errorf("exit %d, stdout\n%s\nwant\n%s\nstderr %s", code, out, want, errOut)
 		}
+	}
+}
+
+// tls:// and udp:// check echod's TLS echo and a UDP-only server; -ca
+// verifies the certificate, and without it a note says it is not.
+func TestCheckTLSAndUDPAddresses(t *testing.T) {
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod test")
+	all, _ := startServeAll(t, 3, "-udp", "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	tlsAddr, udpAddr := all["tls"][0], all["udp"][0]
+
+	code, out, errOut := runCmd(t, nil, "check", "tls://"+tlsAddr, "-run", "^(text|streaming|close-after-eof)$")
+	if code != 0 || !strings.Contains(out, "PASS: 3 checks passed against tls://"+tlsAddr) {
+		t.Errorf("check tls://: exit %d\n%s%s", code, out, errOut)
+	}
+	if want := "note: not verifying the TLS certificate of " + tlsAddr + " (give -ca FILE to verify it)\n"; errOut != want {
+		t.Errorf("check tls://: stderr %q, want %q", errOut, want)
+	}
+	code, out, errOut = runCmd(t, nil, "check", "-ca", certFile, "tls://localhost:"+portOf(tlsAddr), "-run", "^text$")
+	if code != 0 || errOut != "" {
+		t.Errorf("check -ca: exit %d\n%s%s", code, out, errOut)
+	}
+	// Plain TCP against TLS echo names the mistake once.
+	code, out, _ = runCmd(t, nil, "check", tlsAddr)
+	want := "FAIL smoke: answered with TLS: this looks like a TLS server; check it with tls://" + tlsAddr + "\n" +
+		"FAIL: 1 of 1 check failed against " + tlsAddr + ", 11 skipped ("
+	if code != 1 || !strings.HasPrefix(out, want) {
+		t.Errorf("check on TLS: exit %d, stdout\n%s\nwant\n%s", code, out, want)
+	}
+
+	code, out, errOut = runCmd(t, nil, "check", "udp://"+udpAddr)
+	if code != 0 || !strings.Contains(out, "PASS: 3 checks passed against UDP "+udpAddr) {
+		t.Errorf("check udp://: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
+// The address may be HOST PORT, and flags may follow it.
+func TestCheckAddressForms(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	host, port, _ := net.SplitHostPort(addr)
+	for _, args := range [][]string{
+		{"check", host, port, "-run", "^text$"},
+		{"check", "-run", "^text$", "tcp://" + addr},
+		{"check", addr, "-run", "^text$", "-v"},
+	} {
+		code, out, errOut := runCmd(t, nil, args...)
+		if code != 0 || !strings.Contains(out, "PASS: 1 check passed against "+addr) {
+			t.Errorf("%q: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+}
+
+func TestCheckHelpListsEveryCheck(t *testing.T) {
+	code, out, _ := runCmd(t, nil, "help", "check")
+	if code != 0 {
+		t.Fatalf("help check: exit %d", code)
+	}
+	for _, c := range append(append(check.TCPChecks(), check.ProtohackersChecks()...), check.UDPChecks()...) {
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(c.Name) + ` +` + regexp.QuoteMeta(c.Doc) + `$`).MatchString(out) {
+			t.Errorf("help check does not list %s with its line", c.Name)
+		}
+	}
+}
+
+// Ctrl-C stops a run with one line and exit status 130, not a FAIL for
+// every check left.
+func TestCheckInterrupted(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	started := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"check", addr, "-v"}, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+	}()
+	// Cancel once the third check has started.
+	deadline := time.Now().Add(20 * time.Second)
+	for started < 3 && time.Now().Before(deadline) {
+		started = strings.Count(out.String(), "RUN  ")
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	err := <-done
+	printError(&errb, err)
+	if code := exitCode(err); code != 130 {
+		t.Errorf("exit %d, want 130", code)
+	}
+	// The checks that finished before the cancel passed; the one running
+	// is not reported.
+	if want := regexp.MustCompile(`^echod: interrupted after ([2-9]|1[01]) of 12 checks: ([2-9]|1[01]) passed, 0 failed\n$`); !want.MatchString(errb.String()) {
+		t.Errorf("stderr %q, want it to match %s", errb.String(), want)
+	}
+	if strings.Contains(out.String(), "FAIL") {
+		t.Errorf("stdout has failures:\n%s", out.String())
 	}
 }
