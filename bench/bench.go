@@ -181,12 +181,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	r := newRunner(cfg, addr, proc)
+	var res *Result
 	switch cfg.Mode {
 	case Idle:
-		return r.runIdle(ctx), nil
+		res = r.runIdle(ctx)
 	default:
-		return r.runLoad(ctx), nil
+		res = r.runLoad(ctx)
 	}
+	res.Hints = res.hints()
+	return res, nil
 }
 
 // resolve looks the server's address up once, so that connects during the

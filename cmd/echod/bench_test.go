@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,6 +102,17 @@ func TestBenchUDPAgainstEchodServe(t *testing.T) {
 	}
 }
 
+// Against echod's default UDP limits, bench points at the rate limit
+// instead of leaving a bare loss figure.
+func TestBenchUDPSuggestsTheRateLimit(t *testing.T) {
+	addrs, _ := startServeAll(t, 1, "-udp-listen", "127.0.0.1:0")
+	code, stdout, stderr := runCmd(t, nil, "bench", "udp://"+addrs["udp"][0], "-c", "2", "-depth", "64", "-d", "500ms", "-warmup", "0s")
+	want := regexp.MustCompile(`(?m)^  Hint: +\d+% of datagrams were lost while \d+/s came back: the server may be rate-limiting \(echod serve answers at most 1000/s per source address, -udp-source-rate, and 20000/s in all, -udp-global-rate; 0 turns either off\)$`)
+	if code != 0 || !want.MatchString(stdout) {
+		t.Errorf("exit %d, stdout\n%s\nstderr %s\nwant a line matching %s", code, stdout, stderr, want)
+	}
+}
+
 // A server that echoes every byte with one bit flipped: bench reports the
 // first difference and exits 1.
 func TestBenchCatchesACorruptingServer(t *testing.T) {
@@ -144,5 +156,21 @@ func TestBenchReportsRefusedConnections(t *testing.T) {
 	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", addr)
 	if code != 1 || !strings.Contains(stderr, "connection refused") || !strings.Contains(stdout, "connect refused") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+}
+
+// Against echod's own per-IP connection limit, bench and check both say
+// that the resets look like a connection limit.
+func TestToolsNameTheConnectionLimit(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0", "-max-conns-per-ip", "2")[0]
+	code, stdout, _ := runCmd(t, nil, "bench", addr, "-c", "4", "-d", "300ms", "-warmup", "0s")
+	want := regexp.MustCompile(`(?m)^  Hint: +\d+ connections were reset or closed by the server while others were served: this looks like a connection limit \(echod serve's -max-conns-per-ip or -max-conns\)$`)
+	if code != 1 || !want.MatchString(stdout) {
+		t.Errorf("bench: exit %d, stdout\n%s\nwant exit 1 and a line matching %s", code, stdout, want)
+	}
+	code, stdout, _ = runCmd(t, nil, "check", addr, "-run", "many-clients")
+	wantLine := "FAIL many-clients: 2 of 200 clients connected at once got their echo; the other 198 were closed or reset without a reply: this looks like a per-IP connection limit of 2 (echod serve's -max-conns-per-ip does this)\n"
+	if code != 1 || !strings.HasPrefix(stdout, wantLine) {
+		t.Errorf("check: exit %d, stdout\n%s\nwant exit 1 and\n%s", code, stdout, wantLine)
 	}
 }
