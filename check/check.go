@@ -177,7 +177,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return rep, err
 		}
 	}
-	var wrongProtocol string // why the TCP checks left would fail too
+	var decisive string // why the TCP checks left would fail too
 	for _, c := range checks {
 		var res Result
 		switch {
@@ -186,20 +186,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return rep, ctx.Err()
 		case ctxEnded(ctx):
 			res = Result{Name: c.Name, Status: Fail, Reason: "not run: the run was stopped or ran out of time"}
-		case wrongProtocol != "" && !isUDP(c):
-			res = Result{Name: c.Name, Status: Skip, Reason: "not run: " + wrongProtocol}
+		case decisive != "" && !isUDP(c):
+			res = Result{Name: c.Name, Status: Skip, Reason: "not run: " + decisive}
 		default:
 			if cfg.Started != nil {
 				cfg.Started(c)
 			}
 			var err error
 			res, err = runOne(ctx, c, t)
-			if errors.Is(err, errWrongProtocol) && !isUDP(c) {
-				wrongProtocol = err.Error()
-				var pe *protocolError
-				if errors.As(err, &pe) {
-					wrongProtocol = pe.msg
-				}
+			var de *decisiveError
+			if res.Status == Fail && errors.As(err, &de) && !isUDP(c) {
+				decisive = de.msg
 			}
 			if errors.Is(ctx.Err(), context.Canceled) {
 				rep.Duration = time.Since(start)

@@ -10,8 +10,8 @@ import (
 // TCPChecks returns the full TCP suite, in the order Run runs it.
 func TCPChecks() []Check {
 	return []Check{
-		{Name: "smoke", Deadline: 20 * time.Second, Func: checkSmoke,
-			Doc: "the Protohackers Smoke Test: 5 clients at once send random binary data in pieces with pauses, half-close, and get exactly it back, then EOF"},
+		{Name: "smoke", Deadline: 20 * time.Second, Func: checkFiveAtOnce,
+			Doc: "as in the Protohackers Smoke Test, 5 clients at once: four send random binary data in pieces with pauses and half-close while the first stays open; each gets exactly its data back, then EOF"},
 		{Name: "all-bytes", Deadline: 10 * time.Second, Func: checkAllBytes,
 			Doc: "every byte value 0-255 comes back unchanged"},
 		{Name: "text", Deadline: 10 * time.Second, Func: checkText,
