@@ -137,3 +137,27 @@ func (r Report) WriteJSON(w io.Writer) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
 }
+
+// WriteProtohackersLog writes r, the result of c, in the shape of the
+// Protohackers checker's log: "[0simple.test] NOTE:what it checks", then
+// "[0simple.test] PASS" or "[0simple.test] FAIL:reason". n numbers the
+// check from 0. The shape is a local reconstruction, not the real checker's
+// words; its checks are ProtohackersChecks.
+func (r Result) WriteProtohackersLog(w io.Writer, n int, c Check) error {
+	// protohackers/5-clients is tagged [4clients.test].
+	tag := fmt.Sprintf("[%d%s.test]", n, strings.TrimLeft(strings.TrimPrefix(c.Name, "protohackers/"), "0123456789-"))
+	text := fmt.Sprintf("%s NOTE:%s\n", tag, c.Doc)
+	switch r.Status {
+	case Pass:
+		text += fmt.Sprintf("%s PASS\n", tag)
+	case Fail:
+		text += fmt.Sprintf("%s FAIL:%s\n", tag, r.Reason)
+		if r.Dump != "" {
+			text += r.Dump + "\n"
+		}
+	default:
+		text += fmt.Sprintf("%s NOTE:%s: %s\n", tag, r.Status, r.Reason)
+	}
+	_, err := io.WriteString(w, text)
+	return err
+}

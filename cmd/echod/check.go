@@ -116,6 +116,19 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 		}
 	}
 	cfg.Finished = func(r check.Result) { r.WriteText(progress, *verbose) }
+	if *protohackers && !*asJSON && !*verbose {
+		// The shape of the real checker's log, so the two read alike.
+		fmt.Fprintln(progress, "A local reconstruction of the Protohackers Smoke Test (problem 0), in the shape of its checker's log:")
+		n := 0
+		byName := map[string]check.Check{}
+		for _, c := range check.Checks(cfg) {
+			byName[c.Name] = c
+		}
+		cfg.Finished = func(r check.Result) {
+			r.WriteProtohackersLog(progress, n, byName[r.Name])
+			n++
+		}
+	}
 
 	if *timeout > 0 {
 		var cancel context.CancelFunc

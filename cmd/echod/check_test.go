@@ -55,7 +55,19 @@ func TestCheckPassesAgainstEchod(t *testing.T) {
 func TestCheckProtohackersProfileAgainstEchod(t *testing.T) {
 	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
 	code, out, errOut := runCmd(t, nil, "check", "-protohackers", addr)
-	if code != 0 || !strings.Contains(out, "PASS protohackers/5-clients (5 clients at once") || !strings.Contains(out, "PASS: 5 checks passed") {
+	want := "A local reconstruction of the Protohackers Smoke Test (problem 0), in the shape of its checker's log:\n" +
+		"[0simple.test] NOTE:one short line of text\n" +
+		"[0simple.test] PASS\n" +
+		"[1empty.test] NOTE:no data at all: half-close, then EOF\n" +
+		"[1empty.test] PASS\n" +
+		"[2long.test] NOTE:100 KiB of text in several writes\n" +
+		"[2long.test] PASS\n" +
+		"[3binary.test] NOTE:100 KiB of random binary data in several writes\n" +
+		"[3binary.test] PASS\n" +
+		"[4clients.test] NOTE:5 clients at once, as in the smoke check: a server that serves one client at a time fails\n" +
+		"[4clients.test] PASS\n" +
+		"PASS: 5 checks passed against " + addr + " ("
+	if code != 0 || !strings.HasPrefix(out, want) {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 }
