@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/target"
 )
 
 // DefaultPatience is how long a check waits by default for something a
@@ -263,8 +264,12 @@ func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.Deadline)
 	defer cancel()
 	detail, err := c.Func(cctx, t)
-	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) && speaksTLS(cctx, t.Addr, t.Patience) {
-		err = errTLS(t.Addr)
+	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) {
+		pctx, cancel := context.WithTimeout(cctx, t.Patience)
+		if target.SpeaksTLS(pctx, t.Addr) {
+			err = errTLS(t.Addr)
+		}
+		cancel()
 	}
 	res.Duration = time.Since(start)
 	var note *noteError

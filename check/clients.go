@@ -259,7 +259,9 @@ func checkResets(ctx context.Context, t *Target) (string, error) {
 			c.Write(junk)
 		}
 		// Linger 0: close sends a reset instead of a FIN.
-		tcpOf(c).SetLinger(0)
+		if tc := tcpOf(c); tc != nil {
+			tc.SetLinger(0)
+		}
 		stop()
 		c.Close()
 	}

@@ -228,7 +228,9 @@ func checkSlowReader(ctx context.Context, t *Target) (string, error) {
 	defer c.Close()
 	defer stop()
 	// A small receive buffer keeps the reply in the server's hands.
-	tcpOf(c).SetReadBuffer(32 << 10)
+	if tc := tcpOf(c); tc != nil {
+		tc.SetReadBuffer(32 << 10)
+	}
 
 	data := make([]byte, n)
 	pattern.NewStream(99).Read(data)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -507,5 +509,30 @@ func TestSendInterrupted(t *testing.T) {
 	printError(&errb, err)
 	if code := exitCode(err); code != 130 || errb.String() != "echod: interrupted: send to "+addr+" stopped\n" {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// send names a server of another protocol instead of printing its answer
+// as if it were an echo.
+func TestSendNamesOtherProtocols(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(web.Close)
+	webAddr := web.Listener.Addr().String()
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod test")
+	all, _ := startServeAll(t, 2, "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	plain, tlsAddr := all["tcp"][0], all["tls"][0]
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"send", webAddr, "hello"}, "echod: " + webAddr + " answered with HTTP: this looks like a web server, not an echo server\n"},
+		{[]string{"send", tlsAddr, "hello"}, "echod: " + tlsAddr + " closed the connection without a reply, and answers TLS: this looks like a TLS server; send to tls://" + tlsAddr + "\n"},
+		{[]string{"send", "-ca", certFile, "tls://" + plain, "hello"}, "echod: tls://" + plain + ": the server echoed the TLS handshake: it is a plain echo server, not TLS; send to " + plain + ", without tls://\n"},
+	}
+	for _, tt := range tests {
+		code, _, errOut := runCmd(t, nil, tt.args...)
+		if code != 1 || errOut != tt.want {
+			t.Errorf("%q: exit %d, stderr %q; want exit 1 and %q", tt.args, code, errOut, tt.want)
+		}
 	}
 }

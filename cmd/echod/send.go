@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -120,9 +119,12 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 		if cfg.InsecureSkipVerify {
 			fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", tgt.Addr())
 		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("TLS handshake with %s: %w", tgt.Addr(), err)
+		tc, err := target.Handshake(ctx, conn, cfg)
+		if errors.Is(err, target.ErrEchoedHandshake) {
+			return fmt.Errorf("%s: %w; send to %s, without tls://", tgt, err, tgt.Addr())
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", tgt, err)
 		}
 		c = tc
 	}
@@ -137,8 +139,24 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 		return fmt.Errorf("no complete reply from %s within %v (-timeout): %s came back of %s sent", tgt, o.timeout, plural(int(x.received.Load()), "byte"), plural(int(x.sent.Load()), "byte"))
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		return ctx.Err()
+	case err != nil:
+		return err
 	}
-	return err
+	// A clean close: but was it an echo?
+	switch {
+	case bytes.HasPrefix(x.replyHead, []byte("HTTP/1.")) && !bytes.HasPrefix(x.sentHead, []byte("HTTP/1.")):
+		return fmt.Errorf("%s answered with HTTP: this looks like a web server, not an echo server", tgt)
+	case x.received.Load() == 0 && x.sent.Load() > 0:
+		if tgt.Transport == target.TCP {
+			pctx, cancel := context.WithTimeout(ctx, o.patience)
+			defer cancel()
+			if target.SpeaksTLS(pctx, tgt.Addr()) {
+				return fmt.Errorf("%s closed the connection without a reply, and answers TLS: this looks like a TLS server; send to tls://%s", tgt, tgt.Addr())
+			}
+		}
+		return fmt.Errorf("%s closed the connection without a reply to the %s sent", tgt, plural(int(x.sent.Load()), "byte"))
+	}
+	return nil
 }
 
 // exchange sends a stream on conn, half-closes, and copies the reply out,
@@ -152,7 +170,13 @@ type exchange struct {
 
 	sent, received atomic.Int64
 	halfClosed     atomic.Bool
+	// The first bytes each way, to recognise another protocol's answer.
+	sentHead, replyHead []byte
 }
+
+// headSize is how much of each direction an exchange keeps to recognise
+// another protocol.
+const headSize = 8
 
 // inFlight bounds how many sent chunks -verify keeps while their echo is on
 // its way; the writer waits when the server falls that far behind.
@@ -233,6 +257,9 @@ func (x *exchange) send(src io.Reader, sent chan<- []byte) (int64, error) {
 			if sent != nil {
 				sent <- bytes.Clone(buf[:n])
 			}
+			if len(x.sentHead) < headSize {
+				x.sentHead = append(x.sentHead, buf[:min(n, headSize-len(x.sentHead))]...)
+			}
 			w, err := x.conn.Write(buf[:n])
 			x.sent.Add(int64(w))
 			if err != nil {
@@ -272,6 +299,9 @@ func (x *exchange) copyReply(dst io.Writer) error {
 	for {
 		n, err := x.conn.Read(buf)
 		if n > 0 {
+			if len(x.replyHead) < headSize {
+				x.replyHead = append(x.replyHead, buf[:min(n, headSize-len(x.replyHead))]...)
+			}
 			x.received.Add(int64(n))
 			if x.halfClosed.Load() {
 				x.extendRead()
