@@ -364,8 +364,12 @@ func sendDatagram(ctx context.Context, tgt target.Target, src io.Reader, o sendO
 	if len(msg) > max {
 		return fmt.Errorf("the input is more than a datagram holds (%d bytes)", max)
 	}
+	addr, err := target.UDPAddr(ctx, tgt.Addr())
+	if err != nil {
+		return err
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", tgt.Addr())
+	c, err := d.DialContext(ctx, "udp", addr)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", tgt, err)
 	}
