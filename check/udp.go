@@ -45,7 +45,7 @@ type udpClient struct {
 }
 
 func (t *Target) dialUDP(ctx context.Context) (*udpClient, error) {
-	addr, err := target.UDPAddr(ctx, t.UDPAddr)
+	addr, err := target.Resolve(ctx, t.UDPAddr)
 	if err != nil {
 		return nil, err
 	}

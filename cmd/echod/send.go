@@ -364,7 +364,7 @@ func sendDatagram(ctx context.Context, tgt target.Target, src io.Reader, o sendO
 	if len(msg) > max {
 		return fmt.Errorf("the input is more than a datagram holds (%d bytes)", max)
 	}
-	addr, err := target.UDPAddr(ctx, tgt.Addr())
+	addr, err := target.Resolve(ctx, tgt.Addr())
 	if err != nil {
 		return err
 	}

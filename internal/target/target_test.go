@@ -116,16 +116,16 @@ func containsNewline(s string) bool {
 	return false
 }
 
-func TestUDPAddrPrefersIPv4(t *testing.T) {
+func TestResolvePrefersIPv4(t *testing.T) {
 	for in, want := range map[string]string{
 		"127.0.0.1:7": "127.0.0.1:7",
 		"[::1]:7":     "[::1]:7",
 		":7":          ":7",
 		"localhost:7": "127.0.0.1:7",
 	} {
-		got, err := UDPAddr(context.Background(), in)
+		got, err := Resolve(context.Background(), in)
 		if err != nil || got != want {
-			t.Errorf("UDPAddr(%q) = %q, %v; want %q", in, got, err, want)
+			t.Errorf("Resolve(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }
