@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"strings"
@@ -172,5 +174,34 @@ func TestToolsNameTheConnectionLimit(t *testing.T) {
 	wantLine := "FAIL many-clients: 2 of 200 clients connected at once got their echo; the other 198 were closed or reset without a reply: this looks like a per-IP connection limit of 2 (echod serve's -max-conns-per-ip does this)\n"
 	if code != 1 || !strings.HasPrefix(stdout, wantLine) {
 		t.Errorf("check: exit %d, stdout\n%s\nwant exit 1 and\n%s", code, stdout, wantLine)
+	}
+}
+
+// Ctrl-C during bench shows the figures so far and exits 130.
+func TestBenchInterrupted(t *testing.T) {
+	connected := make(chan struct{}, 1)
+	addr := startTestServer(t, func(c net.Conn) {
+		select {
+		case connected <- struct{}{}:
+		default:
+		}
+		io.Copy(c, c)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"bench", addr, "-d", "1m", "-warmup", "0s"}, stdio{in: strings.NewReader(""), out: &out, err: io.Discard})
+	}()
+	<-connected
+	cancel()
+	err := <-done
+	var errb strings.Builder
+	printError(&errb, err)
+	if code := exitCode(err); code != 130 || !regexp.MustCompile(`^echod: interrupted: bench stopped after \d+\.\ds of measuring\n$`).MatchString(errb.String()) {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "Interrupted:") {
+		t.Errorf("stdout has no Interrupted row:\n%s", out.String())
 	}
 }
