@@ -7,10 +7,12 @@ package check
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -26,6 +28,11 @@ type Config struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT. Empty skips the UDP checks.
 	UDPAddr string
+	// URL is a WebSocket echo server's ws:// or wss:// URL. Empty skips
+	// the WebSocket checks.
+	URL string
+	// TLS configures wss:// connections; nil trusts the system's roots.
+	TLS *tls.Config
 	// Protohackers runs the Protohackers Smoke Test sequence instead of the
 	// full TCP suite.
 	Protohackers bool
@@ -64,6 +71,10 @@ type Target struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT.
 	UDPAddr string
+	// URL is the WebSocket echo server's ws:// or wss:// URL, and TLS
+	// configures wss:// connections.
+	URL string
+	TLS *tls.Config
 	// Patience is how long to wait for something a correct server does at
 	// once.
 	Patience time.Duration
@@ -91,6 +102,7 @@ type Result struct {
 // Report is the outcome of a run.
 type Report struct {
 	Addr, UDPAddr string
+	URL           string // of a WebSocket server
 	Results       []Result
 	Duration      time.Duration
 }
@@ -150,6 +162,9 @@ func Checks(cfg Config) []Check {
 	if cfg.UDPAddr != "" {
 		all = append(all, UDPChecks()...)
 	}
+	if cfg.URL != "" {
+		all = append(all, WebSocketChecks()...)
+	}
 	var picked []Check
 	for _, c := range all {
 		if cfg.Run == nil || cfg.Run.MatchString(c.Name) {
@@ -165,14 +180,19 @@ func Checks(cfg Config) []Check {
 // fails and the rest are reported as not run.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	start := time.Now()
-	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, Patience: cfg.Patience}
+	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, URL: cfg.URL, TLS: cfg.TLS, Patience: cfg.Patience}
 	if t.Patience <= 0 {
 		t.Patience = DefaultPatience
 	}
-	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr}
+	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, URL: cfg.URL}
 	checks := Checks(cfg)
 	if cfg.Addr != "" && usesTCP(checks) {
 		if err := probe(ctx, cfg.Addr, t.Patience); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.URL != "" && slices.ContainsFunc(checks, isWebSocket) {
+		if err := t.probeWebSocket(ctx); err != nil {
 			return rep, err
 		}
 	}
@@ -197,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 func usesTCP(checks []Check) bool {
 	for _, c := range checks {
-		if !isUDP(c) {
+		if !isUDP(c) && !isWebSocket(c) {
 			return true
 		}
 	}
@@ -212,15 +232,7 @@ func probe(ctx context.Context, addr string, patience time.Duration) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		var dnsErr *net.DNSError
-		var opErr *net.OpError
-		switch {
-		case errors.As(err, &dnsErr):
-			err = dnsErr
-		case errors.As(err, &opErr):
-			err = opErr.Err
-		}
-		return &UnreachableError{Addr: addr, Err: err}
+		return unreachable(addr, err)
 	}
 	return c.Close()
 }
