@@ -213,14 +213,10 @@ func (ws *wsConn) handshake(u *url.URL, patience time.Duration) error {
 // unwrapped from the dialer's layers so that the message stays short.
 func unreachable(addr string, err error) *UnreachableError {
 	var dnsErr *net.DNSError
-	var opErr *net.OpError
-	switch {
-	case errors.As(err, &dnsErr):
-		err = dnsErr
-	case errors.As(err, &opErr):
-		err = opErr.Err
+	if errors.As(err, &dnsErr) {
+		return &UnreachableError{Addr: addr, Err: dnsErr}
 	}
-	return &UnreachableError{Addr: addr, Err: err}
+	return &UnreachableError{Addr: addr, Err: bareNetError(err)}
 }
 
 func isTimeout(err error) bool {
