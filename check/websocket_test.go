@@ -229,3 +229,43 @@ func TestWebSocketNotAWebSocketServer(t *testing.T) {
 		}
 	}
 }
+
+func TestSendWebSocket(t *testing.T) {
+	good := serveWebSocket(t, echoWS(nil))
+	upper := serveWebSocket(t, echoWS(upperCaseText))
+	binary := string([]byte{0, 1, 2, 0xff, 0xfe})
+	for _, tc := range []struct {
+		name, url, in string
+		verify        bool
+		want, wantErr string
+	}{
+		{"text", good, "hello, echod ✓\n", true, "hello, echod ✓\n", ""},
+		{"binary", good, binary, true, binary, ""},
+		{"empty", good, "", true, "", ""},
+		{"changed, verified", upper, "hello", true, "HELLO",
+			`a text message of 5 bytes came back changed: sent "hello", got "HELLO" (byte 0 differs: got 0x48 want 0x68)`},
+		{"changed, not verified", upper, "hello", false, "HELLO", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := SendWebSocket(context.Background(), SendConfig{URL: tc.url, Patience: testPatience, Verify: tc.verify}, strings.NewReader(tc.in), &out)
+			if out.String() != tc.want {
+				t.Errorf("printed %q, want %q", out.String(), tc.want)
+			}
+			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
+				t.Errorf("got error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+	err := SendWebSocket(context.Background(), SendConfig{URL: good}, io.LimitReader(zeros{}, MaxSend+1), io.Discard)
+	if err == nil || err.Error() != "the input is longer than 16 MiB, the most sent as one WebSocket message" {
+		t.Errorf("input past MaxSend: %v", err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
