@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"syscall"
 	"time"
 
@@ -30,8 +31,12 @@ type Config struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT. Empty skips the UDP checks.
 	UDPAddr string
+	// URL is a WebSocket echo server's ws:// or wss:// URL. Empty skips
+	// the WebSocket checks.
+	URL string
 	// TLS, if not nil, runs the TCP checks over TLS with this client
-	// configuration.
+	// configuration. It is also the client configuration for a wss:// URL,
+	// where nil trusts the system's roots.
 	TLS *tls.Config
 	// Protohackers runs the Protohackers Smoke Test sequence instead of the
 	// full TCP suite.
@@ -71,7 +76,10 @@ type Target struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT.
 	UDPAddr string
-	// TLS, if not nil, is the client configuration for TLS echo on Addr.
+	// URL is the WebSocket echo server's ws:// or wss:// URL.
+	URL string
+	// TLS, if not nil, is the client configuration for TLS echo on Addr,
+	// and for a wss:// URL.
 	TLS *tls.Config
 	// Patience is how long to wait for something a correct server does at
 	// once.
@@ -106,7 +114,8 @@ type Result struct {
 // Report is the outcome of a run.
 type Report struct {
 	Addr, UDPAddr string
-	TLS           bool // the TCP checks ran over TLS
+	TLS           bool   // the TCP checks ran over TLS
+	URL           string // of a WebSocket echo server
 	Results       []Result
 	Duration      time.Duration
 }
@@ -150,6 +159,9 @@ func Checks(cfg Config) []Check {
 	if cfg.UDPAddr != "" {
 		all = append(all, UDPChecks()...)
 	}
+	if cfg.URL != "" {
+		all = append(all, WebSocketChecks()...)
+	}
 	var picked []Check
 	for _, c := range all {
 		if cfg.Run == nil || cfg.Run.MatchString(c.Name) {
@@ -167,14 +179,19 @@ func Checks(cfg Config) []Check {
 // finished, and ctx's error.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	start := time.Now()
-	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS, Patience: cfg.Patience}
+	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, URL: cfg.URL, TLS: cfg.TLS, Patience: cfg.Patience}
 	if t.Patience <= 0 {
 		t.Patience = DefaultPatience
 	}
-	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS != nil}
+	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS != nil && cfg.Addr != "", URL: cfg.URL}
 	checks := Checks(cfg)
 	if cfg.Addr != "" && usesTCP(checks) {
 		if err := t.probe(ctx); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.URL != "" && slices.ContainsFunc(checks, isWebSocket) {
+		if err := t.probeWebSocket(ctx); err != nil {
 			return rep, err
 		}
 	}
@@ -215,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 func usesTCP(checks []Check) bool {
 	for _, c := range checks {
-		if !isUDP(c) {
+		if !isUDP(c) && !isWebSocket(c) {
 			return true
 		}
 	}
