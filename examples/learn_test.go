@@ -23,7 +23,7 @@ import (
 
 // update rewrites the guide's quoted outputs with what echod check prints
 // now: go test ./examples -run GuideOutputs -update, then read the diff.
-var update = flag.Bool("update", false, "rewrite the outputs quoted in "+guidePath)
+var update = flag.Bool("update", false, "rewrite the outputs quoted in "+guidePath+" and "+readmePath)
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
@@ -32,12 +32,18 @@ func TestMain(m *testing.M) {
 // guideAddr is the address the guide's commands use: the examples' default.
 const guideAddr = "127.0.0.1:7008"
 
-const guidePath = "../docs/learn.md"
+// guidePath is the guide for learners; the README quotes outputs too, held
+// to the same test.
+const (
+	guidePath  = "../docs/learn.md"
+	readmePath = "../README.md"
+)
 
 // An output is one block of the guide that quotes a command and what it
 // printed: the example it ran against, the command's arguments, the lines.
 type output struct {
-	line    int // the index of the block's first line (the command) in the file
+	file    string // the guide or the README
+	line    int    // the index of the block's first line (the command) in the file
 	example string
 	args    []string // after "echod check"
 	lines   []string
@@ -45,6 +51,7 @@ type output struct {
 
 // A code block is a listing the guide says comes from a file.
 type code struct {
+	in   string // the guide or the README
 	file string
 	text string
 }
@@ -84,13 +91,13 @@ func parseGuide(t *testing.T, path string) ([]output, []code) {
 		}
 		switch m[1] {
 		case "code":
-			codes = append(codes, code{file: m[2], text: strings.Join(block, "\n")})
+			codes = append(codes, code{in: path, file: m[2], text: strings.Join(block, "\n")})
 		case "output":
 			if len(block) < 2 || !strings.HasPrefix(block[0], "$ echod check ") {
 				t.Fatalf("%s:%d: an output block starts with a line \"$ echod check ...\" and holds its output", path, i+3)
 			}
 			args := strings.Fields(strings.TrimPrefix(block[0], "$ echod check "))
-			outputs = append(outputs, output{line: i + 2, example: m[2], args: args, lines: block[1:]})
+			outputs = append(outputs, output{file: path, line: i + 2, example: m[2], args: args, lines: block[1:]})
 		}
 		i = j
 	}
@@ -115,17 +122,19 @@ func normalize(line string) string {
 
 func TestGuideCodeIsTheExamples(t *testing.T) {
 	_, codes := parseGuide(t, guidePath)
+	_, readme := parseGuide(t, readmePath)
+	codes = append(codes, readme...)
 	if len(codes) == 0 {
 		t.Fatalf("%s quotes no code", guidePath)
 	}
 	for _, c := range codes {
 		src, err := os.ReadFile(filepath.Join("..", c.file))
 		if err != nil {
-			t.Errorf("%s quotes %s: %v", guidePath, c.file, err)
+			t.Errorf("%s quotes %s: %v", c.in, c.file, err)
 			continue
 		}
 		if !strings.Contains(string(src), c.text) {
-			t.Errorf("%s quotes from %s what it does not hold:\n%s", guidePath, c.file, c.text)
+			t.Errorf("%s quotes from %s what it does not hold:\n%s", c.in, c.file, c.text)
 		}
 	}
 }
@@ -148,18 +157,30 @@ func TestGuideOutputs(t *testing.T) {
 		}
 	}
 
+	readme, _ := parseGuide(t, readmePath)
+	outputs = append(outputs, readme...)
+
 	bin := build(t)
 	printed := make([][]string, len(outputs)) // what each command printed, by block
 	t.Run("examples", func(t *testing.T) {
 		for i, o := range outputs {
-			t.Run(filepath.Base(o.example)+" "+strings.Join(o.args, " "), func(t *testing.T) {
+			t.Run(filepath.Base(o.file)+" "+filepath.Base(o.example)+" "+strings.Join(o.args, " "), func(t *testing.T) {
 				t.Parallel()
 				printed[i] = checkExample(t, bin, o)
 			})
 		}
 	})
 	if *update {
-		rewrite(t, guidePath, outputs, printed)
+		for _, path := range []string{guidePath, readmePath} {
+			var in []output
+			var out [][]string
+			for i, o := range outputs {
+				if o.file == path {
+					in, out = append(in, o), append(out, printed[i])
+				}
+			}
+			rewrite(t, path, in, out)
+		}
 	}
 }
 
@@ -194,10 +215,17 @@ func checkExample(t *testing.T, bin string, o output) []string {
 		t.Errorf("echod check exited with %v, but its summary is %q", err, lastVerdict(got))
 	}
 	if *update {
+		// Keep the quoted lines that differ only in numbers, so that the
+		// diff shows what changed in words.
+		for i := range got {
+			if i < len(o.lines) && normalize(got[i]) == normalize(o.lines[i]) {
+				got[i] = o.lines[i]
+			}
+		}
 		return got
 	}
 	if len(got) != len(o.lines) {
-		t.Errorf("echod check printed %d lines, %s shows %d", len(got), guidePath, len(o.lines))
+		t.Errorf("echod check printed %d lines, %s:%d shows %d", len(got), o.file, o.line+1, len(o.lines))
 	}
 	for i := 0; i < len(got) || i < len(o.lines); i++ {
 		var g, w string
