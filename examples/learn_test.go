@@ -1,6 +1,6 @@
 // Package examples holds the servers of docs/learn.md, one program per
 // directory; its test runs the real echod check against each of them and
-// holds the guide to what it prints, so the guide cannot go stale.
+// holds the guide and the README to what it prints, so neither can go stale.
 package examples
 
 import (
@@ -9,61 +9,64 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 )
 
-// update rewrites the guide's quoted outputs with what echod check prints
-// now: go test ./examples -run GuideOutputs -update, then read the diff.
+// update rewrites the quoted outputs with what echod check prints now:
+// go test ./examples -run GuideOutputs -update, then read the diff.
 var update = flag.Bool("update", false, "rewrite the outputs quoted in "+guidePath+" and "+readmePath)
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// guideAddr is the address the guide's commands use: the examples' default.
-const guideAddr = "127.0.0.1:7008"
-
-// guidePath is the guide for learners; the README quotes outputs too, held
-// to the same test.
+// The guide for learners, and the README, which quotes outputs too.
 const (
 	guidePath  = "../docs/learn.md"
 	readmePath = "../README.md"
 )
 
-// An output is one block of the guide that quotes a command and what it
-// printed: the example it ran against, the command's arguments, the lines.
+// guideAddr is the address the quoted commands use: the examples' default.
+const guideAddr = "127.0.0.1:7008"
+
+// An output is a block that quotes a command and what it printed.
 type output struct {
-	file    string // the guide or the README
-	line    int    // the index of the block's first line (the command) in the file
-	example string
+	file    string   // the guide or the README
+	line    int      // the index of the block's first line, the command, in file
+	example string   // examples/NAME, the server the command ran against
 	args    []string // after "echod check"
-	lines   []string
+	lines   []string // what it printed
 }
 
-// A code block is a listing the guide says comes from a file.
+// key identifies the command run: blocks that quote the same one share a run.
+func (o output) key() string { return o.example + " " + strings.Join(o.args, " ") }
+
+// A code block is a listing quoted from a file.
 type code struct {
 	in   string // the guide or the README
 	file string
 	text string
 }
 
-// The guide marks each quoted block with an HTML comment, invisible on the
-// page, naming where it comes from:
+// Each quoted block is marked with an HTML comment, invisible on the page,
+// that names where it comes from:
 //
-//	<!-- output: examples/lines -->    the block is $ echod check ... and its output
-//	<!-- code: examples/echo/main.go -->  the block is part of that file, verbatim
+//	<!-- output: examples/lines -->       $ echod check ... and its output
+//	<!-- code: examples/echo/main.go -->  part of that file, verbatim
 var marker = regexp.MustCompile(`^<!-- (output|code): (\S+) -->$`)
 
-// parseGuide returns the marked blocks of the guide.
+// parseGuide returns the marked blocks of a Markdown file.
 func parseGuide(t *testing.T, path string) ([]output, []code) {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -120,6 +123,26 @@ func normalize(line string) string {
 	return numbers.ReplaceAllString(line, "N")
 }
 
+func TestNormalize(t *testing.T) {
+	for _, tt := range []struct{ a, b string }{
+		{"PASS: 11 checks passed (910ms)", "PASS: 3 checks passed (1.2s)"},
+		{"FAIL large: byte 0 differs: got 0x00 want 0x85", "FAIL large: byte 27057 differs: got 0x0a want 0xd"},
+	} {
+		if normalize(tt.a) != normalize(tt.b) {
+			t.Errorf("%q and %q differ only in numbers, but normalize tells them apart", tt.a, tt.b)
+		}
+	}
+	for _, tt := range []struct{ a, b string }{
+		{"PASS: 11 checks passed", "FAIL: 11 checks failed"},
+		{"the server buffers until EOF", "the server buffers until a newline"},
+		{"within 5s", "within 5"},
+	} {
+		if normalize(tt.a) == normalize(tt.b) {
+			t.Errorf("%q and %q differ in words, but normalize makes them one", tt.a, tt.b)
+		}
+	}
+}
+
 func TestGuideCodeIsTheExamples(t *testing.T) {
 	_, codes := parseGuide(t, guidePath)
 	_, readme := parseGuide(t, readmePath)
@@ -139,8 +162,16 @@ func TestGuideCodeIsTheExamples(t *testing.T) {
 	}
 }
 
+// A run is one quoted command, run for real.
+type run struct {
+	lines []string // what it printed, the address replaced by guideAddr
+	ok    bool     // it exited with status 0
+	err   error    // it could not be run at all
+}
+
 // TestGuideOutputs runs each example and the real echod check against it as
-// the guide does, and compares what it prints with what the guide quotes.
+// the guide and the README quote it, and compares what it prints with the
+// quote.
 func TestGuideOutputs(t *testing.T) {
 	outputs, _ := parseGuide(t, guidePath)
 	examples, err := filepath.Glob("*/main.go")
@@ -156,39 +187,53 @@ func TestGuideOutputs(t *testing.T) {
 			t.Errorf("%s quotes no echod check output for %s", guidePath, name)
 		}
 	}
-
 	readme, _ := parseGuide(t, readmePath)
 	outputs = append(outputs, readme...)
 
+	// The checks of a broken server mostly wait for echoes that never come,
+	// so all the commands run at once, each against its own example.
 	bin := build(t)
-	printed := make([][]string, len(outputs)) // what each command printed, by block
-	t.Run("examples", func(t *testing.T) {
-		for i, o := range outputs {
-			t.Run(filepath.Base(o.file)+" "+filepath.Base(o.example)+" "+strings.Join(o.args, " "), func(t *testing.T) {
-				t.Parallel()
-				printed[i] = checkExample(t, bin, o)
-			})
+	runs := map[string]*run{}
+	var wg sync.WaitGroup
+	for _, o := range outputs {
+		if runs[o.key()] != nil {
+			continue
 		}
-	})
-	if *update {
-		for _, path := range []string{guidePath, readmePath} {
-			var in []output
-			var out [][]string
-			for i, o := range outputs {
-				if o.file == path {
-					in, out = append(in, o), append(out, printed[i])
-				}
+		r := &run{}
+		runs[o.key()] = r
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.lines, r.ok, r.err = runCheck(bin, o.example, o.args)
+		}()
+	}
+	wg.Wait()
+
+	printed := make([][]string, len(outputs))
+	for i, o := range outputs {
+		t.Run(filepath.Base(o.file)+" "+o.key(), func(t *testing.T) {
+			r := runs[o.key()]
+			if r.err != nil {
+				t.Fatal(r.err)
 			}
-			rewrite(t, path, in, out)
-		}
+			printed[i] = compare(t, o, r)
+		})
+	}
+	if *update {
+		rewrite(t, guidePath, outputs, printed)
+		rewrite(t, readmePath, outputs, printed)
 	}
 }
 
-// checkExample starts an example, runs echod check against it as the guide
-// quotes, compares the two, and returns what echod check printed.
-func checkExample(t *testing.T, bin string, o output) []string {
-	addr := start(t, filepath.Join(bin, filepath.Base(o.example)))
-	args := append([]string{"check"}, o.args...)
+// runCheck starts an example on a free loopback port, runs echod check with
+// args against it, stops the example, and returns what echod check printed.
+func runCheck(bin, example string, args []string) (lines []string, ok bool, err error) {
+	addr, stop, err := start(filepath.Join(bin, filepath.Base(example)))
+	if err != nil {
+		return nil, false, err
+	}
+	defer stop()
+	args = append([]string{"check"}, args...)
 	found := false
 	for i, a := range args {
 		if a == guideAddr {
@@ -196,24 +241,30 @@ func checkExample(t *testing.T, bin string, o output) []string {
 		}
 	}
 	if !found {
-		t.Fatalf("the guide's command does not name %s: echod %s", guideAddr, strings.Join(args, " "))
+		return nil, false, fmt.Errorf("the quoted command does not name %s: echod %s", guideAddr, strings.Join(args, " "))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "echod"), args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out // one pipe: the order a terminal shows
-	err := cmd.Run()
+	err = cmd.Run()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
-		t.Fatal(err)
+		return nil, false, fmt.Errorf("echod %s: %w", strings.Join(args, " "), err)
 	}
-	got := strings.Split(strings.TrimRight(strings.ReplaceAll(out.String(), addr, guideAddr), "\n"), "\n")
+	text := strings.ReplaceAll(strings.TrimRight(out.String(), "\n"), addr, guideAddr)
+	return strings.Split(text, "\n"), err == nil, nil
+}
 
-	// The exit status agrees with the summary the guide shows.
-	if ok := err == nil; ok != strings.HasPrefix(lastVerdict(got), "PASS") {
-		t.Errorf("echod check exited with %v, but its summary is %q", err, lastVerdict(got))
+// compare holds a quoted output to what the command printed, and returns
+// the lines to quote.
+func compare(t *testing.T, o output, r *run) []string {
+	// The exit status agrees with the summary.
+	if summary := lastVerdict(r.lines); r.ok != strings.HasPrefix(summary, "PASS") {
+		t.Errorf("echod check exited with status 0: %v, but its summary is %q", r.ok, summary)
 	}
+	got := append([]string{}, r.lines...)
 	if *update {
 		// Keep the quoted lines that differ only in numbers, so that the
 		// diff shows what changed in words.
@@ -225,7 +276,7 @@ func checkExample(t *testing.T, bin string, o output) []string {
 		return got
 	}
 	if len(got) != len(o.lines) {
-		t.Errorf("echod check printed %d lines, %s:%d shows %d", len(got), o.file, o.line+1, len(o.lines))
+		t.Errorf("echod check printed %d lines, %s:%d quotes %d", len(got), o.file, o.line+1, len(o.lines))
 	}
 	for i := 0; i < len(got) || i < len(o.lines); i++ {
 		var g, w string
@@ -245,29 +296,6 @@ func checkExample(t *testing.T, bin string, o output) []string {
 	return got
 }
 
-// rewrite replaces the output quoted in each block of the guide with what
-// echod check printed.
-func rewrite(t *testing.T, path string, outputs []output, printed [][]string) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(data), "\n")
-	// From the last block to the first, so the earlier ones stay where they are.
-	for i := len(outputs) - 1; i >= 0; i-- {
-		if printed[i] == nil {
-			t.Fatalf("not rewriting %s: block %d was not run", path, i+1)
-		}
-		o := outputs[i]
-		first, end := o.line+1, o.line+1+len(o.lines)
-		lines = append(lines[:first], append(append([]string{}, printed[i]...), lines[end:]...)...)
-	}
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("rewrote the outputs in %s", path)
-}
-
 // lastVerdict returns the summary line: the last that starts with PASS: or FAIL:.
 func lastVerdict(lines []string) string {
 	for i := len(lines) - 1; i >= 0; i-- {
@@ -278,8 +306,34 @@ func lastVerdict(lines []string) string {
 	return ""
 }
 
+// rewrite replaces the output quoted in each block of path with the lines
+// printed for it.
+func rewrite(t *testing.T, path string, outputs []output, printed [][]string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	// From the last block to the first, so the earlier ones stay where they are.
+	for i := len(outputs) - 1; i >= 0; i-- {
+		o := outputs[i]
+		if o.file != path {
+			continue
+		}
+		if printed[i] == nil {
+			t.Fatalf("not rewriting %s: the block at line %d was not run", path, o.line+1)
+		}
+		first, end := o.line+1, o.line+1+len(o.lines)
+		lines = append(lines[:first], append(append([]string{}, printed[i]...), lines[end:]...)...)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rewrote the outputs quoted in %s", path)
+}
+
 // build compiles echod and every example into a temporary directory, with
-// the go command that runs this test, and returns the directory.
+// the go command on PATH, and returns the directory.
 func build(t *testing.T) string {
 	t.Helper()
 	goCmd, err := exec.LookPath("go")
@@ -299,24 +353,20 @@ func build(t *testing.T) string {
 // listening is the line each example logs once it accepts connections.
 var listening = regexp.MustCompile(`listening on (\S+)`)
 
-// start runs an example program on a free loopback port until the test ends,
-// and returns the address it listens on.
-func start(t *testing.T, program string) string {
-	t.Helper()
-	if _, err := os.Stat(program); err != nil {
-		t.Fatalf("the guide names an example that does not build: %v", err)
-	}
+// start runs an example program on a free loopback port, and returns the
+// address it listens on and a func that stops it.
+func start(program string) (addr string, stop func(), err error) {
 	cmd := exec.Command(program, "127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	addrs := make(chan string, 1)
 	done := make(chan struct{})
-	var log bytes.Buffer // what the example logs, for the failure message
+	var log bytes.Buffer // what the example logs, for an error
 	go func() {
 		defer close(done)
 		s := bufio.NewScanner(stderr)
@@ -330,18 +380,21 @@ func start(t *testing.T, program string) string {
 		}
 		io.Copy(io.Discard, stderr)
 	}()
-	t.Cleanup(func() {
+	stop = func() {
 		cmd.Process.Kill()
 		<-done // the pipe ends with the process
 		cmd.Wait()
-	})
+	}
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
 	select {
 	case addr := <-addrs:
-		return addr
+		return addr, stop, nil
 	case <-done:
-		t.Fatalf("%s exited before it listened:\n%s", program, log.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not say it was listening within 30s", program)
+		stop()
+		return "", nil, fmt.Errorf("%s exited before it listened:\n%s", program, log.String())
+	case <-timer.C:
+		stop()
+		return "", nil, fmt.Errorf("%s did not say it was listening within 30s", program)
 	}
-	panic("unreachable")
 }
