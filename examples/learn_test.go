@@ -1,6 +1,7 @@
 // Package examples holds the servers of docs/learn.md, one program per
-// directory; its test runs the real echod check against each of them and
-// holds the guide and the README to what it prints, so neither can go stale.
+// directory. Its tests hold the docs to the code: they run the real echod
+// check against each example as docs/learn.md and the README quote it, and
+// check that docs/ has a row for every flag of every command.
 package examples
 
 import (
