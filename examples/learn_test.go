@@ -100,12 +100,45 @@ func parseGuide(t *testing.T, path string) ([]output, []code) {
 			if len(block) < 2 || !strings.HasPrefix(block[0], "$ echod check ") {
 				t.Fatalf("%s:%d: an output block starts with a line \"$ echod check ...\" and holds its output", path, i+3)
 			}
-			args := strings.Fields(strings.TrimPrefix(block[0], "$ echod check "))
+			args, err := shellWords(strings.TrimPrefix(block[0], "$ echod check "))
+			if err != nil {
+				t.Fatalf("%s:%d: %v", path, i+3, err)
+			}
 			outputs = append(outputs, output{file: path, line: i + 2, example: m[2], args: args, lines: block[1:]})
 		}
 		i = j
 	}
 	return outputs, codes
+}
+
+// shellWords splits a command line as a shell would, for the little that
+// the quoted commands use: words, and words in single quotes.
+func shellWords(line string) ([]string, error) {
+	var words []string
+	var word strings.Builder
+	inWord, quoted := false, false
+	for _, r := range line {
+		switch {
+		case r == '\'':
+			quoted, inWord = !quoted, true
+		case r == ' ' && !quoted:
+			if inWord {
+				words = append(words, word.String())
+				word.Reset()
+			}
+			inWord = false
+		default:
+			word.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quoted {
+		return nil, fmt.Errorf("unclosed quote in %q", line)
+	}
+	if inWord {
+		words = append(words, word.String())
+	}
+	return words, nil
 }
 
 // The numbers that change from run to run: how long things took, how fast,
@@ -170,6 +203,17 @@ func TestNormalize(t *testing.T) {
 		if normalize(tt.a) == normalize(tt.b) {
 			t.Errorf("%q and %q differ in words, but normalize makes them one", tt.a, tt.b)
 		}
+	}
+}
+
+func TestShellWords(t *testing.T) {
+	got, err := shellWords("-run 'text|streaming'  127.0.0.1:7008 ''")
+	want := []string{"-run", "text|streaming", "127.0.0.1:7008", ""}
+	if err != nil || strings.Join(got, ",") != strings.Join(want, ",") || len(got) != len(want) {
+		t.Errorf("shellWords = %q, %v; want %q", got, err, want)
+	}
+	if _, err := shellWords("-run 'text"); err == nil {
+		t.Error("shellWords accepts an unclosed quote")
 	}
 }
 
