@@ -7,12 +7,15 @@ package check
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"regexp"
 	"syscall"
 	"time"
+
+	"github.com/echod/echod/internal/pattern"
 )
 
 // DefaultPatience is how long a check waits by default for something a
@@ -26,6 +29,9 @@ type Config struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT. Empty skips the UDP checks.
 	UDPAddr string
+	// TLS, if not nil, runs the TCP checks over TLS with this client
+	// configuration.
+	TLS *tls.Config
 	// Protohackers runs the Protohackers Smoke Test sequence instead of the
 	// full TCP suite.
 	Protohackers bool
@@ -64,6 +70,8 @@ type Target struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT.
 	UDPAddr string
+	// TLS, if not nil, is the client configuration for TLS echo on Addr.
+	TLS *tls.Config
 	// Patience is how long to wait for something a correct server does at
 	// once.
 	Patience time.Duration
@@ -77,20 +85,27 @@ const (
 	Pass Status = "pass"
 	Fail Status = "fail"
 	Skip Status = "skip" // the check does not apply to this server
+	// Note is a check that found something worth saying that is no fault
+	// of an echo server, such as IPv6 not served where IPv4 is.
+	Note Status = "note"
 )
 
 // Result is what one check found.
 type Result struct {
-	Name     string
-	Status   Status
-	Detail   string // on Pass: what was proven, such as sizes and timings
-	Reason   string // on Fail: what went wrong; on Skip: why it did not apply
+	Name   string
+	Status Status
+	Detail string // on Pass: what was proven, such as sizes and timings
+	Reason string // on Fail: what went wrong; on Skip: why it did not apply; on Note: the note
+	// Dump, on Fail, shows the bytes around the first difference between
+	// the reply and what was sent, in rows like hexdump -C's; often empty.
+	Dump     string
 	Duration time.Duration
 }
 
 // Report is the outcome of a run.
 type Report struct {
 	Addr, UDPAddr string
+	TLS           bool // the TCP checks ran over TLS
 	Results       []Result
 	Duration      time.Duration
 }
@@ -161,30 +176,51 @@ func Checks(cfg Config) []Check {
 
 // Run runs the checks cfg selects, one after another, and reports what each
 // found. It returns an *UnreachableError, and no results, when nothing
-// accepts TCP connections on cfg.Addr. When ctx ends, the running check
-// fails and the rest are reported as not run.
+// accepts TCP connections on cfg.Addr. When ctx's deadline passes, the
+// running check fails and the rest are reported as not run; when ctx is
+// cancelled, Run returns at once with the results of the checks that
+// finished, and ctx's error.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	start := time.Now()
-	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, Patience: cfg.Patience}
+	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS, Patience: cfg.Patience}
 	if t.Patience <= 0 {
 		t.Patience = DefaultPatience
 	}
-	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr}
+	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS != nil}
 	checks := Checks(cfg)
 	if cfg.Addr != "" && usesTCP(checks) {
-		if err := probe(ctx, cfg.Addr, t.Patience); err != nil {
+		if err := t.probe(ctx); err != nil {
 			return rep, err
 		}
 	}
+	var wrongProtocol string // why the TCP checks left would fail too
 	for _, c := range checks {
 		var res Result
-		if ctxEnded(ctx) {
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			rep.Duration = time.Since(start)
+			return rep, ctx.Err()
+		case ctxEnded(ctx):
 			res = Result{Name: c.Name, Status: Fail, Reason: "not run: the run was stopped or ran out of time"}
-		} else {
+		case wrongProtocol != "" && !isUDP(c):
+			res = Result{Name: c.Name, Status: Skip, Reason: "not run: " + wrongProtocol}
+		default:
 			if cfg.Started != nil {
 				cfg.Started(c)
 			}
-			res = runOne(ctx, c, t)
+			var err error
+			res, err = runOne(ctx, c, t)
+			if errors.Is(err, errWrongProtocol) && !isUDP(c) {
+				wrongProtocol = err.Error()
+				var pe *protocolError
+				if errors.As(err, &pe) {
+					wrongProtocol = pe.msg
+				}
+			}
+			if errors.Is(ctx.Err(), context.Canceled) {
+				rep.Duration = time.Since(start)
+				return rep, ctx.Err()
+			}
 		}
 		rep.Results = append(rep.Results, res)
 		if cfg.Finished != nil {
@@ -204,43 +240,59 @@ func usesTCP(checks []Check) bool {
 	return false
 }
 
-// probe makes one connection to addr, so that a wrong address is one clear
-// error rather than every check failing the same way.
-func probe(ctx context.Context, addr string, patience time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, patience)
+// probe makes one connection to the target (with a TLS handshake for TLS),
+// so that a wrong address is one clear error rather than every check
+// failing the same way.
+func (t *Target) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, t.Patience)
 	defer cancel()
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
 		var dnsErr *net.DNSError
-		var opErr *net.OpError
-		switch {
-		case errors.As(err, &dnsErr):
+		if errors.As(err, &dnsErr) {
 			err = dnsErr
-		case errors.As(err, &opErr):
-			err = opErr.Err
+		} else {
+			err = bareNetError(err)
 		}
-		return &UnreachableError{Addr: addr, Err: err}
+		return &UnreachableError{Addr: t.Addr, Err: err}
 	}
-	return c.Close()
+	defer c.Close()
+	if t.TLS == nil {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := handshake(ctx, c, t.TLS, t.Addr); err != nil {
+		return fmt.Errorf("tls://%s: %w", t.Addr, err)
+	}
+	return nil
 }
 
-func runOne(ctx context.Context, c Check, t *Target) Result {
+// runOne runs c and returns its result, and the error it failed with.
+func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 	start := time.Now()
 	res := Result{Name: c.Name}
 	if c.Skip != nil {
 		if why := c.Skip(t); why != "" {
 			res.Status, res.Reason = Skip, why
-			return res
+			return res, nil
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Deadline)
 	defer cancel()
 	detail, err := c.Func(cctx, t)
+	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) && speaksTLS(cctx, t.Addr, t.Patience) {
+		err = errTLS(t.Addr)
+	}
 	res.Duration = time.Since(start)
+	var note *noteError
+	var m *pattern.Mismatch
 	switch {
 	case err == nil:
 		res.Status, res.Detail = Pass, detail
+	case errors.As(err, &note):
+		res.Status, res.Reason = Note, note.msg
 	case ctxEnded(ctx):
 		res.Status, res.Reason = Fail, fmt.Sprintf("stopped: the run was stopped or ran out of time (%v)", err)
 	case ctxEnded(cctx):
@@ -250,7 +302,10 @@ func runOne(ctx context.Context, c Check, t *Target) Result {
 	default:
 		res.Status, res.Reason = Fail, err.Error()
 	}
-	return res
+	if res.Status == Fail && errors.As(err, &m) {
+		res.Dump = m.Dump()
+	}
+	return res, err
 }
 
 // ctxEnded reports whether ctx is done or past its deadline; the deadline

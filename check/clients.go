@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -50,7 +49,7 @@ func checkSmoke(ctx context.Context, t *Target) (string, error) {
 // concurrentSessions connects n clients first, then runs plan(i) on client
 // i, all at once, and judges each.
 func (t *Target) concurrentSessions(ctx context.Context, n int, planFor func(i int) plan) (string, error) {
-	conns := make([]*net.TCPConn, n)
+	conns := make([]conn, n)
 	for i := range conns {
 		c, stop, err := t.dial(ctx, "tcp")
 		if err != nil {
@@ -88,7 +87,7 @@ const manyClients = 200
 // own echo before anyone half-closes: a server that serves one client at a
 // time answers only the first.
 func checkManyClients(ctx context.Context, t *Target) (string, error) {
-	conns := make([]*net.TCPConn, manyClients)
+	conns := make([]conn, manyClients)
 	stops := make([]func() bool, manyClients)
 	errs := make([]error, manyClients)
 	var wg sync.WaitGroup
@@ -112,7 +111,9 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 		}
 	}()
 	for i, err := range errs {
-		if err != nil {
+		// A reset as it connects may be a connection limit: judged with
+		// the echoes below.
+		if err != nil && !isReset(err) {
 			return "", fmt.Errorf("client %d of %d: %w", i+1, manyClients, err)
 		}
 	}
@@ -124,6 +125,9 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 	wait := time.Until(deadline).Round(time.Millisecond)
 	echoed := make([]bool, manyClients)
 	for i, c := range conns {
+		if c == nil {
+			continue
+		}
 		wg.Go(func() {
 			m := msg(i)
 			c.SetDeadline(deadline)
@@ -139,22 +143,30 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 				return
 			}
 			if d := pattern.FirstDiff(got, m); d >= 0 {
-				errs[i] = &pattern.Mismatch{Offset: int64(d), Got: got[d], Want: m[d]}
+				errs[i] = mismatch(m, got, d)
 				return
 			}
 			echoed[i] = true
 		})
 	}
 	wg.Wait()
+	ok, refused := 0, 0
+	for i, err := range errs {
+		switch {
+		case echoed[i]:
+			ok++
+		case isReset(err) || errors.Is(err, io.EOF):
+			refused++
+		}
+	}
+	if refused > 0 && ok > 0 && ok+refused == manyClients {
+		// The server took some clients and turned the rest away at once:
+		// a limit on connections, most often per client address.
+		return "", fmt.Errorf("%d of %d clients connected at once got their echo; the other %d were closed or reset without a reply: this looks like a per-IP connection limit of %d (echod serve's -max-conns-per-ip does this)", ok, manyClients, refused, ok)
+	}
 	for i, err := range errs {
 		if err != nil {
 			return "", fmt.Errorf("client %d of %d: %w", i+1, manyClients, err)
-		}
-	}
-	ok := 0
-	for _, e := range echoed {
-		if e {
-			ok++
 		}
 	}
 	switch {
@@ -226,7 +238,7 @@ func checkResets(ctx context.Context, t *Target) (string, error) {
 			c.Write(junk)
 		}
 		// Linger 0: close sends a reset instead of a FIN.
-		c.SetLinger(0)
+		tcpOf(c).SetLinger(0)
 		stop()
 		c.Close()
 	}

@@ -123,11 +123,17 @@ func (u *udpClient) explain(err error) error {
 func judgeDatagram(sent, reply []byte) error {
 	switch d := pattern.FirstDiff(reply, sent); {
 	case d >= 0:
-		return fmt.Errorf("the reply to a %d-byte datagram differs: %w", len(sent), &pattern.Mismatch{Offset: int64(d), Got: reply[d], Want: sent[d]})
+		if err := shape(sent, reply); err != nil {
+			return fmt.Errorf("the reply to a %d-byte datagram: %w", len(sent), err)
+		}
+		return fmt.Errorf("the reply to a %d-byte datagram differs: %w", len(sent), pattern.Diff(reply, sent, d, 0))
 	case len(reply) < len(sent):
 		return fmt.Errorf("the reply to a %d-byte datagram is only its first %d bytes: the server truncates datagrams (its read buffer is too small)", len(sent), len(reply))
 	case len(reply) > len(sent):
-		return fmt.Errorf("the reply to a %d-byte datagram is %d bytes longer than it", len(sent), len(reply)-len(sent))
+		if err := shape(sent, reply); err != nil {
+			return fmt.Errorf("the reply to a %d-byte datagram: %w", len(sent), err)
+		}
+		return fmt.Errorf("the reply to a %d-byte datagram is %s longer than it", len(sent), count(len(reply)-len(sent), "byte"))
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"errors"
@@ -8,9 +8,10 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 )
 
-// tlsSocketName is the FileDescriptorName= that marks a socket from systemd
-// as one to serve TLS on.
-const tlsSocketName = "tls"
+// TLSSocketName is the FileDescriptorName= that marks a socket from systemd
+// as one to serve TLS echo on; every other stream socket serves TCP echo,
+// and every datagram socket UDP echo.
+const TLSSocketName = "tls"
 
 // inheritedSockets are the sockets systemd opened for echod (socket
 // activation), sorted by what echod serves on them.
@@ -47,7 +48,7 @@ func socketsFromSystemd() (inheritedSockets, error) {
 		}
 		f.Close()
 		switch {
-		case lerr == nil && f.Name() == tlsSocketName:
+		case lerr == nil && f.Name() == TLSSocketName:
 			s.tls = append(s.tls, l)
 		case lerr == nil:
 			s.tcp = append(s.tcp, l)

@@ -1,21 +1,21 @@
-package main
+package daemon
 
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
-	"github.com/echod/echod/echo"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/echod/echod/internal/admin"
 	"github.com/echod/echod/internal/proxied"
 )
 
 // snapshot gathers what /metrics reports: the echo server's counters and
 // the rejections of the PROXY protocol listeners, every reason present.
-func snapshot(srv *echo.Server, proxies []*proxied.Listener) admin.Snapshot {
-	st := srv.Stats()
+func (d *daemon) snapshot() admin.Snapshot {
+	st := d.cfg.Server.Stats()
 	s := admin.Snapshot{
 		ConnectionsActive: st.Conns,
 		ConnectionsTotal:  st.Accepted,
@@ -26,19 +26,21 @@ func snapshot(srv *echo.Server, proxies []*proxied.Listener) admin.Snapshot {
 		UDPBytesIn:        st.UDPBytesIn,
 		UDPBytesOut:       st.UDPBytesOut,
 		AcceptErrors:      st.AcceptErrors,
-		Rejected:          make(map[string]uint64, len(st.Limited)+2),
+		Rejected:          make(map[string]uint64, len(st.Limited)+3),
 	}
 	for r, n := range st.Limited {
 		s.Rejected[r.String()] = n
 	}
-	var header, untrusted uint64
-	for _, p := range proxies {
+	var header, untrusted, pending uint64
+	for _, p := range d.proxies {
 		ps := p.Stats()
 		header += ps.Header
 		untrusted += ps.Untrusted
+		pending += ps.Pending
 	}
 	s.Rejected[proxied.ReasonHeader] = header
 	s.Rejected[proxied.ReasonUntrusted] = untrusted
+	s.Rejected[proxied.ReasonPending] = pending
 	return s
 }
 
@@ -46,22 +48,27 @@ func snapshot(srv *echo.Server, proxies []*proxied.Listener) admin.Snapshot {
 type adminServer struct {
 	handler *admin.Handler
 	http    *http.Server
-	done    chan error
 }
 
-// startAdmin serves h on l in the background until stop.
-func startAdmin(l net.Listener, h *admin.Handler, logger *slog.Logger) *adminServer {
-	a := &adminServer{
-		handler: h,
-		http: &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 5 * time.Second,
-			IdleTimeout:       time.Minute,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		},
-		done: make(chan error, 1),
+// startAdmin serves the admin endpoints, if asked for, in g until stop, and
+// marks the daemon ready: every listener is open, and the kernel queues
+// connections from now on.
+func (d *daemon) startAdmin(g *errgroup.Group) *adminServer {
+	if d.admin == nil {
+		return nil
 	}
-	go func() { a.done <- a.http.Serve(l) }()
+	a := &adminServer{handler: admin.NewHandler(d.snapshot)}
+	a.http = &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	g.Go(func() error { return ignoreClosed(a.http.Serve(d.admin)) })
+	// Ready before the log line, so that whoever reads the line and asks
+	// /readyz is told the truth.
+	a.setReady(true)
+	d.log.Info("listening", "proto", "http", "addr", d.admin.Addr().String(), "serves", "/metrics /healthz /readyz")
 	return a
 }
 
@@ -73,7 +80,7 @@ func (a *adminServer) setReady(ready bool) {
 }
 
 // stop ends the admin server, letting a scrape in progress finish for a
-// moment, and waits for it.
+// moment.
 func (a *adminServer) stop() {
 	if a == nil {
 		return
@@ -83,5 +90,4 @@ func (a *adminServer) stop() {
 	if err := a.http.Shutdown(ctx); err != nil {
 		a.http.Close()
 	}
-	<-a.done
 }
