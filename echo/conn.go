@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"syscall"
 	"time"
 )
@@ -31,20 +30,22 @@ type conn struct {
 func (s *Server) serveConn(c *conn) {
 	start := time.Now()
 	p := s.sessionPolicy()
-	d := newDeadline(c, p, start)
-	r := s.newReader(c) // see idlebuffer.go
+	sock := socketOf(c.Conn)
+	w := startWatchdog(c.Conn, sock, p, start) // the time limits: watchdog.go
+	defer w.stop()
+	r := s.newReader(c.Conn, sock) // an idle connection holds no buffer: idlebuffer.go
 	var in, out int64
 	var err error
 	for err == nil {
-		d.progress()
 		var data []byte
 		data, err = r.read(p.readLimit(in))
 		if len(data) > 0 {
 			in += int64(len(data))
+			w.moved.Add(int64(len(data)))
 			s.counts.tcpBytesIn.Add(uint64(len(data)))
 			// Write back the bytes read, never the whole buffer: the
 			// classic bug that pads every reply with stale bytes.
-			n, werr := d.write(data)
+			n, werr := w.write(c.Conn, data)
 			out += int64(n)
 			s.counts.tcpBytesOut.Add(uint64(n))
 			if werr != nil {
@@ -55,10 +56,13 @@ func (s *Server) serveConn(c *conn) {
 		}
 		r.release()
 	}
+	if err == errSessionBytes {
+		s.discardAfterLimit(c.Conn, sock, r, w)
+	}
 	// io.EOF is the client's half-close: everything it sent has been
 	// written back above, so closing now loses nothing.
 	c.Close()
-	reason, err := d.endReason(err)
+	reason, err := endReason(err, w)
 	s.connEnded(c, c.RemoteAddr().String, ended{
 		source: c.source, in: in, out: out, duration: time.Since(start),
 		reason: reason, err: err,
@@ -67,6 +71,26 @@ func (s *Server) serveConn(c *conn) {
 
 // errSessionBytes ends a connection that has sent MaxSessionBytes.
 var errSessionBytes = errors.New("session byte limit reached")
+
+// endReason names why a connection ended, given the error that ended its
+// loop, and returns that error too when it is unexpected.
+func endReason(err error, w *watchdog) (Reason, error) {
+	if err == errSessionBytes {
+		return ReasonMaxSessionBytes, nil
+	}
+	if r, ok := w.ended(); ok {
+		return r, nil
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		return endEOF, nil
+	case errors.Is(err, net.ErrClosed):
+		return endClosed, nil
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ETIMEDOUT):
+		return endReset, nil
+	}
+	return endFailed, err
+}
 
 // sessionPolicy is what a connection may do once admitted: plain values that
 // any engine serving the connection applies. Zero fields mean no limit.
@@ -98,81 +122,65 @@ func (p sessionPolicy) readLimit(in int64) int {
 	return int(min(p.MaxBytes-in, bufferSize))
 }
 
-// deadline applies a sessionPolicy's time limits to a blocking connection
-// with a single deadline for both directions, since reads and writes
-// alternate. Moving a deadline costs a timer update, so for the idle timeout
-// it is moved only once an eighth of the timeout has passed since it was
-// last set: a connection is closed between IdleTimeout and 9/8 of it after
-// its last progress, and a busy one pays for a timer update now and then
-// rather than per read.
-type deadline struct {
-	c           net.Conn
-	idle, slack time.Duration
-	end         time.Time // when MaxDuration runs out; zero: never
-	armed       time.Time // when the deadline was last moved
-}
+// limitLinger is how long a connection that reached MaxSessionBytes stays
+// open, discarding its input, once the client stops taking its echo: see
+// discardAfterLimit.
+const limitLinger = 2 * time.Second
 
-func newDeadline(c net.Conn, p sessionPolicy, start time.Time) *deadline {
-	d := &deadline{c: c, idle: p.IdleTimeout, slack: p.IdleTimeout / 8}
-	if p.MaxDuration > 0 {
-		d.end = start.Add(p.MaxDuration)
-		if d.idle == 0 {
-			c.SetDeadline(d.end)
-		}
+// discardAfterLimit ends a connection that has echoed its MaxSessionBytes
+// without losing any of that echo. Closing a socket with unread input makes
+// the kernel reset the connection and throw away the echo it still holds
+// for a slow reader, so instead the write side is shut down (the client
+// reads its last byte, then EOF), and the input that keeps coming is read
+// and thrown away until the client closes its side too. That lasts as long
+// as the client keeps taking echo off the server's send buffer, and at most
+// limitLinger after it stops: long enough for a client to see the EOF and
+// stop sending, short enough that a client that goes on sending past its
+// limit does not hold the connection. MaxSessionDuration still applies.
+func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader, w *watchdog) {
+	w.linger(limitLinger)
+	// A TLS connection sends its close_notify, then the socket its FIN.
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && c != net.Conn(sock) {
+		cw.CloseWrite()
 	}
-	return d
-}
-
-// progress records that the connection moved bytes just now, pushing the
-// idle deadline out if it is due.
-func (d *deadline) progress() {
-	if d.idle == 0 {
-		return
+	if sock != nil {
+		sock.CloseWrite()
 	}
-	now := time.Now()
-	if now.Sub(d.armed) < d.slack {
-		return
-	}
-	d.armed = now
-	t := now.Add(d.idle + d.slack)
-	if !d.end.IsZero() && d.end.Before(t) {
-		t = d.end
-	}
-	d.c.SetDeadline(t)
-}
-
-// write writes all of p. A write that times out having taken some bytes is
-// progress (a slow reader), so it goes on; one that took none ends the
-// connection.
-func (d *deadline) write(p []byte) (int, error) {
-	var written int
 	for {
-		n, err := d.c.Write(p[written:])
-		written += n
-		if err == nil || n == 0 || d.idle == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return written, err
+		_, err := r.read(bufferSize)
+		r.release()
+		if err != nil {
+			return
 		}
-		d.progress()
 	}
 }
 
-// endReason names why a connection ended, given the error that ended its
-// loop, and returns that error too when it is unexpected.
-func (d *deadline) endReason(err error) (Reason, error) {
-	switch {
-	case errors.Is(err, errSessionBytes):
-		return ReasonMaxSessionBytes, nil
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		if !d.end.IsZero() && !time.Now().Before(d.end) {
-			return ReasonMaxSessionDuration, nil
+// socket is what a connection is under its wrappers: one the runtime can
+// wait on and that can be shut down for writing, such as *net.TCPConn.
+type socket interface {
+	net.Conn
+	syscall.Conn
+	CloseWrite() error
+}
+
+// socketOf returns the socket under c, which may be c itself, or nil when c
+// wraps something else (net.Pipe) or a wrapper that does not say what it
+// wraps.
+func socketOf(c net.Conn) socket {
+	// Wrappers nest a level or two (TLS over PROXY protocol); the bound
+	// only guards against a wrapper that returns itself.
+	for range 8 {
+		if s, ok := c.(socket); ok {
+			return s
 		}
-		return ReasonIdleTimeout, nil
-	case errors.Is(err, io.EOF):
-		return endEOF, nil
-	case errors.Is(err, net.ErrClosed):
-		return endClosed, nil
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ETIMEDOUT):
-		return endReset, nil
+		switch w := c.(type) {
+		case interface{ NetConn() net.Conn }: // crypto/tls
+			c = w.NetConn()
+		case interface{ Raw() net.Conn }: // go-proxyproto
+			c = w.Raw()
+		default:
+			return nil
+		}
 	}
-	return endFailed, err
+	return nil
 }

@@ -1,37 +1,61 @@
 package echo
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
+	"time"
 )
 
 // reader reads a connection into buffers from the server's pool, and
-// optimises one thing: on a plain TCP socket it waits for data before it
-// takes a buffer, and serveConn gives the buffer back as soon as its bytes
-// are echoed, so an idle connection holds none. Any other connection (TLS
-// reads through buffers of its own) takes its buffer before it waits.
+// optimises one thing: it waits for data before it takes a buffer, and
+// serveConn gives the buffer back as soon as its bytes are echoed, so an
+// idle connection holds none. A plain TCP socket is read directly once the
+// runtime's poller says it is readable; a wrapper (TLS, PROXY protocol) is
+// read through once its socket is. Only a connection with no socket to wait
+// on (net.Pipe) holds its buffer while it waits.
 type reader struct {
 	s   *Server
 	c   net.Conn
-	rc  syscall.RawConn   // nil: read c with a buffer taken beforehand
+	rc  syscall.RawConn   // c is a plain socket, read directly; nil: read through c
 	buf *[bufferSize]byte // what read returned is in it, until release
 
-	// The arguments and results of readRaw, which rc.Read calls; fields
-	// rather than captured variables, so that a read allocates nothing.
+	// For a connection that wraps a socket: the socket, waited on for
+	// readability before a buffer is taken.
+	wait       syscall.RawConn
+	handshaken bool // a TLS handshake, if any, is done
+	// pending says the wrapper may hold bytes it has read from the socket
+	// already (the rest of a TLS record, what came with a PROXY header),
+	// which a wait on the socket would not see.
+	pending bool
+	peekBuf [1]byte
+
+	// The arguments and results of readRaw and peek, which the poller
+	// calls; fields and method values made once rather than closures, so
+	// that a read allocates nothing.
 	limit  int
 	n      int
 	err    error
 	readFn func(fd uintptr) bool
+	peekFn func(fd uintptr) bool
 }
 
-func (s *Server) newReader(c *conn) *reader {
+func (s *Server) newReader(c net.Conn, sock socket) *reader {
 	r := &reader{s: s, c: c}
-	if tc, ok := c.Conn.(*net.TCPConn); ok && rawReadSupported {
-		if rc, err := tc.SyscallConn(); err == nil {
-			r.rc = rc
-			r.readFn = r.readRaw
-		}
+	if !rawReadSupported || sock == nil {
+		return r
+	}
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return r
+	}
+	if _, ok := c.(*net.TCPConn); ok {
+		r.rc, r.readFn = rc, r.readRaw
+	} else {
+		r.wait, r.pending, r.peekFn = rc, true, r.peek
 	}
 	return r
 }
@@ -40,19 +64,23 @@ func (s *Server) newReader(c *conn) *reader {
 // ended the wait (io.EOF on the client's half-close). The bytes stay valid
 // until release.
 func (r *reader) read(limit int) ([]byte, error) {
-	if r.rc == nil {
-		r.buf = r.s.buffer()
-		n, err := r.c.Read(r.buf[:limit])
-		return r.buf[:n], err
+	r.limit = limit
+	switch {
+	case r.rc != nil:
+		r.n, r.err = 0, nil
+		if err := r.rc.Read(r.readFn); err != nil {
+			return nil, err // closed while waiting
+		}
+		if r.buf == nil {
+			return nil, r.err
+		}
+		return r.buf[:r.n], r.err
+	case r.wait != nil:
+		return r.readWrapped()
 	}
-	r.limit, r.n, r.err = limit, 0, nil
-	if err := r.rc.Read(r.readFn); err != nil {
-		return nil, err // closed, or past a deadline, while waiting
-	}
-	if r.buf == nil {
-		return nil, r.err
-	}
-	return r.buf[:r.n], r.err
+	r.buf = r.s.buffer()
+	n, err := r.c.Read(r.buf[:limit])
+	return r.buf[:n], err
 }
 
 // release gives the buffer of the last read back to the pool.
@@ -87,6 +115,59 @@ func (r *reader) readRaw(fd uintptr) bool {
 		r.release()
 		return true
 	}
+}
+
+// readWrapped is read for a connection that wraps a socket. It takes a
+// buffer only when the wrapper has bytes for it already, or once the socket
+// is readable.
+func (r *reader) readWrapped() ([]byte, error) {
+	if !r.handshaken {
+		r.handshaken = true
+		// The read below that must not block would fail a TLS handshake
+		// that has not happened yet, so it happens first, without a
+		// buffer.
+		if h, ok := r.c.(interface{ HandshakeContext(context.Context) error }); ok {
+			if err := h.HandshakeContext(context.Background()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if r.pending {
+		// A read with a deadline in the past returns what the wrapper
+		// holds without touching the socket, or times out at once; a
+		// timed-out read leaves a TLS or PROXY connection usable.
+		r.buf = r.s.buffer()
+		r.c.SetReadDeadline(aLongTimeAgo)
+		n, err := r.c.Read(r.buf[:r.limit])
+		r.c.SetReadDeadline(time.Time{})
+		if timedOut := errors.Is(err, os.ErrDeadlineExceeded); n > 0 || err != nil && !timedOut {
+			if timedOut {
+				err = nil // TLS read on after a record, to look for an alert
+			}
+			return r.buf[:n], err
+		}
+		r.release()
+		r.pending = false
+	}
+	if err := r.wait.Read(r.peekFn); err != nil {
+		return nil, err // closed while waiting
+	}
+	// The socket has bytes, or its end: the read returns once the wrapper
+	// has a whole record of them, or the error.
+	r.buf = r.s.buffer()
+	n, err := r.c.Read(r.buf[:r.limit])
+	r.pending = n > 0
+	return r.buf[:n], err
+}
+
+// aLongTimeAgo is a deadline that has passed: a read with it only returns
+// what is there already.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// peek is called by the runtime's poller when the wrapped socket may be
+// readable; it asks to wait while it is not.
+func (r *reader) peek(fd uintptr) bool {
+	return peekReadable(fd, r.peekBuf[:])
 }
 
 // buffer returns a pooled buffer. A pointer to an array keeps the pool free

@@ -45,6 +45,7 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 		IdleTimeout: p.IdleTimeout,
 		MaxDuration: p.MaxDuration,
 		MaxBytes:    p.MaxBytes,
+		Linger:      limitLinger,
 		Admit: func(remote netip.AddrPort) bool {
 			return s.admit(remote.Addr(), nil)
 		},

@@ -46,14 +46,20 @@ type Ended struct {
 // one loop per usable CPU.
 type Config struct {
 	Loops int
-	// IdleTimeout closes a connection with no traffic in either direction
-	// for this long.
+	// IdleTimeout closes a connection with no progress in either
+	// direction for this long: nothing read, and nothing written or taken
+	// by the client off the socket's send buffer.
 	IdleTimeout time.Duration
 	// MaxDuration closes a connection this long after it was accepted.
 	MaxDuration time.Duration
-	// MaxBytes closes a connection once this many bytes have been echoed;
-	// the bytes past it are not echoed.
+	// MaxBytes ends a connection once this many bytes have been echoed;
+	// the bytes past it are not echoed. Its write side is shut down at
+	// once, and it is closed when the client closes its side or has
+	// taken none of its echo for Linger.
 	MaxBytes int64
+	// Linger is how long a connection past MaxBytes stays open, its input
+	// thrown away, once the client takes none of its echo.
+	Linger time.Duration
 	// Admit is called on a loop's goroutine for each accepted connection
 	// before it is served; false resets it at once (the client learns at
 	// once, and the server keeps no TIME_WAIT state). It must not block.

@@ -89,7 +89,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		return
 	}
 	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
-		l.close(c, MaxBytes, nil)
+		l.endAtLimit(c)
 	}
 }
 
