@@ -76,40 +76,19 @@ func Reasons() []Reason {
 }
 
 func (r Reason) String() string {
-	switch r {
-	case ReasonMaxConns:
-		return "max-conns"
-	case ReasonMaxConnsPerIP:
-		return "max-conns-per-ip"
-	case ReasonIdleTimeout:
-		return "idle-timeout"
-	case ReasonMaxSessionDuration:
-		return "max-session-duration"
-	case ReasonMaxSessionBytes:
-		return "max-session-bytes"
-	case ReasonUDPPrivilegedPort:
-		return "udp-privileged-port"
-	case ReasonUDPBadSource:
-		return "udp-bad-source"
-	case ReasonUDPBadDestination:
-		return "udp-bad-destination"
-	case ReasonUDPLoop:
-		return "udp-loop"
-	case ReasonUDPRateLimit:
-		return "udp-rate-limit"
-	case ReasonUDPGlobalCap:
-		return "udp-global-cap"
-	case endEOF:
-		return "eof"
-	case endReset:
-		return "reset by client"
-	case endClosed:
-		return "closed by server"
-	case endFailed:
-		return "failed"
-	default:
-		return "unknown"
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
 	}
+	return "unknown"
+}
+
+var reasonNames = [...]string{
+	ReasonMaxConns: "max-conns", ReasonMaxConnsPerIP: "max-conns-per-ip",
+	ReasonIdleTimeout: "idle-timeout", ReasonMaxSessionDuration: "max-session-duration",
+	ReasonMaxSessionBytes: "max-session-bytes", ReasonUDPPrivilegedPort: "udp-privileged-port",
+	ReasonUDPBadSource: "udp-bad-source", ReasonUDPBadDestination: "udp-bad-destination",
+	ReasonUDPLoop: "udp-loop", ReasonUDPRateLimit: "udp-rate-limit", ReasonUDPGlobalCap: "udp-global-cap",
+	endEOF: "eof", endReset: "reset by client", endClosed: "closed by server", endFailed: "failed",
 }
 
 // Stats is a snapshot of the server's counters, for metrics. Counters only

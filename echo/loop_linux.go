@@ -128,13 +128,8 @@ func dupSocket(tl *net.TCPListener) (int, error) {
 		return -1, err
 	}
 	fd, dupErr := -1, error(nil)
-	if err := rc.Control(func(s uintptr) {
-		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
+	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
 		return -1, err
 	}
-	if dupErr != nil {
-		return -1, fmt.Errorf("duplicate listening socket: %w", dupErr)
-	}
-	return fd, nil
+	return fd, dupErr
 }

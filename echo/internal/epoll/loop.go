@@ -36,7 +36,6 @@ type loop struct {
 	sweepEvery int64 // nanoseconds between sweeps; 0: none
 
 	conns  []*conn // by descriptor; nil where the loop has none
-	count  int     // non-nil entries of conns
 	buf    []byte  // shared read buffer
 	pipe   [2]int  // shared pipe for splicing bulk streams (read end, write end); -1s: none
 	tails  tailPool
@@ -255,7 +254,6 @@ func (l *loop) register(c *conn) {
 		l.conns = grown
 	}
 	l.conns[fd] = c
-	l.count++
 }
 
 func (l *loop) lookup(fd int) *conn {
@@ -268,7 +266,6 @@ func (l *loop) lookup(fd int) *conn {
 // close closes c's descriptor, forgets it and reports its end.
 func (l *loop) close(c *conn, r End, err error) {
 	l.conns[c.fd] = nil
-	l.count--
 	if c.tail != nil {
 		l.tails.put(c.tail)
 		c.tail = nil
