@@ -73,6 +73,23 @@ func start(t *testing.T, cfg Config, want int) (map[string][]string, *logBuffer,
 	}
 }
 
+// session opens a TCP session to addr, proven accepted by one echo, until
+// the test ends.
+func session(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("x"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // Run serves what Config names, one readiness line per socket; cancelling
 // its context drains: an open session finishes its echo, Run returns nil.
 func TestRunServesAndDrains(t *testing.T) {
@@ -84,18 +101,12 @@ func TestRunServesAndDrains(t *testing.T) {
 	if len(addrs["tcp"]) != 1 || len(addrs["udp"]) != 1 || addrs["tcp"][0] != addrs["udp"][0] {
 		t.Fatalf("listening on %v, want TCP and UDP on one address", addrs)
 	}
-	c, err := net.Dial("tcp", addrs["tcp"][0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	c.Write([]byte("x"))
-	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
+	c := session(t, addrs["tcp"][0])
 	cancel()
-	for !strings.Contains(log.String(), "shutting down") {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(log.String(), "shutting down"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no drain in the log:\n%s", log)
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	c.Write([]byte("during the drain"))
@@ -116,16 +127,7 @@ func TestRunClosesWhatOutlastsTheShutdownTimeout(t *testing.T) {
 		Server:          &echo.Server{Engine: echo.EngineGoroutine},
 		ShutdownTimeout: 100 * time.Millisecond,
 	}, 1)
-	c, err := net.Dial("tcp", addrs["tcp"][0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	c.Write([]byte("x"))
-	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
+	c := session(t, addrs["tcp"][0])
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatalf("Run returned %v, want nil", err)
