@@ -16,6 +16,7 @@ import (
 	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/proxied"
+	"github.com/echod/echod/web"
 )
 
 // runServe is echod serve: flags in, daemon.Config out, daemon.Run.
@@ -43,10 +44,14 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	cfg := &daemon.Config{Server: &echo.Server{}}
 	srv := cfg.Server
 	fs := newFlagSet("serve", "echod serve [flags]", std.out)
-	fs.Var((*addrList)(&cfg.Listen), "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen or -udp-listen is given either)")
+	fs.Var((*addrList)(&cfg.Listen), "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen, -udp-listen, -http-listen or -https-listen is given either)")
 	fs.Var((*addrList)(&cfg.TLSListen), "tls-listen", "serve TLS echo on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen; reread on SIGHUP")
-	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM) for -tls-listen; reread on SIGHUP")
+	fs.Var((*addrList)(&cfg.HTTPListen), "http-listen", "serve the web echo on `HOST:PORT`: WebSocket echo, HTTP request echo, and a page at / to try it in a browser; repeat for more addresses (default off)")
+	fs.Var((*addrList)(&cfg.HTTPSListen), "https-listen", "serve the web echo over HTTPS (and HTTP/2) on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
+	wsMax := fs.Int64("ws-max-message", web.DefaultMaxMessage, "largest WebSocket message echoed, in `bytes`; a larger one closes the connection with 1009")
+	httpMaxBody := fs.Int64("http-max-body", web.DefaultMaxBody, "most `bytes` of an HTTP request's body the request echo includes")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen and -https-listen; reread on SIGHUP")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM) for -tls-listen and -https-listen; reread on SIGHUP")
 	fs.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol (v1 or v2) header on every TCP and TLS connection, and use the client address it gives; connections without one are rejected")
 	fs.DurationVar(&cfg.ProxyHeaderTimeout, "proxy-header-timeout", daemon.DefaultProxyHeaderTimeout, "with -proxy-protocol, how long a connection may take to send its PROXY header")
 	fs.IntVar(&cfg.ProxyPendingPerIP, "proxy-pending-per-ip", daemon.DefaultProxyPendingPerIP, "with -proxy-protocol, most `connections` from one address (IPv6: one /64) waiting for their PROXY header at once; more are reset (proxies named in -proxy-protocol-from are exempt)")
@@ -79,6 +84,17 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	if len(cfg.TLSListen) > 0 && (cfg.TLSCert == "" || cfg.TLSKey == "") {
 		return nil, usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
 	}
+	if len(cfg.HTTPSListen) > 0 && (cfg.TLSCert == "" || cfg.TLSKey == "") {
+		return nil, usagef("serve", "-https-listen needs both -tls-cert and -tls-key")
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{{"ws-max-message", *wsMax}, {"http-max-body", *httpMaxBody}} {
+		if n.v <= 0 {
+			return nil, usagef("serve", "-%s must be at least 1 byte, got %d", n.name, n.v)
+		}
+	}
 	if cfg.Admin != "" {
 		if _, _, err := net.SplitHostPort(cfg.Admin); err != nil {
 			return nil, usagef("serve", "invalid -admin %q: want HOST:PORT, such as 127.0.0.1:9090: %v", cfg.Admin, err)
@@ -109,6 +125,7 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 		return nil, &usageError{cmd: "serve", err: err}
 	}
 	srv.Logger = cfg.Logger
+	cfg.Web = &web.Handler{MaxMessage: *wsMax, MaxBody: *httpMaxBody, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger}
 	return cfg, nil
 }
 
