@@ -226,11 +226,13 @@ func wrapperReads() int {
 // (its MSS) or so, too seldom for the kernel to show progress.
 func TestIdleTimeoutKeepsASteadySlowReader(t *testing.T) {
 	forEachEngineAndKind(t, func(t *testing.T, srv *Server, k connKind) {
+		// Made first: under the race detector this takes longer than the
+		// idle timeout, which would rightly close a connection already open.
+		msg := payload(14, 8<<20)
 		srv.IdleTimeout = 500 * time.Millisecond
 		addr := serveKind(t, srv, k)
 		c := k.dial(t, addr)
 		c.SetDeadline(time.Now().Add(20 * time.Second))
-		msg := payload(14, 8<<20)
 		go c.Write(msg)
 		got, err := readSlowly(c, 640<<10, -1, 2500*time.Millisecond)
 		if err != nil {
@@ -274,5 +276,27 @@ func TestIdleTimeoutStillClosesSilentAndStalledClients(t *testing.T) {
 		}
 		waitFor(t, "both idle timeouts to be counted", func() bool { return srv.Stats().Limited[ReasonIdleTimeout] == 2 })
 		waitFor(t, "the connections to be gone", func() bool { return srv.Stats().Conns == 0 })
+	})
+}
+
+// Defect 3, attacked: a TLS client that stops in the middle of a record
+// holds no buffer either, once the server has waited a little for the
+// rest.
+func TestTLSClientStalledMidRecordHoldsNoBuffer(t *testing.T) {
+	kinds := connKinds(t)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine}
+		addr := serveKind(t, srv, kinds[1])
+		for range 5 {
+			c := kinds[1].dial(t, addr).(*tls.Conn)
+			// The header of a 16 KiB application data record and 3 of
+			// its bytes, on the socket under the TLS connection.
+			if _, err := c.NetConn().Write([]byte{23, 3, 3, 0x40, 0x00, 1, 2, 3}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "no connection to be waiting in a read that holds a buffer", func() bool {
+			return wrapperReads() == 0
+		})
 	})
 }
