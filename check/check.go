@@ -7,12 +7,17 @@ package check
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"syscall"
 	"time"
+
+	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/target"
 )
 
 // DefaultPatience is how long a check waits by default for something a
@@ -26,6 +31,13 @@ type Config struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT. Empty skips the UDP checks.
 	UDPAddr string
+	// URL is a WebSocket echo server's ws:// or wss:// URL. Empty skips
+	// the WebSocket checks.
+	URL string
+	// TLS, if not nil, runs the TCP checks over TLS with this client
+	// configuration. It is also the client configuration for a wss:// URL,
+	// where nil trusts the system's roots.
+	TLS *tls.Config
 	// Protohackers runs the Protohackers Smoke Test sequence instead of the
 	// full TCP suite.
 	Protohackers bool
@@ -64,6 +76,11 @@ type Target struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT.
 	UDPAddr string
+	// URL is the WebSocket echo server's ws:// or wss:// URL.
+	URL string
+	// TLS, if not nil, is the client configuration for TLS echo on Addr,
+	// and for a wss:// URL.
+	TLS *tls.Config
 	// Patience is how long to wait for something a correct server does at
 	// once.
 	Patience time.Duration
@@ -77,45 +94,37 @@ const (
 	Pass Status = "pass"
 	Fail Status = "fail"
 	Skip Status = "skip" // the check does not apply to this server
+	// Note is a check that found something worth saying that is no fault
+	// of an echo server, such as IPv6 not served where IPv4 is.
+	Note Status = "note"
 )
 
 // Result is what one check found.
 type Result struct {
-	Name     string
-	Status   Status
-	Detail   string // on Pass: what was proven, such as sizes and timings
-	Reason   string // on Fail: what went wrong; on Skip: why it did not apply
+	Name   string
+	Status Status
+	Detail string // on Pass: what was proven, such as sizes and timings
+	Reason string // on Fail: what went wrong; on Skip: why it did not apply; on Note: the note
+	// Dump, on Fail, shows the bytes around the first difference between
+	// the reply and what was sent, in rows like hexdump -C's; often empty.
+	Dump     string
 	Duration time.Duration
 }
 
 // Report is the outcome of a run.
 type Report struct {
 	Addr, UDPAddr string
+	TLS           bool   // the TCP checks ran over TLS
+	URL           string // of a WebSocket echo server
 	Results       []Result
 	Duration      time.Duration
 }
 
 // Failed returns how many checks failed.
-func (r Report) Failed() int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Status == Fail {
-			n++
-		}
-	}
-	return n
-}
+func (r Report) Failed() int { return r.count(Fail) }
 
 // Passed returns how many checks passed.
-func (r Report) Passed() int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Status == Pass {
-			n++
-		}
-	}
-	return n
-}
+func (r Report) Passed() int { return r.count(Pass) }
 
 // OK reports whether every check that ran passed, and at least one ran.
 func (r Report) OK() bool { return r.Failed() == 0 && r.Passed() > 0 }
@@ -150,6 +159,9 @@ func Checks(cfg Config) []Check {
 	if cfg.UDPAddr != "" {
 		all = append(all, UDPChecks()...)
 	}
+	if cfg.URL != "" {
+		all = append(all, WebSocketChecks()...)
+	}
 	var picked []Check
 	for _, c := range all {
 		if cfg.Run == nil || cfg.Run.MatchString(c.Name) {
@@ -161,30 +173,53 @@ func Checks(cfg Config) []Check {
 
 // Run runs the checks cfg selects, one after another, and reports what each
 // found. It returns an *UnreachableError, and no results, when nothing
-// accepts TCP connections on cfg.Addr. When ctx ends, the running check
-// fails and the rest are reported as not run.
+// accepts TCP connections on cfg.Addr. When ctx's deadline passes, the
+// running check fails and the rest are reported as not run; when ctx is
+// cancelled, Run returns at once with the results of the checks that
+// finished, and ctx's error.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	start := time.Now()
-	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, Patience: cfg.Patience}
+	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, URL: cfg.URL, TLS: cfg.TLS, Patience: cfg.Patience}
 	if t.Patience <= 0 {
 		t.Patience = DefaultPatience
 	}
-	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr}
+	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS != nil && cfg.Addr != "", URL: cfg.URL}
 	checks := Checks(cfg)
 	if cfg.Addr != "" && usesTCP(checks) {
-		if err := probe(ctx, cfg.Addr, t.Patience); err != nil {
+		if err := t.probe(ctx); err != nil {
 			return rep, err
 		}
 	}
+	if cfg.URL != "" && slices.ContainsFunc(checks, isWebSocket) {
+		if err := t.probeWebSocket(ctx); err != nil {
+			return rep, err
+		}
+	}
+	var decisive string // why the TCP checks left would fail too
 	for _, c := range checks {
 		var res Result
-		if ctxEnded(ctx) {
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			rep.Duration = time.Since(start)
+			return rep, ctx.Err()
+		case ctxEnded(ctx):
 			res = Result{Name: c.Name, Status: Fail, Reason: "not run: the run was stopped or ran out of time"}
-		} else {
+		case decisive != "" && !isUDP(c):
+			res = Result{Name: c.Name, Status: Skip, Reason: "not run: " + decisive}
+		default:
 			if cfg.Started != nil {
 				cfg.Started(c)
 			}
-			res = runOne(ctx, c, t)
+			var err error
+			res, err = runOne(ctx, c, t)
+			var de *decisiveError
+			if res.Status == Fail && errors.As(err, &de) && !isUDP(c) {
+				decisive = de.msg
+			}
+			if errors.Is(ctx.Err(), context.Canceled) {
+				rep.Duration = time.Since(start)
+				return rep, ctx.Err()
+			}
 		}
 		rep.Results = append(rep.Results, res)
 		if cfg.Finished != nil {
@@ -197,50 +232,70 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 func usesTCP(checks []Check) bool {
 	for _, c := range checks {
-		if !isUDP(c) {
+		if !isUDP(c) && !isWebSocket(c) {
 			return true
 		}
 	}
 	return false
 }
 
-// probe makes one connection to addr, so that a wrong address is one clear
-// error rather than every check failing the same way.
-func probe(ctx context.Context, addr string, patience time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, patience)
+// probe makes one connection to the target (with a TLS handshake for TLS),
+// so that a wrong address is one clear error rather than every check
+// failing the same way.
+func (t *Target) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, t.Patience)
 	defer cancel()
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
 		var dnsErr *net.DNSError
-		var opErr *net.OpError
-		switch {
-		case errors.As(err, &dnsErr):
+		if errors.As(err, &dnsErr) {
 			err = dnsErr
-		case errors.As(err, &opErr):
-			err = opErr.Err
+		} else {
+			err = bareNetError(err)
 		}
-		return &UnreachableError{Addr: addr, Err: err}
+		return &UnreachableError{Addr: t.Addr, Err: err}
 	}
-	return c.Close()
+	defer c.Close()
+	if t.TLS == nil {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := handshake(ctx, c, t.TLS, t.Addr); err != nil {
+		return fmt.Errorf("tls://%s: %w", t.Addr, err)
+	}
+	return nil
 }
 
-func runOne(ctx context.Context, c Check, t *Target) Result {
+// runOne runs c and returns its result, and the error it failed with.
+func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 	start := time.Now()
 	res := Result{Name: c.Name}
 	if c.Skip != nil {
 		if why := c.Skip(t); why != "" {
 			res.Status, res.Reason = Skip, why
-			return res
+			return res, nil
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Deadline)
 	defer cancel()
 	detail, err := c.Func(cctx, t)
+	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) {
+		pctx, cancel := context.WithTimeout(cctx, t.Patience)
+		if target.SpeaksTLS(pctx, t.Addr) {
+			err = errTLS(t.Addr)
+		}
+		cancel()
+	}
 	res.Duration = time.Since(start)
+	var note *noteError
+	var m *pattern.Mismatch
 	switch {
 	case err == nil:
 		res.Status, res.Detail = Pass, detail
+	case errors.As(err, &note):
+		res.Status, res.Reason = Note, note.msg
 	case ctxEnded(ctx):
 		res.Status, res.Reason = Fail, fmt.Sprintf("stopped: the run was stopped or ran out of time (%v)", err)
 	case ctxEnded(cctx):
@@ -250,7 +305,10 @@ func runOne(ctx context.Context, c Check, t *Target) Result {
 	default:
 		res.Status, res.Reason = Fail, err.Error()
 	}
-	return res
+	if res.Status == Fail && errors.As(err, &m) {
+		res.Dump = m.Dump()
+	}
+	return res, err
 }
 
 // ctxEnded reports whether ctx is done or past its deadline; the deadline

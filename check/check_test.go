@@ -3,6 +3,7 @@ package check
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"regexp"
@@ -104,7 +105,7 @@ func TestBrokenServersFailWithTheRightReason(t *testing.T) {
 		reason string // a regular expression the whole reason must match
 	}{
 		{"zero prefix", zeroPrefix, "smoke",
-			`^client 1 of 5: reply starts with 4096 zero bytes that were never sent$`},
+			`^client 2 of 5: reply starts with 4096 zero bytes that were never sent$`},
 		{"zero prefix", zeroPrefix, "text",
 			`^reply starts with 4096 zero bytes that were never sent$`},
 		{"whole buffer", wholeBuffer, "all-bytes",
@@ -115,6 +116,10 @@ func TestBrokenServersFailWithTheRightReason(t *testing.T) {
 			`^no EOF 500ms after half-close: the server did not close the connection$`},
 		{"never closes", neverCloses, "empty",
 			`^no EOF 500ms after half-close: the server did not close the connection$`},
+		{"line by line", lineEcho(true), "large",
+			`^byte \d+: the server turned \\r\\n into \\n \(bufio.Scanner's lines drop the \\r: echo the bytes, not the lines\)$`},
+		{"one client at a time", nil, "smoke",
+			`^clients 2 to 5 got no reply while client 1 stayed open: the server serves one client at a time \(the Smoke Test connects 5 at once\)$`},
 		{"buffers until EOF", buffersUntilEOF, "streaming",
 			`^first reply byte came only after half-close: the server buffers until EOF \(RFC 862 echoes as data arrives\)$`},
 		{"drops bytes", dropsLastByte, "large",
@@ -131,10 +136,23 @@ func TestBrokenServersFailWithTheRightReason(t *testing.T) {
 			`^the connection was closed as soon as the client half-closed, before the echo arrived \(\d+ of 262144 bytes came back\): the server, or something in the path \(a proxy such as ngrok\), turns a half-close into a full close$`},
 		{"short read ends the message", shortReadEnds, "slow-client",
 			`^connection closed after 1 of 31 bytes$`},
+		{"line by line", lineEcho(true), "streaming",
+			`^no echo of a 1-byte message until a newline was sent: the server buffers until a newline \(RFC 862 echoes as data arrives, lines or not\)$`},
+		{"line by line", lineEcho(true), "text",
+			`^the server turned \\r\\n into \\n \(bufio.Scanner's lines drop the \\r: echo the bytes, not the lines\)$`},
+		{"line by line", lineEcho(true), "all-bytes",
+			`^reply is what was sent plus a newline: the server added a newline \(an echo sends back exactly the bytes it read\)$`},
+		{"lines without their newline", lineEcho(false), "text",
+			`^the server dropped the newlines \(bufio.Scanner's lines do not include them: echo the bytes, not the lines\)$`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"/"+tt.check, func(t *testing.T) {
-			addr := serveTCP(t, tt.handle)
+			var addr string
+			if tt.handle == nil {
+				addr = serveSerial(t)
+			} else {
+				addr = serveTCP(t, tt.handle)
+			}
 			r := runChecks(t, Config{Addr: addr}, tt.check)[tt.check]
 			if r.Status != Fail {
 				t.Fatalf("%s: %s (%s), want it to fail", tt.check, r.Status, r.Detail)
@@ -147,14 +165,7 @@ func TestBrokenServersFailWithTheRightReason(t *testing.T) {
 }
 
 func TestOneClientAtATime(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
-		echoConn(c, done)
-		return true
-	}, true)
+	addr := serveSerial(t)
 	r := runChecks(t, Config{Addr: addr}, "many-clients")["many-clients"]
 	want := "only 1 of 200 clients connected at once got its echo within 500ms: the server serves one client at a time"
 	if r.Status != Fail || r.Reason != want {
@@ -244,7 +255,7 @@ func TestSilentServerFailsByDeadline(t *testing.T) {
 	addr := serveTCP(t, func(c *net.TCPConn, done <-chan struct{}) { <-done })
 	start := time.Now()
 	c := Check{Name: "silent", Deadline: 300 * time.Millisecond, Func: checkText}
-	r := runOne(context.Background(), c, &Target{Addr: addr, Patience: time.Hour})
+	r, _ := runOne(context.Background(), c, &Target{Addr: addr, Patience: time.Hour})
 	if el := time.Since(start); el > 5*time.Second {
 		t.Errorf("check took %v with a deadline of 300ms", el)
 	}
@@ -308,12 +319,141 @@ func TestEveryCheckKeepsItsDeadline(t *testing.T) {
 		}
 		c.Deadline = 100 * time.Millisecond
 		start := time.Now()
-		r := runOne(context.Background(), c, target)
+		r, _ := runOne(context.Background(), c, target)
 		if el := time.Since(start); el > 3*time.Second {
 			t.Errorf("%s took %v with a deadline of 100ms", c.Name, el)
 		}
 		if r.Status != Fail || !strings.HasPrefix(r.Reason, "not finished within the check's deadline of 100ms") {
 			t.Errorf("%s: %s %q", c.Name, r.Status, r.Reason)
+		}
+	}
+}
+
+// A server that is not an echo server is named once, and the checks that
+// would fail the same way are not run.
+func TestOtherProtocols(t *testing.T) {
+	web, tlsAddr := serveHTTP(t), serveTLS(t)
+	tests := []struct {
+		name, addr, reason string
+	}{
+		{"web server", web, "client 2 of 5: answered with HTTP: this looks like a web server, not an echo server"},
+		{"TLS server", tlsAddr, "answered with TLS: this looks like a TLS server; check it with tls://" + tlsAddr},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := Run(context.Background(), Config{Addr: tt.addr, Patience: testPatience})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Failed() != 1 || rep.Results[0].Status != Fail || rep.Results[0].Reason != tt.reason {
+				t.Fatalf("results %+v, want smoke to fail with %q and no other failure", rep.Results, tt.reason)
+			}
+			for _, r := range rep.Results[1:] {
+				if r.Status != Skip || !strings.HasPrefix(r.Reason, "not run: answered with") {
+					t.Errorf("%s: %s %q, want it skipped as not run", r.Name, r.Status, r.Reason)
+				}
+			}
+		})
+	}
+}
+
+func TestTLS(t *testing.T) {
+	insecure := &tls.Config{InsecureSkipVerify: true}
+	rep, err := Run(context.Background(), Config{Addr: serveTLS(t), TLS: insecure})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Status != Pass && r.Name != "ipv6" {
+			t.Errorf("over TLS, %s: %s %s", r.Name, r.Status, r.Reason)
+		}
+	}
+	// A plain echo server sends the TLS hello straight back.
+	plain := serveTCP(t, echoConn)
+	_, err = Run(context.Background(), Config{Addr: plain, TLS: insecure})
+	want := "tls://" + plain + ": the server echoed the TLS handshake: it is a plain echo server, not TLS; check it as " + plain + ", without tls://"
+	if err == nil || err.Error() != want {
+		t.Errorf("TLS against plain echo: %v, want %q", err, want)
+	}
+}
+
+func TestConnectionLimit(t *testing.T) {
+	addr := limitConns(t, 50)
+	r := runChecks(t, Config{Addr: addr}, "many-clients")["many-clients"]
+	want := "50 of 200 clients connected at once got their echo; the other 150 were closed or reset without a reply: this looks like a per-IP connection limit of 50 (echod serve's -max-conns-per-ip does this)"
+	if r.Status != Fail || r.Reason != want {
+		t.Errorf("many-clients: %s %q, want it to fail with %q", r.Status, r.Reason, want)
+	}
+}
+
+// A corrupted echo shows the bytes around the first difference.
+func TestMismatchDump(t *testing.T) {
+	addr := serveTCP(t, reorders)
+	r := runChecks(t, Config{Addr: addr}, "all-bytes")["all-bytes"]
+	want := "" +
+		"  got  00000000 [ff]fe fd fc fb fa f9 f8  f7 f6 f5 f4 f3 f2 f1 f0  |................|\n" +
+		"       00000010  ef                                                |.               |\n" +
+		"  want 00000000 [00]01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f  |................|\n" +
+		"       00000010  10                                                |.               |"
+	if r.Dump != want {
+		t.Errorf("dump:\n%s\nwant\n%s", r.Dump, want)
+	}
+}
+
+// localhost names ::1 as well as 127.0.0.1 on many machines; a server
+// that listens on 127.0.0.1 only passes, with a note.
+func TestIPv6NotServedIsANote(t *testing.T) {
+	ips, err := net.LookupIP("localhost")
+	has6 := false
+	for _, ip := range ips {
+		has6 = has6 || ip.To4() == nil
+	}
+	if err != nil || !has6 {
+		t.Skipf("localhost has no IPv6 address here (%v, %v)", ips, err)
+	}
+	_, port, _ := net.SplitHostPort(serveTCP(t, echoConn))
+	r := runChecks(t, Config{Addr: "localhost:" + port}, "ipv6")["ipv6"]
+	if r.Status != Note || !strings.HasPrefix(r.Reason, "localhost has an IPv6 address but the server does not answer there") {
+		t.Errorf("ipv6: %s %q, want a note", r.Status, r.Reason)
+	}
+}
+
+// -protohackers asks what the Smoke Test asks: a server that holds the echo
+// until EOF passes, and one that serves one client at a time fails.
+func TestProtohackersProfile(t *testing.T) {
+	buffering := serveTCP(t, buffersUntilEOF)
+	rep, err := Run(context.Background(), Config{Addr: buffering, Protohackers: true, Patience: testPatience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Passed() != len(ProtohackersChecks()) {
+		t.Errorf("a server that buffers until EOF: %+v, want every check to pass", rep.Results)
+	}
+
+	serial := serveSerial(t)
+	r := runChecks(t, Config{Addr: serial, Protohackers: true}, "protohackers/5-clients")["protohackers/5-clients"]
+	want := "clients 2 to 5 got no reply while client 1 stayed open: the server serves one client at a time (the Smoke Test connects 5 at once)"
+	if r.Status != Fail || r.Reason != want {
+		t.Errorf("a server that serves one client at a time: %s %q, want it to fail with %q", r.Status, r.Reason, want)
+	}
+}
+
+// A server that never closes is told once; the checks that would wait for
+// its close in the same way are not run.
+func TestNeverClosesIsToldOnce(t *testing.T) {
+	rep, err := Run(context.Background(), Config{Addr: serveTCP(t, neverCloses), Patience: testPatience, Run: regexp.MustCompile("^(all-bytes|text|empty)$")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Result{
+		{Name: "all-bytes", Status: Fail, Reason: "no EOF 500ms after half-close: the server did not close the connection"},
+		{Name: "text", Status: Skip, Reason: "not run: no EOF 500ms after half-close: the server did not close the connection"},
+		{Name: "empty", Status: Skip, Reason: "not run: no EOF 500ms after half-close: the server did not close the connection"},
+	}
+	for i, r := range rep.Results {
+		r.Duration = 0
+		if i >= len(want) || r != want[i] {
+			t.Errorf("result %d: %+v, want %+v", i, r, want[min(i, len(want)-1)])
 		}
 	}
 }

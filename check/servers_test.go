@@ -1,13 +1,20 @@
 package check
 
 import (
+	"bufio"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/echod/echod/internal/testcert"
 )
 
 // This file holds echo servers for the tests: one correct, and many
@@ -282,3 +289,122 @@ func serveUDPOn(t *testing.T, addr string, bufSize int, reply func([]byte) [][]b
 }
 
 func udpEcho(b []byte) [][]byte { return [][]byte{b} }
+
+// lineEcho is the line-by-line server of a first attempt: bufio.Scanner,
+// then each line written back with fmt.Fprintln (or, with keepNewline
+// false, without one).
+func lineEcho(keepNewline bool) func(c *net.TCPConn, _ <-chan struct{}) {
+	return func(c *net.TCPConn, _ <-chan struct{}) {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			var err error
+			if keepNewline {
+				_, err = fmt.Fprintln(c, sc.Text())
+			} else {
+				_, err = c.Write(sc.Bytes())
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// serveHTTP runs a web server on 127.0.0.1:0 until the test ends.
+func serveHTTP(t *testing.T) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello from the web")
+	}))
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// serveTLS runs a correct echo server over TLS on 127.0.0.1:0 with a
+// self-signed certificate, until the test ends, and returns its address.
+func serveTLS(t *testing.T) string {
+	t.Helper()
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "echo", "echo test")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[*tls.Conn]bool{}
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.NetConn().Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			raw, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c := tls.Server(raw, cfg)
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Go(func() {
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				// io.Copy ends at the client's close_notify; then close.
+				io.Copy(c, c)
+				c.CloseWrite()
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+// limitConns echoes for the first n clients connected at once and resets
+// any more at once, as echod serve -max-conns-per-ip n does.
+func limitConns(t *testing.T, n int) string {
+	t.Helper()
+	var mu sync.Mutex
+	open := 0
+	return serveTCP(t, func(c *net.TCPConn, done <-chan struct{}) {
+		mu.Lock()
+		if open >= n {
+			mu.Unlock()
+			c.SetLinger(0)
+			return
+		}
+		open++
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			open--
+			mu.Unlock()
+		}()
+		echoConn(c, done)
+	})
+}
+
+// serveSerial is a correct echo that serves one client at a time.
+func serveSerial(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
+		echoConn(c, done)
+		return true
+	}, true)
+}

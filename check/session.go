@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -14,31 +13,6 @@ import (
 
 	"github.com/echod/echod/internal/pattern"
 )
-
-// dial connects to the target's TCP address and ties the connection to ctx:
-// when ctx ends, every read and write on it fails at once. The caller calls
-// the returned stop when done, then closes the connection.
-func (t *Target) dial(ctx context.Context, network string) (*net.TCPConn, func() bool, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, t.Addr)
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, nil, fmt.Errorf("connect: nothing is listening on %s", t.Addr)
-		}
-		var opErr *net.OpError
-		var sysErr *os.SyscallError
-		switch {
-		case errors.As(err, &sysErr):
-			err = sysErr.Err
-		case errors.As(err, &opErr):
-			err = opErr.Err
-		}
-		return nil, nil, fmt.Errorf("connect to %s: %w", t.Addr, err)
-	}
-	tc := c.(*net.TCPConn)
-	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Unix(1, 0)) })
-	return tc, stop, nil
-}
 
 // setReadDeadline makes reads on c fail once d passes (0: never). It keeps
 // the deadline in the past once ctx has ended, as the AfterFunc of dial set
@@ -109,7 +83,7 @@ const maxExtra = 1 << 20
 // talk sends p on c while reading the reply into sink (or, if sink is nil,
 // into outcome.got), until EOF, an error, or patience passes without data
 // after the half-close. c must come from Target.dial.
-func talk(ctx context.Context, c *net.TCPConn, p plan, sink io.Writer, patience time.Duration) outcome {
+func talk(ctx context.Context, c conn, p plan, sink io.Writer, patience time.Duration) outcome {
 	var o outcome
 	var halfClosed atomic.Int64 // UnixNano of the half-close, once done
 	wrote := make(chan struct{})
@@ -232,6 +206,9 @@ func judge(sent []byte, o outcome, patience time.Duration) error {
 
 // mismatch explains a reply whose byte d differs from what was sent.
 func mismatch(sent, got []byte, d int) error {
+	if err := shape(sent, got); err != nil {
+		return err
+	}
 	// A result buffer made with make([]byte, 4096) and appended to: the
 	// echo comes after a run of zero bytes.
 	zs, zg := leadingZeros(sent), leadingZeros(got)
@@ -241,9 +218,9 @@ func mismatch(sent, got []byte, d int) error {
 	if len(got) > len(sent) && wholeBuffers(sent, got) {
 		return errWholeBuffer(len(got) - len(sent))
 	}
-	m := &pattern.Mismatch{Offset: int64(d), Got: got[d], Want: sent[d]}
+	m := pattern.Diff(got, sent, d, 0)
 	if len(got) != len(sent) {
-		return fmt.Errorf("%v (%d bytes came back, %d were sent)", m, len(got), len(sent))
+		return fmt.Errorf("%w (%s came back, %s sent)", m, count(len(got), "byte"), count(len(sent), "byte"))
 	}
 	return m
 }
@@ -251,6 +228,9 @@ func mismatch(sent, got []byte, d int) error {
 // longer explains a reply that is what was sent followed by more.
 func longer(sent, got []byte) error {
 	extra := len(got) - len(sent)
+	if err := shape(sent, got); err != nil {
+		return err
+	}
 	switch {
 	case extra >= maxExtra:
 		return fmt.Errorf("reply goes on past the %d bytes that were sent (stopped reading %d bytes later)", len(sent), extra)
@@ -259,7 +239,7 @@ func longer(sent, got []byte) error {
 	case wholeBuffers(sent, got):
 		return errWholeBuffer(extra)
 	}
-	return fmt.Errorf("reply is %d bytes longer than what was sent (%d bytes came back, %d were sent)", extra, len(got), len(sent))
+	return fmt.Errorf("reply is %s longer than what was sent (%s came back, %s sent)", count(extra, "byte"), count(len(got), "byte"), count(len(sent), "byte"))
 }
 
 func errWholeBuffer(extra int) error {
@@ -309,8 +289,12 @@ func short(got, sent int64, o outcome, patience time.Duration) error {
 	switch {
 	case o.sinkErr != nil:
 		return o.sinkErr
+	case !o.eofAt.IsZero() && got == 0:
+		return fmt.Errorf("connection closed after 0 of %d bytes%w", sent, silent(errClosedEmpty))
 	case !o.eofAt.IsZero():
 		return fmt.Errorf("connection closed after %d of %d bytes", got, sent)
+	case isReset(o.readErr) && got == 0:
+		return fmt.Errorf("connection reset after 0 of %d bytes%w", sent, silent(errClosedEmpty))
 	case isReset(o.readErr):
 		return fmt.Errorf("connection reset after %d of %d bytes", got, sent)
 	case errors.Is(o.readErr, os.ErrDeadlineExceeded) && !o.halfClosed.IsZero():
@@ -339,7 +323,7 @@ func ended(o outcome, patience time.Duration) error {
 	case isReset(o.readErr):
 		return errors.New("connection reset after the complete echo instead of a clean close: a reset can destroy data still in flight")
 	case errors.Is(o.readErr, os.ErrDeadlineExceeded) && !o.halfClosed.IsZero():
-		return fmt.Errorf("no EOF %v after half-close: the server did not close the connection", patience)
+		return errNeverCloses(patience)
 	case isContextErr(o.readErr) && !o.halfClosed.IsZero():
 		return errors.New("no EOF after half-close")
 	case o.readErr != nil && !isContextErr(o.readErr):

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"time"
 
@@ -65,7 +64,7 @@ func checkStreaming(ctx context.Context, t *Target) (string, error) {
 	case len(extra) > 0:
 		return "", fmt.Errorf("after the echo of every piece, %d more bytes came back that were never sent", len(extra))
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "", fmt.Errorf("no EOF %v after half-close: the server did not close the connection", t.Patience)
+		return "", errNeverCloses(t.Patience)
 	case err != nil:
 		return "", fmt.Errorf("after half-close: %w", err)
 	}
@@ -74,7 +73,7 @@ func checkStreaming(ctx context.Context, t *Target) (string, error) {
 
 // streamingStall explains why the echo of piece i (of n) did not come back
 // whole: it half-closes to see whether the server was holding it back.
-func streamingStall(ctx context.Context, c *net.TCPConn, t *Target, i, n int, chunk, got []byte, sent int, err error) error {
+func streamingStall(ctx context.Context, c conn, t *Target, i, n int, chunk, got []byte, sent int, err error) error {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("piece %d of %d: connection closed after %d of %d bytes", i+1, n, sent-len(chunk)+len(got), sent)
@@ -83,6 +82,17 @@ func streamingStall(ctx context.Context, c *net.TCPConn, t *Target, i, n int, ch
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("piece %d of %d: %d of its %d bytes came back", i+1, n, len(got), len(chunk))
+	}
+	// Does the server wait for the end of a line? Send one and see.
+	setReadDeadline(ctx, c, t.Patience)
+	if _, err := c.Write([]byte("\n")); err == nil {
+		more := make([]byte, 1)
+		if k, _ := io.ReadFull(c, more); k > 0 {
+			if i == 0 && len(got) == 0 {
+				return fmt.Errorf("no echo of a %d-byte message until a newline was sent: the server buffers until a newline (RFC 862 echoes as data arrives, lines or not)", len(chunk))
+			}
+			return fmt.Errorf("piece %d of %d: the echo of its %d bytes stopped after %d and resumed only when a newline was sent: the server buffers until a newline (RFC 862 echoes as data arrives, lines or not)", i+1, n, len(chunk), len(got))
+		}
 	}
 	// Did the server hold the echo until EOF? Half-close and see.
 	c.CloseWrite()
@@ -122,7 +132,7 @@ func checkLarge(ctx context.Context, t *Target) (string, error) {
 
 // streamPattern sends n bytes of a pattern in writes of chunk bytes,
 // half-closes, and verifies the reply as it arrives.
-func streamPattern(ctx context.Context, c *net.TCPConn, n int64, chunk int, patience time.Duration) (outcome, int64) {
+func streamPattern(ctx context.Context, c conn, n int64, chunk int, patience time.Duration) (outcome, int64) {
 	const seed = 862
 	data := make([]byte, n)
 	src := pattern.NewStream(seed)
@@ -150,6 +160,9 @@ func judgeStream(o outcome, verified, sent int64, patience time.Duration) error 
 	var m *pattern.Mismatch
 	switch {
 	case errors.As(o.sinkErr, &m):
+		if err := streamShape(m); err != nil {
+			return err
+		}
 		return m
 	case errors.Is(o.sinkErr, pattern.ErrTooLong):
 		return fmt.Errorf("reply is longer than the %d bytes sent: %w", sent, o.sinkErr)
@@ -215,7 +228,9 @@ func checkSlowReader(ctx context.Context, t *Target) (string, error) {
 	defer c.Close()
 	defer stop()
 	// A small receive buffer keeps the reply in the server's hands.
-	c.SetReadBuffer(32 << 10)
+	if tc := tcpOf(c); tc != nil {
+		tc.SetReadBuffer(32 << 10)
+	}
 
 	data := make([]byte, n)
 	pattern.NewStream(99).Read(data)

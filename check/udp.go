@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/target"
 )
 
 // UDPChecks returns the UDP suite, in the order Run runs it.
@@ -44,8 +45,12 @@ type udpClient struct {
 }
 
 func (t *Target) dialUDP(ctx context.Context) (*udpClient, error) {
+	addr, err := target.Resolve(ctx, t.UDPAddr)
+	if err != nil {
+		return nil, err
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", t.UDPAddr)
+	c, err := d.DialContext(ctx, "udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
@@ -123,11 +128,17 @@ func (u *udpClient) explain(err error) error {
 func judgeDatagram(sent, reply []byte) error {
 	switch d := pattern.FirstDiff(reply, sent); {
 	case d >= 0:
-		return fmt.Errorf("the reply to a %d-byte datagram differs: %w", len(sent), &pattern.Mismatch{Offset: int64(d), Got: reply[d], Want: sent[d]})
+		if err := shape(sent, reply); err != nil {
+			return fmt.Errorf("the reply to a %d-byte datagram: %w", len(sent), err)
+		}
+		return fmt.Errorf("the reply to a %d-byte datagram differs: %w", len(sent), pattern.Diff(reply, sent, d, 0))
 	case len(reply) < len(sent):
 		return fmt.Errorf("the reply to a %d-byte datagram is only its first %d bytes: the server truncates datagrams (its read buffer is too small)", len(sent), len(reply))
 	case len(reply) > len(sent):
-		return fmt.Errorf("the reply to a %d-byte datagram is %d bytes longer than it", len(sent), len(reply)-len(sent))
+		if err := shape(sent, reply); err != nil {
+			return fmt.Errorf("the reply to a %d-byte datagram: %w", len(sent), err)
+		}
+		return fmt.Errorf("the reply to a %d-byte datagram is %s longer than it", len(sent), count(len(reply)-len(sent), "byte"))
 	}
 	return nil
 }

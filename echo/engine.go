@@ -158,21 +158,8 @@ func (s *Server) admitToLoop(remote netip.AddrPort) bool {
 func (s *Server) admitLoopConn(remote netip.AddrPort) (Reason, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return reasonNone, false
-	}
-	if s.MaxConns > 0 && len(s.conns)+s.loopConns >= s.MaxConns {
-		return ReasonMaxConns, false
-	}
-	if s.MaxConnsPerIP > 0 && remote.IsValid() {
-		key := sourceKey(remote.Addr())
-		if s.perIP[key] >= s.MaxConnsPerIP {
-			return ReasonMaxConnsPerIP, false
-		}
-		if s.perIP == nil {
-			s.perIP = make(map[netip.Addr]int)
-		}
-		s.perIP[key]++
+	if _, r, ok := s.admitLocked(remote.Addr()); !ok {
+		return r, false
 	}
 	s.wg.Add(1)
 	s.loopConns++

@@ -101,6 +101,8 @@ type Server struct {
 	loop       *eventLoop
 	loopServes int // Serve calls using loop
 	loopConns  int // connections in loop
+
+	reserved int // places held by Reserve
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -253,38 +255,86 @@ func (s *Server) untrack(l net.Listener) {
 	l.Close()
 }
 
-// reasonNone is what add returns when it refuses a connection for no limit,
-// because the server is closing.
+// reasonNone is what admission returns when it refuses a connection for no
+// limit, because the server is closing.
 const reasonNone Reason = numReasons
 
+// admitLocked applies the connection limits to a connection from addr and,
+// when it is within them, takes its places: one under MaxConns, and one
+// under its source key (returned; invalid when none is taken) under
+// MaxConnsPerIP. An invalid addr (a peer that is not IP) counts under
+// MaxConns only. The check and the count happen under s.mu, so that the
+// limits hold exactly however fast connections arrive.
+func (s *Server) admitLocked(addr netip.Addr) (key netip.Addr, r Reason, ok bool) {
+	if s.closing {
+		return netip.Addr{}, reasonNone, false
+	}
+	if s.MaxConns > 0 && len(s.conns)+s.loopConns+s.reserved >= s.MaxConns {
+		return netip.Addr{}, ReasonMaxConns, false
+	}
+	if s.MaxConnsPerIP > 0 && addr.IsValid() {
+		key = sourceKey(addr)
+		if s.perIP[key] >= s.MaxConnsPerIP {
+			return netip.Addr{}, ReasonMaxConnsPerIP, false
+		}
+		if s.perIP == nil {
+			s.perIP = make(map[netip.Addr]int)
+		}
+		s.perIP[key]++
+	}
+	return key, 0, true
+}
+
+// Reserve holds a place for one connection from addr under MaxConns and
+// MaxConnsPerIP (addr keyed as the per-IP limit keys it: IPv6 by /64), until
+// release is called (release is idempotent), for connections that a
+// listener wrapper holds before Serve sees them or that another server
+// serves. It reports false, counting the refusal in Stats under the limit's
+// reason, when the connection is over a limit or the server is closing; the
+// release it then returns does nothing. An invalid addr (a peer that is not
+// IP) is counted under MaxConns only. A reserved place is not a connection
+// of this server: Stats.Conns and Stats.Accepted leave it out, and Shutdown
+// does not wait for it.
+func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
+	s.mu.Lock()
+	key, r, ok := s.admitLocked(addr)
+	if ok {
+		s.reserved++
+	}
+	s.mu.Unlock()
+	if !ok {
+		if r != reasonNone {
+			s.limited(r)
+		}
+		return func() {}, false
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.reserved--
+			s.releaseKeyLocked(key)
+			s.mu.Unlock()
+		})
+	}, true
+}
+
 // add registers c and counts its goroutine, unless the server is closing or
-// c is over a connection limit, which it returns. The check and the count
-// happen under one lock so that Shutdown's Wait never races with a late Add,
-// and so that the limits hold exactly however fast connections arrive. The
-// limits are checked here, in the accept loop, whichever engine then serves
-// the connection.
+// c is over a connection limit, which it returns. The limits are checked
+// here, in the accept loop, whichever engine then serves the connection, and
+// the count happens under the same lock so that Shutdown's Wait never races
+// with a late Add.
 func (s *Server) add(c net.Conn) (Reason, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return reasonNone, false
+	// Non-IP connections (a Unix socket) have no source to count by.
+	var addr netip.Addr
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		addr = ta.AddrPort().Addr()
 	}
-	if s.MaxConns > 0 && len(s.conns)+s.loopConns >= s.MaxConns {
-		return ReasonMaxConns, false
-	}
-	var key netip.Addr
-	if s.MaxConnsPerIP > 0 {
-		// Non-IP connections (a Unix socket) have no source to count by.
-		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			key = sourceKey(ta.AddrPort().Addr())
-			if s.perIP[key] >= s.MaxConnsPerIP {
-				return ReasonMaxConnsPerIP, false
-			}
-			if s.perIP == nil {
-				s.perIP = make(map[netip.Addr]int)
-			}
-			s.perIP[key]++
-		}
+	key, r, ok := s.admitLocked(addr)
+	if !ok {
+		return r, false
 	}
 	if s.conns == nil {
 		s.conns = make(map[net.Conn]netip.Addr)

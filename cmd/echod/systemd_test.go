@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/internal/testcert"
 	"github.com/echod/echod/internal/tooltest"
 )
@@ -92,7 +93,7 @@ func TestSocketActivationServesInheritedTCPSocket(t *testing.T) {
 // A socket named "tls" (FileDescriptorName=tls in the socket unit) serves TLS.
 func TestSocketActivationServesTLSOnSocketNamedTLS(t *testing.T) {
 	certFile, keyFile, cert := testcert.Write(t, t.TempDir(), "server", "echod test")
-	_, lines, addr := startActivated(t, []string{"--fdname=" + tlsSocketName},
+	_, lines, addr := startActivated(t, []string{"--fdname=" + daemon.TLSSocketName},
 		[]string{"-tls-cert", certFile, "-tls-key", keyFile})
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
@@ -112,7 +113,7 @@ func TestSocketActivationServesTLSOnSocketNamedTLS(t *testing.T) {
 }
 
 func TestSocketActivationTLSSocketNeedsCertificate(t *testing.T) {
-	cmd, lines, addr := startActivated(t, []string{"--fdname=" + tlsSocketName}, nil)
+	cmd, lines, addr := startActivated(t, []string{"--fdname=" + daemon.TLSSocketName}, nil)
 	if c, err := net.Dial("tcp", addr); err == nil {
 		c.Close()
 	}

@@ -64,6 +64,10 @@ func (s *Stream) Read(p []byte) (int, error) {
 type Mismatch struct {
 	Offset    int64 // position in the stream, from 0
 	Got, Want byte
+	// GotNear and WantNear, when known, are the reply and the bytes sent
+	// from Start, up to Near bytes either side of Offset; Dump shows them.
+	Start             int64
+	GotNear, WantNear []byte
 }
 
 func (m *Mismatch) Error() string {
@@ -80,6 +84,9 @@ type Verifier struct {
 	want io.Reader
 	buf  []byte
 	off  int64
+	// last holds the last bytes verified (up to Near), the context before
+	// a difference that falls at the start of a write.
+	last []byte
 }
 
 // NewVerifier returns a Verifier that expects the bytes of want, in order.
@@ -96,18 +103,51 @@ func (v *Verifier) Write(p []byte) (int, error) {
 		chunk := min(len(p)-done, len(v.buf))
 		n, err := io.ReadFull(v.want, v.buf[:chunk])
 		if i := FirstDiff(p[done:done+n], v.buf[:n]); i >= 0 {
-			return done + i, &Mismatch{Offset: v.off + int64(i), Got: p[done+i], Want: v.buf[i]}
+			return done + i, v.mismatch(p[done:], n, i)
 		}
+		v.keep(p[done : done+n])
 		v.off += int64(n)
 		done += n
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return done, fmt.Errorf("%w: %d bytes more than the %d sent", ErrTooLong, len(p)-done, v.off)
+				extra := len(p) - done
+				if extra == 1 {
+					return done, fmt.Errorf("%w: 1 byte more than the %d sent", ErrTooLong, v.off)
+				}
+				return done, fmt.Errorf("%w: %d bytes more than the %d sent", ErrTooLong, extra, v.off)
 			}
 			return done, fmt.Errorf("read expected bytes: %w", err)
 		}
 	}
 	return done, nil
+}
+
+// keep remembers the tail of p, just verified, as context.
+func (v *Verifier) keep(p []byte) {
+	if len(p) >= Near {
+		v.last = append(v.last[:0], p[len(p)-Near:]...)
+		return
+	}
+	v.last = append(v.last, p...)
+	v.last = v.last[len(v.last)-min(len(v.last), Near):]
+}
+
+// mismatch builds the Mismatch for a difference at got[i], where v.buf[:n]
+// holds the expected bytes from got[0] on.
+func (v *Verifier) mismatch(got []byte, n, i int) *Mismatch {
+	// The context before the difference: the verified tail, then the
+	// equal bytes of this write.
+	before := append(append([]byte(nil), v.last...), got[:i]...)
+	before = before[len(before)-min(len(before), Near):]
+	want := append(append([]byte(nil), before...), v.buf[i:n]...)
+	if len(want) < len(before)+Near+1 {
+		// Read a little further, for the context after.
+		more := make([]byte, len(before)+Near+1-len(want))
+		k, _ := io.ReadFull(v.want, more)
+		want = append(want, more[:k]...)
+	}
+	gotAll := append(append([]byte(nil), before...), got[i:min(len(got), i+Near+1)]...)
+	return Diff(gotAll, want, len(before), v.off+int64(i-len(before)))
 }
 
 // Verified returns how many bytes have matched so far.

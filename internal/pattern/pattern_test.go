@@ -121,3 +121,47 @@ func BenchmarkVerifier(b *testing.B) {
 		}
 	}
 }
+
+// A difference shows with the bytes around it, the same whether the whole
+// reply is at hand (Diff) or arrives in pieces of any size (Verifier).
+func TestDiffDump(t *testing.T) {
+	want := []byte("line one\r\nline two\r\nline three\r\n")
+	got := []byte("line one\nline two\nline three\n")
+	const base = 1000 // where the reply starts in its stream: 0x3e8
+	wantDump := "" +
+		"  got  000003e0                           6c 69 6e 65 20 6f 6e 65  |        line one|\n" +
+		"       000003f0 [0a]6c 69 6e 65 20 74 77  6f 0a 6c 69 6e 65 20 74  |.line two.line t|\n" +
+		"       00000400  68                                                |h               |\n" +
+		"  want 000003e0                           6c 69 6e 65 20 6f 6e 65  |        line one|\n" +
+		"       000003f0 [0d]0a 6c 69 6e 65 20 74  77 6f 0d 0a 6c 69 6e 65  |..line two..line|\n" +
+		"       00000400  20                                                |                |"
+	m := Diff(got, want, FirstDiff(got, want), base)
+	if m.Offset != 1008 || m.Got != '\n' || m.Want != '\r' {
+		t.Fatalf("mismatch = %+v", *m)
+	}
+	if d := m.Dump(); d != wantDump {
+		t.Errorf("Diff dump:\n%s\nwant\n%s", d, wantDump)
+	}
+	for _, piece := range []int{1, 3, 8, 9, 64} {
+		stream := append(make([]byte, base), want...)
+		reply := append(make([]byte, base), got...)
+		v := NewVerifier(bytes.NewReader(stream))
+		var err error
+		for off := 0; off < len(reply) && err == nil; off += piece {
+			_, err = v.Write(reply[off:min(len(reply), off+piece)])
+		}
+		var vm *Mismatch
+		if !errors.As(err, &vm) {
+			t.Fatalf("pieces of %d: error %v, want a *Mismatch", piece, err)
+		}
+		full := Diff(reply, stream, FirstDiff(reply, stream), 0)
+		// The verifier sees the reply only as far as the current write.
+		if vm.Offset != full.Offset || vm.Start != full.Start || !bytes.Equal(vm.WantNear, full.WantNear) ||
+			len(vm.GotNear) < Near+1 || !bytes.HasPrefix(full.GotNear, vm.GotNear) {
+			t.Errorf("pieces of %d: %+v, want %+v", piece, *vm, *full)
+		}
+	}
+	if d := (&Mismatch{Offset: 3, Got: 1, Want: 2}).Dump(); d != "" {
+		t.Errorf("dump without context = %q", d)
+	}
+}

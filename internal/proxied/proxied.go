@@ -8,14 +8,15 @@ package proxied
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pires/go-proxyproto"
 	"golang.org/x/time/rate"
 )
 
@@ -25,6 +26,9 @@ const (
 	ReasonHeader = "proxy-header"
 	// ReasonUntrusted: the peer is not in Config.Trusted.
 	ReasonUntrusted = "proxy-untrusted"
+	// ReasonPending: the peer's address (IPv6: its /64) already had
+	// Config.PendingPerIP connections waiting for their header.
+	ReasonPending = "proxy-pending-per-ip"
 )
 
 // Config configures a Listener. The zero value trusts every peer.
@@ -34,12 +38,27 @@ type Config struct {
 	// peer, which is right only when nothing but the proxy can reach the
 	// listener.
 	Trusted []netip.Prefix
-	// HeaderTimeout is how long a connection may take to send its header
-	// (default 5s).
+	// HeaderTimeout is how long a connection may take to send its header,
+	// in as many pieces as it likes (default 5s).
 	HeaderTimeout time.Duration
 	// MaxPending is how many connections may be reading their header at
 	// once (default 1024); beyond it, accepting waits.
 	MaxPending int
+	// PendingPerIP is how many of them may come from one address (IPv6:
+	// one /64) at once (default 64); beyond it, new ones from that address
+	// are reset, so that one silent source cannot hold every pending place
+	// and stall the clients behind it. Peers named in Trusted are exempt.
+	PendingPerIP int
+	// Reserve, if set, is asked for a place for each connection from the
+	// peer's address while its header is awaited, so that waiting
+	// connections count against the server's connection limits; the
+	// connection is reset if it gets none. A peer named in Trusted is
+	// reserved for with the zero netip.Addr: under the server's total
+	// only. The place is released when the
+	// header has been read (the server then counts the connection under
+	// the client's address) or the connection is rejected. echo.Server's
+	// Reserve fits.
+	Reserve func(netip.Addr) (release func(), ok bool)
 	// Logger receives a warning for rejected connections, at most one per
 	// LogInterval. Nil discards them.
 	Logger *slog.Logger
@@ -52,12 +71,14 @@ type Config struct {
 type Stats struct {
 	Header    uint64 // ReasonHeader: missing, invalid or late PROXY header
 	Untrusted uint64 // ReasonUntrusted: peer not allowed to send a header
+	Pending   uint64 // ReasonPending: too many from the peer waiting already
 }
 
 // Listener wraps a TCP listener whose clients connect through a PROXY
 // protocol proxy. Accept returns connections whose header has been read, so
 // RemoteAddr is the client's address (the proxy's for a header with the
-// LOCAL command, as health checks send) and never blocks.
+// LOCAL command, as health checks send, or naming no TCP client) and never
+// blocks.
 type Listener struct {
 	inner   net.Listener
 	cfg     Config
@@ -67,13 +88,14 @@ type Listener struct {
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
-	inflight map[net.Conn]struct{} // connections reading their header
+	inflight map[*net.TCPConn]struct{} // connections reading their header, to close on Close
+	bySource map[netip.Addr]int        // connections reading their header, by source key
 
 	closeOnce sync.Once
 	closeErr  error
 
-	header, untrusted atomic.Uint64
-	warn              rate.Sometimes
+	header, untrusted, tooMany atomic.Uint64
+	warn                       rate.Sometimes
 }
 
 type accepted struct {
@@ -81,13 +103,17 @@ type accepted struct {
 	err error
 }
 
-// NewListener starts accepting on inner. Close stops it and closes inner.
+// NewListener starts accepting on inner, a TCP listener. Close stops it and
+// closes inner.
 func NewListener(inner net.Listener, cfg Config) *Listener {
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = 5 * time.Second
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 1024
+	}
+	if cfg.PendingPerIP <= 0 {
+		cfg.PendingPerIP = 64
 	}
 	if cfg.LogInterval <= 0 {
 		cfg.LogInterval = 10 * time.Second
@@ -101,7 +127,8 @@ func NewListener(inner net.Listener, cfg Config) *Listener {
 		ready:    make(chan accepted),
 		done:     make(chan struct{}),
 		pending:  make(chan struct{}, cfg.MaxPending),
-		inflight: make(map[net.Conn]struct{}),
+		inflight: make(map[*net.TCPConn]struct{}),
+		bySource: make(map[netip.Addr]int),
 		warn:     rate.Sometimes{Interval: cfg.LogInterval},
 	}
 	l.wg.Add(1)
@@ -141,7 +168,7 @@ func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
 
 // Stats returns how many connections the listener has rejected, by reason.
 func (l *Listener) Stats() Stats {
-	return Stats{Header: l.header.Load(), Untrusted: l.untrusted.Load()}
+	return Stats{Header: l.header.Load(), Untrusted: l.untrusted.Load(), Pending: l.tooMany.Load()}
 }
 
 func (l *Listener) acceptLoop() {
@@ -164,31 +191,81 @@ func (l *Listener) acceptLoop() {
 			}
 			continue
 		}
-		if !l.track(c) {
+		raw, ok := c.(*net.TCPConn)
+		if !ok {
 			<-l.pending
 			c.Close()
-			return
+			l.cfg.Logger.Error("PROXY protocol listener accepted a connection that is not TCP; closed it", "remote", c.RemoteAddr().String())
+			continue
+		}
+		peer := raw.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+		release, why := l.admit(raw, peer)
+		if why != "" {
+			<-l.pending
+			l.reject(raw, why, nil)
+			continue
 		}
 		l.wg.Add(1)
-		go l.readHeader(c)
+		go l.readHeader(raw, peer, release)
 	}
 }
 
-// readHeader reads c's PROXY header and hands c to Accept, or rejects it.
-func (l *Listener) readHeader(raw net.Conn) {
-	defer l.wg.Done()
-	ok := l.trusted(raw.RemoteAddr())
-	var err error
-	var c *proxyproto.Conn
-	if ok {
-		c = proxyproto.NewConn(raw,
-			proxyproto.WithPolicy(proxyproto.REQUIRE),
-			proxyproto.SetReadHeaderTimeout(l.cfg.HeaderTimeout))
-		// A zero-length read makes the library read and check the header,
-		// and consumes nothing after it.
-		_, err = c.Read(nil)
+// admit registers raw, from peer, as reading its header, or returns why it
+// may not: the peer is not trusted, it has too many waiting already, or the
+// server's limits have no place for it ("limit": the server counts its own
+// refusals).
+//
+// A peer named in Config.Trusted is a proxy, which sends its header with
+// its first bytes, many connections at once: it is exempt from
+// PendingPerIP, and Reserve counts it under the server's total only, not
+// under the proxy's own address, which would soon exhaust a per-IP limit
+// meant for the clients behind it. Any other peer (Trusted empty) may be a
+// client flooding silent connections, and is counted like one.
+func (l *Listener) admit(raw *net.TCPConn, peer netip.Addr) (release func(), why string) {
+	if !l.trusted(peer) {
+		return nil, ReasonUntrusted
 	}
-	l.untrack(raw)
+	named := len(l.cfg.Trusted) > 0
+	key := sourceKey(peer)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.done:
+		return nil, "closed"
+	default:
+	}
+	if !named && l.bySource[key] >= l.cfg.PendingPerIP {
+		return nil, ReasonPending
+	}
+	release = func() {}
+	if l.cfg.Reserve != nil {
+		as := peer
+		if named {
+			as = netip.Addr{}
+		}
+		var ok bool
+		if release, ok = l.cfg.Reserve(as); !ok {
+			return nil, "limit"
+		}
+	}
+	l.bySource[key]++
+	l.inflight[raw] = struct{}{}
+	return release, ""
+}
+
+// readHeader reads raw's PROXY header and hands the connection to Accept,
+// or rejects it.
+func (l *Listener) readHeader(raw *net.TCPConn, peer netip.Addr, release func()) {
+	defer l.wg.Done()
+	c, err := readHeader(raw, l.cfg.HeaderTimeout)
+	l.mu.Lock()
+	delete(l.inflight, raw)
+	key := sourceKey(peer)
+	if l.bySource[key]--; l.bySource[key] <= 0 {
+		delete(l.bySource, key)
+	}
+	l.mu.Unlock()
+	release()
 	<-l.pending
 	select {
 	case <-l.done:
@@ -196,12 +273,8 @@ func (l *Listener) readHeader(raw net.Conn) {
 		return
 	default:
 	}
-	switch {
-	case !ok:
-		l.reject(raw, ReasonUntrusted, &l.untrusted, errors.New("peer not in -proxy-protocol-from"))
-		return
-	case err != nil:
-		l.reject(raw, ReasonHeader, &l.header, err)
+	if err != nil {
+		l.reject(raw, ReasonHeader, err)
 		return
 	}
 	select {
@@ -211,8 +284,30 @@ func (l *Listener) readHeader(raw net.Conn) {
 	}
 }
 
-func (l *Listener) reject(c net.Conn, reason string, count *atomic.Uint64, err error) {
+// reject closes c, counts it under reason and logs it, at most once per
+// LogInterval. Refusals by the server's own limits ("limit") are the
+// server's to count; a close that Close caused ("closed") is no rejection.
+func (l *Listener) reject(c *net.TCPConn, reason string, err error) {
+	if reason == ReasonPending || reason == "limit" {
+		// A flood: a reset tells the client at once and leaves no
+		// TIME_WAIT behind.
+		c.SetLinger(0)
+	}
 	c.Close()
+	var count *atomic.Uint64
+	switch reason {
+	case ReasonHeader:
+		count = &l.header
+	case ReasonUntrusted:
+		count, err = &l.untrusted, errors.New("peer not in -proxy-protocol-from")
+	case ReasonPending:
+		count, err = &l.tooMany, fmt.Errorf("%d connections from this address already waiting for their header", l.cfg.PendingPerIP)
+	default:
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no complete PROXY header within %v", l.cfg.HeaderTimeout)
+	}
 	n := count.Add(1)
 	l.warn.Do(func() {
 		l.cfg.Logger.Warn("rejected connection", "reason", reason, "remote", c.RemoteAddr().String(),
@@ -220,44 +315,25 @@ func (l *Listener) reject(c net.Conn, reason string, count *atomic.Uint64, err e
 	})
 }
 
-// trusted reports whether the peer at addr may send a PROXY header.
-func (l *Listener) trusted(addr net.Addr) bool {
+// trusted reports whether peer may send a PROXY header.
+func (l *Listener) trusted(peer netip.Addr) bool {
 	if len(l.cfg.Trusted) == 0 {
 		return true
 	}
-	ta, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return false
-	}
-	ip, ok := netip.AddrFromSlice(ta.IP)
-	if !ok {
-		return false
-	}
-	// A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
-	ip = ip.Unmap()
 	for _, p := range l.cfg.Trusted {
-		if p.Contains(ip) {
+		if p.Contains(peer) {
 			return true
 		}
 	}
 	return false
 }
 
-// track records c as reading its header, unless the listener is closed.
-func (l *Listener) track(c net.Conn) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-l.done:
-		return false
-	default:
+// sourceKey is what PendingPerIP counts by: an IPv4 address, or the /64 of
+// an IPv6 one, since one host commonly holds a whole /64.
+func sourceKey(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return a
 	}
-	l.inflight[c] = struct{}{}
-	return true
-}
-
-func (l *Listener) untrack(c net.Conn) {
-	l.mu.Lock()
-	delete(l.inflight, c)
-	l.mu.Unlock()
+	p, _ := a.Prefix(64)
+	return p.Addr()
 }

@@ -1,0 +1,277 @@
+// Package web is echod's echo for the web: WebSocket echo on any path that
+// asks to upgrade, a JSON (or text) description of every other HTTP request,
+// and a page at / for trying both in a browser. It is an http.Handler served
+// by net/http, beside package echo rather than inside it, with the same
+// promises: exact bytes, bounded memory per connection, and a drain.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Defaults for the Handler's zero-valued fields.
+const (
+	DefaultMaxMessage = 1 << 20
+	DefaultMaxBody    = 1 << 20
+	DefaultMaxDelay   = 10 * time.Second
+)
+
+// ReasonMaxMessage is the reason, in echod's vocabulary of limits, for a
+// WebSocket closed with 1009 for a message above MaxMessage.
+const ReasonMaxMessage = "ws-max-message"
+
+// Handler serves WebSocket echo, HTTP request echo and the page. The zero
+// value is ready to use; the exported fields configure it and must not
+// change once it serves. Serve it with an http.Server whose Shutdown is
+// followed by the Handler's own Shutdown: net/http does not track the
+// connections a WebSocket takes over.
+type Handler struct {
+	// MaxMessage is the largest WebSocket message echoed, in bytes; a
+	// longer one closes the connection with status 1009 (message too big).
+	// Zero means DefaultMaxMessage.
+	MaxMessage int64
+	// MaxBody is how much of an HTTP request's body the echo includes;
+	// the rest is not read, and the echo says it was cut. Zero means
+	// DefaultMaxBody.
+	MaxBody int64
+	// MaxDelay is the longest ?delay= a request may ask for. Zero means
+	// DefaultMaxDelay.
+	MaxDelay time.Duration
+	// IdleTimeout closes, with status 1001, a WebSocket connection that
+	// moves no message byte either way for this long. Zero means never.
+	// (net/http's own timeouts stop at the upgrade.)
+	IdleTimeout time.Duration
+	// Hostname is the server name the echo reports. Empty means the
+	// name the operating system gives (os.Hostname).
+	Hostname string
+	// Logger receives a line per WebSocket connection at debug level.
+	// Nil discards.
+	Logger *slog.Logger
+
+	hostOnce sync.Once
+	hostname string
+
+	bufs sync.Pool // *[bufferSize]byte, only while a message is in flight
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closing  bool
+	done     chan struct{} // closed when Shutdown starts; ends ?delay= waits
+	wg       sync.WaitGroup
+
+	stats counters
+}
+
+// Stats are the Handler's counters since it started.
+type Stats struct {
+	// WebSockets is the number of WebSocket connections open now;
+	// WebSocketsTotal counts those ever upgraded.
+	WebSockets      int
+	WebSocketsTotal uint64
+	// Messages counts the WebSocket messages echoed in full; MessageBytes
+	// their bytes, one way.
+	Messages, MessageBytes uint64
+	// TooBig counts the connections closed with 1009 for a message above
+	// MaxMessage (ReasonMaxMessage).
+	TooBig uint64
+	// Requests counts the HTTP requests echoed (not upgrades, not the
+	// page).
+	Requests uint64
+}
+
+type counters struct {
+	open, total, messages, messageBytes, tooBig, requests atomic.Uint64
+}
+
+// Stats returns the Handler's counters.
+func (h *Handler) Stats() Stats {
+	return Stats{
+		WebSockets:      int(h.stats.open.Load()),
+		WebSocketsTotal: h.stats.total.Load(),
+		Messages:        h.stats.messages.Load(),
+		MessageBytes:    h.stats.messageBytes.Load(),
+		TooBig:          h.stats.tooBig.Load(),
+		Requests:        h.stats.requests.Load(),
+	}
+}
+
+// ServeHTTP routes a request: a WebSocket upgrade to the echo, a browser's
+// request for / to the page, anything else to the request echo.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Nothing echod serves may be sniffed into something else, such as a
+	// body echoed back read as HTML.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	switch {
+	case isUpgrade(r):
+		h.serveWebSocket(w, r)
+	case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && accepts(r, "text/html"):
+		servePage(w, r)
+	default:
+		h.serveRequest(w, r)
+	}
+}
+
+// isUpgrade reports whether r asks for a WebSocket, the way RFC 6455
+// section 4.2.1 spells it: Upgrade names websocket.
+func isUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Shutdown drains the WebSocket connections: each is sent a close frame
+// (1001, "server shutting down") as soon as the message it is echoing, if
+// any, is written back, and Shutdown waits for their close handshakes.
+// New upgrades are refused with 503 and ?delay= waits end at once. When ctx
+// ends first, the connections left are closed without a handshake and
+// Shutdown returns ctx's error. Call it after http.Server.Shutdown, which
+// stops new connections but does not know the upgraded ones.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.startClosing(websocketGoingAway, "server shutting down")
+	wait := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(wait)
+	}()
+	select {
+	case <-wait:
+		return nil
+	case <-ctx.Done():
+		h.closeNow()
+		<-wait
+		return ctx.Err()
+	}
+}
+
+// Close closes every WebSocket connection at once, without a close
+// handshake, and waits for their goroutines. Call it after
+// http.Server.Close.
+func (h *Handler) Close() error {
+	h.startClosing(0, "")
+	h.closeNow()
+	h.wg.Wait()
+	return nil
+}
+
+// startClosing refuses new upgrades and, with a code, asks every session
+// for a close handshake.
+func (h *Handler) startClosing(code websocket.StatusCode, reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closing {
+		h.closing = true
+		close(h.doneLocked())
+	}
+	if code == 0 {
+		return
+	}
+	for s := range h.sessions {
+		s.end(code, reason, false)
+	}
+}
+
+func (h *Handler) closeNow() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.sessions {
+		s.abort()
+	}
+}
+
+// doneLocked returns h.done, making it on first use; h.mu is held.
+func (h *Handler) doneLocked() chan struct{} {
+	if h.done == nil {
+		h.done = make(chan struct{})
+	}
+	return h.done
+}
+
+// shuttingDown returns a channel closed once Shutdown or Close starts.
+func (h *Handler) shuttingDown() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.doneLocked()
+}
+
+// track registers s, or reports false once the Handler is closing.
+func (h *Handler) track(s *session) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	if h.sessions == nil {
+		h.sessions = make(map[*session]struct{})
+	}
+	h.sessions[s] = struct{}{}
+	h.wg.Add(1)
+	h.stats.open.Add(1)
+	h.stats.total.Add(1)
+	return true
+}
+
+func (h *Handler) untrack(s *session) {
+	h.mu.Lock()
+	delete(h.sessions, s)
+	h.mu.Unlock()
+	h.stats.open.Add(^uint64(0))
+	h.wg.Done()
+}
+
+func (h *Handler) isClosing() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closing
+}
+
+func (h *Handler) maxMessage() int64 {
+	if h.MaxMessage > 0 {
+		return h.MaxMessage
+	}
+	return DefaultMaxMessage
+}
+
+func (h *Handler) maxBody() int64 {
+	if h.MaxBody > 0 {
+		return h.MaxBody
+	}
+	return DefaultMaxBody
+}
+
+func (h *Handler) maxDelay() time.Duration {
+	if h.MaxDelay > 0 {
+		return h.MaxDelay
+	}
+	return DefaultMaxDelay
+}
+
+func (h *Handler) serverName() string {
+	h.hostOnce.Do(func() {
+		h.hostname = h.Hostname
+		if h.hostname == "" {
+			h.hostname, _ = os.Hostname()
+		}
+	})
+	return h.hostname
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}

@@ -1,0 +1,260 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// bufferSize is the most of a message a connection holds at once, and only
+// while the message is in flight. A message that fits is echoed as one
+// frame once it has all arrived; a longer one is streamed back in pieces of
+// this size as it arrives, so that memory per connection does not grow with
+// MaxMessage. The next message is not read until the echo is written.
+const bufferSize = 32 << 10
+
+// websocketGoingAway is the close code of a drain and of an idle timeout.
+const websocketGoingAway = websocket.StatusGoingAway
+
+// session is one WebSocket connection being echoed.
+type session struct {
+	conn   *websocket.Conn
+	raw    net.Conn           // the hijacked connection, to end it whatever it is doing
+	ctx    context.Context    // bounds every read and write of the echo
+	cancel context.CancelFunc // ends them at once
+
+	mu      sync.Mutex
+	busy    bool // a message is being echoed
+	pending bool // a close waits for the echo in progress
+	ending  bool // the close handshake has started
+	code    websocket.StatusCode
+	reason  string
+	closers sync.WaitGroup
+}
+
+// end starts the close handshake with code and reason: at once when now or
+// between messages, otherwise as soon as the echo in progress is written.
+func (s *session) end(code websocket.StatusCode, reason string, now bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ending || s.pending {
+		return
+	}
+	s.code, s.reason = code, reason
+	if s.busy && !now {
+		s.pending = true
+		return
+	}
+	s.ending = true
+	// Close writes the frame and waits for the client's; the echo loop,
+	// blocked reading, sees the client's close and returns.
+	s.closers.Add(1)
+	go func() {
+		defer s.closers.Done()
+		s.conn.Close(code, reason)
+	}()
+}
+
+// abort ends the connection without a handshake.
+func (s *session) abort() {
+	s.cancel()
+	s.raw.Close()
+}
+
+// begin marks a message in flight; false means a close has started.
+func (s *session) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy = true
+	return !s.ending
+}
+
+// finish marks the echo written, and starts a close that waited for it.
+func (s *session) finish() (closed bool) {
+	s.mu.Lock()
+	s.busy = false
+	pending := s.pending
+	if pending {
+		s.pending, s.ending = false, true
+	}
+	s.mu.Unlock()
+	if pending {
+		s.conn.Close(s.code, s.reason)
+	}
+	return pending
+}
+
+// ourReason is the reason of a close the server started, or "".
+func (s *session) ourReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ending {
+		return s.reason
+	}
+	return ""
+}
+
+func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if h.isClosing() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	hw := &hijackWriter{ResponseWriter: w}
+	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		// Any page may use a public echo: it keeps no cookies or state
+		// that a cross-site page could abuse, so the Origin is not checked.
+		InsecureSkipVerify: true,
+		// Compression would hold a window per connection and make the
+		// bytes on the wire differ from the bytes echoed.
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		// Accept has answered the request with the reason.
+		h.logger().Debug("websocket upgrade refused", "remote", r.RemoteAddr, "reason", err)
+		return
+	}
+	conn.SetReadLimit(h.maxMessage())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := &session{conn: conn, raw: hw.conn, ctx: ctx, cancel: cancel}
+	if !h.track(s) {
+		conn.Close(websocketGoingAway, "server shutting down")
+		return
+	}
+	defer h.untrack(s)
+
+	start := time.Now()
+	var idle *time.Timer
+	progress := func() {}
+	if h.IdleTimeout > 0 {
+		idle = time.AfterFunc(h.IdleTimeout, func() { s.end(websocketGoingAway, "idle timeout", true) })
+		progress = func() { idle.Reset(h.IdleTimeout) }
+	}
+	messages, bytes, reason := h.echoLoop(s, progress)
+	if idle != nil {
+		idle.Stop()
+	}
+	s.closers.Wait()
+	h.logger().Debug("websocket closed", "remote", r.RemoteAddr, "messages", messages,
+		"bytes_in", bytes, "bytes_out", bytes, "duration", time.Since(start), "reason", reason)
+}
+
+// echoLoop echoes messages until the connection ends, and says why it
+// ended.
+func (h *Handler) echoLoop(s *session, progress func()) (messages, bytes int64, reason string) {
+	for {
+		typ, rd, err := s.conn.Reader(s.ctx)
+		if err != nil {
+			return messages, bytes, h.endReason(s, err)
+		}
+		if !s.begin() {
+			return messages, bytes, s.ourReason()
+		}
+		n, err := h.echo(s.ctx, s.conn, typ, rd, progress)
+		bytes += n
+		if err != nil {
+			return messages, bytes, h.endReason(s, err)
+		}
+		messages++
+		h.stats.messages.Add(1)
+		h.stats.messageBytes.Add(uint64(n))
+		progress()
+		if s.finish() {
+			return messages, bytes, s.ourReason()
+		}
+	}
+}
+
+// endReason names why a connection ended, from the error that ended its
+// loop, and completes the close handshake if one is under way.
+func (h *Handler) endReason(s *session, err error) string {
+	if r := s.ourReason(); r != "" {
+		return r
+	}
+	if errors.Is(err, websocket.ErrMessageTooBig) {
+		h.stats.tooBig.Add(1)
+		// The 1009 frame is sent; wait for the client's answer.
+		s.conn.Close(websocket.StatusMessageTooBig, "")
+		return fmt.Sprintf("message too big (most %d bytes)", h.maxMessage())
+	}
+	if code := websocket.CloseStatus(err); code != -1 {
+		return fmt.Sprintf("client closed (%d)", code)
+	}
+	// A protocol error has had its close frame sent; anything else is a
+	// lost connection, where Close ends at once.
+	s.conn.Close(websocket.StatusInternalError, "")
+	return "error: " + err.Error()
+}
+
+// echo writes the message rd back with the same type: as one frame when it
+// fits in a buffer, else streamed piece by piece. It returns the bytes
+// echoed.
+func (h *Handler) echo(ctx context.Context, conn *websocket.Conn, typ websocket.MessageType, rd io.Reader, progress func()) (int64, error) {
+	buf := h.buffer()
+	defer h.bufs.Put(buf)
+	n, err := io.ReadFull(rd, buf[:])
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		progress()
+		return int64(n), conn.Write(ctx, typ, buf[:n])
+	}
+	if err != nil {
+		return 0, err
+	}
+	w, err := conn.Writer(ctx, typ)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for {
+		progress()
+		if _, err := w.Write(buf[:n]); err != nil {
+			return total, err
+		}
+		total += int64(n)
+		n, err = io.ReadFull(rd, buf[:])
+		switch {
+		case err == io.EOF:
+			return total, w.Close()
+		case err == io.ErrUnexpectedEOF:
+			progress()
+			if _, err := w.Write(buf[:n]); err != nil {
+				return total, err
+			}
+			return total + int64(n), w.Close()
+		case err != nil:
+			return total, err
+		}
+	}
+}
+
+func (h *Handler) buffer() *[bufferSize]byte {
+	if b, ok := h.bufs.Get().(*[bufferSize]byte); ok {
+		return b
+	}
+	return new([bufferSize]byte)
+}
+
+// hijackWriter keeps the connection the WebSocket library hijacks, so that
+// a drain past its deadline can close it whatever the library is doing.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	w.conn = c
+	return c, brw, err
+}
+
+// Unwrap lets http.ResponseController find the ResponseWriter's other
+// methods.
+func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
