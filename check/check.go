@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/target"
 )
 
 // DefaultPatience is how long a check waits by default for something a
@@ -120,26 +121,10 @@ type Report struct {
 }
 
 // Failed returns how many checks failed.
-func (r Report) Failed() int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Status == Fail {
-			n++
-		}
-	}
-	return n
-}
+func (r Report) Failed() int { return r.count(Fail) }
 
 // Passed returns how many checks passed.
-func (r Report) Passed() int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Status == Pass {
-			n++
-		}
-	}
-	return n
-}
+func (r Report) Passed() int { return r.count(Pass) }
 
 // OK reports whether every check that ran passed, and at least one ran.
 func (r Report) OK() bool { return r.Failed() == 0 && r.Passed() > 0 }
@@ -210,7 +195,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return rep, err
 		}
 	}
-	var wrongProtocol string // why the TCP checks left would fail too
+	var decisive string // why the TCP checks left would fail too
 	for _, c := range checks {
 		var res Result
 		switch {
@@ -219,20 +204,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return rep, ctx.Err()
 		case ctxEnded(ctx):
 			res = Result{Name: c.Name, Status: Fail, Reason: "not run: the run was stopped or ran out of time"}
-		case wrongProtocol != "" && !isUDP(c):
-			res = Result{Name: c.Name, Status: Skip, Reason: "not run: " + wrongProtocol}
+		case decisive != "" && !isUDP(c):
+			res = Result{Name: c.Name, Status: Skip, Reason: "not run: " + decisive}
 		default:
 			if cfg.Started != nil {
 				cfg.Started(c)
 			}
 			var err error
 			res, err = runOne(ctx, c, t)
-			if errors.Is(err, errWrongProtocol) && !isUDP(c) {
-				wrongProtocol = err.Error()
-				var pe *protocolError
-				if errors.As(err, &pe) {
-					wrongProtocol = pe.msg
-				}
+			var de *decisiveError
+			if res.Status == Fail && errors.As(err, &de) && !isUDP(c) {
+				decisive = de.msg
 			}
 			if errors.Is(ctx.Err(), context.Canceled) {
 				rep.Duration = time.Since(start)
@@ -299,8 +281,12 @@ func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.Deadline)
 	defer cancel()
 	detail, err := c.Func(cctx, t)
-	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) && speaksTLS(cctx, t.Addr, t.Patience) {
-		err = errTLS(t.Addr)
+	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) {
+		pctx, cancel := context.WithTimeout(cctx, t.Patience)
+		if target.SpeaksTLS(pctx, t.Addr) {
+			err = errTLS(t.Addr)
+		}
+		cancel()
 	}
 	res.Duration = time.Since(start)
 	var note *noteError

@@ -149,7 +149,11 @@ func (d *daemon) proxied(l net.Listener) net.Listener {
 		Trusted:       cfg.TrustedProxies,
 		HeaderTimeout: cfg.ProxyHeaderTimeout,
 		PendingPerIP:  cfg.ProxyPendingPerIP,
-		Logger:        cfg.Logger,
+		// A connection waiting for its header counts against -max-conns
+		// and -max-conns-per-ip under the peer's address until the server
+		// counts it under the client's.
+		Reserve: cfg.Server.Reserve,
+		Logger:  cfg.Logger,
 	})
 	d.proxies = append(d.proxies, pl)
 	return pl
