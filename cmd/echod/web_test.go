@@ -100,13 +100,36 @@ func TestServeWebEcho(t *testing.T) {
 		t.Fatalf("curl -sd hello %s/x?y=1: %+v, %v", addr, e, err)
 	}
 
-	var out strings.Builder
-	if err := check.SendWebSocket(context.Background(), check.SendConfig{URL: "ws://" + addr + "/", Verify: true}, strings.NewReader("héllo"), &out); err != nil || out.String() != "héllo" {
-		t.Fatalf("send: %q, %v", out.String(), err)
+	code, out, errOut := runCmd(t, strings.NewReader("héllo\n"), "send", "-verify", "ws://"+addr+"/")
+	if code != 0 || out != "héllo\n" {
+		t.Errorf("echod send ws://%s/: exit %d, %q, %s", addr, code, out, errOut)
 	}
-	rep, err := check.Run(context.Background(), check.Config{URL: "ws://" + addr + "/"})
-	if err != nil || !rep.OK() {
-		t.Fatalf("check ws://%s/: %v %+v", addr, err, rep.Results)
+	code, out, errOut = runCmd(t, nil, "send", "ws://"+addr+"/x", "two", "words")
+	if code != 0 || out != "two words" {
+		t.Errorf("echod send ws://%s/x two words: exit %d, %q, %s", addr, code, out, errOut)
+	}
+	code, out, errOut = runCmd(t, nil, "check", "ws://"+addr+"/")
+	if code != 0 || !strings.Contains(out, "PASS ws-close (") || !strings.Contains(out, "PASS: 7 checks passed against ws://"+addr+"/ (") {
+		t.Errorf("echod check ws://%s/: exit %d\n%s%s", addr, code, out, errOut)
+	}
+	code, out, _ = runCmd(t, nil, "check", "-json", "-run", "ws-text", "ws://"+addr+"/")
+	var rep struct {
+		URL    string `json:"url"`
+		OK     bool   `json:"ok"`
+		Passed int    `json:"passed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || !rep.OK || rep.Passed != 1 || rep.URL != "ws://"+addr+"/" {
+		t.Errorf("echod check -json -run ws-text: exit %d, %+v, %v\n%s", code, rep, err, out)
+	}
+}
+
+// echod check ws:// against a server that is not WebSocket: one line
+// that says so, exit 1.
+func TestCheckWebSocketAgainstTCPEcho(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	code, out, errOut := runCmd(t, nil, "check", "-patience", "1s", "ws://"+addr+"/")
+	if code != 1 || out != "" || errOut != "echod: the server sent the WebSocket upgrade request straight back: it is a plain echo server, not WebSocket; check it as "+addr+"\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
