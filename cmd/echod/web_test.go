@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/echod/echod/check"
+	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/internal/testcert"
 	"github.com/echod/echod/web"
 )
@@ -361,5 +362,22 @@ func TestServeWebBehindPROXYProtocol(t *testing.T) {
 	}
 	if e.Client != "203.0.113.7:40000" || len(e.XForwardedFor) != 1 || e.XForwardedFor[0] != "198.51.100.1" {
 		t.Fatalf("client %q, X-Forwarded-For %q; want 203.0.113.7:40000 and the header as sent", e.Client, e.XForwardedFor)
+	}
+}
+
+// A socket named "http" (FileDescriptorName=http) serves the web echo.
+func TestSocketActivationServesWebEchoOnSocketNamedHTTP(t *testing.T) {
+	_, lines, addr := startActivated(t, []string{"--fdname=" + daemon.HTTPSocketName}, nil)
+	e, err := getJSON(t, "http://"+addr+"/activated", nil)
+	if err != nil || e.Path != "/activated" {
+		t.Fatalf("request echo through the inherited socket: %+v, %v", e, err)
+	}
+	waitLine(t, lines, "msg=listening proto=http addr="+addr)
+	c, err := dialWS(t, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := wsRoundTrip(t, c, "activated"); err != nil || got != "activated" {
+		t.Fatalf("WebSocket echo through the inherited socket: %q, %v", got, err)
 	}
 }
