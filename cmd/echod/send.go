@@ -112,12 +112,9 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 	defer stop()
 	var c streamConn = conn.(*net.TCPConn)
 	if tgt.Transport == target.TLS {
-		cfg, err := tlsClientConfig(tgt.Host, o.caFile)
+		cfg, err := sendTLSConfig(tgt, o.caFile, std)
 		if err != nil {
-			return &usageError{cmd: "send", err: err}
-		}
-		if cfg.InsecureSkipVerify {
-			fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", tgt.Addr())
+			return err
 		}
 		tc, err := target.Handshake(ctx, conn, cfg)
 		if errors.Is(err, target.ErrEchoedHandshake) {

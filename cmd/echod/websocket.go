@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,12 +20,9 @@ import (
 func sendWebSocket(ctx context.Context, t target.Target, src io.Reader, o sendOptions, std stdio) error {
 	cfg := check.SendConfig{URL: t.URL(), Patience: o.patience, Verify: o.verify}
 	if t.Transport == target.WSS {
-		tc, err := tlsClientConfig(t.Host, o.caFile)
+		tc, err := sendTLSConfig(t, o.caFile, std)
 		if err != nil {
-			return &usageError{cmd: "send", err: err}
-		}
-		if tc.InsecureSkipVerify {
-			fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", t.Addr())
+			return err
 		}
 		cfg.TLS = tc
 	}
@@ -41,4 +39,18 @@ func sendWebSocket(ctx context.Context, t target.Target, src io.Reader, o sendOp
 		return err
 	}
 	return fmt.Errorf("%s: %w", t, err)
+}
+
+// sendTLSConfig is send's TLS client configuration for t (tls:// or
+// wss://), with a note on standard error when the certificate goes
+// unverified.
+func sendTLSConfig(t target.Target, caFile string, std stdio) (*tls.Config, error) {
+	cfg, err := tlsClientConfig(t.Host, caFile)
+	if err != nil {
+		return nil, &usageError{cmd: "send", err: err}
+	}
+	if cfg.InsecureSkipVerify {
+		fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", t.Addr())
+	}
+	return cfg, nil
 }
