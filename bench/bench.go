@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/echod/echod/internal/target"
 )
 
 // Mode is what a run does with its connections.
@@ -181,31 +183,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	r := newRunner(cfg, addr, proc)
+	var res *Result
 	switch cfg.Mode {
 	case Idle:
-		return r.runIdle(ctx), nil
+		res = r.runIdle(ctx)
 	default:
-		return r.runLoad(ctx), nil
+		res = r.runLoad(ctx)
 	}
+	res.Hints = res.hints()
+	return res, nil
 }
 
 // resolve looks the server's address up once, so that connects during the
 // run do not each wait for a name lookup.
 func resolve(ctx context.Context, cfg Config) (string, error) {
-	host, port, _ := net.SplitHostPort(cfg.Addr)
-	if _, err := netip.ParseAddr(host); err == nil || host == "" {
-		return cfg.Addr, nil
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return "", fmt.Errorf("look up %s: %w", host, err)
-	}
-	ip := ips[0] // IPv4 first, as most servers listen there
-	for _, a := range ips {
-		if a.Unmap().Is4() {
-			ip = a
-			break
-		}
-	}
-	return net.JoinHostPort(ip.Unmap().String(), port), nil
+	return target.Resolve(ctx, cfg.Addr)
 }

@@ -17,13 +17,13 @@ func raiseFileLimit(conns int) error {
 		return fmt.Errorf("read the open-file limit: %w", err)
 	}
 	want := uint64(need)
-	if lim.Cur >= want {
+	if uint64(lim.Cur) >= want {
 		return nil
 	}
 	raised := lim
-	raised.Cur = want
-	if raised.Max < want {
-		raised.Max = want // allowed for root (CAP_SYS_RESOURCE) only
+	setRlim(&raised.Cur, want)
+	if uint64(raised.Max) < want {
+		setRlim(&raised.Max, want) // allowed for root (CAP_SYS_RESOURCE) only
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
 		return nil
@@ -34,3 +34,7 @@ func raiseFileLimit(conns int) error {
 	}
 	return fmt.Errorf("%d connections need about %d file descriptors, but this process may open only %d (ulimit -n); use fewer connections or raise the limit", conns, need, lim.Cur)
 }
+
+// setRlim sets a field of syscall.Rlimit, which is a uint64 on Linux and
+// macOS but an int64 on FreeBSD.
+func setRlim[T int64 | uint64](field *T, n uint64) { *field = T(n) }

@@ -39,6 +39,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.Interrupted {
 		row("Interrupted", "stopped before the end; figures cover the time measured")
 	}
+	for _, h := range r.Hints {
+		row("Hint", "%s", h)
+	}
 
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(tw, "\nLatency (%s, %d samples):\n", r.latencyMeaning(), l.Count)

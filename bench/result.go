@@ -34,6 +34,10 @@ type Result struct {
 	UDP    *UDPStats  `json:"udp,omitempty"`
 	Server *Server    `json:"server,omitempty"` // with Config.PID
 
+	// Hints explain losses and errors that look like the server's own
+	// limits, such as a UDP rate limit.
+	Hints []string `json:"hints,omitempty"`
+
 	// Interrupted is set when the run was stopped (its context was done)
 	// before its duration or count was reached.
 	Interrupted bool `json:"interrupted,omitempty"`

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/target"
 )
 
 // DefaultPatience is how long a check waits by default for something a
@@ -29,8 +31,12 @@ type Config struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT. Empty skips the UDP checks.
 	UDPAddr string
+	// URL is a WebSocket echo server's ws:// or wss:// URL. Empty skips
+	// the WebSocket checks.
+	URL string
 	// TLS, if not nil, runs the TCP checks over TLS with this client
-	// configuration.
+	// configuration. It is also the client configuration for a wss:// URL,
+	// where nil trusts the system's roots.
 	TLS *tls.Config
 	// Protohackers runs the Protohackers Smoke Test sequence instead of the
 	// full TCP suite.
@@ -70,7 +76,10 @@ type Target struct {
 	Addr string
 	// UDPAddr is the UDP echo server's HOST:PORT.
 	UDPAddr string
-	// TLS, if not nil, is the client configuration for TLS echo on Addr.
+	// URL is the WebSocket echo server's ws:// or wss:// URL.
+	URL string
+	// TLS, if not nil, is the client configuration for TLS echo on Addr,
+	// and for a wss:// URL.
 	TLS *tls.Config
 	// Patience is how long to wait for something a correct server does at
 	// once.
@@ -105,32 +114,17 @@ type Result struct {
 // Report is the outcome of a run.
 type Report struct {
 	Addr, UDPAddr string
-	TLS           bool // the TCP checks ran over TLS
+	TLS           bool   // the TCP checks ran over TLS
+	URL           string // of a WebSocket echo server
 	Results       []Result
 	Duration      time.Duration
 }
 
 // Failed returns how many checks failed.
-func (r Report) Failed() int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Status == Fail {
-			n++
-		}
-	}
-	return n
-}
+func (r Report) Failed() int { return r.count(Fail) }
 
 // Passed returns how many checks passed.
-func (r Report) Passed() int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Status == Pass {
-			n++
-		}
-	}
-	return n
-}
+func (r Report) Passed() int { return r.count(Pass) }
 
 // OK reports whether every check that ran passed, and at least one ran.
 func (r Report) OK() bool { return r.Failed() == 0 && r.Passed() > 0 }
@@ -165,6 +159,9 @@ func Checks(cfg Config) []Check {
 	if cfg.UDPAddr != "" {
 		all = append(all, UDPChecks()...)
 	}
+	if cfg.URL != "" {
+		all = append(all, WebSocketChecks()...)
+	}
 	var picked []Check
 	for _, c := range all {
 		if cfg.Run == nil || cfg.Run.MatchString(c.Name) {
@@ -182,18 +179,23 @@ func Checks(cfg Config) []Check {
 // finished, and ctx's error.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	start := time.Now()
-	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS, Patience: cfg.Patience}
+	t := &Target{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, URL: cfg.URL, TLS: cfg.TLS, Patience: cfg.Patience}
 	if t.Patience <= 0 {
 		t.Patience = DefaultPatience
 	}
-	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS != nil}
+	rep := Report{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, TLS: cfg.TLS != nil && cfg.Addr != "", URL: cfg.URL}
 	checks := Checks(cfg)
 	if cfg.Addr != "" && usesTCP(checks) {
 		if err := t.probe(ctx); err != nil {
 			return rep, err
 		}
 	}
-	var wrongProtocol string // why the TCP checks left would fail too
+	if cfg.URL != "" && slices.ContainsFunc(checks, isWebSocket) {
+		if err := t.probeWebSocket(ctx); err != nil {
+			return rep, err
+		}
+	}
+	var decisive string // why the TCP checks left would fail too
 	for _, c := range checks {
 		var res Result
 		switch {
@@ -202,20 +204,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return rep, ctx.Err()
 		case ctxEnded(ctx):
 			res = Result{Name: c.Name, Status: Fail, Reason: "not run: the run was stopped or ran out of time"}
-		case wrongProtocol != "" && !isUDP(c):
-			res = Result{Name: c.Name, Status: Skip, Reason: "not run: " + wrongProtocol}
+		case decisive != "" && !isUDP(c):
+			res = Result{Name: c.Name, Status: Skip, Reason: "not run: " + decisive}
 		default:
 			if cfg.Started != nil {
 				cfg.Started(c)
 			}
 			var err error
 			res, err = runOne(ctx, c, t)
-			if errors.Is(err, errWrongProtocol) && !isUDP(c) {
-				wrongProtocol = err.Error()
-				var pe *protocolError
-				if errors.As(err, &pe) {
-					wrongProtocol = pe.msg
-				}
+			var de *decisiveError
+			if res.Status == Fail && errors.As(err, &de) && !isUDP(c) {
+				decisive = de.msg
 			}
 			if errors.Is(ctx.Err(), context.Canceled) {
 				rep.Duration = time.Since(start)
@@ -233,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 func usesTCP(checks []Check) bool {
 	for _, c := range checks {
-		if !isUDP(c) {
+		if !isUDP(c) && !isWebSocket(c) {
 			return true
 		}
 	}
@@ -282,8 +281,12 @@ func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.Deadline)
 	defer cancel()
 	detail, err := c.Func(cctx, t)
-	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) && speaksTLS(cctx, t.Addr, t.Patience) {
-		err = errTLS(t.Addr)
+	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) {
+		pctx, cancel := context.WithTimeout(cctx, t.Patience)
+		if target.SpeaksTLS(pctx, t.Addr) {
+			err = errTLS(t.Addr)
+		}
+		cancel()
 	}
 	res.Duration = time.Since(start)
 	var note *noteError

@@ -105,7 +105,7 @@ func TestBrokenServersFailWithTheRightReason(t *testing.T) {
 		reason string // a regular expression the whole reason must match
 	}{
 		{"zero prefix", zeroPrefix, "smoke",
-			`^client 1 of 5: reply starts with 4096 zero bytes that were never sent$`},
+			`^client 2 of 5: reply starts with 4096 zero bytes that were never sent$`},
 		{"zero prefix", zeroPrefix, "text",
 			`^reply starts with 4096 zero bytes that were never sent$`},
 		{"whole buffer", wholeBuffer, "all-bytes",
@@ -116,6 +116,10 @@ func TestBrokenServersFailWithTheRightReason(t *testing.T) {
 			`^no EOF 500ms after half-close: the server did not close the connection$`},
 		{"never closes", neverCloses, "empty",
 			`^no EOF 500ms after half-close: the server did not close the connection$`},
+		{"line by line", lineEcho(true), "large",
+			`^byte \d+: the server turned \\r\\n into \\n \(bufio.Scanner's lines drop the \\r: echo the bytes, not the lines\)$`},
+		{"one client at a time", nil, "smoke",
+			`^clients 2 to 5 got no reply while client 1 stayed open: the server serves one client at a time \(the Smoke Test connects 5 at once\)$`},
 		{"buffers until EOF", buffersUntilEOF, "streaming",
 			`^first reply byte came only after half-close: the server buffers until EOF \(RFC 862 echoes as data arrives\)$`},
 		{"drops bytes", dropsLastByte, "large",
@@ -143,7 +147,12 @@ func TestBrokenServersFailWithTheRightReason(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"/"+tt.check, func(t *testing.T) {
-			addr := serveTCP(t, tt.handle)
+			var addr string
+			if tt.handle == nil {
+				addr = serveSerial(t)
+			} else {
+				addr = serveTCP(t, tt.handle)
+			}
 			r := runChecks(t, Config{Addr: addr}, tt.check)[tt.check]
 			if r.Status != Fail {
 				t.Fatalf("%s: %s (%s), want it to fail", tt.check, r.Status, r.Detail)
@@ -156,14 +165,7 @@ func TestBrokenServersFailWithTheRightReason(t *testing.T) {
 }
 
 func TestOneClientAtATime(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
-		echoConn(c, done)
-		return true
-	}, true)
+	addr := serveSerial(t)
 	r := runChecks(t, Config{Addr: addr}, "many-clients")["many-clients"]
 	want := "only 1 of 200 clients connected at once got its echo within 500ms: the server serves one client at a time"
 	if r.Status != Fail || r.Reason != want {
@@ -334,7 +336,7 @@ func TestOtherProtocols(t *testing.T) {
 	tests := []struct {
 		name, addr, reason string
 	}{
-		{"web server", web, "client 1 of 5: answered with HTTP: this looks like a web server, not an echo server"},
+		{"web server", web, "client 2 of 5: answered with HTTP: this looks like a web server, not an echo server"},
 		{"TLS server", tlsAddr, "answered with TLS: this looks like a TLS server; check it with tls://" + tlsAddr},
 	}
 	for _, tt := range tests {
@@ -428,17 +430,30 @@ func TestProtohackersProfile(t *testing.T) {
 		t.Errorf("a server that buffers until EOF: %+v, want every check to pass", rep.Results)
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial := serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
-		echoConn(c, done)
-		return true
-	}, true)
+	serial := serveSerial(t)
 	r := runChecks(t, Config{Addr: serial, Protohackers: true}, "protohackers/5-clients")["protohackers/5-clients"]
 	want := "clients 2 to 5 got no reply while client 1 stayed open: the server serves one client at a time (the Smoke Test connects 5 at once)"
 	if r.Status != Fail || r.Reason != want {
 		t.Errorf("a server that serves one client at a time: %s %q, want it to fail with %q", r.Status, r.Reason, want)
+	}
+}
+
+// A server that never closes is told once; the checks that would wait for
+// its close in the same way are not run.
+func TestNeverClosesIsToldOnce(t *testing.T) {
+	rep, err := Run(context.Background(), Config{Addr: serveTCP(t, neverCloses), Patience: testPatience, Run: regexp.MustCompile("^(all-bytes|text|empty)$")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Result{
+		{Name: "all-bytes", Status: Fail, Reason: "no EOF 500ms after half-close: the server did not close the connection"},
+		{Name: "text", Status: Skip, Reason: "not run: no EOF 500ms after half-close: the server did not close the connection"},
+		{Name: "empty", Status: Skip, Reason: "not run: no EOF 500ms after half-close: the server did not close the connection"},
+	}
+	for i, r := range rep.Results {
+		r.Duration = 0
+		if i >= len(want) || r != want[i] {
+			t.Errorf("result %d: %+v, want %+v", i, r, want[min(i, len(want)-1)])
+		}
 	}
 }

@@ -42,43 +42,64 @@ func smokePlan(i int) plan {
 	return p
 }
 
-func checkSmoke(ctx context.Context, t *Target) (string, error) {
-	return t.concurrentSessions(ctx, smokeClients, smokePlan)
-}
-
-// concurrentSessions connects n clients first, then runs plan(i) on client
-// i, all at once, and judges each.
-func (t *Target) concurrentSessions(ctx context.Context, n int, planFor func(i int) plan) (string, error) {
-	conns := make([]conn, n)
+// checkFiveAtOnce connects five clients, sends on all of them, and
+// half-closes all but the first, which it holds open until the other four
+// have their echo and EOF: a server that serves one client at a time is
+// busy with the first and never answers the others. A server that holds
+// the echo until EOF passes, as the Smoke Test allows it to.
+func checkFiveAtOnce(ctx context.Context, t *Target) (string, error) {
+	conns := make([]conn, smokeClients)
 	for i := range conns {
 		c, stop, err := t.dial(ctx, "tcp")
 		if err != nil {
-			return "", fmt.Errorf("client %d of %d: %w", i+1, n, err)
+			return "", fmt.Errorf("client %d of %d: %w", i+1, smokeClients, err)
 		}
 		defer c.Close()
 		defer stop()
 		conns[i] = c
 	}
-	errs := make([]error, n)
-	var total int64
-	var writes int
+	// The first client's message is small enough to sit in the socket
+	// buffers while nobody reads its echo.
+	first := []byte("client 1 of 5, held open while the others are served\n")
+	if _, err := conns[0].Write(first); err != nil {
+		return "", fmt.Errorf("client 1 of %d: send: %w", smokeClients, err)
+	}
+	errs := make([]error, smokeClients)
+	silent := make([]bool, smokeClients)
+	var total int64 = int64(len(first))
 	var wg sync.WaitGroup
-	for i, c := range conns {
-		p := planFor(i)
+	for i := 1; i < smokeClients; i++ {
+		p := smokePlan(i)
 		total += p.size()
-		writes += len(p.chunks)
 		wg.Go(func() {
-			o := talk(ctx, c, p, nil, t.Patience)
+			o := talk(ctx, conns[i], p, nil, t.Patience)
 			errs[i] = judge(p.bytes(), o, t.Patience)
+			silent[i] = len(o.got) == 0 && errors.Is(o.readErr, os.ErrDeadlineExceeded)
 		})
 	}
 	wg.Wait()
+	if silent[1] && silent[2] && silent[3] && silent[4] {
+		return "", fmt.Errorf("clients 2 to %d got no reply while client 1 stayed open: the server serves one client at a time (the Smoke Test connects %d at once)", smokeClients, smokeClients)
+	}
 	for i, err := range errs {
 		if err != nil {
-			return "", fmt.Errorf("client %d of %d: %w", i+1, n, err)
+			return "", fmt.Errorf("client %d of %d: %w", i+1, smokeClients, err)
 		}
 	}
-	return fmt.Sprintf("%d clients at once, %s in %d writes, exact echo then EOF", n, size(total), writes), nil
+	c := conns[0]
+	if err := c.CloseWrite(); err != nil {
+		return "", fmt.Errorf("client 1 of %d: half-close: %w", smokeClients, err)
+	}
+	setReadDeadline(ctx, c, t.Patience)
+	got, err := io.ReadAll(io.LimitReader(c, int64(len(first))+maxExtra))
+	o := outcome{got: got, readErr: err, halfClosed: time.Now()}
+	if err == nil {
+		o.eofAt = time.Now()
+	}
+	if err := judge(first, o, t.Patience); err != nil {
+		return "", fmt.Errorf("client 1 of %d, after the others: %w", smokeClients, err)
+	}
+	return fmt.Sprintf("%d clients at once, %s, exact echo then EOF, the first held open until the others were done", smokeClients, size(total)), nil
 }
 
 const manyClients = 200
@@ -190,7 +211,7 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 			rest, err := io.ReadAll(c)
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				errs[i] = fmt.Errorf("no EOF %v after half-close: the server did not close the connection", t.Patience)
+				errs[i] = errNeverCloses(t.Patience)
 			case err != nil:
 				errs[i] = fmt.Errorf("after half-close: %w", err)
 			case len(rest) > 0:
@@ -238,7 +259,9 @@ func checkResets(ctx context.Context, t *Target) (string, error) {
 			c.Write(junk)
 		}
 		// Linger 0: close sends a reset instead of a FIN.
-		tcpOf(c).SetLinger(0)
+		if tc := tcpOf(c); tc != nil {
+			tc.SetLinger(0)
+		}
 		stop()
 		c.Close()
 	}

@@ -3,22 +3,46 @@ package check
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"time"
+
+	"github.com/echod/echod/internal/pattern"
 )
 
 // The diagnoses in this file recognise the shape of a wrong reply as a
 // whole, so that a failure names the bug (a line-based server, a web
 // server) instead of a byte offset.
 
-// errWrongProtocol marks a failure that shows the server speaks another
-// protocol: every other check would fail the same way.
-var errWrongProtocol = errors.New("not an echo server")
+// errDecisive marks a failure that every later TCP check would repeat,
+// such as a server that speaks another protocol: the run says it once and
+// skips those checks.
+var errDecisive = errors.New("every check would fail the same way")
+
+// decisiveError is a failure that every later TCP check would repeat.
+type decisiveError struct{ msg string }
+
+func (e *decisiveError) Error() string { return e.msg }
+func (e *decisiveError) Is(target error) bool {
+	return target == errDecisive
+}
 
 // protocolError is a reply in another protocol than echo.
-type protocolError struct{ msg string }
+type protocolError = decisiveError
 
-func (e *protocolError) Error() string { return e.msg }
-func (e *protocolError) Is(target error) bool {
-	return target == errWrongProtocol
+// errNeverCloses is a complete echo that the server never follows with its
+// close.
+func errNeverCloses(patience time.Duration) error {
+	return &decisiveError{fmt.Sprintf("no EOF %v after half-close: the server did not close the connection", patience)}
+}
+
+// streamShape recognises, from the bytes around the first difference, a
+// verified stream whose line endings the server changed.
+func streamShape(m *pattern.Mismatch) error {
+	i := int(m.Offset - m.Start)
+	if m.Got == '\n' && m.Want == '\r' && i+1 < len(m.WantNear) && m.WantNear[i+1] == '\n' {
+		return fmt.Errorf(`byte %d: the server turned \r\n into \n (bufio.Scanner's lines drop the \r: echo the bytes, not the lines)`, m.Offset)
+	}
+	return nil
 }
 
 // errHTTP is what a web server answers with.

@@ -1,7 +1,6 @@
 package check
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/echod/echod/internal/target"
 )
 
 // conn is a stream connection to the server under test, plain TCP or TLS:
@@ -19,12 +20,19 @@ type conn interface {
 	CloseWrite() error
 }
 
-// tcpOf returns the TCP connection under c, for socket options.
-func tcpOf(c conn) *net.TCPConn {
-	if tc, ok := c.(*tls.Conn); ok {
-		return tc.NetConn().(*recorder).Conn.(*net.TCPConn)
+// tcpOf returns the TCP connection under c, for socket options, or nil
+// if there is none.
+func tcpOf(c net.Conn) *net.TCPConn {
+	for {
+		switch cc := c.(type) {
+		case *net.TCPConn:
+			return cc
+		case interface{ NetConn() net.Conn }:
+			c = cc.NetConn()
+		default:
+			return nil
+		}
 	}
-	return c.(*net.TCPConn)
 }
 
 // dial connects to the target's TCP address (over TLS when the target has a
@@ -72,58 +80,12 @@ func bareNetError(err error) error {
 // server, which sends the client's hello straight back, from other
 // failures.
 func handshake(ctx context.Context, c net.Conn, cfg *tls.Config, addr string) (*tls.Conn, error) {
-	rec := &recorder{Conn: c}
-	tc := tls.Client(rec, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		if len(rec.read) >= 5 && bytes.HasPrefix(rec.written, rec.read[:5]) {
-			// The server is a plain echo server.
-			return nil, &protocolError{"the server echoed the TLS handshake: it is a plain echo server, not TLS; check it as " + addr + ", without tls://"}
-		}
-		return nil, fmt.Errorf("TLS handshake: %w", bareNetError(err))
+	tc, err := target.Handshake(ctx, c, cfg)
+	switch {
+	case errors.Is(err, target.ErrEchoedHandshake):
+		return nil, &protocolError{fmt.Sprintf("%v; check it as %s, without tls://", err, addr)}
+	case err != nil:
+		return nil, err
 	}
-	// Reads and writes go straight to c from here on.
-	rec.done = true
 	return tc, nil
-}
-
-// recorder keeps the first bytes written and read on a connection, to
-// recognise an echoed handshake.
-type recorder struct {
-	net.Conn
-	written, read []byte
-	done          bool
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if !r.done && len(r.written) < 64 {
-		r.written = append(r.written, p[:min(len(p), 64)]...)
-	}
-	return r.Conn.Write(p)
-}
-
-func (r *recorder) Read(p []byte) (int, error) {
-	n, err := r.Conn.Read(p)
-	if !r.done && len(r.read) < 64 {
-		r.read = append(r.read, p[:min(n, 64)]...)
-	}
-	return n, err
-}
-
-// speaksTLS reports whether the server at addr completes a TLS handshake:
-// the explanation for a plain echo session that a server closed without a
-// byte.
-func speaksTLS(ctx context.Context, addr string, patience time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, patience)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	// Only the handshake is wanted, not who the server is.
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "echod-check"})
-	return tc.HandshakeContext(ctx) == nil
 }

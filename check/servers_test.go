@@ -395,3 +395,16 @@ func limitConns(t *testing.T, n int) string {
 		echoConn(c, done)
 	})
 }
+
+// serveSerial is a correct echo that serves one client at a time.
+func serveSerial(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
+		echoConn(c, done)
+		return true
+	}, true)
+}

@@ -323,7 +323,7 @@ func ended(o outcome, patience time.Duration) error {
 	case isReset(o.readErr):
 		return errors.New("connection reset after the complete echo instead of a clean close: a reset can destroy data still in flight")
 	case errors.Is(o.readErr, os.ErrDeadlineExceeded) && !o.halfClosed.IsZero():
-		return fmt.Errorf("no EOF %v after half-close: the server did not close the connection", patience)
+		return errNeverCloses(patience)
 	case isContextErr(o.readErr) && !o.halfClosed.IsZero():
 		return errors.New("no EOF after half-close")
 	case o.readErr != nil && !isContextErr(o.readErr):

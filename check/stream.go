@@ -64,7 +64,7 @@ func checkStreaming(ctx context.Context, t *Target) (string, error) {
 	case len(extra) > 0:
 		return "", fmt.Errorf("after the echo of every piece, %d more bytes came back that were never sent", len(extra))
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "", fmt.Errorf("no EOF %v after half-close: the server did not close the connection", t.Patience)
+		return "", errNeverCloses(t.Patience)
 	case err != nil:
 		return "", fmt.Errorf("after half-close: %w", err)
 	}
@@ -160,6 +160,9 @@ func judgeStream(o outcome, verified, sent int64, patience time.Duration) error 
 	var m *pattern.Mismatch
 	switch {
 	case errors.As(o.sinkErr, &m):
+		if err := streamShape(m); err != nil {
+			return err
+		}
 		return m
 	case errors.Is(o.sinkErr, pattern.ErrTooLong):
 		return fmt.Errorf("reply is longer than the %d bytes sent: %w", sent, o.sinkErr)
@@ -225,7 +228,9 @@ func checkSlowReader(ctx context.Context, t *Target) (string, error) {
 	defer c.Close()
 	defer stop()
 	// A small receive buffer keeps the reply in the server's hands.
-	tcpOf(c).SetReadBuffer(32 << 10)
+	if tc := tcpOf(c); tc != nil {
+		tc.SetReadBuffer(32 << 10)
+	}
 
 	data := make([]byte, n)
 	pattern.NewStream(99).Read(data)

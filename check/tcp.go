@@ -10,12 +10,12 @@ import (
 // TCPChecks returns the full TCP suite, in the order Run runs it.
 func TCPChecks() []Check {
 	return []Check{
-		{Name: "smoke", Deadline: 20 * time.Second, Func: checkSmoke,
-			Doc: "the Protohackers Smoke Test: 5 clients at once send random binary data in pieces with pauses, half-close, and get exactly it back, then EOF"},
+		{Name: "smoke", Deadline: 20 * time.Second, Func: checkFiveAtOnce,
+			Doc: "5 clients at once, as in the Protohackers Smoke Test; the first stays open while the others send binary data and half-close"},
 		{Name: "all-bytes", Deadline: 10 * time.Second, Func: checkAllBytes,
 			Doc: "every byte value 0-255 comes back unchanged"},
 		{Name: "text", Deadline: 10 * time.Second, Func: checkText,
-			Doc: "a short text message comes back unchanged"},
+			Doc: "a short text message with a \\r\\n in it comes back unchanged"},
 		{Name: "streaming", Deadline: 20 * time.Second, Func: checkStreaming,
 			Doc: "each piece is echoed before the next is sent, without a half-close"},
 		{Name: "large", Deadline: 60 * time.Second, Func: checkLarge,
@@ -33,7 +33,7 @@ func TCPChecks() []Check {
 		{Name: "resets", Deadline: 20 * time.Second, Func: checkResets,
 			Doc: "after clients reset their connections mid-session, a new session still works"},
 		{Name: "ipv6", Deadline: 10 * time.Second, Func: checkIPv6, Skip: skipIPv6,
-			Doc: "echo over IPv6 (only when the address is IPv6)"},
+			Doc: "echo over IPv6, when the host has an IPv6 address (a note if only IPv4 answers)"},
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/target"
 )
 
 // UDPChecks returns the UDP suite, in the order Run runs it.
@@ -44,8 +45,12 @@ type udpClient struct {
 }
 
 func (t *Target) dialUDP(ctx context.Context) (*udpClient, error) {
+	addr, err := target.Resolve(ctx, t.UDPAddr)
+	if err != nil {
+		return nil, err
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", t.UDPAddr)
+	c, err := d.DialContext(ctx, "udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}

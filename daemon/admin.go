@@ -10,6 +10,7 @@ import (
 
 	"github.com/echod/echod/internal/admin"
 	"github.com/echod/echod/internal/proxied"
+	"github.com/echod/echod/web"
 )
 
 // snapshot gathers what /metrics reports: the echo server's counters and
@@ -41,6 +42,14 @@ func (d *daemon) snapshot() admin.Snapshot {
 	s.Rejected[proxied.ReasonHeader] = header
 	s.Rejected[proxied.ReasonUntrusted] = untrusted
 	s.Rejected[proxied.ReasonPending] = pending
+	var ws web.Stats // zeros without web echo, so that rates start at zero
+	if d.web != nil {
+		ws = d.web.handler.Stats()
+	}
+	s.WebSocketsActive, s.WebSocketsTotal = ws.WebSockets, ws.WebSocketsTotal
+	s.WebSocketMessages, s.WebSocketBytes = ws.Messages, ws.MessageBytes
+	s.HTTPRequests = ws.Requests
+	s.Rejected[web.ReasonMaxMessage] = ws.TooBig
 	return s
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/internal/tlscert"
+	"github.com/echod/echod/web"
 )
 
 // Defaults for the Config fields whose zero value stands for them.
@@ -56,6 +57,14 @@ type Config struct {
 	TLSListen []string
 	// UDPListen lists addresses of UDP echo without TCP (-udp-listen).
 	UDPListen []string
+	// HTTPListen and HTTPSListen list the addresses of the web echo
+	// (-http-listen, -https-listen): WebSocket echo, HTTP request echo and
+	// the page, served by Web. HTTPS uses TLSCert and TLSKey, and offers
+	// HTTP/2.
+	HTTPListen, HTTPSListen []string
+	// Web serves the web echo; nil means a zero web.Handler. Its limits
+	// are its fields; Run drains it.
+	Web *web.Handler
 
 	// TLSCert and TLSKey are the PEM files of the TLS certificate and key
 	// (-tls-cert, -tls-key), needed by TLS sockets and refused without any.
@@ -137,7 +146,7 @@ func (c *Config) setDefaults() {
 // endpoint is one socket the daemon serves: a kind of listener, once open
 // and wrapped.
 type endpoint struct {
-	proto string // in the readiness line: tcp, tls or udp
+	proto string // in the readiness line: tcp, tls, udp, http or https
 	addr  net.Addr
 	serve func() error // until the server serving it shuts down
 	close func() error // only if the daemon fails to start
@@ -156,6 +165,7 @@ type daemon struct {
 	log       *slog.Logger
 	endpoints []endpoint
 	servers   []server            // drained together, in Shutdown order
+	web       *webServer          // nil without web echo
 	admin     net.Listener        // nil without Config.Admin
 	proxies   []*proxied.Listener // for their rejection counts
 	certs     *tlscert.Reloader   // nil without TLS

@@ -15,19 +15,21 @@ import (
 // open opens every socket cfg asks for, or takes those systemd passed in,
 // before anything is served on any of them.
 func open(ctx context.Context, cfg *Config) (_ *daemon, err error) {
-	// Sockets from systemd (socket activation) replace Listen, TLSListen
-	// and UDPListen.
+	// Sockets from systemd (socket activation) replace Listen, TLSListen,
+	// UDPListen, HTTPListen and HTTPSListen.
 	inherited, err := socketsFromSystemd()
 	if err != nil {
 		return nil, err
 	}
 	listen, tlsListen, udpListen := cfg.Listen, cfg.TLSListen, cfg.UDPListen
-	if inherited.empty() && len(listen)+len(tlsListen)+len(udpListen) == 0 {
+	httpListen, httpsListen := cfg.HTTPListen, cfg.HTTPSListen
+	named := len(listen) + len(tlsListen) + len(udpListen) + len(httpListen) + len(httpsListen)
+	if inherited.empty() && named == 0 {
 		listen = []string{DefaultListen}
 	}
-	if !inherited.empty() && len(listen)+len(tlsListen)+len(udpListen) > 0 {
-		cfg.Logger.Warn("serving the sockets from systemd; ignoring -listen, -tls-listen and -udp-listen")
-		listen, tlsListen, udpListen = nil, nil, nil
+	if !inherited.empty() && named > 0 {
+		cfg.Logger.Warn("serving the sockets from systemd; ignoring -listen, -tls-listen, -udp-listen, -http-listen and -https-listen")
+		listen, tlsListen, udpListen, httpListen, httpsListen = nil, nil, nil, nil, nil
 	}
 
 	d := &daemon{cfg: cfg, log: cfg.Logger, servers: []server{cfg.Server}}
@@ -37,15 +39,20 @@ func open(ctx context.Context, cfg *Config) (_ *daemon, err error) {
 			d.closeAll()
 		}
 	}()
-	wantTLS := len(tlsListen)+len(inherited.tls) > 0
+	wantTLS := len(tlsListen)+len(inherited.tls)+len(httpsListen)+len(inherited.https) > 0
 	switch {
 	case wantTLS && (cfg.TLSCert == "" || cfg.TLSKey == ""):
-		if len(inherited.tls) > 0 {
+		switch {
+		case len(inherited.tls) > 0:
 			return nil, &ConfigError{fmt.Sprintf("the socket named %q from systemd needs -tls-cert and -tls-key", TLSSocketName)}
+		case len(inherited.https) > 0:
+			return nil, &ConfigError{fmt.Sprintf("the socket named %q from systemd needs -tls-cert and -tls-key", HTTPSSocketName)}
+		case len(httpsListen) > 0:
+			return nil, &ConfigError{"-https-listen needs both -tls-cert and -tls-key"}
 		}
 		return nil, &ConfigError{"-tls-listen needs both -tls-cert and -tls-key"}
 	case !wantTLS && (cfg.TLSCert != "" || cfg.TLSKey != ""):
-		return nil, &ConfigError{fmt.Sprintf("-tls-cert and -tls-key need -tls-listen (or, from systemd, a socket named %q)", TLSSocketName)}
+		return nil, &ConfigError{fmt.Sprintf("-tls-cert and -tls-key need -tls-listen or -https-listen (or, from systemd, a socket named %q or %q)", TLSSocketName, HTTPSSocketName)}
 	case wantTLS:
 		if d.certs, err = tlscert.Load(cfg.TLSCert, cfg.TLSKey); err != nil {
 			return nil, err
@@ -62,6 +69,12 @@ func open(ctx context.Context, cfg *Config) (_ *daemon, err error) {
 	// unit asked for, -udp or not.
 	for _, pc := range inherited.udp {
 		d.addPacket(ctx, pc)
+	}
+	for _, l := range inherited.http {
+		d.addWeb(l, "http")
+	}
+	for _, l := range inherited.https {
+		d.addWeb(l, "https")
 	}
 	inherited = inheritedSockets{} // d owns them now
 
@@ -90,6 +103,18 @@ func open(ctx context.Context, cfg *Config) (_ *daemon, err error) {
 		}
 		d.addPacket(ctx, pc)
 	}
+	for _, w := range []struct {
+		proto, flag string
+		addrs       []string
+	}{{"http", "-http-listen", httpListen}, {"https", "-https-listen", httpsListen}} {
+		for _, addr := range w.addrs {
+			l, err := lc.Listen(ctx, "tcp", addr)
+			if err != nil {
+				return nil, explain(err, addr, w.flag)
+			}
+			d.addWeb(l, w.proto)
+		}
+	}
 	if cfg.Admin != "" {
 		if d.admin, err = lc.Listen(ctx, "tcp", cfg.Admin); err != nil {
 			return nil, fmt.Errorf("-admin: %w", explain(err, cfg.Admin, "-admin"))
@@ -102,16 +127,7 @@ func open(ctx context.Context, cfg *Config) (_ *daemon, err error) {
 // PROXY header comes first on the wire, before any TLS.
 func (d *daemon) addStream(ctx context.Context, l net.Listener, proto string) {
 	cfg := d.cfg
-	if cfg.ProxyProtocol {
-		pl := proxied.NewListener(l, proxied.Config{
-			Trusted:       cfg.TrustedProxies,
-			HeaderTimeout: cfg.ProxyHeaderTimeout,
-			PendingPerIP:  cfg.ProxyPendingPerIP,
-			Logger:        cfg.Logger,
-		})
-		d.proxies = append(d.proxies, pl)
-		l = pl
-	}
+	l = d.proxied(l)
 	if proto == "tls" {
 		l = newHandshakeListener(l, d.certs.Config(), cfg.TLSHandshakeTimeout)
 	}
@@ -120,6 +136,27 @@ func (d *daemon) addStream(ctx context.Context, l net.Listener, proto string) {
 	sctx := context.WithoutCancel(ctx)
 	d.add(endpoint{proto: proto, addr: l.Addr(), close: l.Close,
 		serve: func() error { return cfg.Server.Serve(sctx, l) }})
+}
+
+// proxied wraps l to read the PROXY header of each connection, with
+// -proxy-protocol; without, it returns l.
+func (d *daemon) proxied(l net.Listener) net.Listener {
+	cfg := d.cfg
+	if !cfg.ProxyProtocol {
+		return l
+	}
+	pl := proxied.NewListener(l, proxied.Config{
+		Trusted:       cfg.TrustedProxies,
+		HeaderTimeout: cfg.ProxyHeaderTimeout,
+		PendingPerIP:  cfg.ProxyPendingPerIP,
+		// A connection waiting for its header counts against -max-conns
+		// and -max-conns-per-ip under the peer's address until the server
+		// counts it under the client's.
+		Reserve: cfg.Server.Reserve,
+		Logger:  cfg.Logger,
+	})
+	d.proxies = append(d.proxies, pl)
+	return pl
 }
 
 // addPacket serves UDP echo on pc.

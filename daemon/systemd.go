@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/coreos/go-systemd/v22/activation"
 )
@@ -13,19 +14,28 @@ import (
 // and every datagram socket UDP echo.
 const TLSSocketName = "tls"
 
+// HTTPSocketName and HTTPSSocketName are the FileDescriptorName= values
+// that mark sockets from systemd to serve the web echo on, over HTTP and
+// over HTTPS.
+const (
+	HTTPSocketName  = "http"
+	HTTPSSocketName = "https"
+)
+
 // inheritedSockets are the sockets systemd opened for echod (socket
 // activation), sorted by what echod serves on them.
 type inheritedSockets struct {
-	tcp, tls []net.Listener   // stream sockets; tls: those named "tls"
-	udp      []net.PacketConn // datagram sockets
+	tcp, tls    []net.Listener   // stream sockets; tls: those named "tls"
+	http, https []net.Listener   // stream sockets named "http" and "https"
+	udp         []net.PacketConn // datagram sockets
 }
 
 func (s inheritedSockets) empty() bool {
-	return len(s.tcp)+len(s.tls)+len(s.udp) == 0
+	return len(s.tcp)+len(s.tls)+len(s.http)+len(s.https)+len(s.udp) == 0
 }
 
 func (s inheritedSockets) closeAll() {
-	for _, l := range append(s.tcp, s.tls...) {
+	for _, l := range slices.Concat(s.tcp, s.tls, s.http, s.https) {
 		l.Close()
 	}
 	for _, pc := range s.udp {
@@ -50,6 +60,10 @@ func socketsFromSystemd() (inheritedSockets, error) {
 		switch {
 		case lerr == nil && f.Name() == TLSSocketName:
 			s.tls = append(s.tls, l)
+		case lerr == nil && f.Name() == HTTPSocketName:
+			s.http = append(s.http, l)
+		case lerr == nil && f.Name() == HTTPSSocketName:
+			s.https = append(s.https, l)
 		case lerr == nil:
 			s.tcp = append(s.tcp, l)
 		case perr == nil:

@@ -1,6 +1,7 @@
 package echo
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -19,10 +20,11 @@ const bufferSize = 32 << 10
 // session limit ends it, then closes it. It returns only after c is closed.
 func (s *Server) serveConn(c net.Conn) {
 	start := time.Now()
-	r := s.newReader(c)
 	p := s.sessionPolicy()
-	var d deadline
-	d.start(c, p, start)
+	sock := socketOf(c)
+	w := startWatchdog(c, sock, p, start)
+	defer w.stop()
+	r := s.newReader(c, sock)
 	var in, out int64
 	reason := "eof"
 	for {
@@ -31,22 +33,24 @@ func (s *Server) serveConn(c net.Conn) {
 			// bytes are echoed.
 			r.limit = int(min(p.MaxBytes-in, bufferSize))
 		}
-		d.progress(c)
 		// The buffer is taken only once data has arrived and given back
 		// as soon as it is echoed, so an idle connection holds none.
 		buf, n, err := r.read()
 		if n > 0 {
 			in += int64(n)
+			w.moved.Add(int64(n))
 			s.counts.tcpBytesIn.Add(uint64(n))
 			// Write only the n bytes read, never the whole buffer: the
 			// classic bug that pads every reply with stale bytes.
-			w, werr := d.write(c, buf[:n])
-			out += int64(w)
-			s.counts.tcpBytesOut.Add(uint64(w))
+			wn, werr := w.write(c, buf[:n])
+			out += int64(wn)
+			s.counts.tcpBytesOut.Add(uint64(wn))
 			if werr != nil {
 				err = werr
 			} else if p.MaxBytes > 0 && in >= p.MaxBytes {
 				s.buffers.Put(buf)
+				s.discardAfterLimit(c, sock, r, w)
+				// Counted as it ends, as the event loop does.
 				reason = ReasonMaxSessionBytes.String()
 				s.limited(ReasonMaxSessionBytes)
 				break
@@ -56,7 +60,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if err != nil {
 			// io.EOF is the client's half-close: everything it sent has
 			// been written back above, so closing now loses nothing.
-			reason = s.endReason(err, d)
+			reason = s.endReason(err, w)
 			break
 		}
 	}
@@ -67,6 +71,45 @@ func (s *Server) serveConn(c net.Conn) {
 		"bytes_out", out,
 		"duration", time.Since(start),
 		"reason", reason)
+}
+
+// limitLinger is how long a connection that reached MaxSessionBytes stays
+// open, discarding its input, once the client stops taking its echo: see
+// discardAfterLimit.
+const limitLinger = 2 * time.Second
+
+// discardAfterLimit ends a connection that has echoed its MaxSessionBytes
+// without losing any of that echo. Closing a socket with unread input makes
+// the kernel reset the connection and throw away the echo it still holds
+// for a slow reader, so instead the write side is shut down (the client
+// reads its last byte, then EOF), and the input that keeps coming is read
+// and thrown away until the client closes its side too. That lasts as long
+// as the client keeps taking echo off the server's send buffer, and at most
+// limitLinger after it stops: long enough for a client to see the EOF and
+// stop sending, short enough that a client that goes on sending past its
+// limit does not hold the connection. MaxSessionDuration still applies.
+func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader, w *watchdog) {
+	w.linger(limitLinger)
+	closeWrite(c, sock)
+	r.limit = 0
+	for {
+		buf, _, err := r.read()
+		s.buffers.Put(buf)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// closeWrite shuts down c's write side: a TLS connection sends its
+// close_notify, then the socket under it its FIN.
+func closeWrite(c net.Conn, sock socket) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && c != net.Conn(sock) {
+		cw.CloseWrite()
+	}
+	if sock != nil {
+		sock.CloseWrite()
+	}
 }
 
 // sessionPolicy is what a connection may do once admitted: plain values that
@@ -85,61 +128,34 @@ func (s *Server) sessionPolicy() sessionPolicy {
 	}
 }
 
-// deadline applies a sessionPolicy's timeouts to a blocking connection with
-// a single deadline for both directions, since reads and writes alternate.
-// Moving a deadline costs a timer update, so for the idle timeout it is moved
-// only once an eighth of the timeout has passed since it was last set: a
-// connection is closed between IdleTimeout and 9/8 of it after its last
-// progress, and a busy one pays for a timer update now and then rather than
-// per read.
-type deadline struct {
-	idle, slack time.Duration
-	end         time.Time // when MaxDuration runs out; zero: never
-	armed       time.Time // when the deadline was last moved
+// socket is what a connection is under its wrappers: one the runtime can
+// wait on and that can be shut down for writing, such as *net.TCPConn.
+type socket interface {
+	net.Conn
+	syscall.Conn
+	CloseWrite() error
 }
 
-func (d *deadline) start(c net.Conn, p sessionPolicy, start time.Time) {
-	d.idle = p.IdleTimeout
-	d.slack = p.IdleTimeout / 8
-	if p.MaxDuration > 0 {
-		d.end = start.Add(p.MaxDuration)
-		if d.idle == 0 {
-			c.SetDeadline(d.end)
+// socketOf returns the socket under c, which may be c itself, or nil when c
+// wraps something else (net.Pipe) or a wrapper that does not say what it
+// wraps.
+func socketOf(c net.Conn) socket {
+	// Wrappers nest a level or two (TLS over PROXY protocol); the bound
+	// only guards against a wrapper that returns itself.
+	for range 8 {
+		if s, ok := c.(socket); ok {
+			return s
+		}
+		switch w := c.(type) {
+		case interface{ NetConn() net.Conn }: // crypto/tls
+			c = w.NetConn()
+		case interface{ Raw() net.Conn }: // go-proxyproto
+			c = w.Raw()
+		default:
+			return nil
 		}
 	}
-}
-
-// progress records that the connection moved bytes just now, pushing the
-// idle deadline out if it is due.
-func (d *deadline) progress(c net.Conn) {
-	if d.idle == 0 {
-		return
-	}
-	now := time.Now()
-	if now.Sub(d.armed) < d.slack {
-		return
-	}
-	d.armed = now
-	t := now.Add(d.idle + d.slack)
-	if !d.end.IsZero() && d.end.Before(t) {
-		t = d.end
-	}
-	c.SetDeadline(t)
-}
-
-// write writes all of p to c. A write that times out having taken some bytes
-// is progress (a slow reader), so it goes on; one that took none ends the
-// connection.
-func (d *deadline) write(c net.Conn, p []byte) (int, error) {
-	var written int
-	for {
-		n, err := c.Write(p[written:])
-		written += n
-		if err == nil || n == 0 || d.idle == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return written, err
-		}
-		d.progress(c)
-	}
+	return nil
 }
 
 // buffer returns a pooled buffer. A pointer to an array keeps the pool free
@@ -151,12 +167,24 @@ func (s *Server) buffer() *[bufferSize]byte {
 	return new([bufferSize]byte)
 }
 
-// reader reads a connection into pooled buffers.
+// reader reads a connection into pooled buffers, taking one only once
+// there is something to read.
 type reader struct {
 	s     *Server
 	c     net.Conn
-	rc    syscall.RawConn // nil: read c with a buffer taken beforehand
+	rc    syscall.RawConn // c is a plain socket, read directly; nil: read through c
 	limit int             // read at most this many bytes at a time; 0: a whole buffer
+
+	// For a connection that wraps a socket (TLS, PROXY protocol): the
+	// socket, waited on for readability before a buffer is taken.
+	wait       syscall.RawConn
+	handshaken bool // a TLS handshake, if any, is done
+	// pending says the wrapper may hold bytes it has read from the socket
+	// already (the rest of a TLS record, what came with a PROXY header),
+	// which a wait on the socket would not see.
+	pending bool
+	peekFn  func(fd uintptr) bool
+	peekBuf [1]byte
 
 	// The result of readRaw, which rc.Read calls; fields rather than
 	// captured variables, so that a read allocates nothing.
@@ -166,16 +194,26 @@ type reader struct {
 	readFn func(fd uintptr) bool
 }
 
-func (s *Server) newReader(c net.Conn) *reader {
+func (s *Server) newReader(c net.Conn, sock socket) *reader {
 	r := &reader{s: s, c: c}
-	// Only a plain TCP socket is read directly; a wrapper such as TLS
-	// reads through buffers of its own.
-	if tc, ok := c.(*net.TCPConn); ok && rawReadSupported {
-		if rc, err := tc.SyscallConn(); err == nil {
-			r.rc = rc
-			r.readFn = r.readRaw
-		}
+	if !rawReadSupported || sock == nil {
+		return r
 	}
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return r
+	}
+	// Only a plain TCP socket is read directly; a wrapper such as TLS
+	// reads through buffers of its own, and is read through, once its
+	// socket is readable.
+	if _, ok := c.(*net.TCPConn); ok {
+		r.rc = rc
+		r.readFn = r.readRaw
+		return r
+	}
+	r.wait = rc
+	r.pending = true
+	r.peekFn = r.peek
 	return r
 }
 
@@ -183,17 +221,76 @@ func (s *Server) newReader(c net.Conn) *reader {
 // or the error that ended the wait (io.EOF on the client's half-close).
 // The caller gives buf back to the pool.
 func (r *reader) read() (buf *[bufferSize]byte, n int, err error) {
-	if r.rc == nil {
+	switch {
+	case r.rc != nil:
+		r.buf, r.n, r.err = nil, 0, nil
+		if err := r.rc.Read(r.readFn); err != nil {
+			// Closed while waiting.
+			return r.s.buffer(), 0, err
+		}
+		return r.buf, r.n, r.err
+	case r.wait != nil:
+		return r.readWrapped()
+	default:
+		// Nothing to wait on: the buffer is held while waiting.
 		buf = r.s.buffer()
 		n, err = r.c.Read(r.space(buf))
 		return buf, n, err
 	}
-	r.buf, r.n, r.err = nil, 0, nil
-	if err := r.rc.Read(r.readFn); err != nil {
-		// Closed, or past a deadline, while waiting.
+}
+
+// readWrapped is read for a connection that wraps a socket. It takes a
+// buffer only when the wrapper has bytes for it already, or once the socket
+// is readable; an idle connection holds none.
+func (r *reader) readWrapped() (*[bufferSize]byte, int, error) {
+	if !r.handshaken {
+		r.handshaken = true
+		// The read below that must not block would fail a TLS handshake
+		// that has not happened yet, so it happens first, without a
+		// buffer.
+		if h, ok := r.c.(interface{ HandshakeContext(context.Context) error }); ok {
+			if err := h.HandshakeContext(context.Background()); err != nil {
+				return r.s.buffer(), 0, err
+			}
+		}
+	}
+	if r.pending {
+		// A read with a deadline in the past returns what the wrapper
+		// holds without touching the socket, or times out at once; a
+		// timed-out read leaves a TLS or PROXY connection usable.
+		buf := r.s.buffer()
+		r.c.SetReadDeadline(aLongTimeAgo)
+		n, err := r.c.Read(r.space(buf))
+		r.c.SetReadDeadline(time.Time{})
+		if timedOut := errors.Is(err, os.ErrDeadlineExceeded); n > 0 || err != nil && !timedOut {
+			if timedOut {
+				err = nil // TLS read on after a record, to look for an alert
+			}
+			return buf, n, err
+		}
+		r.s.buffers.Put(buf)
+		r.pending = false
+	}
+	if err := r.wait.Read(r.peekFn); err != nil {
+		// Closed while waiting.
 		return r.s.buffer(), 0, err
 	}
-	return r.buf, r.n, r.err
+	// The socket has bytes, or its end: the read returns once the wrapper
+	// has a whole record of them, or the error.
+	buf := r.s.buffer()
+	n, err := r.c.Read(r.space(buf))
+	r.pending = n > 0
+	return buf, n, err
+}
+
+// aLongTimeAgo is a deadline that has passed: a read with it only returns
+// what is there already.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// peek is called by the runtime's poller when the wrapped socket may be
+// readable; it asks to wait while it is not.
+func (r *reader) peek(fd uintptr) bool {
+	return peekReadable(fd, r.peekBuf[:])
 }
 
 // space is the part of buf a read may fill.
@@ -231,12 +328,8 @@ func (r *reader) readRaw(fd uintptr) bool {
 
 // endReason names why a connection ended, for the log, and counts the ends
 // that a session limit caused.
-func (s *Server) endReason(err error, d deadline) string {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		r := ReasonIdleTimeout
-		if !d.end.IsZero() && !time.Now().Before(d.end) {
-			r = ReasonMaxSessionDuration
-		}
+func (s *Server) endReason(err error, w *watchdog) string {
+	if r, ok := w.ended(); ok {
 		s.limited(r)
 		return r.String()
 	}

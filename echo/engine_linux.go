@@ -29,6 +29,7 @@ func startEventLoop(s *Server) (*eventLoop, error) {
 		IdleTimeout: p.IdleTimeout,
 		MaxDuration: p.MaxDuration,
 		MaxBytes:    p.MaxBytes,
+		Linger:      limitLinger,
 		OnClose: func(end epoll.Ended) {
 			if r, ok := loopLimit(end.Reason); ok {
 				s.limited(r)

@@ -69,7 +69,9 @@ type Server struct {
 	// echo, chargen and daytime services live there. Datagrams from
 	// multicast, broadcast or unspecified addresses, from port 0, or from the
 	// server's own UDP ports are dropped regardless, and so are those sent
-	// to a broadcast or multicast address (on Linux, which reports it).
+	// to a broadcast or multicast address (on Linux, which reports it) and
+	// those that bring back, too soon, the bytes the server last sent
+	// their source: another echo service, on any port, answering it.
 	UDPAllowPrivilegedPorts bool
 	// UDPSourceRate is how many datagrams per second ServeUDP answers from
 	// one source address (for IPv6, one /64), with bursts of up to one

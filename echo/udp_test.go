@@ -305,8 +305,9 @@ func TestUDPSourceRateLimit(t *testing.T) {
 	server := startUDP(t, srv, "127.0.0.1")
 	c := udpClient(t, netip.MustParseAddrPort("127.0.0.1:0"))
 	const sent = 40
-	for range sent {
-		if _, err := c.WriteToUDPAddrPort([]byte("flood"), server); err != nil {
+	for i := range sent {
+		// Different bytes each, or the loop guard would take the repeats.
+		if _, err := c.WriteToUDPAddrPort(fmt.Appendf(nil, "flood %d", i), server); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -332,8 +333,8 @@ func TestUDPGlobalCap(t *testing.T) {
 	const sources, each = 4, 5
 	for i := range sources {
 		c := udpClient(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}), 0))
-		for range each {
-			if _, err := c.WriteToUDPAddrPort([]byte("x"), server); err != nil {
+		for j := range each {
+			if _, err := c.WriteToUDPAddrPort(fmt.Appendf(nil, "x%d", j), server); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -53,12 +53,14 @@ func (s *Server) echoBatches(b *mmsg.Batch, g *udpGuard, dest bool) error {
 		}
 		s.counts.udpDatagrams.Add(uint64(n))
 		s.counts.udpBytesIn.Add(bytesIn)
+		now := g.now()
 		for i := range n {
 			if dest && !unicastDest(b.Control(i)) {
 				s.limited(ReasonUDPBadDestination)
 				continue
 			}
-			if r, ok := g.admit(b.Source(i)); !ok {
+			p, _ := b.Datagram(i)
+			if r, ok := g.admit(b.Source(i), p, now); !ok {
 				s.limited(r)
 				continue
 			}

@@ -18,9 +18,9 @@ import (
 
 // Request is the HTTP request echo: what echod received, as JSON.
 type Request struct {
-	Method   string `json:"method"`
-	Path     string `json:"path"` // decoded
-	URI      string `json:"uri"`  // the request target as sent
+	Method   string              `json:"method"`
+	Path     string              `json:"path"` // decoded
+	URI      string              `json:"uri"`  // the request target as sent
 	Query    map[string][]string `json:"query"`
 	Protocol string              `json:"protocol"` // HTTP/1.1, HTTP/2.0
 	Host     string              `json:"host"`

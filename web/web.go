@@ -25,6 +25,10 @@ const (
 	DefaultMaxDelay   = 10 * time.Second
 )
 
+// ReasonMaxMessage is the reason, in echod's vocabulary of limits, for a
+// WebSocket closed with 1009 for a message above MaxMessage.
+const ReasonMaxMessage = "ws-max-message"
+
 // Handler serves WebSocket echo, HTTP request echo and the page. The zero
 // value is ready to use; the exported fields configure it and must not
 // change once it serves. Serve it with an http.Server whose Shutdown is
@@ -77,7 +81,7 @@ type Stats struct {
 	// their bytes, one way.
 	Messages, MessageBytes uint64
 	// TooBig counts the connections closed with 1009 for a message above
-	// MaxMessage.
+	// MaxMessage (ReasonMaxMessage).
 	TooBig uint64
 	// Requests counts the HTTP requests echoed (not upgrades, not the
 	// page).

@@ -3,17 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/echod/echod/bench"
+	"github.com/echod/echod/internal/target"
 )
 
 func runBench(ctx context.Context, args []string, std stdio) error {
-	fs := newFlagSet("bench", "echod bench [flags] HOST:PORT", std.out)
-	mode := fs.String("mode", "pingpong", "`mode`: pingpong, bulk, cycle, idle or udp")
+	fs := newFlagSet("bench", "echod bench [flags] ADDRESS [flags]", std.out)
+	mode := fs.String("mode", "pingpong", "`mode`: pingpong, bulk, cycle, idle or udp (the default for a udp:// address)")
 	conns := fs.Int("c", 1, "how many `connections` to use (sockets for udp; sessions at once for cycle)")
 	depth := fs.Int("depth", 1, "messages in flight per connection (pingpong, udp)")
 	size := fs.Int("size", 0, "`bytes` per message, session (cycle) or write (bulk); 0: 64, or 1024 for cycle, 32768 for bulk")
@@ -25,14 +27,36 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	sources := fs.String("source", "", "local `addresses` to connect from, in turn: A,B,... or FIRST-LAST")
 	pid := fs.Int("pid", 0, "`PID` of a local server: report its CPU time per operation and memory")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parseFlags(fs, args); err != nil {
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT or udp://HOST:PORT (-mode udp).\n")
+	}
+	positional, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("bench", "want one HOST:PORT, got %d arguments", fs.NArg())
+	tgt, used, err := target.FromArgs(positional)
+	if err != nil {
+		return &usageError{cmd: "bench", err: err}
+	}
+	if used < len(positional) {
+		return usagef("bench", "unexpected argument %q", positional[used])
+	}
+	modeSet := false
+	fs.Visit(func(f *flag.Flag) { modeSet = modeSet || f.Name == "mode" })
+	switch tgt.Transport {
+	case target.UDP:
+		if modeSet && *mode != string(bench.UDP) {
+			return usagef("bench", "-mode %s is for TCP; %s takes -mode udp", *mode, tgt)
+		}
+		*mode = string(bench.UDP)
+	case target.TCP:
+	default:
+		return usagef("bench", "%s: bench speaks tcp:// and udp:// only", tgt)
 	}
 	cfg := bench.Config{
-		Addr:     fs.Arg(0),
+		Addr:     tgt.Addr(),
 		Mode:     bench.Mode(*mode),
 		Conns:    *conns,
 		Depth:    *depth,
@@ -72,6 +96,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
+
 	if *asJSON {
 		enc := json.NewEncoder(std.out)
 		enc.SetIndent("", "  ")
@@ -80,6 +105,9 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		}
 	} else if err := res.WriteText(std.out); err != nil {
 		return err
+	}
+	if interrupted(ctx) {
+		return fmt.Errorf("%w: bench stopped after %.1fs of measuring", errInterrupted, res.Seconds)
 	}
 	if err := res.Err(); err != nil {
 		return fmt.Errorf("bench: %w", err)

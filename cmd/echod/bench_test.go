@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,8 +18,10 @@ func TestBenchUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no address", []string{"bench"}, "want one HOST:PORT, got 0"},
-		{"two addresses", []string{"bench", "a:1", "b:2"}, "want one HOST:PORT, got 2"},
+		{"no address", []string{"bench"}, "bench: no address given: want HOST:PORT, such as 127.0.0.1:7007"},
+		{"two addresses", []string{"bench", "a:1", "b:2"}, `bench: unexpected argument "b:2"`},
+		{"tls", []string{"bench", "tls://a:1"}, "tls://a:1: bench speaks tcp:// and udp:// only"},
+		{"udp with a tcp mode", []string{"bench", "-mode", "bulk", "udp://a:1"}, "-mode bulk is for TCP; udp://a:1 takes -mode udp"},
 		{"no port", []string{"bench", "127.0.0.1"}, "invalid address"},
 		{"bad mode", []string{"bench", "-mode", "flood", "a:1"}, `unknown mode "flood"`},
 		{"depth for bulk", []string{"bench", "-mode", "bulk", "-depth", "4", "a:1"}, "depth applies to pingpong and udp"},
@@ -99,6 +104,17 @@ func TestBenchUDPAgainstEchodServe(t *testing.T) {
 	}
 }
 
+// Against echod's default UDP limits, bench points at the rate limit
+// instead of leaving a bare loss figure.
+func TestBenchUDPSuggestsTheRateLimit(t *testing.T) {
+	addrs, _ := startServeAll(t, 1, "-udp-listen", "127.0.0.1:0")
+	code, stdout, stderr := runCmd(t, nil, "bench", "udp://"+addrs["udp"][0], "-c", "2", "-depth", "64", "-d", "500ms", "-warmup", "0s")
+	want := regexp.MustCompile(`(?m)^  Hint: +\d+% of datagrams were lost while \d+/s came back: the server may be rate-limiting \(echod serve answers at most 1000/s per source address, -udp-source-rate, and 20000/s in all, -udp-global-rate; 0 turns either off\)$`)
+	if code != 0 || !want.MatchString(stdout) {
+		t.Errorf("exit %d, stdout\n%s\nstderr %s\nwant a line matching %s", code, stdout, stderr, want)
+	}
+}
+
 // A server that echoes every byte with one bit flipped: bench reports the
 // first difference and exits 1.
 func TestBenchCatchesACorruptingServer(t *testing.T) {
@@ -142,5 +158,50 @@ func TestBenchReportsRefusedConnections(t *testing.T) {
 	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", addr)
 	if code != 1 || !strings.Contains(stderr, "connection refused") || !strings.Contains(stdout, "connect refused") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+}
+
+// Against echod's own per-IP connection limit, bench and check both say
+// that the resets look like a connection limit.
+func TestToolsNameTheConnectionLimit(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0", "-max-conns-per-ip", "2")[0]
+	code, stdout, _ := runCmd(t, nil, "bench", addr, "-c", "4", "-d", "300ms", "-warmup", "0s")
+	want := regexp.MustCompile(`(?m)^  Hint: +\d+ connections were reset or closed by the server while others were served: this looks like a connection limit \(echod serve's -max-conns-per-ip or -max-conns\)$`)
+	if code != 1 || !want.MatchString(stdout) {
+		t.Errorf("bench: exit %d, stdout\n%s\nwant exit 1 and a line matching %s", code, stdout, want)
+	}
+	code, stdout, _ = runCmd(t, nil, "check", addr, "-run", "many-clients")
+	wantLine := "FAIL many-clients: 2 of 200 clients connected at once got their echo; the other 198 were closed or reset without a reply: this looks like a per-IP connection limit of 2 (echod serve's -max-conns-per-ip does this)\n"
+	if code != 1 || !strings.HasPrefix(stdout, wantLine) {
+		t.Errorf("check: exit %d, stdout\n%s\nwant exit 1 and\n%s", code, stdout, wantLine)
+	}
+}
+
+// Ctrl-C during bench shows the figures so far and exits 130.
+func TestBenchInterrupted(t *testing.T) {
+	connected := make(chan struct{}, 1)
+	addr := startTestServer(t, func(c net.Conn) {
+		select {
+		case connected <- struct{}{}:
+		default:
+		}
+		io.Copy(c, c)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"bench", addr, "-d", "1m", "-warmup", "0s"}, stdio{in: strings.NewReader(""), out: &out, err: io.Discard})
+	}()
+	<-connected
+	cancel()
+	err := <-done
+	var errb strings.Builder
+	printError(&errb, err)
+	if code := exitCode(err); code != 130 || !regexp.MustCompile(`^echod: interrupted: bench stopped after \d+\.\ds of measuring\n$`).MatchString(errb.String()) {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "Interrupted:") {
+		t.Errorf("stdout has no Interrupted row:\n%s", out.String())
 	}
 }

@@ -2,57 +2,79 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"os"
 	"regexp"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/echod/echod/check"
+	"github.com/echod/echod/internal/target"
 )
 
 func runCheck(ctx context.Context, args []string, std stdio) error {
-	fs := newFlagSet("check", "echod check [flags] HOST:PORT", std.out)
+	fs := newFlagSet("check", "echod check [flags] ADDRESS [flags]", std.out)
 	udp := fs.Bool("udp", false, "also check UDP echo on the same address")
 	udpAddr := fs.String("udp-addr", "", "check UDP echo on `HOST:PORT` (implies -udp)")
-	protohackers := fs.Bool("protohackers", false, "run the Protohackers Smoke Test sequence instead of the full TCP suite")
+	protohackers := fs.Bool("protohackers", false, "run what the Protohackers Smoke Test needs, and only that, instead of the full TCP suite")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up on the whole run after this long (0: never)")
 	patience := fs.Duration("patience", check.DefaultPatience, "how long to wait for an echo or close that should come at once; raise it for a distant server")
 	runExpr := fs.String("run", "", "run only the checks whose names match `REGEX`")
 	verbose := fs.Bool("v", false, "show each check as it starts, its time, and skipped checks")
 	asJSON := fs.Bool("json", false, "print the results as one JSON object")
-	if err := parseFlags(fs, args); err != nil {
+	caFile := fs.String("ca", "", "for tls://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT, udp://HOST:PORT (the UDP checks only)\nor tls://HOST:PORT (the TCP checks over TLS).\n")
+		writeCheckList(std.out)
+	}
+	positional, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	// Flags may also follow the address: echod check 127.0.0.1:7007 -v.
-	if fs.NArg() > 1 {
-		addr := fs.Arg(0)
-		if err := parseFlags(fs, fs.Args()[1:]); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usagef("check", "unexpected argument %q", fs.Arg(0))
-		}
-		args = []string{addr}
-	} else {
-		args = fs.Args()
+	tgt, used, err := target.FromArgs(positional)
+	if err != nil {
+		return &usageError{cmd: "check", err: err}
 	}
-	if len(args) == 0 {
-		return usagef("check", "no address given: want HOST:PORT of the echo server, such as 127.0.0.1:7007")
+	if used < len(positional) {
+		return usagef("check", "unexpected argument %q", positional[used])
 	}
-	cfg := check.Config{Addr: args[0], Protohackers: *protohackers, Patience: *patience}
-	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
-		return usagef("check", "invalid address %q: want HOST:PORT: %v", cfg.Addr, err)
+
+	cfg := check.Config{Protohackers: *protohackers, Patience: *patience}
+	switch tgt.Transport {
+	case target.TCP, target.TLS:
+		cfg.Addr = tgt.Addr()
+	case target.UDP:
+		if *protohackers {
+			return usagef("check", "-protohackers checks TCP, not %s", tgt)
+		}
+		cfg.UDPAddr = tgt.Addr()
+	case target.WS, target.WSS:
+		return checkWebSocket(ctx, tgt, std)
+	}
+	if *caFile != "" && tgt.Transport != target.TLS {
+		return usagef("check", "-ca applies to tls:// addresses, not %s", tgt)
+	}
+	if tgt.Transport == target.TLS {
+		tc, err := tlsClientConfig(tgt.Host, *caFile)
+		if err != nil {
+			return &usageError{cmd: "check", err: err}
+		}
+		cfg.TLS = tc
 	}
 	if *udpAddr != "" {
-		if _, _, err := net.SplitHostPort(*udpAddr); err != nil {
-			return usagef("check", "invalid -udp-addr %q: want HOST:PORT: %v", *udpAddr, err)
+		u, err := target.Parse(*udpAddr)
+		if err != nil || u.Transport != target.TCP {
+			return usagef("check", "invalid -udp-addr %q: want HOST:PORT", *udpAddr)
 		}
-		cfg.UDPAddr = *udpAddr
-	} else if *udp {
+		cfg.UDPAddr = u.Addr()
+	} else if *udp && cfg.Addr != "" {
 		cfg.UDPAddr = cfg.Addr
 	}
 	if *timeout < 0 {
@@ -85,16 +107,27 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 			progress = std.err
 		}
 	}
+	if cfg.TLS != nil && cfg.TLS.InsecureSkipVerify {
+		fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", tgt.Addr())
+	}
 	cfg.Started = func(c check.Check) {
 		if *verbose {
 			fmt.Fprintf(progress, "RUN  %s: %s (deadline %v)\n", c.Name, c.Doc, c.Deadline)
 		}
 	}
-	cfg.Finished = func(r check.Result) {
-		if r.Status == check.Skip && !*verbose {
-			return
+	cfg.Finished = func(r check.Result) { r.WriteText(progress, *verbose) }
+	if *protohackers && !*asJSON && !*verbose {
+		// The shape of the real checker's log, so the two read alike.
+		fmt.Fprintln(progress, "A local reconstruction of the Protohackers Smoke Test (problem 0), in the shape of its checker's log:")
+		n := 0
+		byName := map[string]check.Check{}
+		for _, c := range check.Checks(cfg) {
+			byName[c.Name] = c
 		}
-		fmt.Fprintln(progress, resultLine(r, *verbose))
+		cfg.Finished = func(r check.Result) {
+			r.WriteProtohackersLog(progress, n, byName[r.Name])
+			n++
+		}
 	}
 
 	if *timeout > 0 {
@@ -104,104 +137,71 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 	}
 	rep, err := check.Run(ctx, cfg)
 	var unreachable *check.UnreachableError
-	if errors.As(err, &unreachable) {
+	switch {
+	case errors.As(err, &unreachable):
 		// Not a failing server but a wrong address, or no server at all.
 		return &usageError{err: err}
-	}
-	if err != nil {
+	case err != nil && interrupted(ctx):
+		return fmt.Errorf("%w after %d of %s: %d passed, %d failed", errInterrupted,
+			len(rep.Results), plural(len(check.Checks(cfg)), "check"), rep.Passed(), rep.Failed())
+	case err != nil:
 		return err
 	}
 	if *asJSON {
-		if err := writeJSON(std.out, rep); err != nil {
+		if err := rep.WriteJSON(std.out); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintln(std.out, summaryLine(rep))
+		fmt.Fprintln(std.out, rep.Summary())
 	}
-	if f := rep.Failed(); f > 0 {
-		return fmt.Errorf("%d of %d checks failed against %s", f, f+rep.Passed(), target(rep))
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+	if !rep.OK() {
+		// The summary above said why.
+		return reported()
 	}
 	return nil
 }
 
-// resultLine is one check's verdict: PASS name (detail), FAIL name: reason.
-func resultLine(r check.Result, verbose bool) string {
-	var line string
-	switch r.Status {
-	case check.Pass:
-		line = fmt.Sprintf("PASS %s (%s)", r.Name, r.Detail)
-	case check.Fail:
-		line = fmt.Sprintf("FAIL %s: %s", r.Name, r.Reason)
-	default:
-		line = fmt.Sprintf("SKIP %s: %s", r.Name, r.Reason)
+// tlsClientConfig is how check and send talk TLS to host: verifying its
+// certificate against the CAs in caFile, or, without one, not at all,
+// since a local test server's certificate is most often self-signed.
+func tlsClientConfig(host, caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return &tls.Config{InsecureSkipVerify: true}, nil
 	}
-	if verbose && r.Status != check.Skip {
-		line += fmt.Sprintf(" [%v]", r.Duration.Round(time.Millisecond))
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("-ca: %w", err)
 	}
-	return line
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-ca %s: no PEM certificate in it", caFile)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: host}, nil
 }
 
-func target(rep check.Report) string {
-	switch {
-	case rep.Addr == "":
-		return "UDP " + rep.UDPAddr
-	case rep.UDPAddr == "" || rep.UDPAddr == rep.Addr:
-		return rep.Addr
+// writeCheckList lists every check with what it proves, for check -h.
+func writeCheckList(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, group := range []struct {
+		title  string
+		checks []check.Check
+	}{
+		{"Checks (TCP, and over TLS for tls://):", check.TCPChecks()},
+		{"Checks with -protohackers (instead of the TCP checks):", check.ProtohackersChecks()},
+		{"Checks with -udp or udp://:", check.UDPChecks()},
+	} {
+		fmt.Fprintf(tw, "\n%s\n", group.title)
+		for _, c := range group.checks {
+			fmt.Fprintf(tw, "  %s\t%s\n", c.Name, c.Doc)
+		}
 	}
-	return rep.Addr + " and UDP " + rep.UDPAddr
+	tw.Flush()
 }
 
-func summaryLine(rep check.Report) string {
-	skipped := len(rep.Results) - rep.Passed() - rep.Failed()
-	note := ""
-	if skipped > 0 {
-		note = fmt.Sprintf(", %d skipped", skipped)
+// plural formats n of a noun, in the plural unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
-	took := rep.Duration.Round(10 * time.Millisecond)
-	if f := rep.Failed(); f > 0 {
-		return fmt.Sprintf("FAIL: %d of %d checks failed against %s%s (%v)", f, f+rep.Passed(), target(rep), note, took)
-	}
-	return fmt.Sprintf("PASS: %d checks passed against %s%s (%v)", rep.Passed(), target(rep), note, took)
-}
-
-// jsonReport is the -json output: one object, stable field names.
-type jsonReport struct {
-	Addr    string       `json:"addr,omitempty"`
-	UDPAddr string       `json:"udp_addr,omitempty"`
-	OK      bool         `json:"ok"`
-	Passed  int          `json:"passed"`
-	Failed  int          `json:"failed"`
-	Skipped int          `json:"skipped"`
-	Seconds float64      `json:"seconds"`
-	Checks  []jsonResult `json:"checks"`
-}
-
-type jsonResult struct {
-	Name    string  `json:"name"`
-	Status  string  `json:"status"` // pass, fail or skip
-	Detail  string  `json:"detail,omitempty"`
-	Reason  string  `json:"reason,omitempty"`
-	Seconds float64 `json:"seconds"`
-}
-
-func writeJSON(w io.Writer, rep check.Report) error {
-	out := jsonReport{
-		Addr: rep.Addr, UDPAddr: rep.UDPAddr,
-		OK: rep.OK(), Passed: rep.Passed(), Failed: rep.Failed(),
-		Skipped: len(rep.Results) - rep.Passed() - rep.Failed(),
-		Seconds: rep.Duration.Seconds(),
-		Checks:  []jsonResult{},
-	}
-	for _, r := range rep.Results {
-		out.Checks = append(out.Checks, jsonResult{
-			Name: r.Name, Status: string(r.Status), Detail: r.Detail, Reason: r.Reason,
-			Seconds: r.Duration.Seconds(),
-		})
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"regexp"
@@ -9,6 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/echod/echod/check"
+	"github.com/echod/echod/internal/testcert"
 )
 
 // resultLines matches the lines of a text report: one per check, then the
@@ -50,7 +55,19 @@ func TestCheckPassesAgainstEchod(t *testing.T) {
 func TestCheckProtohackersProfileAgainstEchod(t *testing.T) {
 	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
 	code, out, errOut := runCmd(t, nil, "check", "-protohackers", addr)
-	if code != 0 || !strings.Contains(out, "PASS protohackers/5-clients (5 clients at once") || !strings.Contains(out, "PASS: 5 checks passed") {
+	want := "A local reconstruction of the Protohackers Smoke Test (problem 0), in the shape of its checker's log:\n" +
+		"[0simple.test] NOTE:one short line of text\n" +
+		"[0simple.test] PASS\n" +
+		"[1empty.test] NOTE:no data at all: half-close, then EOF\n" +
+		"[1empty.test] PASS\n" +
+		"[2long.test] NOTE:100 KiB of text in several writes\n" +
+		"[2long.test] PASS\n" +
+		"[3binary.test] NOTE:100 KiB of random binary data in several writes\n" +
+		"[3binary.test] PASS\n" +
+		"[4clients.test] NOTE:5 clients at once, as in the smoke check: a server that serves one client at a time fails\n" +
+		"[4clients.test] PASS\n" +
+		"PASS: 5 checks passed against " + addr + " ("
+	if code != 0 || !strings.HasPrefix(out, want) {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 }
@@ -61,7 +78,12 @@ func TestCheckJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	var rep jsonReport
+	var rep struct {
+		Addr                    string
+		OK                      bool
+		Passed, Failed, Skipped int
+		Checks                  []struct{ Name, Status, Reason string }
+	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out)
 	}
@@ -81,14 +103,15 @@ func TestCheckReportsBrokenServer(t *testing.T) {
 	// This server replies only once the client half-closes.
 	addr := startBroken(t, func(b []byte) []byte { return b })
 	code, out, errOut := runCmd(t, nil, "check", addr, "-patience", "300ms", "-run", "text|streaming")
-	want := "PASS text (63 bytes of text)\n" +
+	want := "PASS text (64 bytes of text)\n" +
 		"FAIL streaming: first reply byte came only after half-close: the server buffers until EOF (RFC 862 echoes as data arrives)\n" +
 		"FAIL: 1 of 2 checks failed against " + addr
 	if code != 1 || !strings.HasPrefix(out, want) {
 		t.Errorf("exit %d, stdout\n%s\nwant exit 1 and\n%s", code, out, want)
 	}
-	if errOut != "echod: 1 of 2 checks failed against "+addr+"\n" {
-		t.Errorf("stderr %q", errOut)
+	if errOut != "" {
+		// The summary on stdout said it once.
+		t.Errorf("stderr %q, want nothing", errOut)
 	}
 }
 
@@ -204,7 +227,7 @@ func TestCheckUDPAgainstEchod(t *testing.T) {
 		}
 		biggest := []string{"65507", "65527"}[i]
 		code, out, errOut := runCmd(t, nil, "check", "-udp", "-run", "^(udp-.*|text)$", addr)
-		want := "PASS text (63 bytes of text)\n" +
+		want := "PASS text (64 bytes of text)\n" +
 			"PASS udp-sizes (8 sizes from 1 to " + biggest + " bytes, each echoed whole)\n" +
 			"PASS udp-all-bytes (0x00-0xff up and down in one 512-byte datagram)\n" +
 			"PASS udp-one-reply (10 datagrams, one reply each)\n" +
@@ -212,5 +235,103 @@ func TestCheckUDPAgainstEchod(t *testing.T) {
 		if code != 0 || !strings.HasPrefix(out, want) {
 			t.Errorf("exit %d, stdout\n%s\nwant\n%s\nstderr %s", code, out, want, errOut)
 		}
+	}
+}
+
+// tls:// and udp:// check echod's TLS echo and a UDP-only server; -ca
+// verifies the certificate, and without it a note says it is not.
+func TestCheckTLSAndUDPAddresses(t *testing.T) {
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod test")
+	all, _ := startServeAll(t, 3, "-udp", "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	tlsAddr, udpAddr := all["tls"][0], all["udp"][0]
+
+	code, out, errOut := runCmd(t, nil, "check", "tls://"+tlsAddr, "-run", "^(text|streaming|close-after-eof)$")
+	if code != 0 || !strings.Contains(out, "PASS: 3 checks passed against tls://"+tlsAddr) {
+		t.Errorf("check tls://: exit %d\n%s%s", code, out, errOut)
+	}
+	if want := "note: not verifying the TLS certificate of " + tlsAddr + " (give -ca FILE to verify it)\n"; errOut != want {
+		t.Errorf("check tls://: stderr %q, want %q", errOut, want)
+	}
+	code, out, errOut = runCmd(t, nil, "check", "-ca", certFile, "tls://localhost:"+portOf(tlsAddr), "-run", "^text$")
+	if code != 0 || errOut != "" {
+		t.Errorf("check -ca: exit %d\n%s%s", code, out, errOut)
+	}
+	// Plain TCP against TLS echo names the mistake once.
+	code, out, _ = runCmd(t, nil, "check", tlsAddr)
+	want := "FAIL smoke: answered with TLS: this looks like a TLS server; check it with tls://" + tlsAddr + "\n" +
+		"FAIL: 1 of 1 check failed against " + tlsAddr + ", 11 skipped ("
+	if code != 1 || !strings.HasPrefix(out, want) {
+		t.Errorf("check on TLS: exit %d, stdout\n%s\nwant\n%s", code, out, want)
+	}
+
+	code, out, errOut = runCmd(t, nil, "check", "udp://"+udpAddr)
+	if code != 0 || !strings.Contains(out, "PASS: 3 checks passed against UDP "+udpAddr) {
+		t.Errorf("check udp://: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
+// The address may be HOST PORT, and flags may follow it.
+func TestCheckAddressForms(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	host, port, _ := net.SplitHostPort(addr)
+	for _, args := range [][]string{
+		{"check", host, port, "-run", "^text$"},
+		{"check", "-run", "^text$", "tcp://" + addr},
+		{"check", addr, "-run", "^text$", "-v"},
+	} {
+		code, out, errOut := runCmd(t, nil, args...)
+		if code != 0 || !strings.Contains(out, "PASS: 1 check passed against "+addr) {
+			t.Errorf("%q: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+}
+
+func TestCheckHelpListsEveryCheck(t *testing.T) {
+	code, out, _ := runCmd(t, nil, "help", "check")
+	if code != 0 {
+		t.Fatalf("help check: exit %d", code)
+	}
+	for _, c := range append(append(check.TCPChecks(), check.ProtohackersChecks()...), check.UDPChecks()...) {
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(c.Name) + ` +` + regexp.QuoteMeta(c.Doc) + `$`).MatchString(out) {
+			t.Errorf("help check does not list %s with its line", c.Name)
+		}
+	}
+}
+
+// Ctrl-C stops a run with one line and exit status 130, not a FAIL for
+// every check left.
+func TestCheckInterrupted(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	started := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"check", addr, "-v"}, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+	}()
+	// Cancel once the third check has started.
+	deadline := time.Now().Add(20 * time.Second)
+	for started < 3 && time.Now().Before(deadline) {
+		started = strings.Count(out.String(), "RUN  ")
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	err := <-done
+	printError(&errb, err)
+	if code := exitCode(err); code != 130 {
+		t.Errorf("exit %d, want 130", code)
+	}
+	// The checks that finished before the cancel passed; the one running
+	// is not reported.
+	if want := regexp.MustCompile(`^echod: interrupted after ([2-9]|1[01]) of 12 checks: ([2-9]|1[01]) passed, 0 failed\n$`); !want.MatchString(errb.String()) {
+		t.Errorf("stderr %q, want it to match %s", errb.String(), want)
+	}
+	if strings.Contains(out.String(), "FAIL") {
+		t.Errorf("stdout has failures:\n%s", out.String())
 	}
 }

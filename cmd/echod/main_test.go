@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -19,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testcert"
 	"go.uber.org/goleak"
 )
 
@@ -66,9 +69,7 @@ func runCmd(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, st
 		stdin = strings.NewReader("")
 	}
 	err := run(context.Background(), args, stdio{in: stdin, out: &out, err: &errb})
-	if err != nil {
-		errb.Write([]byte("echod: " + err.Error() + "\n"))
-	}
+	printError(&errb, err)
 	return exitCode(err), out.String(), errb.String()
 }
 
@@ -157,6 +158,15 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"negative udp global rate", []string{"serve", "-udp-global-rate", "-10"}, 2, "", "-udp-global-rate must not be negative"},
 		{"udp is a switch", []string{"serve", "-udp=maybe"}, 2, "", `invalid boolean value "maybe" for -udp`},
 		{"send bad addr", []string{"send", "-addr", "nowhere", "hi"}, 2, "", `invalid -addr "nowhere"`},
+		{"send message without address", []string{"send", "hello"}, 2, "", `send: invalid address "hello": missing port: want HOST:PORT, such as 127.0.0.1:7007`},
+		{"send ws", []string{"send", "ws://127.0.0.1:1/echo", "hi"}, 2, "", `send: ws://127.0.0.1:1/echo: sending over WebSocket is not supported yet`},
+		{"check wss", []string{"check", "wss://127.0.0.1:1"}, 2, "", `check: wss://127.0.0.1:1/: checking WebSocket echo is not supported yet`},
+		{"version", []string{"version"}, 0, "echod ", ""},
+		{"-version", []string{"-version"}, 0, "echod ", ""},
+		{"help serve", []string{"help", "serve"}, 0, "-shutdown-timeout", ""},
+		{"help send", []string{"help", "send"}, 0, "-verify", ""},
+		{"help bench", []string{"help", "bench"}, 0, "-mode", ""},
+		{"help nonsense", []string{"help", "nonsense"}, 2, "", `no help for "nonsense"`},
 		{"send -h", []string{"send", "-h"}, 0, "-verify", ""},
 	}
 	for _, tt := range tests {
@@ -193,9 +203,17 @@ func TestServeReportsPortInUse(t *testing.T) {
 func TestServeOnSeveralAddressesAndSend(t *testing.T) {
 	addrs := startServe(t, 2, "-listen", "127.0.0.1:0", "-listen", "[::1]:0")
 	for _, addr := range addrs {
-		code, out, errOut := runCmd(t, nil, "send", "-addr", addr, "Ground", "Control", "To", "Major", "Tom")
-		if code != 0 || out != "Ground Control To Major Tom" {
-			t.Errorf("send to %s: exit %d, stdout %q, stderr %q", addr, code, out, errOut)
+		host, port, _ := net.SplitHostPort(addr)
+		for _, args := range [][]string{
+			{"send", addr, "Ground", "Control", "To", "Major", "Tom"},
+			{"send", host, port, "Ground", "Control", "To", "Major", "Tom"},
+			{"send", "tcp://" + addr, "-timeout", "5s", "Ground", "Control", "To", "Major", "Tom"},
+			{"send", "-addr", addr, "Ground", "Control", "To", "Major", "Tom"}, // the old form
+		} {
+			code, out, errOut := runCmd(t, nil, args...)
+			if code != 0 || out != "Ground Control To Major Tom" {
+				t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+			}
 		}
 	}
 }
@@ -211,7 +229,7 @@ func TestSendVerifiesBinaryStdin(t *testing.T) {
 			for i := range input {
 				input[i] = byte(i * 7)
 			}
-			code, out, errOut := runCmd(t, bytes.NewReader(input), "send", "-addr", addr, "-verify")
+			code, out, errOut := runCmd(t, bytes.NewReader(input), "send", addr, "-verify")
 			if code != 0 || !bytes.Equal([]byte(out), input) {
 				t.Fatalf("exit %d, %d bytes back of %d, stderr %q", code, len(out), len(input), errOut)
 			}
@@ -271,7 +289,7 @@ func TestSendVerifyReportsWhereTheReplyDiffers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := startBroken(t, tt.reply)
-			code, _, errOut := runCmd(t, nil, "send", "-addr", addr, "-verify", "hello", "world")
+			code, _, errOut := runCmd(t, nil, "send", addr, "-verify", "hello", "world")
 			if code != 1 || !strings.Contains(errOut, tt.wantErr) {
 				t.Fatalf("exit %d, stderr %q; want exit 1 and %q", code, errOut, tt.wantErr)
 			}
@@ -294,7 +312,7 @@ func TestSendTimesOutOnSilentServer(t *testing.T) {
 		}
 		close(accepted)
 	}()
-	code, _, errOut := runCmd(t, nil, "send", "-addr", l.Addr().String(), "-timeout", "200ms", "hi")
+	code, _, errOut := runCmd(t, nil, "send", l.Addr().String(), "-timeout", "200ms", "hi")
 	if c, ok := <-accepted; ok {
 		c.Close()
 	}
@@ -310,7 +328,7 @@ func TestSendToNothingListening(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	code, _, errOut := runCmd(t, nil, "send", "-addr", addr, "hi")
+	code, _, errOut := runCmd(t, nil, "send", addr, "hi")
 	if code != 1 || !strings.Contains(errOut, "nothing is listening on "+addr) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
@@ -410,5 +428,111 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("echod still running 20s after a second SIGTERM, with a session open")
+	}
+}
+
+// The beginner's command from the issue: the message goes to the address
+// given first, not to the default port.
+func TestSendAddressFirst(t *testing.T) {
+	got := make(chan string, 1)
+	addr := startTestServer(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+		c.Write(b)
+	})
+	code, out, errOut := runCmd(t, nil, "send", addr, "hello")
+	if code != 0 || out != "hello" || <-got != "hello" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// A server that echoed everything but never closes is told so, not that
+// the echo did not come.
+func TestSendToServerThatNeverCloses(t *testing.T) {
+	stop := make(chan struct{})
+	addr := startTestServer(t, func(c net.Conn) {
+		io.Copy(c, c)
+		<-stop
+	})
+	code, out, errOut := runCmd(t, nil, "send", addr, "-patience", "200ms", "hello", "world")
+	close(stop)
+	want := "echod: the echo was complete (11 bytes) but " + addr + " did not close the connection within 200ms of the half-close: the server should close once the client has half-closed and the echo is sent\n"
+	if code != 1 || out != "hello world" || errOut != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and %q", code, out, errOut, want)
+	}
+}
+
+func TestSendUDPAndTLS(t *testing.T) {
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod test")
+	all, _ := startServeAll(t, 3, "-udp", "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	for _, args := range [][]string{
+		{"send", "udp://" + all["udp"][0], "-verify", "one", "datagram"},
+		{"send", "tls://" + all["tls"][0], "-verify", "one", "datagram"},
+		{"send", "-ca", certFile, "tls://localhost:" + portOf(all["tls"][0]), "-verify", "one", "datagram"},
+	} {
+		code, out, errOut := runCmd(t, nil, args...)
+		if code != 0 || out != "one datagram" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	// Nothing answers UDP on the TCP-only port of a fresh listener.
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.LocalAddr().String()
+	l.Close()
+	code, _, errOut := runCmd(t, nil, "send", "udp://"+closed, "hi")
+	if want := "echod: nothing is listening on udp://" + closed + " (the port is closed)\n"; code != 1 || errOut != want {
+		t.Errorf("send to a closed UDP port: exit %d, stderr %q, want %q", code, errOut, want)
+	}
+}
+
+// Ctrl-C during send exits 130 with one line.
+func TestSendInterrupted(t *testing.T) {
+	accepted := make(chan struct{})
+	stop := make(chan struct{})
+	addr := startTestServer(t, func(c net.Conn) {
+		close(accepted)
+		<-stop
+	})
+	defer close(stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"send", addr, "hi"}, stdio{in: strings.NewReader(""), out: io.Discard, err: io.Discard})
+	}()
+	<-accepted
+	cancel()
+	err := <-done
+	var errb strings.Builder
+	printError(&errb, err)
+	if code := exitCode(err); code != 130 || errb.String() != "echod: interrupted: send to "+addr+" stopped\n" {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// send names a server of another protocol instead of printing its answer
+// as if it were an echo.
+func TestSendNamesOtherProtocols(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(web.Close)
+	webAddr := web.Listener.Addr().String()
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod test")
+	all, _ := startServeAll(t, 2, "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	plain, tlsAddr := all["tcp"][0], all["tls"][0]
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"send", webAddr, "hello"}, "echod: " + webAddr + " answered with HTTP: this looks like a web server, not an echo server\n"},
+		{[]string{"send", tlsAddr, "hello"}, "echod: " + tlsAddr + " closed the connection without a reply, and answers TLS: this looks like a TLS server; send to tls://" + tlsAddr + "\n"},
+		{[]string{"send", "-ca", certFile, "tls://" + plain, "hello"}, "echod: tls://" + plain + ": the server echoed the TLS handshake: it is a plain echo server, not TLS; send to " + plain + ", without tls://\n"},
+	}
+	for _, tt := range tests {
+		code, _, errOut := runCmd(t, nil, tt.args...)
+		if code != 1 || errOut != tt.want {
+			t.Errorf("%q: exit %d, stderr %q; want exit 1 and %q", tt.args, code, errOut, tt.want)
+		}
 	}
 }

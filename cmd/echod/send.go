@@ -9,72 +9,194 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/echod/echod/check"
 	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/target"
 )
 
+// sendOptions are send's flags, for every transport.
+type sendOptions struct {
+	timeout  time.Duration
+	patience time.Duration
+	verify   bool
+	caFile   string
+}
+
 func runSend(ctx context.Context, args []string, std stdio) error {
-	fs := newFlagSet("send", "echod send [-addr HOST:PORT] [-timeout D] [-verify] [MESSAGE...]", std.out)
-	addr := fs.String("addr", "localhost:7007", "`HOST:PORT` of the echo server")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up if the whole exchange takes longer (0: never)")
-	verify := fs.Bool("verify", false, "exit 1 unless the reply is exactly what was sent")
-	if err := parseFlags(fs, args); err != nil {
+	fs := newFlagSet("send", "echod send [flags] ADDRESS [MESSAGE...]", std.out)
+	addr := fs.String("addr", "", "deprecated: give the address as the first argument instead")
+	var o sendOptions
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up if the whole exchange takes longer (0: never)")
+	fs.DurationVar(&o.patience, "patience", check.DefaultPatience, "after the half-close, how long to wait for more of the echo or for the server's close")
+	fs.BoolVar(&o.verify, "verify", false, "exit 1 unless the reply is exactly what was sent")
+	fs.StringVar(&o.caFile, "ca", "", "for tls://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT, udp://HOST:PORT (the message\nor standard input in one datagram) or tls://HOST:PORT. Without MESSAGE, send sends\nstandard input. Words that start with - go after --: echod send HOST:PORT -- -n.\n")
+	}
+	positional, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(*addr); err != nil {
-		return usagef("send", "invalid -addr %q: %v", *addr, err)
+	var tgt target.Target
+	var message []string
+	if *addr != "" {
+		// The old form, echod send -addr HOST:PORT MESSAGE: every
+		// argument is the message.
+		if tgt, err = target.Parse(*addr); err != nil {
+			return usagef("send", "invalid -addr %q: %v", *addr, err)
+		}
+		message = positional
+	} else {
+		t, used, err := target.FromArgs(positional)
+		if err != nil {
+			return &usageError{cmd: "send", err: err}
+		}
+		tgt, message = t, positional[used:]
 	}
-	if *timeout < 0 {
-		return usagef("send", "-timeout must not be negative, got %v", *timeout)
+	switch {
+	case o.timeout < 0:
+		return usagef("send", "-timeout must not be negative, got %v", o.timeout)
+	case o.patience <= 0:
+		return usagef("send", "-patience must be positive, got %v", o.patience)
+	case o.caFile != "" && tgt.Transport != target.TLS:
+		return usagef("send", "-ca applies to tls:// addresses, not %s", tgt)
 	}
 	var src io.Reader = std.in
-	if fs.NArg() > 0 {
-		src = strings.NewReader(strings.Join(fs.Args(), " "))
+	if len(message) > 0 {
+		src = strings.NewReader(strings.Join(message, " "))
 	}
 
-	if *timeout > 0 {
+	if o.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", *addr)
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("nothing is listening on %s", *addr)
-		}
-		return fmt.Errorf("connect to %s: %w", *addr, err)
+	switch tgt.Transport {
+	case target.WS, target.WSS:
+		return sendWebSocket(ctx, tgt, src, o, std)
+	case target.UDP:
+		err = sendDatagram(ctx, tgt, src, o, std.out)
+	default:
+		err = sendStream(ctx, tgt, src, o, std)
 	}
-	defer conn.Close()
-	c := conn.(*net.TCPConn)
-	// An expired or cancelled ctx unblocks both directions at once.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	x := exchange{conn: c, verify: *verify}
-	err = x.run(src, std.out)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		if ctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("no complete reply from %s within %v (-timeout); a server that holds the echo until the client half-closes stalls here", *addr, *timeout)
-		}
-		return ctx.Err()
+	if err != nil && interrupted(ctx) {
+		return fmt.Errorf("%w: send to %s stopped", errInterrupted, tgt)
 	}
 	return err
+}
+
+// streamConn is a TCP or TLS connection: both can half-close.
+type streamConn interface {
+	net.Conn
+	CloseWrite() error
+}
+
+func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOptions, std stdio) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", tgt.Addr())
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("nothing is listening on %s", tgt.Addr())
+		}
+		return fmt.Errorf("connect to %s: %w", tgt.Addr(), err)
+	}
+	defer conn.Close()
+	// An expired or cancelled ctx unblocks both directions at once.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var c streamConn = conn.(*net.TCPConn)
+	if tgt.Transport == target.TLS {
+		cfg, err := tlsClientConfig(tgt.Host, o.caFile)
+		if err != nil {
+			return &usageError{cmd: "send", err: err}
+		}
+		if cfg.InsecureSkipVerify {
+			fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", tgt.Addr())
+		}
+		tc, err := target.Handshake(ctx, conn, cfg)
+		if errors.Is(err, target.ErrEchoedHandshake) {
+			return fmt.Errorf("%s: %w; send to %s, without tls://", tgt, err, tgt.Addr())
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", tgt, err)
+		}
+		c = tc
+	}
+
+	x := exchange{ctx: ctx, conn: c, verify: o.verify, patience: o.patience}
+	err = x.run(src, std.out)
+	var stall *stallError
+	switch {
+	case errors.As(err, &stall):
+		return stall.explain(tgt, o.patience)
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == context.DeadlineExceeded:
+		return fmt.Errorf("no complete reply from %s within %v (-timeout): %s came back of %s sent", tgt, o.timeout, plural(int(x.received.Load()), "byte"), plural(int(x.sent.Load()), "byte"))
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		return ctx.Err()
+	case err != nil:
+		return err
+	}
+	// A clean close: but was it an echo?
+	switch {
+	case bytes.HasPrefix(x.replyHead, []byte("HTTP/1.")) && !bytes.HasPrefix(x.sentHead, []byte("HTTP/1.")):
+		return fmt.Errorf("%s answered with HTTP: this looks like a web server, not an echo server", tgt)
+	case x.received.Load() == 0 && x.sent.Load() > 0:
+		if tgt.Transport == target.TCP {
+			pctx, cancel := context.WithTimeout(ctx, o.patience)
+			defer cancel()
+			if target.SpeaksTLS(pctx, tgt.Addr()) {
+				return fmt.Errorf("%s closed the connection without a reply, and answers TLS: this looks like a TLS server; send to tls://%s", tgt, tgt.Addr())
+			}
+		}
+		return fmt.Errorf("%s closed the connection without a reply to the %s sent", tgt, plural(int(x.sent.Load()), "byte"))
+	}
+	return nil
 }
 
 // exchange sends a stream on conn, half-closes, and copies the reply out,
 // writing and reading at the same time: a client that wrote everything
 // first would deadlock against the server's backpressure.
 type exchange struct {
-	conn   *net.TCPConn
-	verify bool
+	ctx      context.Context
+	conn     streamConn
+	verify   bool
+	patience time.Duration
+
+	sent, received atomic.Int64
+	halfClosed     atomic.Bool
+	// The first bytes each way, to recognise another protocol's answer.
+	sentHead, replyHead []byte
 }
+
+// headSize is how much of each direction an exchange keeps to recognise
+// another protocol.
+const headSize = 8
 
 // inFlight bounds how many sent chunks -verify keeps while their echo is on
 // its way; the writer waits when the server falls that far behind.
 const inFlight = 256
+
+// stallError is a reply that stopped, with no close, for the patience
+// after the half-close.
+type stallError struct{ sent, received int64 }
+
+func (e *stallError) Error() string { return "no close after the half-close" }
+
+func (e *stallError) explain(tgt target.Target, patience time.Duration) error {
+	switch {
+	case e.received >= e.sent:
+		return fmt.Errorf("the echo was complete (%s) but %s did not close the connection within %v of the half-close: the server should close once the client has half-closed and the echo is sent", plural(int(e.received), "byte"), tgt, patience)
+	case e.received == 0:
+		return fmt.Errorf("nothing came back from %s, and nothing %v after the half-close", tgt, patience)
+	}
+	return fmt.Errorf("only %d of %s came back from %s, then nothing for %v after the half-close", e.received, plural(int(e.sent), "byte"), tgt, patience)
+}
 
 func (x *exchange) run(src io.Reader, out io.Writer) error {
 	var sent chan []byte
@@ -97,7 +219,7 @@ func (x *exchange) run(src io.Reader, out io.Writer) error {
 		v = pattern.NewVerifier(&chunkReader{ch: sent})
 		dst = io.MultiWriter(out, v)
 	}
-	rerr := copyReply(dst, x.conn)
+	rerr := x.copyReply(dst)
 	if rerr != nil {
 		// Unblock the writer: it may wait on the server or on sent.
 		x.conn.Close()
@@ -110,12 +232,14 @@ func (x *exchange) run(src io.Reader, out io.Writer) error {
 	}
 	w := <-wrote
 	switch {
+	case rerr != nil && errors.Is(rerr, os.ErrDeadlineExceeded) && x.halfClosed.Load() && x.ctx.Err() == nil:
+		return &stallError{sent: w.n, received: x.received.Load()}
 	case rerr != nil:
 		return replyError(rerr)
 	case w.err != nil:
 		return w.err
 	case v != nil && v.Verified() < w.n:
-		return fmt.Errorf("reply is %d bytes shorter than the %d sent: the server closed after %d bytes", w.n-v.Verified(), w.n, v.Verified())
+		return fmt.Errorf("reply is %s shorter than the %d sent: the server closed after %d bytes", plural(int(w.n-v.Verified()), "byte"), w.n, v.Verified())
 	}
 	return nil
 }
@@ -127,39 +251,61 @@ func (x *exchange) send(src io.Reader, sent chan<- []byte) (int64, error) {
 		defer close(sent)
 	}
 	buf := make([]byte, 32<<10)
-	var total int64
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			if sent != nil {
 				sent <- bytes.Clone(buf[:n])
 			}
+			if len(x.sentHead) < headSize {
+				x.sentHead = append(x.sentHead, buf[:min(n, headSize-len(x.sentHead))]...)
+			}
 			w, err := x.conn.Write(buf[:n])
-			total += int64(w)
+			x.sent.Add(int64(w))
 			if err != nil {
-				return total, fmt.Errorf("send: %w", err)
+				return x.sent.Load(), fmt.Errorf("send: %w", err)
 			}
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return total, fmt.Errorf("read input: %w", rerr)
+			return x.sent.Load(), fmt.Errorf("read input: %w", rerr)
 		}
 	}
 	if err := x.conn.CloseWrite(); err != nil {
-		return total, fmt.Errorf("half-close: %w", err)
+		return x.sent.Load(), fmt.Errorf("half-close: %w", err)
 	}
-	return total, nil
+	// From here on the server has all it will get: it must go on
+	// echoing, or close, within patience.
+	x.halfClosed.Store(true)
+	x.extendRead()
+	return x.sent.Load(), nil
 }
 
-// copyReply copies the reply from conn to dst until EOF. Unlike io.Copy it
-// keeps dst's errors, such as a *pattern.Mismatch, as they are.
-func copyReply(dst io.Writer, conn net.Conn) error {
+// extendRead gives the reader patience from now, once the client has
+// half-closed; it leaves the deadline in the past once ctx has ended.
+func (x *exchange) extendRead() {
+	x.conn.SetReadDeadline(time.Now().Add(x.patience))
+	if x.ctx.Err() != nil {
+		x.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// copyReply copies the reply to dst until EOF. Unlike io.Copy it keeps
+// dst's errors, such as a *pattern.Mismatch, as they are.
+func (x *exchange) copyReply(dst io.Writer) error {
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := conn.Read(buf)
+		n, err := x.conn.Read(buf)
 		if n > 0 {
+			if len(x.replyHead) < headSize {
+				x.replyHead = append(x.replyHead, buf[:min(n, headSize-len(x.replyHead))]...)
+			}
+			x.received.Add(int64(n))
+			if x.halfClosed.Load() {
+				x.extendRead()
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
@@ -177,6 +323,9 @@ func replyError(err error) error {
 	var m *pattern.Mismatch
 	switch {
 	case errors.As(err, &m):
+		if d := m.Dump(); d != "" {
+			return fmt.Errorf("reply differs from what was sent: %w\n%s", err, d)
+		}
 		return fmt.Errorf("reply differs from what was sent: %w", err)
 	case errors.Is(err, pattern.ErrTooLong):
 		return err
@@ -202,4 +351,60 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
 	return n, nil
+}
+
+// sendDatagram sends what src holds as one datagram and prints the first
+// reply.
+func sendDatagram(ctx context.Context, tgt target.Target, src io.Reader, o sendOptions, out io.Writer) error {
+	const max = 65507 // the largest UDP payload over IPv4
+	msg, err := io.ReadAll(io.LimitReader(src, max+1))
+	if err != nil {
+		return fmt.Errorf("read input: %w", err)
+	}
+	if len(msg) > max {
+		return fmt.Errorf("the input is more than a datagram holds (%d bytes)", max)
+	}
+	addr, err := target.Resolve(ctx, tgt.Addr())
+	if err != nil {
+		return err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", tgt, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("send to %s: %w", tgt, err)
+	}
+	buf := make([]byte, 64<<10)
+	c.SetReadDeadline(time.Now().Add(o.patience))
+	if ctx.Err() != nil {
+		c.SetReadDeadline(time.Unix(1, 0))
+	}
+	n, err := c.Read(buf)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("nothing is listening on %s (the port is closed)", tgt)
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
+		return fmt.Errorf("no reply from %s within %v (-patience): the datagram or its reply was lost, or nothing answers there", tgt, o.patience)
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == context.DeadlineExceeded:
+		return fmt.Errorf("no reply from %s within %v (-timeout)", tgt, o.timeout)
+	case err != nil:
+		return fmt.Errorf("read reply: %w", err)
+	}
+	if _, err := out.Write(buf[:n]); err != nil {
+		return err
+	}
+	if o.verify {
+		if d := pattern.FirstDiff(buf[:n], msg); d >= 0 {
+			return replyError(pattern.Diff(buf[:n], msg, d, 0))
+		}
+		if n != len(msg) {
+			return fmt.Errorf("the reply is %s long; %s were sent", plural(n, "byte"), plural(len(msg), "byte"))
+		}
+	}
+	return nil
 }

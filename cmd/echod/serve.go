@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/proxied"
+	"github.com/echod/echod/web"
 )
 
 // runServe is echod serve: flags in, daemon.Config out, daemon.Run.
@@ -42,11 +44,18 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	cfg := &daemon.Config{Server: &echo.Server{}}
 	srv := cfg.Server
 	fs := newFlagSet("serve", "echod serve [flags]", std.out)
-	fs.Var((*addrList)(&cfg.Listen), "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen or -udp-listen is given either)")
+	fs.Var((*addrList)(&cfg.Listen), "listen", "serve TCP echo on `HOST:PORT`; repeat for more addresses (default :7007 when no -tls-listen, -udp-listen, -http-listen or -https-listen is given either)")
 	fs.Var((*addrList)(&cfg.TLSListen), "tls-listen", "serve TLS echo on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen; reread on SIGHUP")
-	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM) for -tls-listen; reread on SIGHUP")
+	fs.Var((*addrList)(&cfg.HTTPListen), "http-listen", "serve the web echo on `HOST:PORT`: WebSocket echo, HTTP request echo, and a page at / to try it in a browser; repeat for more addresses (default off)")
+	fs.Var((*addrList)(&cfg.HTTPSListen), "https-listen", "serve the web echo over HTTPS (and HTTP/2) on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
+	wsMax := fs.Int64("ws-max-message", web.DefaultMaxMessage, "largest WebSocket message echoed, in `bytes`; a larger one closes the connection with 1009")
+	httpMaxBody := fs.Int64("http-max-body", web.DefaultMaxBody, "most `bytes` of an HTTP request's body the request echo includes")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen and -https-listen; reread on SIGHUP")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM) for -tls-listen and -https-listen; reread on SIGHUP")
 	fs.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol (v1 or v2) header on every TCP and TLS connection, and use the client address it gives; connections without one are rejected")
+	fs.DurationVar(&cfg.ProxyHeaderTimeout, "proxy-header-timeout", daemon.DefaultProxyHeaderTimeout, "with -proxy-protocol, how long a connection may take to send its PROXY header")
+	fs.IntVar(&cfg.ProxyPendingPerIP, "proxy-pending-per-ip", daemon.DefaultProxyPendingPerIP, "with -proxy-protocol, most `connections` from one address (IPv6: one /64) waiting for their PROXY header at once; more are reset (proxies named in -proxy-protocol-from are exempt)")
+	fs.DurationVar(&cfg.TLSHandshakeTimeout, "tls-handshake-timeout", daemon.DefaultTLSHandshakeTimeout, "how long a TLS handshake may take before the connection is closed")
 	proxyFrom := fs.String("proxy-protocol-from", "", "with -proxy-protocol, accept connections only from these proxies: comma-separated `CIDRs` or addresses (default: any peer)")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
@@ -69,34 +78,22 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	if fs.NArg() > 0 {
 		return nil, usagef("serve", "unexpected argument %q", fs.Arg(0))
 	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"shutdown-timeout", cfg.ShutdownTimeout},
-		{"idle-timeout", srv.IdleTimeout},
-		{"max-session-duration", srv.MaxSessionDuration},
-	} {
-		if d.v < 0 {
-			return nil, usagef("serve", "-%s must not be negative, got %v", d.name, d.v)
-		}
+	if err := checkLimits(cfg); err != nil {
+		return nil, err
+	}
+	if len(cfg.TLSListen) > 0 && (cfg.TLSCert == "" || cfg.TLSKey == "") {
+		return nil, usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
+	}
+	if len(cfg.HTTPSListen) > 0 && (cfg.TLSCert == "" || cfg.TLSKey == "") {
+		return nil, usagef("serve", "-https-listen needs both -tls-cert and -tls-key")
 	}
 	for _, n := range []struct {
 		name string
 		v    int64
-	}{
-		{"max-conns", int64(srv.MaxConns)},
-		{"max-conns-per-ip", int64(srv.MaxConnsPerIP)},
-		{"max-session-bytes", srv.MaxSessionBytes},
-		{"udp-source-rate", int64(srv.UDPSourceRate)},
-		{"udp-global-rate", int64(srv.UDPGlobalRate)},
-	} {
-		if n.v < 0 {
-			return nil, usagef("serve", "-%s must not be negative, got %d (0 means no limit)", n.name, n.v)
+	}{{"ws-max-message", *wsMax}, {"http-max-body", *httpMaxBody}} {
+		if n.v <= 0 {
+			return nil, usagef("serve", "-%s must be at least 1 byte, got %d", n.name, n.v)
 		}
-	}
-	if len(cfg.TLSListen) > 0 && (cfg.TLSCert == "" || cfg.TLSKey == "") {
-		return nil, usagef("serve", "-tls-listen needs both -tls-cert and -tls-key")
 	}
 	if cfg.Admin != "" {
 		if _, _, err := net.SplitHostPort(cfg.Admin); err != nil {
@@ -108,10 +105,16 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	default:
 		return nil, usagef("serve", "invalid -engine %q: want goroutine, epoll or auto", srv.Engine)
 	}
-	if *proxyFrom != "" {
-		if !cfg.ProxyProtocol {
-			return nil, usagef("serve", "-proxy-protocol-from needs -proxy-protocol")
+	var needsProxy error
+	fs.Visit(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, "proxy-") && !cfg.ProxyProtocol && needsProxy == nil {
+			needsProxy = usagef("serve", "-%s needs -proxy-protocol", f.Name)
 		}
+	})
+	if needsProxy != nil {
+		return nil, needsProxy
+	}
+	if *proxyFrom != "" {
 		var err error
 		if cfg.TrustedProxies, err = proxied.ParseCIDRs(*proxyFrom); err != nil {
 			return nil, usagef("serve", "-proxy-protocol-from: %v", err)
@@ -122,7 +125,58 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 		return nil, &usageError{cmd: "serve", err: err}
 	}
 	srv.Logger = cfg.Logger
+	cfg.Web = &web.Handler{MaxMessage: *wsMax, MaxBody: *httpMaxBody, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger}
 	return cfg, nil
+}
+
+// maxDuration bounds every duration flag: longer is a mistake (a year is
+// 8760h), and far longer overflows the arithmetic of deadlines.
+const maxDuration = 365 * 24 * time.Hour
+
+// checkLimits refuses negative, zero where a timeout must end, and absurdly
+// large values, naming the flag.
+func checkLimits(cfg *daemon.Config) error {
+	srv := cfg.Server
+	for _, d := range []struct {
+		name   string
+		v      time.Duration
+		zeroOK bool // 0 means never, or at once
+	}{
+		{"shutdown-timeout", cfg.ShutdownTimeout, true},
+		{"idle-timeout", srv.IdleTimeout, true},
+		{"max-session-duration", srv.MaxSessionDuration, true},
+		{"proxy-header-timeout", cfg.ProxyHeaderTimeout, false},
+		{"tls-handshake-timeout", cfg.TLSHandshakeTimeout, false},
+	} {
+		switch {
+		case d.v < 0:
+			return usagef("serve", "-%s must not be negative, got %v", d.name, d.v)
+		case d.v == 0 && !d.zeroOK:
+			return usagef("serve", "-%s must be more than 0: a peer may not keep it waiting forever", d.name)
+		case d.v > maxDuration:
+			return usagef("serve", "-%s must be at most %v (a year), got %v", d.name, maxDuration, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name   string
+		v      int64
+		zeroOK bool // 0 means no limit
+	}{
+		{"max-conns", int64(srv.MaxConns), true},
+		{"max-conns-per-ip", int64(srv.MaxConnsPerIP), true},
+		{"max-session-bytes", srv.MaxSessionBytes, true},
+		{"udp-source-rate", int64(srv.UDPSourceRate), true},
+		{"udp-global-rate", int64(srv.UDPGlobalRate), true},
+		{"proxy-pending-per-ip", int64(cfg.ProxyPendingPerIP), false},
+	} {
+		switch {
+		case n.v < 0 && n.zeroOK:
+			return usagef("serve", "-%s must not be negative, got %d (0 means no limit)", n.name, n.v)
+		case n.v <= 0 && !n.zeroOK:
+			return usagef("serve", "-%s must be at least 1, got %d", n.name, n.v)
+		}
+	}
+	return nil
 }
 
 // addrList is a repeatable HOST:PORT flag.

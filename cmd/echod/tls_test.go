@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -24,14 +26,21 @@ import (
 // and a client configuration that trusts that certificate.
 func startTLS(t *testing.T) (string, *tls.Config) {
 	t.Helper()
+	addr, cfg, _ := startTLSWith(t)
+	return addr, cfg
+}
+
+// startTLSWith is startTLS with more serve flags, and the log.
+func startTLSWith(t *testing.T, args ...string) (string, *tls.Config, *syncBuffer) {
+	t.Helper()
 	certFile, keyFile, cert := testcert.Write(t, t.TempDir(), "server", "echod test")
-	addrs, _ := startServeAll(t, 1, "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	addrs, log := startServeAll(t, 1, append([]string{"-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, args...)...)
 	if len(addrs["tls"]) != 1 {
 		t.Fatalf("listening on %v, want one TLS address", addrs)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
-	return addrs["tls"][0], &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	return addrs["tls"][0], &tls.Config{RootCAs: roots, ServerName: "localhost"}, log
 }
 
 func dialTLS(t *testing.T, addr string, cfg *tls.Config) *tls.Conn {
@@ -242,4 +251,64 @@ func waitMatch(t *testing.T, lines *bufio.Scanner, re *regexp.Regexp) string {
 	}
 	t.Fatalf("echod's log ended before a line matching %s", re)
 	return ""
+}
+
+// halfClientHello returns the first half of a real TLS ClientHello.
+func halfClientHello(t *testing.T) []byte {
+	t.Helper()
+	client, server := net.Pipe()
+	defer server.Close()
+	go func() {
+		tls.Client(client, &tls.Config{ServerName: "localhost"}).Handshake()
+		client.Close()
+	}()
+	buf := make([]byte, 4096)
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := server.Read(buf)
+	if err != nil || n < 10 {
+		t.Fatalf("reading a ClientHello: %d bytes, %v", n, err)
+	}
+	return buf[:n/2]
+}
+
+// A handshake that does not finish within -tls-handshake-timeout ends its
+// connection, whatever the idle timeout: neither a client that connects and
+// sends nothing nor one that stops halfway through its ClientHello holds a
+// connection for long, and a valid client is served meanwhile.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	addr, cfg, log := startTLSWith(t, "-tls-handshake-timeout", "300ms", "-idle-timeout", "1h", "-log-level", "debug")
+	tests := []struct {
+		name string
+		send []byte
+	}{
+		{"silent", nil},
+		{"half a ClientHello", halfClientHello(t)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			c.Write(tt.send)
+			// A valid client is served while this handshake hangs.
+			tc := dialTLS(t, addr, cfg)
+			tc.Write([]byte("not held up"))
+			buf := make([]byte, len("not held up"))
+			if _, err := io.ReadFull(tc, buf); err != nil {
+				t.Fatalf("valid client beside a hanging handshake: %v", err)
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := c.Read(make([]byte, 1))
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the hanging handshake was still open after 10s, with a 300ms handshake timeout")
+			}
+			if n != 0 || time.Since(start) < 300*time.Millisecond {
+				t.Fatalf("read %d bytes, %v after %v; want the connection closed after the handshake timeout", n, err, time.Since(start))
+			}
+		})
+	}
+	waitLog(t, log, "reason=tls-handshake-timeout")
 }

@@ -29,6 +29,14 @@ type Snapshot struct {
 	// echoed; UDPBytesIn and UDPBytesOut their payload bytes.
 	UDPDatagramsIn, UDPDatagramsOut uint64
 	UDPBytesIn, UDPBytesOut         uint64
+	// WebSocketsActive is the number of WebSocket connections open now;
+	// WebSocketsTotal counts those upgraded. WebSocketMessages counts the
+	// messages echoed, WebSocketBytes their bytes (one way).
+	WebSocketsActive                   int
+	WebSocketsTotal, WebSocketMessages uint64
+	WebSocketBytes                     uint64
+	// HTTPRequests counts the HTTP requests echoed.
+	HTTPRequests uint64
 	// AcceptErrors counts failed accepts that were retried, such as for
 	// running out of file descriptors.
 	AcceptErrors uint64
@@ -90,6 +98,16 @@ func (h *Handler) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "echod_bytes_total{proto=\"tcp\",direction=\"out\"} %d\n", s.TCPBytesOut)
 	fmt.Fprintf(w, "echod_bytes_total{proto=\"udp\",direction=\"in\"} %d\n", s.UDPBytesIn)
 	fmt.Fprintf(w, "echod_bytes_total{proto=\"udp\",direction=\"out\"} %d\n", s.UDPBytesOut)
+	fmt.Fprintf(w, "echod_bytes_total{proto=\"websocket\",direction=\"in\"} %d\n", s.WebSocketBytes)
+	fmt.Fprintf(w, "echod_bytes_total{proto=\"websocket\",direction=\"out\"} %d\n", s.WebSocketBytes)
+	family(w, "echod_websocket_connections_active", "gauge", "WebSocket connections open now.")
+	fmt.Fprintf(w, "echod_websocket_connections_active %d\n", s.WebSocketsActive)
+	family(w, "echod_websocket_connections_total", "counter", "WebSocket connections upgraded.")
+	fmt.Fprintf(w, "echod_websocket_connections_total %d\n", s.WebSocketsTotal)
+	family(w, "echod_websocket_messages_total", "counter", "WebSocket messages echoed.")
+	fmt.Fprintf(w, "echod_websocket_messages_total %d\n", s.WebSocketMessages)
+	family(w, "echod_http_requests_total", "counter", "HTTP requests echoed (not upgrades, not the page).")
+	fmt.Fprintf(w, "echod_http_requests_total %d\n", s.HTTPRequests)
 	family(w, "echod_udp_datagrams_total", "counter", "UDP datagrams received (direction=in) and echoed (direction=out).")
 	fmt.Fprintf(w, "echod_udp_datagrams_total{direction=\"in\"} %d\n", s.UDPDatagramsIn)
 	fmt.Fprintf(w, "echod_udp_datagrams_total{direction=\"out\"} %d\n", s.UDPDatagramsOut)

@@ -110,7 +110,11 @@ func (v *Verifier) Write(p []byte) (int, error) {
 		done += n
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return done, fmt.Errorf("%w: %d bytes more than the %d sent", ErrTooLong, len(p)-done, v.off)
+				extra := len(p) - done
+				if extra == 1 {
+					return done, fmt.Errorf("%w: 1 byte more than the %d sent", ErrTooLong, v.off)
+				}
+				return done, fmt.Errorf("%w: %d bytes more than the %d sent", ErrTooLong, extra, v.off)
 			}
 			return done, fmt.Errorf("read expected bytes: %w", err)
 		}

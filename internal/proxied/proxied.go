@@ -47,12 +47,14 @@ type Config struct {
 	// PendingPerIP is how many of them may come from one address (IPv6:
 	// one /64) at once (default 64); beyond it, new ones from that address
 	// are reset, so that one silent source cannot hold every pending place
-	// and stall the clients behind it.
+	// and stall the clients behind it. Peers named in Trusted are exempt.
 	PendingPerIP int
 	// Reserve, if set, is asked for a place for each connection from the
 	// peer's address while its header is awaited, so that waiting
 	// connections count against the server's connection limits; the
-	// connection is reset if it gets none. The place is released when the
+	// connection is reset if it gets none. A peer named in Trusted is
+	// reserved for with the zero netip.Addr: under the server's total
+	// only. The place is released when the
 	// header has been read (the server then counts the connection under
 	// the client's address) or the connection is rejected. echo.Server's
 	// Reserve fits.
@@ -210,12 +212,20 @@ func (l *Listener) acceptLoop() {
 
 // admit registers raw, from peer, as reading its header, or returns why it
 // may not: the peer is not trusted, it has too many waiting already, or the
-// server's limits have no place for it ("" and no count then: the server
-// counts its own refusals).
+// server's limits have no place for it ("limit": the server counts its own
+// refusals).
+//
+// A peer named in Config.Trusted is a proxy, which sends its header with
+// its first bytes, many connections at once: it is exempt from
+// PendingPerIP, and Reserve counts it under the server's total only, not
+// under the proxy's own address, which would soon exhaust a per-IP limit
+// meant for the clients behind it. Any other peer (Trusted empty) may be a
+// client flooding silent connections, and is counted like one.
 func (l *Listener) admit(raw *net.TCPConn, peer netip.Addr) (release func(), why string) {
 	if !l.trusted(peer) {
 		return nil, ReasonUntrusted
 	}
+	named := len(l.cfg.Trusted) > 0
 	key := sourceKey(peer)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -224,13 +234,17 @@ func (l *Listener) admit(raw *net.TCPConn, peer netip.Addr) (release func(), why
 		return nil, "closed"
 	default:
 	}
-	if l.bySource[key] >= l.cfg.PendingPerIP {
+	if !named && l.bySource[key] >= l.cfg.PendingPerIP {
 		return nil, ReasonPending
 	}
 	release = func() {}
 	if l.cfg.Reserve != nil {
+		as := peer
+		if named {
+			as = netip.Addr{}
+		}
 		var ok bool
-		if release, ok = l.cfg.Reserve(peer); !ok {
+		if release, ok = l.cfg.Reserve(as); !ok {
 			return nil, "limit"
 		}
 	}

@@ -3,10 +3,13 @@ package proxied
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -301,5 +304,222 @@ func TestCloseEndsPendingHeaderReads(t *testing.T) {
 	}
 	if _, err := l.Accept(); err == nil {
 		t.Fatal("Accept after Close returned no error")
+	}
+}
+
+// A header may arrive in pieces, as a slow proxy or a small MSS sends it:
+// it is accepted once whole, within the header timeout. (The pauses are the
+// slow sender under test, not synchronization.)
+func TestHeaderInPieces(t *testing.T) {
+	v1 := header(t, 1, "203.0.113.21:2100")
+	v2 := header(t, 2, "203.0.113.22:2200")
+	tests := []struct {
+		name   string
+		pieces [][]byte
+		want   string
+	}{
+		{"v1 in two", [][]byte{v1[:9], append(v1[9:], "data"...)}, "203.0.113.21:2100"},
+		{"v1 signature split", [][]byte{v1[:3], v1[3:], []byte("data")}, "203.0.113.21:2100"},
+		{"v1 CR and LF apart", [][]byte{v1[:len(v1)-1], append(v1[len(v1)-1:], "data"...)}, "203.0.113.21:2100"},
+		{"v2 in three", [][]byte{v2[:7], v2[7:17], append(v2[17:], "data"...)}, "203.0.113.22:2200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := listen(t, Config{HeaderTimeout: 5 * time.Second})
+			c := dialAndSend(t, l, tt.pieces[0])
+			go func() {
+				for _, p := range tt.pieces[1:] {
+					time.Sleep(30 * time.Millisecond)
+					c.Write(p)
+				}
+			}()
+			got := acceptOne(t, l, 5*time.Second)
+			if got == nil || got.RemoteAddr().String() != tt.want {
+				t.Fatalf("accepted %v, want the client %s", got, tt.want)
+			}
+			buf := make([]byte, 4)
+			got.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "data" {
+				t.Fatalf("data after the header: %q, %v", buf, err)
+			}
+		})
+	}
+}
+
+// A v1 line that never ends is refused after 107 bytes, not read forever.
+func TestV1HeaderTooLong(t *testing.T) {
+	l, _ := listen(t, Config{HeaderTimeout: 5 * time.Second})
+	dialAndSend(t, l, []byte("PROXY TCP4 "+strings.Repeat("1", 200)))
+	waitStats(t, l, Stats{Header: 1})
+}
+
+// dialFrom connects to l from the loopback address src (Linux answers on
+// all of 127.0.0.0/8), or skips where that address cannot be used.
+func dialFrom(t *testing.T, src string, l net.Listener) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Skipf("cannot connect from %s: %v", src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// One address may keep only PendingPerIP connections waiting for their
+// header; the next from it is reset, while other addresses are served.
+func TestPendingPerIP(t *testing.T) {
+	l, log := listen(t, Config{HeaderTimeout: time.Minute, PendingPerIP: 3})
+	for range 3 {
+		dialFrom(t, "127.0.0.1", l)
+	}
+	// The fourth is reset once the listener sees it.
+	fourth := dialFrom(t, "127.0.0.1", l)
+	fourth.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := fourth.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("fourth silent connection from one address: read %d, %v; want a reset", n, err)
+	}
+	waitStats(t, l, Stats{Pending: 1})
+	other := dialFrom(t, "127.0.0.2", l)
+	other.Write(header(t, 2, "203.0.113.30:3000"))
+	if c := acceptOne(t, l, 5*time.Second); c == nil || c.RemoteAddr().String() != "203.0.113.30:3000" {
+		t.Fatalf("accepted %v from another address, want its client", c)
+	}
+	l.Close()
+	if !strings.Contains(log.String(), "reason="+ReasonPending) {
+		t.Errorf("no rejection in the log:\n%s", log)
+	}
+}
+
+// reserver is a Reserve that counts places by address, with a capacity.
+type reserver struct {
+	mu   sync.Mutex
+	held map[netip.Addr]int
+	max  int
+}
+
+func (r *reserver) Reserve(a netip.Addr) (func(), bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held[a] >= r.max {
+		return func() {}, false
+	}
+	r.held[a]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.held[a]--
+			r.mu.Unlock()
+		})
+	}, true
+}
+
+func (r *reserver) waitHeld(t *testing.T, a netip.Addr, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.mu.Lock()
+		got := r.held[a]
+		r.mu.Unlock()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d places held for %v, want %d", got, a, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A connection holds a place under the peer's address while its header is
+// awaited, and gives it back once the header is read or it is rejected; a
+// peer the server has no place for is reset at once.
+func TestReserveHoldsAPlaceWhileTheHeaderIsAwaited(t *testing.T) {
+	r := &reserver{held: map[netip.Addr]int{}, max: 2}
+	l, _ := listen(t, Config{HeaderTimeout: 300 * time.Millisecond, Reserve: r.Reserve})
+	peer := netip.MustParseAddr("127.0.0.1")
+	silent := dialFrom(t, "127.0.0.1", l)
+	slow := dialFrom(t, "127.0.0.1", l)
+	r.waitHeld(t, peer, 2)
+	// No place left: the third is reset, and the listener counts nothing
+	// (the server counts its own refusals).
+	third := dialFrom(t, "127.0.0.1", l)
+	third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := third.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection over the server's limit: read %d, %v; want a reset", n, err)
+	}
+	// A header read gives the place back: the server counts the client now.
+	slow.Write(header(t, 1, "203.0.113.40:4000"))
+	if c := acceptOne(t, l, 5*time.Second); c == nil {
+		t.Fatal("the connection that sent its header was not accepted")
+	}
+	r.waitHeld(t, peer, 1)
+	// So does a rejection, when the silent one times out.
+	waitStats(t, l, Stats{Header: 1})
+	r.waitHeld(t, peer, 0)
+	silent.Close()
+}
+
+// Peers named in Trusted are proxies: exempt from PendingPerIP, and
+// reserved for under the server's total only (the zero Addr), so that a
+// per-IP limit meant for clients does not throttle the proxy.
+func TestNamedProxiesAreCountedUnderTheTotalOnly(t *testing.T) {
+	trusted, _ := ParseCIDRs("127.0.0.1")
+	r := &reserver{held: map[netip.Addr]int{}, max: 100}
+	l, _ := listen(t, Config{Trusted: trusted, PendingPerIP: 1, Reserve: r.Reserve})
+	var conns []net.Conn
+	for range 5 {
+		conns = append(conns, dialFrom(t, "127.0.0.1", l))
+	}
+	r.waitHeld(t, netip.Addr{}, 5)
+	for i, c := range conns {
+		c.Write(header(t, 2, fmt.Sprintf("203.0.113.50:%d", 5000+i)))
+		if got := acceptOne(t, l, 5*time.Second); got == nil {
+			t.Fatalf("connection %d from a named proxy was not accepted", i)
+		}
+	}
+	r.waitHeld(t, netip.Addr{}, 0)
+	if s := l.Stats(); s != (Stats{}) {
+		t.Errorf("Stats = %+v, want no rejections", s)
+	}
+}
+
+// A header naming a client over another transport than TCP gives no
+// address to count by: the connection is served as the proxy's, like a
+// LOCAL one, so that the per-IP limit still counts it.
+func TestNonTCPTransportKeepsThePeerAddress(t *testing.T) {
+	udp := &net.UDPAddr{IP: net.IPv4(203, 0, 113, 60), Port: 6000}
+	tests := []struct {
+		name string
+		h    *proxyproto.Header
+	}{
+		{"UDP over IPv4", &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UDPv4,
+			SourceAddr: udp, DestinationAddr: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7}}},
+		{"UDP over IPv6", &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UDPv6,
+			SourceAddr: &net.UDPAddr{IP: net.ParseIP("2001:db8::60"), Port: 6000}, DestinationAddr: &net.UDPAddr{IP: net.ParseIP("2001:db8::1"), Port: 7}}},
+		{"Unix stream", &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UnixStream,
+			SourceAddr: &net.UnixAddr{Net: "unix", Name: "/run/client"}, DestinationAddr: &net.UnixAddr{Net: "unix", Name: "/run/echo"}}},
+		{"v1 UNKNOWN", &proxyproto.Header{Version: 1, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UNSPEC}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := listen(t, Config{})
+			b, err := tt.h.Format()
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := dialAndSend(t, l, b)
+			c := acceptOne(t, l, 5*time.Second)
+			if c == nil {
+				t.Fatal("not accepted")
+			}
+			if got := c.RemoteAddr().String(); got != client.LocalAddr().String() {
+				t.Errorf("RemoteAddr = %s, want the proxy's %s", got, client.LocalAddr())
+			}
+			if _, ok := c.RemoteAddr().(*net.TCPAddr); !ok {
+				t.Errorf("RemoteAddr is a %T, want a *net.TCPAddr the per-IP limit counts", c.RemoteAddr())
+			}
+		})
 	}
 }

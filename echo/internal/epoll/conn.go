@@ -21,7 +21,13 @@ type conn struct {
 	last    int64 // engine clock of the last read or write
 	group   *Group
 	remote  netip.AddrPort
-	bulk    bool // the last read was large: echo through the loop's pipe
+	// unsent is the socket's count of bytes the client has not taken
+	// yet, as the sweep last saw it: -1 when something was written since
+	// (it needs a new look), 0 when there was nothing left to take (it
+	// needs none until the next write).
+	unsent   int32
+	bulk     bool // the last read was large: echo through the loop's pipe
+	draining bool // the connection echoed MaxBytes: its input is thrown away; see endAtLimit
 }
 
 // handle reacts to the events epoll reported for c. While c has a tail it
@@ -30,6 +36,10 @@ type conn struct {
 func (l *loop) handle(c *conn, events uint32) {
 	if c.tail != nil {
 		l.flush(c, events)
+		return
+	}
+	if c.draining {
+		l.discard(c, events)
 		return
 	}
 	// One read per wakeup keeps the loop fair: a busy connection cannot
@@ -55,7 +65,7 @@ func (l *loop) handle(c *conn, events uint32) {
 			return
 		}
 		if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max && c.tail == nil {
-			l.close(c, MaxBytes, nil)
+			l.endAtLimit(c)
 		}
 	case err == nil:
 		// EOF: the client half-closed, and everything it sent has been
@@ -79,6 +89,7 @@ func (l *loop) write(c *conn, p []byte) bool {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
 			c.out += int64(n)
+			c.unsent = -1
 			if b := l.e.cfg.BytesOut; b != nil {
 				b.Add(uint64(n))
 			}
@@ -112,6 +123,7 @@ func (l *loop) flush(c *conn, events uint32) {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
 			c.out += int64(n)
+			c.unsent = -1
 			if b := l.e.cfg.BytesOut; b != nil {
 				b.Add(uint64(n))
 			}
@@ -135,11 +147,44 @@ func (l *loop) flush(c *conn, events uint32) {
 	}
 	l.tails.put(c.tail)
 	c.tail = nil
-	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
-		l.close(c, MaxBytes, nil)
+	if !l.watch(c, unix.EPOLLIN) {
 		return
 	}
-	l.watch(c, unix.EPOLLIN)
+	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
+		l.endAtLimit(c)
+	}
+}
+
+// endAtLimit ends c, which has echoed MaxBytes, without losing any of that
+// echo. Closing a socket with unread input makes the kernel reset the
+// connection and throw away the echo it still holds for a slow reader, so
+// instead the write side is shut down (the client reads its last byte, then
+// EOF) and c stays open, its input read and thrown away (discard), until
+// the client closes its side too, or takes no echo for Config.Linger (see
+// sweep). c must be watched for readability.
+func (l *loop) endAtLimit(c *conn) {
+	if err := unix.Shutdown(int(c.fd), unix.SHUT_WR); err != nil {
+		l.closeErr(c, err)
+		return
+	}
+	c.draining = true
+	c.last = l.now
+	c.unsent = -1
+}
+
+// discard reads and throws away the input of a connection past its byte
+// limit, whose end, however it comes, is the limit's.
+func (l *loop) discard(c *conn, events uint32) {
+	n, err := read(int(c.fd), l.buf)
+	switch {
+	case n > 0:
+	case err == unix.EAGAIN || err == unix.EINTR:
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.close(c, MaxBytes, nil)
+		}
+	default:
+		l.close(c, MaxBytes, nil)
+	}
 }
 
 // watch changes the events epoll reports for c, closing c if it cannot.

@@ -45,14 +45,20 @@ type Ended struct {
 // one loop per usable CPU.
 type Config struct {
 	Loops int
-	// IdleTimeout closes a connection with no traffic in either direction
-	// for this long.
+	// IdleTimeout closes a connection with no progress in either
+	// direction for this long: nothing read, and nothing written or taken
+	// by the client off the socket's send buffer.
 	IdleTimeout time.Duration
 	// MaxDuration closes a connection this long after it was added.
 	MaxDuration time.Duration
-	// MaxBytes closes a connection once this many bytes have been echoed;
-	// the bytes past it are not echoed.
+	// MaxBytes ends a connection once this many bytes have been echoed;
+	// the bytes past it are not echoed. Its write side is shut down at
+	// once, and it is closed when the client closes its side or has
+	// taken none of its echo for Linger.
 	MaxBytes int64
+	// Linger is how long a connection past MaxBytes stays open, its input
+	// thrown away, once the client takes none of its echo.
+	Linger time.Duration
 	// OnClose is called on a loop's goroutine after each connection is
 	// closed. It must not block and must not call Stop.
 	OnClose func(Ended)

@@ -33,6 +33,8 @@ type loop struct {
 	wakefd int // eventfd: a write wakes the loop to read its inbox
 	now    int64
 
+	sweepEvery int64 // nanoseconds between sweeps; 0: none
+
 	conns  []*conn // by descriptor; nil where the loop has none
 	count  int     // non-nil entries of conns
 	buf    []byte  // shared read buffer
@@ -136,10 +138,9 @@ func (l *loop) wakeLocked() {
 
 // run is the loop's goroutine.
 func (l *loop) run() {
-	var sweepEvery, nextSweep, lastYield int64
-	if d := l.e.sweepInterval(); d > 0 {
-		sweepEvery = int64(d)
-	}
+	var nextSweep, lastYield int64
+	sweepEvery := int64(l.e.sweepInterval())
+	l.sweepEvery = sweepEvery
 	for {
 		timeout := time.Duration(-1)
 		if sweepEvery > 0 {
@@ -330,22 +331,58 @@ func (l *loop) report(c *conn, r Reason, err error) {
 func (l *loop) sweep() {
 	idle, life := int64(l.e.cfg.IdleTimeout), int64(l.e.cfg.MaxDuration)
 	for _, c := range l.conns {
-		switch {
-		case c == nil:
-		case life > 0 && l.now-c.start >= life:
+		if c == nil {
+			continue
+		}
+		if life > 0 && l.now-c.start >= life {
 			l.close(c, MaxDuration, nil)
-		case idle > 0 && l.now-c.last >= idle:
-			l.close(c, IdleTimeout, nil)
+			continue
+		}
+		limit, r := idle, IdleTimeout
+		if c.draining {
+			limit, r = int64(l.e.cfg.Linger), MaxBytes
+		}
+		if limit <= 0 {
+			continue
+		}
+		if c.unsent != 0 && l.now-c.last >= l.sweepEvery {
+			l.checkUnsent(c)
+		}
+		if l.now-c.last >= limit {
+			l.close(c, r, nil)
 		}
 	}
 }
 
+// checkUnsent records as progress any echo the client has taken off c's
+// send buffer since the last sweep. The kernel lets the loop write again
+// only once much of a full send buffer has drained, which takes a client
+// reading steadily at 1 MB/s seconds, so the writes alone would make it look
+// idle. The count comes from SIOCOUTQ; a write since the last look makes it
+// only a new baseline.
+func (l *loop) checkUnsent(c *conn) {
+	q, err := unix.IoctlGetInt(int(c.fd), unix.SIOCOUTQ)
+	if err != nil {
+		c.unsent = 0
+		return
+	}
+	if c.unsent > 0 && int32(q) < c.unsent {
+		c.last = l.now
+	}
+	c.unsent = int32(q)
+}
+
 // sweepInterval is how often loops look for connections past a time limit:
-// a tenth of the shortest limit, so a limit is late by at most 10%, and at
-// most once a second. Zero means no time limits.
+// a sixteenth of the shortest limit, and at most once a second, so that
+// progress seen by a sweep is at most that late, and a limit is enforced at
+// most that late again: an eighth in all. Zero means no time limits.
 func (e *Engine) sweepInterval() time.Duration {
 	shortest := time.Duration(0)
-	for _, d := range []time.Duration{e.cfg.IdleTimeout, e.cfg.MaxDuration} {
+	limits := []time.Duration{e.cfg.IdleTimeout, e.cfg.MaxDuration}
+	if e.cfg.MaxBytes > 0 {
+		limits = append(limits, e.cfg.Linger)
+	}
+	for _, d := range limits {
 		if d > 0 && (shortest == 0 || d < shortest) {
 			shortest = d
 		}
@@ -353,7 +390,7 @@ func (e *Engine) sweepInterval() time.Duration {
 	if shortest == 0 {
 		return 0
 	}
-	return min(max(shortest/10, time.Millisecond), time.Second)
+	return min(max(shortest/16, time.Millisecond), time.Second)
 }
 
 // closeFD closes a socket. Without SO_LINGER that never blocks, so the

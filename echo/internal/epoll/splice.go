@@ -64,6 +64,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		m, err := splice(l.pipe[0], int(c.fd), left)
 		if m > 0 {
 			c.out += int64(m)
+			c.unsent = -1
 			if b := l.e.cfg.BytesOut; b != nil {
 				b.Add(uint64(m))
 			}
@@ -97,7 +98,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		return
 	}
 	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
-		l.close(c, MaxBytes, nil)
+		l.endAtLimit(c)
 	}
 }
 

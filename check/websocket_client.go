@@ -1,0 +1,388 @@
+package check
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// This file is a WebSocket client (RFC 6455) written for judging servers:
+// it sends exactly the frames a check asks for, and reports exactly what
+// came back, where a general-purpose library would hide both.
+
+// WebSocket opcodes (RFC 6455 section 5.2).
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xa
+)
+
+func opName(op byte) string {
+	switch op {
+	case opContinuation:
+		return "continuation"
+	case opText:
+		return "text"
+	case opBinary:
+		return "binary"
+	case opClose:
+		return "close"
+	case opPing:
+		return "ping"
+	case opPong:
+		return "pong"
+	}
+	return fmt.Sprintf("opcode 0x%x", op)
+}
+
+// wsConn is a client's WebSocket connection.
+type wsConn struct {
+	c     net.Conn
+	br    *bufio.Reader
+	stop  func() bool // ends the tie between the connection and ctx
+	limit int64       // the largest frame or message read
+}
+
+// ClosedError is the close frame a server sent when the client did not
+// expect one.
+type ClosedError struct {
+	Code   int // 1005 when the frame had no code
+	Reason string
+}
+
+func (e *ClosedError) Error() string {
+	s := fmt.Sprintf("the server closed the WebSocket with %d", e.Code)
+	if name := closeCodeName(e.Code); name != "" {
+		s += " (" + name + ")"
+	}
+	if e.Reason != "" {
+		s += fmt.Sprintf(", reason %q", e.Reason)
+	}
+	return s
+}
+
+func closeCodeName(code int) string {
+	switch code {
+	case 1000:
+		return "normal closure"
+	case 1001:
+		return "going away"
+	case 1002:
+		return "protocol error"
+	case 1003:
+		return "unsupported data"
+	case 1005:
+		return "no code"
+	case 1007:
+		return "invalid payload"
+	case 1008:
+		return "policy violation"
+	case 1009:
+		return "message too big"
+	case 1011:
+		return "internal error"
+	}
+	return ""
+}
+
+// parseWebSocketURL checks a ws:// or wss:// URL and returns it with the
+// address to dial, a port added when the URL has none.
+func parseWebSocketURL(raw string) (*url.URL, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, "", fmt.Errorf("invalid WebSocket URL %q: %v", raw, err)
+	}
+	port := "80"
+	switch u.Scheme {
+	case "ws":
+	case "wss":
+		port = "443"
+	default:
+		return nil, "", fmt.Errorf("invalid WebSocket URL %q: want ws://HOST:PORT/PATH or wss://HOST:PORT/PATH", raw)
+	}
+	if u.Hostname() == "" {
+		return nil, "", fmt.Errorf("invalid WebSocket URL %q: no host", raw)
+	}
+	if u.Port() != "" {
+		port = u.Port()
+	}
+	return u, net.JoinHostPort(u.Hostname(), port), nil
+}
+
+// dialWebSocket connects to the ws:// or wss:// URL raw and completes the
+// opening handshake, waiting up to patience for the server's answer. Every
+// read and write fails once ctx has ended.
+func dialWebSocket(ctx context.Context, raw string, tlsConfig *tls.Config, patience time.Duration) (*wsConn, error) {
+	u, addr, err := parseWebSocketURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, unreachable(addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	ws := &wsConn{c: c, stop: stop, limit: 64 << 20}
+	if u.Scheme == "wss" {
+		cfg := &tls.Config{}
+		if tlsConfig != nil {
+			cfg = tlsConfig.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = u.Hostname()
+		}
+		cfg.NextProtos = []string{"http/1.1"} // WebSocket upgrades HTTP/1.1
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		}
+		ws.c = tc
+	}
+	ws.br = bufio.NewReader(ws.c)
+	ws.setDeadline(ctx, patience)
+	if err := ws.handshake(u, patience); err != nil {
+		ws.Close()
+		return nil, err
+	}
+	return ws, nil
+}
+
+// handshake sends the upgrade request and checks the server's answer.
+func (ws *wsConn) handshake(u *url.URL, patience time.Duration) error {
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	key := base64.StdEncoding.EncodeToString(nonce[:])
+	req := &http.Request{
+		Method: "GET", URL: u, Host: u.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{
+			"Upgrade":               {"websocket"},
+			"Connection":            {"Upgrade"},
+			"Sec-Websocket-Key":     {key},
+			"Sec-Websocket-Version": {"13"},
+			"User-Agent":            {"echod-check"},
+		},
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\n", u.RequestURI(), u.Host)
+	req.Header.Write(&b)
+	b.WriteString("\r\n")
+	if _, err := io.WriteString(ws.c, b.String()); err != nil {
+		return fmt.Errorf("send the upgrade request: %w", err)
+	}
+	resp, err := http.ReadResponse(ws.br, req)
+	if err != nil {
+		if isTimeout(err) {
+			return fmt.Errorf("no answer to the WebSocket upgrade request within %v", patience)
+		}
+		return fmt.Errorf("read the answer to the WebSocket upgrade request: %w", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		resp.Body.Close()
+		line := strings.TrimSpace(strings.SplitN(string(body), "\n", 2)[0])
+		if line != "" {
+			line = ": " + line
+		}
+		return fmt.Errorf("the server answered the WebSocket upgrade with HTTP %s%s, not 101 Switching Protocols: is %s a WebSocket endpoint?", resp.Status, line, u.Redacted())
+	}
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+		return fmt.Errorf("the upgrade's Sec-WebSocket-Accept is %q, want %q (RFC 6455 section 4.2.2)", got, want)
+	}
+	return nil
+}
+
+// unreachable is the error of a failed connection to addr, its cause
+// unwrapped from the dialer's layers so that the message stays short.
+func unreachable(addr string, err error) *UnreachableError {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return &UnreachableError{Addr: addr, Err: dnsErr}
+	}
+	return &UnreachableError{Addr: addr, Err: bareNetError(err)}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Close closes the connection without a close handshake.
+func (ws *wsConn) Close() error {
+	ws.stop()
+	return ws.c.Close()
+}
+
+// setDeadline bounds the reads and writes that follow by now+d, or ctx's
+// end if that comes first.
+func (ws *wsConn) setDeadline(ctx context.Context, d time.Duration) {
+	ws.c.SetDeadline(readDeadline(ctx, d))
+}
+
+// writeFrame writes one masked frame, as a client must.
+func (ws *wsConn) writeFrame(fin bool, op byte, payload []byte) error {
+	hdr := make([]byte, 0, 14)
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	hdr = append(hdr, b0)
+	switch n := len(payload); {
+	case n < 126:
+		hdr = append(hdr, 0x80|byte(n))
+	case n <= 0xffff:
+		hdr = append(hdr, 0x80|126)
+		hdr = binary.BigEndian.AppendUint16(hdr, uint16(n))
+	default:
+		hdr = append(hdr, 0x80|127)
+		hdr = binary.BigEndian.AppendUint64(hdr, uint64(n))
+	}
+	var mask [4]byte
+	rand.Read(mask[:])
+	hdr = append(hdr, mask[:]...)
+	masked := make([]byte, len(hdr)+len(payload))
+	copy(masked, hdr)
+	for i, b := range payload {
+		masked[len(hdr)+i] = b ^ mask[i&3]
+	}
+	if _, err := ws.c.Write(masked); err != nil {
+		return fmt.Errorf("send a %s frame: %w", opName(op), err)
+	}
+	return nil
+}
+
+// writeMessage sends p as one message of type op, in one frame.
+func (ws *wsConn) writeMessage(op byte, p []byte) error {
+	return ws.writeFrame(true, op, p)
+}
+
+// frame is one frame as read.
+type frame struct {
+	fin     bool
+	op      byte
+	payload []byte
+}
+
+// readFrame reads one frame, refusing one longer than ws.limit.
+func (ws *wsConn) readFrame() (frame, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(ws.br, h[:]); err != nil {
+		return frame{}, err
+	}
+	f := frame{fin: h[0]&0x80 != 0, op: h[0] & 0x0f}
+	if h[0]&0x70 != 0 {
+		return f, fmt.Errorf("the server sent a frame with reserved bits set (0x%02x), with no extension agreed", h[0]&0x70)
+	}
+	if h[1]&0x80 != 0 {
+		return f, errors.New("the server sent a masked frame; RFC 6455 section 5.1 says a server must not mask")
+	}
+	n := int64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(ws.br, b[:]); err != nil {
+			return f, err
+		}
+		n = int64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(ws.br, b[:]); err != nil {
+			return f, err
+		}
+		u := binary.BigEndian.Uint64(b[:])
+		if u > uint64(ws.limit) {
+			return f, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", opName(f.op), u, ws.limit)
+		}
+		n = int64(u)
+	}
+	if n > ws.limit {
+		return f, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", opName(f.op), n, ws.limit)
+	}
+	if f.op >= opClose && (n > 125 || !f.fin) {
+		return f, fmt.Errorf("the server sent a %s frame that is fragmented or longer than 125 bytes (RFC 6455 section 5.5)", opName(f.op))
+	}
+	f.payload = make([]byte, n)
+	if _, err := io.ReadFull(ws.br, f.payload); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// readMessage reads the next message, putting its frames together. It
+// answers pings as it goes and skips pongs; a close frame ends it with a
+// *ClosedError.
+func (ws *wsConn) readMessage() (op byte, msg []byte, frames int, err error) {
+	for {
+		f, err := ws.readFrame()
+		if err != nil {
+			return op, msg, frames, err
+		}
+		switch f.op {
+		case opPing:
+			if err := ws.writeFrame(true, opPong, f.payload); err != nil {
+				return op, msg, frames, err
+			}
+			continue
+		case opPong:
+			continue
+		case opClose:
+			return op, msg, frames, closedError(f.payload)
+		case opContinuation:
+			if frames == 0 {
+				return op, msg, frames, errors.New("the server sent a continuation frame with no message started")
+			}
+		case opText, opBinary:
+			if frames > 0 {
+				return op, msg, frames, fmt.Errorf("the server started a %s message inside an unfinished %s one", opName(f.op), opName(op))
+			}
+			op = f.op
+		default:
+			return op, msg, frames, fmt.Errorf("the server sent a frame with the unknown %s", opName(f.op))
+		}
+		frames++
+		if int64(len(msg)+len(f.payload)) > ws.limit {
+			return op, msg, frames, fmt.Errorf("the server's message goes on past %d bytes", ws.limit)
+		}
+		msg = append(msg, f.payload...)
+		if f.fin {
+			return op, msg, frames, nil
+		}
+	}
+}
+
+func closedError(p []byte) *ClosedError {
+	if len(p) < 2 {
+		return &ClosedError{Code: 1005}
+	}
+	return &ClosedError{Code: int(binary.BigEndian.Uint16(p)), Reason: string(p[2:])}
+}
+
+// closePayload is a close frame's payload: the code, then the reason.
+func closePayload(code int, reason string) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(code)), reason...)
+}
+
+// goodbye sends a close (1000) and ends the connection without waiting
+// for the server's answer: for clients whose checks are over.
+func (ws *wsConn) goodbye() {
+	ws.c.SetWriteDeadline(time.Now().Add(time.Second))
+	ws.writeFrame(true, opClose, closePayload(1000, ""))
+	ws.Close()
+}

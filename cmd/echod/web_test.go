@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/echod/echod/check"
+	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/web"
+)
+
+var (
+	listeningHTTP  = regexp.MustCompile(`msg=listening proto=http addr=(\S+)$`)
+	listeningHTTPS = regexp.MustCompile(`msg=listening proto=https addr=(\S+)`)
+)
+
+// dialWS opens a WebSocket to url with a client of its own, closed at the
+// end of the test.
+func dialWS(t *testing.T, url string, tlsConfig *tls.Config) (*websocket.Conn, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr := &http.Transport{TLSClientConfig: tlsConfig}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c, nil
+}
+
+// wsRoundTrip sends msg and returns the echo.
+func wsRoundTrip(t *testing.T, c *websocket.Conn, msg string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		return "", err
+	}
+	_, got, err := c.Read(ctx)
+	return string(got), err
+}
+
+// getJSON asks for the request echo of url.
+func getJSON(t *testing.T, url string, tlsConfig *tls.Config) (web.Request, error) {
+	t.Helper()
+	tr := &http.Transport{TLSClientConfig: tlsConfig, ForceAttemptHTTP2: true, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(url)
+	if err != nil {
+		return web.Request{}, err
+	}
+	defer resp.Body.Close()
+	var e web.Request
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		return web.Request{}, fmt.Errorf("%s: not a JSON echo: %w", url, err)
+	}
+	return e, nil
+}
+
+// The commands of the README's "Web echo" section: serve -http-listen
+// alone serves the web echo and nothing else; curl gets the JSON; check
+// passes; send echoes.
+func TestServeWebEcho(t *testing.T) {
+	byProto, _ := startServeAll(t, 1, "-http-listen", "127.0.0.1:0")
+	if len(byProto["http"]) != 1 || len(byProto["tcp"]) != 0 {
+		t.Fatalf("listening on %v, want one http address and no TCP echo", byProto)
+	}
+	addr := byProto["http"][0]
+
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Post("http://"+addr+"/x?y=1", "application/x-www-form-urlencoded", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e web.Request
+	err = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if err != nil || e.Body != "hello" || e.Path != "/x" || e.Query["y"][0] != "1" {
+		t.Fatalf("curl -sd hello %s/x?y=1: %+v, %v", addr, e, err)
+	}
+
+	var out strings.Builder
+	if err := check.SendWebSocket(context.Background(), check.SendConfig{URL: "ws://" + addr + "/", Verify: true}, strings.NewReader("héllo"), &out); err != nil || out.String() != "héllo" {
+		t.Fatalf("send: %q, %v", out.String(), err)
+	}
+	rep, err := check.Run(context.Background(), check.Config{URL: "ws://" + addr + "/"})
+	if err != nil || !rep.OK() {
+		t.Fatalf("check ws://%s/: %v %+v", addr, err, rep.Results)
+	}
+}
+
+func TestServeWebUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-https-listen", "127.0.0.1:0"}, "-https-listen needs both -tls-cert and -tls-key"},
+		{[]string{"-http-listen", "127.0.0.1"}, "want HOST:PORT"},
+		{[]string{"-http-listen", "127.0.0.1:0", "-ws-max-message", "0"}, "-ws-max-message must be at least 1 byte, got 0"},
+		{[]string{"-http-listen", "127.0.0.1:0", "-http-max-body", "-5"}, "-http-max-body must be at least 1 byte, got -5"},
+	} {
+		code, _, stderr := runCmd(t, nil, append([]string{"serve"}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("serve %v: exit %d, %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
+
+func TestServeWebSocketMaxMessageAndIdleTimeout(t *testing.T) {
+	byProto, _ := startServeAll(t, 2, "-http-listen", "127.0.0.1:0", "-ws-max-message", "100", "-idle-timeout", "1s", "-admin", "127.0.0.1:0")
+	var addr, admin string
+	for _, a := range byProto["http"] {
+		// The admin listener logs proto=http too; it answers /metrics.
+		if resp, err := http.Get("http://" + a + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), "echod_ready") {
+				admin = a
+				continue
+			}
+		}
+		addr = a
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if addr == "" || admin == "" {
+		t.Fatalf("listening on %v: want the web echo and the admin", byProto)
+	}
+
+	c, err := dialWS(t, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := wsRoundTrip(t, c, strings.Repeat("a", 100)); err != nil || len(got) != 100 {
+		t.Fatalf("100 bytes: %d back, %v", len(got), err)
+	}
+	if _, err := wsRoundTrip(t, c, strings.Repeat("a", 101)); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Fatalf("101 bytes over -ws-max-message 100: %v, want close 1009", err)
+	}
+
+	idle, err := dialWS(t, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = idle.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "idle timeout" {
+		t.Fatalf("idle WebSocket: %v, want close 1001 idle timeout", err)
+	}
+
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	for _, want := range []string{
+		"echod_websocket_messages_total 1\n",
+		"echod_websocket_connections_total 2\n",
+		`echod_rejected_total{reason="ws-max-message"} 1` + "\n",
+		`echod_bytes_total{proto="websocket",direction="in"} 100` + "\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// The web echo's connections share -max-conns with TCP echo, on both
+// engines: with a TCP session and a WebSocket open, a third of either kind
+// is refused, and a place freed is a place for either.
+func TestServeWebSharesConnectionLimits(t *testing.T) {
+	for _, engine := range []string{"goroutine", "epoll"} {
+		t.Run(engine, func(t *testing.T) {
+			byProto, log := startServeAll(t, 2, "-engine", engine, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-max-conns", "2")
+			tcpAddr, httpAddr := byProto["tcp"][0], byProto["http"][0]
+			tcp := dialEcho(t, tcpAddr)
+			ws, err := dialWS(t, "ws://"+httpAddr+"/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wsRoundTrip(t, ws, "held"); err != nil {
+				t.Fatal(err)
+			}
+			if !refused(tcpAddr) {
+				t.Error("a third connection, to TCP echo, was served")
+			}
+			if _, err := getJSON(t, "http://"+httpAddr+"/", nil); err == nil {
+				t.Error("a third connection, to the web echo, was served")
+			}
+			waitLog(t, log, "max-conns")
+			ws.Close(websocket.StatusNormalClosure, "")
+			eventually(t, "the WebSocket's place is free for an HTTP request", func() bool {
+				_, err := getJSON(t, "http://"+httpAddr+"/", nil)
+				return err == nil
+			})
+			echoOn(t, tcp, "still echoing")
+		})
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10 s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Over HTTPS the web echo speaks HTTP/2 to those who offer it, WebSocket
+// over HTTP/1.1, and reports the TLS it sees, a client certificate
+// included.
+func TestServeHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, cert := testcert.Write(t, dir, "server", "echod test")
+	clientCert, clientKey, _ := testcert.Write(t, dir, "client", "echod test client")
+	byProto, _ := startServeAll(t, 1, "-https-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	addr := byProto["https"][0]
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	pair, err := tls.LoadX509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{pair}}
+
+	e, err := getJSON(t, "https://"+addr+"/x", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Protocol != "HTTP/2.0" || e.TLS == nil || e.TLS.ALPN != "h2" || e.TLS.SNI != "localhost" || e.TLS.ClientCertSubject != "CN=echod test client" {
+		t.Fatalf("over HTTPS: protocol %s, TLS %+v", e.Protocol, e.TLS)
+	}
+	rep, err := check.Run(context.Background(), check.Config{URL: "wss://" + addr + "/", TLS: cfg})
+	if err != nil || !rep.OK() {
+		t.Fatalf("check wss://%s/: %v %+v", addr, err, rep.Results)
+	}
+}
+
+// A SIGHUP reloads the certificate of HTTPS as of TLS echo.
+func TestSIGHUPReloadsTheHTTPSCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := testcert.Write(t, dir, "server", "first")
+	cmd, lines, _ := startProcess(t, "-https-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	addr := waitMatch(t, lines, listeningHTTPS)
+	subject := func() string {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if got := subject(); got != "first" {
+		t.Fatalf("certificate %q, want first", got)
+	}
+	testcert.Write(t, dir, "server", "second")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLine(t, lines, "reloaded the TLS certificate")
+	if got := subject(); got != "second" {
+		t.Fatalf("after SIGHUP: certificate %q, want second", got)
+	}
+}
+
+// A drain sends every open WebSocket a close frame (1001) and waits for the
+// handshake; echod then exits 0.
+func TestSIGTERMClosesWebSockets(t *testing.T) {
+	cmd, lines, _ := startProcess(t, "-http-listen", "127.0.0.1:0", "-shutdown-timeout", "30s")
+	addr := waitMatch(t, lines, listeningHTTP)
+	c, err := dialWS(t, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wsRoundTrip(t, c, "before the drain"); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = c.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "server shutting down" {
+		t.Fatalf("during the drain: %v, want close 1001 server shutting down", err)
+	}
+	for lines.Scan() {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("echod exited with %v, want status 0", err)
+	}
+}
+
+// Behind a proxy speaking the PROXY protocol, the echo reports the client
+// the header names, and X-Forwarded-For as sent.
+func TestServeWebBehindPROXYProtocol(t *testing.T) {
+	byProto, _ := startServeAll(t, 1, "-http-listen", "127.0.0.1:0", "-proxy-protocol")
+	c, err := net.Dial("tcp", byProto["http"][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(c, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n")
+	fmt.Fprint(c, "GET /behind HTTP/1.1\r\nHost: echo.example\r\nX-Forwarded-For: 198.51.100.1\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e web.Request
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Client != "203.0.113.7:40000" || len(e.XForwardedFor) != 1 || e.XForwardedFor[0] != "198.51.100.1" {
+		t.Fatalf("client %q, X-Forwarded-For %q; want 203.0.113.7:40000 and the header as sent", e.Client, e.XForwardedFor)
+	}
+}

@@ -1,0 +1,147 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/echod/echod/web"
+)
+
+// Timeouts and limits of the web echo's http.Server. A request has
+// webReadTimeout to arrive in full, headers and body (a 1 MiB body at
+// 17 KB/s); an answer may wait for ?delay= and then has a minute to be
+// written. Upgraded WebSocket connections leave these behind: net/http
+// clears the deadlines when the connection is taken over, and the
+// web.Handler's IdleTimeout (-idle-timeout) bounds them instead.
+const (
+	webReadHeaderTimeout = 10 * time.Second
+	webReadTimeout       = time.Minute
+	webWriteTimeout      = time.Minute
+	webMaxHeaderBytes    = 64 << 10
+	webIdleTimeout       = 2 * time.Minute // between requests, when -idle-timeout is 0
+)
+
+// webServer serves the web echo on every HTTP and HTTPS listener: one
+// http.Server around the web.Handler, drained together.
+type webServer struct {
+	http    *http.Server
+	handler *web.Handler
+}
+
+// Shutdown stops the listeners, lets requests in progress finish, and
+// closes every WebSocket with a close frame once its echo in flight is
+// written, all until ctx ends.
+func (w *webServer) Shutdown(ctx context.Context) error {
+	var g errgroup.Group
+	g.Go(func() error { return w.http.Shutdown(ctx) })
+	g.Go(func() error { return w.handler.Shutdown(ctx) })
+	return g.Wait()
+}
+
+// Close closes every listener and connection at once.
+func (w *webServer) Close() error {
+	err := w.http.Close()
+	w.handler.Close()
+	return err
+}
+
+// webServer returns the daemon's web server, made on first use.
+func (d *daemon) webServer() *webServer {
+	if d.web != nil {
+		return d.web
+	}
+	cfg := d.cfg
+	h := cfg.Web
+	if h == nil {
+		h = &web.Handler{}
+	}
+	idle := cfg.Server.IdleTimeout
+	if idle <= 0 {
+		idle = webIdleTimeout
+	}
+	d.web = &webServer{
+		handler: h,
+		http: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: webReadHeaderTimeout,
+			ReadTimeout:       webReadTimeout,
+			WriteTimeout:      max(h.MaxDelay, web.DefaultMaxDelay) + webWriteTimeout,
+			IdleTimeout:       idle,
+			MaxHeaderBytes:    webMaxHeaderBytes,
+			// A bad client's TLS handshake or malformed request is its
+			// own business, not the operator's.
+			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		},
+	}
+	d.servers = append(d.servers, d.web)
+	return d.web
+}
+
+// addWeb serves the web echo on l, proto "http" or "https". Each
+// connection holds a place under the echo server's -max-conns and
+// -max-conns-per-ip for as long as it is open, WebSocket or not; the PROXY
+// header, with -proxy-protocol, comes first, then TLS for HTTPS.
+func (d *daemon) addWeb(l net.Listener, proto string) {
+	w := d.webServer()
+	l = &admitListener{Listener: d.proxied(l), reserve: d.cfg.Server.Reserve}
+	if proto == "https" {
+		tc := d.certs.Config()
+		// HTTP/2 for requests; WebSocket upgrades are HTTP/1.1 (net/http
+		// does not offer WebSocket over HTTP/2).
+		tc.NextProtos = []string{"h2", "http/1.1"}
+		// A client certificate is asked for, never required or verified:
+		// the echo reports its subject.
+		tc.ClientAuth = tls.RequestClientCert
+		l = tls.NewListener(l, tc)
+	}
+	d.add(endpoint{proto: proto, addr: l.Addr(), close: l.Close,
+		serve: func() error { return w.http.Serve(l) }})
+}
+
+// admitListener admits each connection under the echo server's connection
+// limits, and resets those over them, as the echo server does its own.
+type admitListener struct {
+	net.Listener
+	reserve func(netip.Addr) (release func(), ok bool)
+}
+
+func (l *admitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var addr netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			addr = ap.Addr().Unmap()
+		}
+		release, ok := l.reserve(addr)
+		if !ok {
+			if tc, isTCP := c.(*net.TCPConn); isTCP {
+				tc.SetLinger(0) // a reset, as for the echo's own refusals
+			}
+			c.Close()
+			continue
+		}
+		return &admittedConn{Conn: c, release: release}, nil
+	}
+}
+
+// admittedConn gives its place back when closed, by net/http or, for a
+// WebSocket, by the web.Handler that took it over.
+type admittedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *admittedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}

@@ -1,0 +1,250 @@
+package echo
+
+import (
+	"hash/maphash"
+	"math/bits"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// udpGuard decides which datagrams get a reply: the source check, the
+// reflection guard, then the per-source rate limit, then the global cap.
+// One guard serves every UDP socket of a Server, so a source's budget is
+// the same however many addresses it sends to. With no rate set, deciding
+// takes no lock: every reader of every socket asks at once.
+type udpGuard struct {
+	allowPrivileged bool
+	// The ports of the server's UDP sockets, replaced whole when one is
+	// added, so that reading it needs no lock.
+	localPorts atomic.Pointer[map[uint16]bool]
+	sourceRate float64 // replies per second per source; 0: no limit
+	globalRate float64 // replies per second in all; 0: no limit
+
+	seed  maphash.Seed
+	start time.Time // the guard's clock starts here, so it is monotonic
+
+	replies replyLog
+	global  lockedBucket
+	sources [sourceBuckets]lockedBucket
+}
+
+// sourceBuckets is how many per-source token buckets a server keeps. Sources
+// are hashed onto them with a random seed: memory stays fixed however many
+// addresses a flood forges, at the price that two sources which collide share
+// a budget (the stricter outcome). Each has its own lock, so readers rarely
+// wait for each other.
+const sourceBuckets = 4096
+
+func newUDPGuard(s *Server) *udpGuard {
+	g := &udpGuard{
+		allowPrivileged: s.UDPAllowPrivilegedPorts,
+		sourceRate:      float64(s.UDPSourceRate),
+		globalRate:      float64(s.UDPGlobalRate),
+		seed:            maphash.MakeSeed(),
+		start:           time.Now(),
+	}
+	g.localPorts.Store(&map[uint16]bool{})
+	g.replies.seed = g.seed
+	g.global.fill(g.globalRate)
+	for i := range g.sources {
+		g.sources[i].fill(g.sourceRate)
+	}
+	return g
+}
+
+// addLocalPort records the port of one more socket the guard serves. It is
+// called under the server's lock, so two calls never race, before that
+// socket's readers start.
+func (g *udpGuard) addLocalPort(pc net.PacketConn) {
+	ua, ok := pc.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	ports := map[uint16]bool{uint16(ua.Port): true}
+	for p := range *g.localPorts.Load() {
+		ports[p] = true
+	}
+	g.localPorts.Store(&ports)
+}
+
+// now is the guard's clock, read once per datagram or batch of them.
+func (g *udpGuard) now() time.Duration { return time.Since(g.start) }
+
+// admit reports whether the datagram p from src, which arrived at now,
+// gets a reply, and if not, why. A datagram that gets one is remembered
+// as replied to.
+func (g *udpGuard) admit(src netip.AddrPort, p []byte, now time.Duration) (Reason, bool) {
+	if r, ok := checkSource(src, g.allowPrivileged, *g.localPorts.Load()); !ok {
+		return r, false
+	}
+	slot, entry, ok := g.replies.admit(g.replies.fingerprint(src, p), ticks(now))
+	if !ok {
+		return ReasonUDPLoop, false
+	}
+	if g.sourceRate > 0 {
+		key := sourceKey(src.Addr()).As16()
+		if !g.sources[maphash.Bytes(g.seed, key[:])%sourceBuckets].take(now, g.sourceRate) {
+			return ReasonUDPRateLimit, false
+		}
+	}
+	if g.globalRate > 0 && !g.global.take(now, g.globalRate) {
+		return ReasonUDPGlobalCap, false
+	}
+	slot.Store(entry)
+	return 0, true
+}
+
+// checkSource is the source half of the loop and reflection guard: it
+// refuses datagrams that no echo server should answer. A reply to a
+// privileged port may land on another host's echo, chargen or daytime
+// service, which answers back, and the two then loop forever
+// (CVE-1999-0103, and the 2024 "Loop DoS"); a reply to the server's own port
+// may land on another echo server like this one; multicast, broadcast,
+// unspecified and reserved addresses are never a real sender but are how
+// floods get amplified.
+func checkSource(src netip.AddrPort, allowPrivileged bool, localPorts map[uint16]bool) (Reason, bool) {
+	a := src.Addr().Unmap()
+	switch {
+	case !a.IsValid(), src.Port() == 0, a.IsUnspecified(), a.IsMulticast():
+		return ReasonUDPBadSource, false
+	case a.Is4() && (a.As4()[0] == 0 || a.As4()[0] >= 240):
+		// 0.0.0.0/8 is "this network", 240.0.0.0/4 is reserved and holds
+		// the limited broadcast 255.255.255.255.
+		return ReasonUDPBadSource, false
+	case localPorts[src.Port()]:
+		return ReasonUDPLoop, false
+	case src.Port() < 1024 && !allowPrivileged:
+		return ReasonUDPPrivilegedPort, false
+	}
+	return 0, true
+}
+
+// replyLog is the reflection half of the loop guard. Another echo service,
+// on any port, answers echod's reply with the very same bytes, straight
+// back; so does anything else that reflects, such as a service that
+// answers every datagram with one fixed error. So the log remembers a
+// fingerprint of each reply sent lately (its destination address and port
+// and a hash of its bytes), and a datagram that brings back the bytes last
+// sent to its source, too soon, gets no answer. A loop is one datagram
+// going round, so one drop ends it.
+//
+// Too soon is reflectWindow after the last answer, doubled each time the
+// same bytes from the same source are answered again, up to
+// maxReflectWindow: a loop through a slow peer (a round trip longer than
+// the window) is answered a few more times, each time needing a longer
+// round trip, until it is dropped too. The same bytes from the same
+// source after forgetAfter start over.
+//
+// The log is a fixed table of atomic words, one entry per word, indexed by
+// the fingerprint: memory stays the same however many sources a flood
+// forges, and readers take no lock. An entry overwritten by another
+// fingerprint is forgotten (the guard then answers once more); a false
+// match needs 36 more bits of two fingerprints to agree.
+type replyLog struct {
+	seed  maphash.Seed
+	slots [replyLogSize]atomic.Uint64
+}
+
+const (
+	// replyLogSize is how many replies the log holds at most (8 bytes
+	// each). At fewer replies than this per window, every reply is
+	// remembered for all of its window.
+	replyLogSize = 1 << 16
+
+	// reflectWindow is longer than the round trip to any echo service on
+	// the Internet, and shorter than the pause between identical probes
+	// of a tool that repeats itself (typically a second).
+	reflectWindow    = 250 * time.Millisecond
+	maxReflectWindow = 64 * time.Second
+	forgetAfter      = 2 * maxReflectWindow
+
+	// An entry is a 36-bit tag (the top of the fingerprint; the bottom
+	// is the index), the tick of the last answer, and the level (how
+	// many times the window has doubled).
+	levelBits = 4
+	tickBits  = 24
+	tagShift  = tickBits + levelBits
+	tickMask  = 1<<tickBits - 1
+	levelMask = 1<<levelBits - 1
+	// A tick is 2^24 ns (16.8 ms); they wrap after 2^48 ns (78 hours),
+	// when an entry of the same bytes that long ago looks recent.
+	tickShift = 24
+)
+
+// ticks is a time on the guard's clock in the log's units, rounded down.
+func ticks(d time.Duration) uint64 { return uint64(d) >> tickShift }
+
+// windowTicks is the window at level k, rounded up to whole ticks.
+func windowTicks(k uint64) uint64 {
+	w := ticks(reflectWindow+1<<tickShift-1) << k
+	return min(w, ticks(maxReflectWindow+1<<tickShift-1))
+}
+
+// fingerprint identifies the datagram p to or from src. An IPv4 source
+// counts the same whether it arrived on an IPv4 or a dual-stack socket.
+func (l *replyLog) fingerprint(src netip.AddrPort, p []byte) uint64 {
+	var key [18]byte
+	a := src.Addr().Unmap().As16()
+	copy(key[:], a[:])
+	key[16], key[17] = byte(src.Port()>>8), byte(src.Port())
+	return maphash.Bytes(l.seed, key[:]) ^ bits.RotateLeft64(maphash.Bytes(l.seed, p), 32)
+}
+
+// admit reports whether a datagram with fingerprint f, arriving at tick
+// now, may be answered; if so, storing entry in slot records the answer.
+// Storing is left to the caller, which may yet refuse the datagram for
+// another reason.
+func (l *replyLog) admit(f, now uint64) (slot *atomic.Uint64, entry uint64, ok bool) {
+	slot = &l.slots[f%replyLogSize]
+	// Bit tagShift is set, so no entry is 0, which an unused slot is.
+	tag := f&^(1<<tagShift-1) | 1<<tagShift
+	level := uint64(0)
+	if old := slot.Load(); old&^(1<<tagShift-1) == tag {
+		k := old & levelMask
+		age := (now - old>>levelBits) & tickMask
+		if age < windowTicks(k) {
+			return nil, 0, false
+		}
+		if age < ticks(forgetAfter) {
+			level = min(k+1, levelMask)
+		}
+	}
+	return slot, tag | (now&tickMask)<<levelBits | level, true
+}
+
+// lockedBucket is a token bucket with its own lock.
+type lockedBucket struct {
+	mu sync.Mutex
+	tokenBucket
+}
+
+func (b *lockedBucket) take(now time.Duration, rate float64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tokenBucket.take(now, rate)
+}
+
+// tokenBucket is a rate limiter whose budget refills continuously at a rate
+// per second up to one second's worth. It has no lock of its own.
+type tokenBucket struct {
+	tokens float64
+	last   time.Duration // the clock at the last refill
+}
+
+func (b *tokenBucket) fill(rate float64) { b.tokens = max(rate, 1) }
+
+// take spends one token if there is one, refilling first for the time since
+// the last call.
+func (b *tokenBucket) take(now time.Duration, rate float64) bool {
+	burst := max(rate, 1)
+	b.tokens = min(burst, b.tokens+(now-b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

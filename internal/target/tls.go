@@ -1,0 +1,77 @@
+package target
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// ErrEchoedHandshake means that a TLS client hello came straight back: the
+// server is a plain echo server, not TLS.
+var ErrEchoedHandshake = errors.New("the server echoed the TLS handshake: it is a plain echo server, not TLS")
+
+// Handshake runs a TLS client handshake with cfg on c, a connection to a
+// server under test. It returns ErrEchoedHandshake, wrapped, when the
+// server sent the client's hello straight back. The returned connection's
+// NetConn has a NetConn method too, which returns c.
+func Handshake(ctx context.Context, c net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	rec := &recorder{Conn: c}
+	tc := tls.Client(rec, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if len(rec.read) >= 5 && bytes.HasPrefix(rec.written, rec.read[:5]) {
+			return nil, ErrEchoedHandshake
+		}
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	// Reads and writes go straight through from here on; the connection
+	// belongs to its new reader and writer goroutines.
+	rec.done = true
+	return tc, nil
+}
+
+// recorder keeps the first bytes written and read on a connection during
+// a handshake, to recognise an echoed hello.
+type recorder struct {
+	net.Conn
+	written, read []byte
+	done          bool
+}
+
+// NetConn returns the connection under the recorder.
+func (r *recorder) NetConn() net.Conn { return r.Conn }
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if !r.done && len(r.written) < 64 {
+		r.written = append(r.written, p[:min(len(p), 64)]...)
+	}
+	return r.Conn.Write(p)
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if !r.done && len(r.read) < 64 {
+		r.read = append(r.read, p[:min(n, 64)]...)
+	}
+	return n, err
+}
+
+// SpeaksTLS reports whether the server at addr completes a TLS handshake
+// within ctx: the explanation for a plain session that the server closed
+// without a byte.
+func SpeaksTLS(ctx context.Context, addr string) bool {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	// Only whether it speaks TLS matters, not who it is.
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "echod-probe"})
+	return tc.HandshakeContext(ctx) == nil
+}

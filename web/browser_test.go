@@ -1,0 +1,106 @@
+package web
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/echod/echod/internal/tooltest"
+)
+
+// TestPageInChromium loads the page in Debian's chromium and sends a text
+// and a binary message through the page itself, as a person would. With
+// ECHOD_SCREENSHOT=FILE it also saves a screenshot of the page (the one in
+// docs/web-echo.png).
+func TestPageInChromium(t *testing.T) {
+	path := tooltest.Require(t, "chromium")
+	h := &Handler{Hostname: "echod.example"}
+	srv := serve(t, h)
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(900, 1000),
+	)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
+	defer cancel()
+
+	text := "hello from chromium, ünïcödé ✓"
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(`#statebox.ok`),
+		chromedp.SetValue(`#msg`, text),
+		chromedp.Click(`#send`),
+		chromedp.WaitVisible(`#log li[data-type=text][data-status=ok]`),
+		chromedp.SetValue(`#count`, "100000"),
+		chromedp.Click(`#sendbin`),
+		chromedp.WaitVisible(`#log li[data-type=binary][data-status=ok]`),
+		chromedp.WaitReady(`#headers tr`),
+	)
+	if err != nil {
+		t.Fatalf("in chromium: %v", err)
+	}
+	state, _ := chromedp.Run(ctx, chromedp.Text(`#state`))
+	textEntry, _ := chromedp.Run(ctx, chromedp.Text(`#log li[data-type=text]`))
+	binEntry, _ := chromedp.Run(ctx, chromedp.Text(`#log li[data-type=binary]`))
+	seen, _ := chromedp.Run(ctx, chromedp.Text(`#seen`))
+	t.Logf("state %q\ntext %q\nbinary %q\nseen %q", state, textEntry, binEntry, seen)
+	for _, c := range []struct{ what, got, want string }{
+		{"state", state, "connected to ws://"},
+		{"text echo", textEntry, "bytes match"},
+		{"text echo", textEntry, text},
+		{"binary echo", binEntry, "97 KiB"},
+		{"binary echo", binEntry, "bytes match"},
+		{"what echod sees", seen, "127.0.0.1:"},
+		{"what echod sees", seen, "echod.example"},
+	} {
+		if !strings.Contains(c.got, c.want) {
+			t.Errorf("%s %q lacks %q", c.what, c.got, c.want)
+		}
+	}
+	// The echoes went through echod, not a shortcut in the page.
+	if s := h.Stats(); s.Messages != 2 || s.MessageBytes != uint64(len(text)+100000) {
+		t.Errorf("echod echoed %d messages of %d bytes, want 2 of %d", s.Messages, s.MessageBytes, len(text)+100000)
+	}
+
+	if out := os.Getenv("ECHOD_SCREENSHOT"); out != "" {
+		err := chromedp.Do(ctx,
+			chromedp.SetValue(`#msg`, "Hello, echod!"),
+			chromedp.Click(`#send`),
+			chromedp.SetValue(`#count`, "1024"),
+			chromedp.Click(`#sendbin`),
+			chromedp.WaitVisible(`#log li:nth-child(4)[data-status=ok]`),
+			chromedp.WaitVisible(`#log li:first-child[data-status=ok]`),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(out, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Close from the page: the state shows the code and the reason.
+	err = chromedp.Do(ctx, chromedp.Click(`#connect`), chromedp.WaitVisible(`#statebox.bad`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state, _ := chromedp.Run(ctx, chromedp.Text(`#state`)); state != "closed: 1000 closed from the page" {
+		t.Errorf("state after closing: %q", state)
+	}
+}

@@ -1,0 +1,310 @@
+package web
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/echod/echod/internal/testcert"
+)
+
+func decode(t testing.TB, body string) Request {
+	t.Helper()
+	var e Request
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("not a JSON echo: %v\n%s", err, body)
+	}
+	return e
+}
+
+func TestRequestEchoDescribesTheRequest(t *testing.T) {
+	srv := serve(t, &Handler{Hostname: "echo-1"})
+	// The client's own address, to compare with what echod reports.
+	var local string
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			local = c.LocalAddr().String()
+		}
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	req := newRequest(t, "POST", srv.URL+"/x/y%20z?y=1&y=2&q=a+b", "hello",
+		"X-Forwarded-For", "203.0.113.9", "Forwarded", "for=198.51.100.7", "X-Custom", "one", "X-Custom", "two")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e Request
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	want := Request{
+		Method: "POST", Path: "/x/y z", URI: "/x/y%20z?y=1&y=2&q=a+b",
+		Query:    map[string][]string{"y": {"1", "2"}, "q": {"a b"}},
+		Protocol: "HTTP/1.1", Host: strings.TrimPrefix(srv.URL, "http://"),
+		Body: "hello", BodyEncoding: "text", BodyBytes: 5,
+		Client:        local,
+		XForwardedFor: []string{"203.0.113.9"}, Forwarded: []string{"for=198.51.100.7"},
+		Hostname: "echo-1",
+	}
+	got := e
+	got.Headers = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("echo:\n got %+v\nwant %+v", got, want)
+	}
+	if h := e.Headers["X-Custom"]; !reflect.DeepEqual(h, []string{"one", "two"}) {
+		t.Errorf("X-Custom = %q, want both values in order", h)
+	}
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("headers %v: want Access-Control-Allow-Origin * and Cache-Control no-store", resp.Header)
+	}
+}
+
+func TestRequestEchoBody(t *testing.T) {
+	srv := serve(t, &Handler{MaxBody: 10})
+	for _, tc := range []struct {
+		name, body, wantBody, wantEncoding string
+		wantBytes                          int
+		wantCut                            bool
+	}{
+		{"none", "", "", "text", 0, false},
+		{"text", "héllo", "héllo", "text", 6, false},
+		{"binary", "\xff\x00\x01", base64.StdEncoding.EncodeToString([]byte("\xff\x00\x01")), "base64", 3, false},
+		{"at the limit", "0123456789", "0123456789", "text", 10, false},
+		{"past the limit", "0123456789abcdef", "0123456789", "text", 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, body := do(t, newRequest(t, "PUT", srv.URL+"/", tc.body))
+			e := decode(t, body)
+			if e.Body != tc.wantBody || e.BodyEncoding != tc.wantEncoding || e.BodyBytes != tc.wantBytes || e.BodyTruncated != tc.wantCut {
+				t.Errorf("got body %q %s %d cut=%v, want %q %s %d cut=%v", e.Body, e.BodyEncoding, e.BodyBytes, e.BodyTruncated,
+					tc.wantBody, tc.wantEncoding, tc.wantBytes, tc.wantCut)
+			}
+		})
+	}
+}
+
+func TestRequestEchoStatus(t *testing.T) {
+	srv := serve(t, &Handler{})
+	for _, tc := range []struct {
+		query      string
+		wantStatus int
+		wantReason string // in the body of a 400
+	}{
+		{"", 200, ""},
+		{"status=503", 503, ""},
+		{"status=418", 418, ""},
+		{"status=599", 599, ""},
+		{"status=204", 204, ""},
+		{"status=301", 301, ""},
+		{"status=103", 200, ""}, // informational, ahead of the echo's 200
+		{"status=99", 400, `invalid status "99": want a number from 100 to 599`},
+		{"status=600", 400, `invalid status "600"`},
+		{"status=abc", 400, `invalid status "abc"`},
+		{"status=%2B200", 400, `invalid status "+200"`},
+		{"status=", 400, `invalid status ""`},
+		{"status=101", 400, "only a protocol upgrade"},
+		{"status=200&status=500", 400, "status given 2 times"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			status, _, body := do(t, newRequest(t, "GET", srv.URL+"/?"+tc.query, ""))
+			if status != tc.wantStatus {
+				t.Fatalf("got %d, want %d: %s", status, tc.wantStatus, body)
+			}
+			switch {
+			case tc.wantReason != "" && !strings.Contains(body, tc.wantReason):
+				t.Errorf("body %q does not say %q", body, tc.wantReason)
+			case tc.wantStatus == 204 && body != "":
+				t.Errorf("204 with a body: %q", body)
+			case tc.wantReason == "" && tc.wantStatus != 204:
+				decode(t, body)
+			}
+		})
+	}
+}
+
+func TestRequestEchoDelay(t *testing.T) {
+	srv := serve(t, &Handler{MaxDelay: 2 * time.Second})
+	for _, tc := range []struct {
+		query       string
+		wantStatus  int
+		wantAtLeast time.Duration
+		wantReason  string
+	}{
+		{"delay=300ms", 200, 300 * time.Millisecond, ""},
+		{"delay=0.2", 200, 200 * time.Millisecond, ""},
+		{"delay=0", 200, 0, ""},
+		{"delay=3s", 400, 0, "delay 3s is longer than the most allowed, 2s"},
+		{"delay=1e300", 400, 0, "longer than the most allowed"},
+		{"delay=-1s", 400, 0, "must not be negative"},
+		{"delay=NaN", 400, 0, `invalid delay "NaN"`},
+		{"delay=soon", 400, 0, `invalid delay "soon": want a duration such as 250ms or 2s`},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			start := time.Now()
+			status, _, body := do(t, newRequest(t, "GET", srv.URL+"/?"+tc.query, ""))
+			if took := time.Since(start); status != tc.wantStatus || took < tc.wantAtLeast {
+				t.Fatalf("got %d after %v, want %d after at least %v: %s", status, took, tc.wantStatus, tc.wantAtLeast, body)
+			}
+			if !strings.Contains(body, tc.wantReason) {
+				t.Errorf("body %q does not say %q", body, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestRequestEchoDelayEndsWithTheClientAndTheDrain(t *testing.T) {
+	h := &Handler{MaxDelay: time.Minute}
+	arrived := make(chan struct{}, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		h.Close()
+		srv.Close()
+	})
+
+	// A client that gives up: the handler returns at once (goleak and
+	// the server's Close would catch one still waiting).
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req := newRequest(t, "GET", srv.URL+"/?delay=50s", "").WithContext(ctx)
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	if _, err := (&http.Client{Transport: tr}).Do(req); err == nil {
+		t.Fatal("a 50 s delay answered within 100 ms")
+	}
+
+	// The drain: a waiting request is answered 503 at once.
+	type answer struct {
+		status int
+		body   string
+	}
+	got := make(chan answer, 1)
+	go func() {
+		status, _, body := do(t, newRequest(t, "GET", srv.URL+"/?delay=50s", ""))
+		got <- answer{status, body}
+	}()
+	// Wait until the request is in the handler, then drain.
+	<-arrived // the first request's
+	<-arrived
+	if err := h.Shutdown(ctxFor(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-got:
+		if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "shutting down") {
+			t.Fatalf("got %d %q, want 503 server shutting down", a.status, a.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delayed request was not answered within 10 s of the drain")
+	}
+}
+
+func TestRequestEchoAsText(t *testing.T) {
+	srv := serve(t, &Handler{Hostname: "echo-1"})
+	status, hdr, body := do(t, newRequest(t, "POST", srv.URL+"/x?y=1", "hello", "Accept", "text/plain", "X-Forwarded-For", "203.0.113.9"))
+	if status != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain") {
+		t.Fatalf("got %d %q", status, hdr.Get("Content-Type"))
+	}
+	for _, want := range []string{
+		"POST /x?y=1 HTTP/1.1\nHost: 127.0.0.1:",
+		"\nX-Forwarded-For: 203.0.113.9\n",
+		"\n\nhello\n\n",
+		"\nclient:   127.0.0.1:",
+		"\ntls:      none\n",
+		"\nhostname: echo-1\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("text echo lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+func TestRequestEchoOverTLS(t *testing.T) {
+	h := &Handler{}
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(func() {
+		h.Close()
+		srv.Close()
+	})
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "client", "echod test client")
+	clientCert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "example.com", Certificates: []tls.Certificate{clientCert}},
+		ForceAttemptHTTP2: true,
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e Request
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	want := &TLS{Version: "TLS 1.3", Cipher: e.TLS.Cipher, ALPN: "h2", SNI: "example.com", ClientCertSubject: "CN=echod test client"}
+	if e.TLS == nil || *e.TLS != *want || e.Protocol != "HTTP/2.0" || !strings.HasPrefix(e.TLS.Cipher, "TLS_") {
+		t.Fatalf("got protocol %s, TLS %+v; want HTTP/2.0 and %+v", e.Protocol, e.TLS, want)
+	}
+}
+
+func FuzzParseStatus(f *testing.F) {
+	for _, s := range []string{"200", "99", "600", "abc", "", "101", "1e2", "0200", " 200", "-200"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseStatus(url.Values{"status": {s}})
+		if err != nil {
+			if n != 0 || err.Error() == "" {
+				t.Fatalf("%q: %d with error %v", s, n, err)
+			}
+			return
+		}
+		if n < 100 || n > 599 || n == 101 {
+			t.Fatalf("%q accepted as %d", s, n)
+		}
+	})
+}
+
+func FuzzParseDelay(f *testing.F) {
+	for _, s := range []string{"1s", "250ms", "0.5", "10", "-1", "1e308", "NaN", "Inf", "", "1h", "9223372036854775807ns"} {
+		f.Add(s)
+	}
+	const most = 10 * time.Second
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseDelay(url.Values{"delay": {s}}, most)
+		if err != nil {
+			if d != 0 || err.Error() == "" {
+				t.Fatalf("%q: %v with error %v", s, d, err)
+			}
+			return
+		}
+		if d < 0 || d > most {
+			t.Fatalf("%q accepted as %v, outside 0 to %v", s, d, most)
+		}
+	})
+}
