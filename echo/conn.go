@@ -165,7 +165,10 @@ type socket interface {
 
 // socketOf returns the socket under c, which may be c itself, or nil when c
 // wraps something else (net.Pipe) or a wrapper that does not say what it
-// wraps.
+// wraps. A wrapper says so with NetConn() net.Conn, as crypto/tls does (or
+// go-proxyproto's Raw); one that does not holds a buffer while it is idle,
+// and a slow reader's progress shows to the idle timeout only as the
+// server's writes (in 4 KiB pieces) return.
 func socketOf(c net.Conn) socket {
 	// Wrappers nest a level or two (TLS over PROXY protocol); the bound
 	// only guards against a wrapper that returns itself.

@@ -132,32 +132,51 @@ func (r *reader) readWrapped() ([]byte, error) {
 			}
 		}
 	}
-	if r.pending {
-		// A read with a deadline in the past returns what the wrapper
-		// holds without touching the socket, or times out at once; a
-		// timed-out read leaves a TLS or PROXY connection usable.
-		r.buf = r.s.buffer()
-		r.c.SetReadDeadline(aLongTimeAgo)
-		n, err := r.c.Read(r.buf[:r.limit])
-		r.c.SetReadDeadline(time.Time{})
-		if timedOut := errors.Is(err, os.ErrDeadlineExceeded); n > 0 || err != nil && !timedOut {
-			if timedOut {
-				err = nil // TLS read on after a record, to look for an alert
+	for {
+		if r.pending {
+			// A read with a deadline in the past returns what the
+			// wrapper holds without touching the socket, or times out
+			// at once.
+			if data, ok, err := r.readBy(aLongTimeAgo); ok {
+				return data, err
 			}
-			return r.buf[:n], err
+			r.pending = false
 		}
-		r.release()
-		r.pending = false
+		if err := r.wait.Read(r.peekFn); err != nil {
+			return nil, err // closed while waiting
+		}
+		// The socket has bytes, or its end. They may be part of a TLS
+		// record only: the read waits a little for the rest, then gives
+		// the buffer back and waits on the socket again, so that a
+		// client that stalls in the middle of a record holds none.
+		if data, ok, err := r.readBy(time.Now().Add(recordWait)); ok {
+			r.pending = len(data) > 0
+			return data, err
+		}
 	}
-	if err := r.wait.Read(r.peekFn); err != nil {
-		return nil, err // closed while waiting
-	}
-	// The socket has bytes, or its end: the read returns once the wrapper
-	// has a whole record of them, or the error.
+}
+
+// recordWait is how long a read of a wrapped connection whose socket has
+// bytes waits for the rest of a record with a buffer held.
+const recordWait = 100 * time.Millisecond
+
+// readBy reads the wrapper into a pooled buffer, waiting until deadline at
+// most. ok is false, and no buffer held, when nothing came by then. A read
+// that times out leaves a TLS or PROXY connection usable (crypto/tls keeps
+// the part of a record it has, and does not make the error permanent).
+func (r *reader) readBy(deadline time.Time) (data []byte, ok bool, err error) {
 	r.buf = r.s.buffer()
+	r.c.SetReadDeadline(deadline)
 	n, err := r.c.Read(r.buf[:r.limit])
-	r.pending = n > 0
-	return r.buf[:n], err
+	r.c.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if n == 0 {
+			r.release()
+			return nil, false, nil
+		}
+		err = nil // TLS read on after a record, to look for an alert
+	}
+	return r.buf[:n], true, err
 }
 
 // aLongTimeAgo is a deadline that has passed: a read with it only returns
