@@ -378,7 +378,7 @@ type ended struct {
 	in, out  int64      // bytes read from and written to the client
 	duration time.Duration
 	reason   Reason
-	err      error // why, when reason is endFailed
+	err      error // why, when reason is endFailed: the log names the end by it
 }
 
 // connEnded is the counterpart of admit, the same for both engines: it
@@ -388,12 +388,14 @@ type ended struct {
 func (s *Server) connEnded(c *conn, remote func() string, e ended) {
 	s.limited(e.reason)
 	if s.Logger != nil && s.Logger.Enabled(context.Background(), slog.LevelDebug) {
-		args := []any{"remote", remote(), "bytes_in", e.in, "bytes_out", e.out,
-			"duration", e.duration, "reason", e.reason.String()}
+		reason := e.reason.String()
 		if e.err != nil {
-			args = append(args, "err", e.err)
+			// An end no word above names, such as a wrapper's
+			// (tls-handshake-timeout), is named by its error.
+			reason = e.err.Error()
 		}
-		s.Logger.Debug("connection closed", args...)
+		s.Logger.Debug("connection closed", "remote", remote(), "bytes_in", e.in, "bytes_out", e.out,
+			"duration", e.duration, "reason", reason)
 	}
 	s.mu.Lock()
 	s.served--
