@@ -275,55 +275,18 @@ func (l *pipeListener) dial(t *testing.T) net.Conn {
 // servePipes serves srv on a pipeListener until the test ends.
 func servePipes(t *testing.T, srv *Server) *pipeListener {
 	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	serveOn(t, srv, l)
+	return l
+}
+
+// serveOn serves srv on l until the test ends.
+func serveOn(t *testing.T, srv *Server, l net.Listener) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), l) }()
 	t.Cleanup(func() {
 		srv.Close()
 		if err := <-done; !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return l
-}
-
-// uncomparableListener and uncomparableConn are valid implementations that
-// cannot be map keys: the slice makes them incomparable, so a map keyed by
-// net.Listener or net.Conn would panic on them.
-type uncomparableListener struct {
-	net.Listener
-	_ []byte
-}
-
-func (l uncomparableListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return uncomparableConn{Conn: c}, nil
-}
-
-type uncomparableConn struct {
-	net.Conn
-	_ []byte
-}
-
-func TestUncomparableListenersAndConnsAreServed(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, engine string) {
-		srv := &Server{Engine: engine, MaxConnsPerIP: 2}
-		addr := testkit.Start(t, func(l net.Listener) error {
-			return srv.Serve(context.Background(), uncomparableListener{Listener: l})
-		}, func() { srv.Close() }, ErrServerClosed)
-		c := dial(t, addr)
-		roundTrip(t, c, []byte("not a map key"))
-		// Shutdown closes the listener and waits for the connection; the
-		// deadline makes it close the connection too.
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Shutdown = %v, want context.DeadlineExceeded", err)
-		}
-		if n, err := c.Read(make([]byte, 1)); err == nil {
-			t.Fatalf("read %d bytes from a connection Shutdown should have closed", n)
 		}
 	})
 }
