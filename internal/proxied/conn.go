@@ -97,6 +97,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// NetConn returns the socket under the header, as crypto/tls's Conn does,
+// so that the echo server can wait on it without holding a buffer and see
+// a slow reader's progress. Bytes that arrived after the header and are
+// not read yet are in c, not in the socket.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // RemoteAddr returns the client's address, as the header gives it.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
