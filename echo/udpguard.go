@@ -1,6 +1,7 @@
 package echo
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"math/bits"
 	"net"
@@ -149,6 +150,10 @@ type replyLog struct {
 }
 
 const (
+	// fingerprintSample is how many bytes from each end of a long
+	// datagram its fingerprint covers.
+	fingerprintSample = 1 << 10
+
 	// replyLogSize is how many replies the log holds at most (8 bytes
 	// each). At fewer replies than this per window, every reply is
 	// remembered for all of its window.
@@ -185,12 +190,22 @@ func windowTicks(k uint64) uint64 {
 
 // fingerprint identifies the datagram p to or from src. An IPv4 source
 // counts the same whether it arrived on an IPv4 or a dual-stack socket.
+// Hashing costs time in proportion to the bytes hashed, so of a datagram
+// longer than 2*fingerprintSample bytes only the first and the last
+// fingerprintSample count, with its length: a reflection brings back every
+// byte anyway.
 func (l *replyLog) fingerprint(src netip.AddrPort, p []byte) uint64 {
-	var key [18]byte
+	var key [26]byte
 	a := src.Addr().Unmap().As16()
 	copy(key[:], a[:])
-	key[16], key[17] = byte(src.Port()>>8), byte(src.Port())
-	return maphash.Bytes(l.seed, key[:]) ^ bits.RotateLeft64(maphash.Bytes(l.seed, p), 32)
+	binary.BigEndian.PutUint16(key[16:], src.Port())
+	binary.BigEndian.PutUint64(key[18:], uint64(len(p)))
+	h := maphash.Bytes(l.seed, key[:])
+	if len(p) > 2*fingerprintSample {
+		h ^= bits.RotateLeft64(maphash.Bytes(l.seed, p[len(p)-fingerprintSample:]), 17)
+		p = p[:fingerprintSample]
+	}
+	return h ^ bits.RotateLeft64(maphash.Bytes(l.seed, p), 32)
 }
 
 // admit reports whether a datagram with fingerprint f, arriving at tick

@@ -2,6 +2,7 @@ package echo
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -323,6 +324,66 @@ func TestUDPGuardIsBounded(t *testing.T) {
 		})
 		if allocs != 0 {
 			t.Errorf("admit allocates %.1f times per datagram (rates %d, %d)", allocs, s.UDPSourceRate, s.UDPGlobalRate)
+		}
+	}
+}
+
+// TestFingerprint: what makes two datagrams the same to the loop guard.
+func TestFingerprint(t *testing.T) {
+	g := newUDPGuard(&Server{})
+	src := netip.MustParseAddrPort("192.0.2.1:40000")
+	long := payload(1, 3*fingerprintSample)
+	fp := func(src netip.AddrPort, p []byte) uint64 { return g.replies.fingerprint(src, p) }
+	changed := func(p []byte, i int) []byte {
+		q := append([]byte(nil), p...)
+		q[i] ^= 1
+		return q
+	}
+	for _, tt := range []struct {
+		name string
+		a, b uint64
+		same bool
+	}{
+		{"the same datagram", fp(src, []byte("hi")), fp(src, []byte("hi")), true},
+		{"IPv4 and IPv4-mapped", fp(src, []byte("hi")), fp(netip.MustParseAddrPort("[::ffff:192.0.2.1]:40000"), []byte("hi")), true},
+		{"another port", fp(src, []byte("hi")), fp(netip.MustParseAddrPort("192.0.2.1:40001"), []byte("hi")), false},
+		{"another address", fp(src, []byte("hi")), fp(netip.MustParseAddrPort("192.0.2.2:40000"), []byte("hi")), false},
+		{"other bytes", fp(src, []byte("hi")), fp(src, []byte("ho")), false},
+		{"empty and one zero byte", fp(src, nil), fp(src, []byte{0}), false},
+		{"a long one, its first byte", fp(src, long), fp(src, changed(long, 0)), false},
+		{"a long one, its last byte", fp(src, long), fp(src, changed(long, len(long)-1)), false},
+		{"a long one, one byte longer", fp(src, long), fp(src, append(long[:len(long):len(long)], 0)), false},
+		// What the guard does not look at, to keep its cost bounded.
+		{"a long one, its middle", fp(src, long), fp(src, changed(long, len(long)/2)), true},
+	} {
+		if (tt.a == tt.b) != tt.same {
+			t.Errorf("%s: same fingerprint %v, want %v", tt.name, tt.a == tt.b, tt.same)
+		}
+	}
+}
+
+// BenchmarkUDPGuardAdmit is the guard's cost per datagram (the clock read
+// included, which the batching reader pays once per batch), from a new
+// source with new bytes each time, with readers deciding at once.
+func BenchmarkUDPGuardAdmit(b *testing.B) {
+	for _, cfg := range udpBenchConfigs {
+		for _, size := range []int{64, 1400, 65507} {
+			b.Run(fmt.Sprintf("%s/%dB", cfg.name, size), func(b *testing.B) {
+				g := newUDPGuard(cfg.srv())
+				var readers atomic.Uint64
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					p := make([]byte, size)
+					binary.BigEndian.PutUint64(p[8:], readers.Add(1))
+					for i := uint64(0); pb.Next(); i++ {
+						binary.BigEndian.PutUint64(p, i)
+						src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 40000)
+						if _, ok := g.admit(src, p, g.now()); !ok {
+							b.Fatalf("datagram %d refused", i)
+						}
+					}
+				})
+			})
 		}
 	}
 }
