@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -250,8 +251,15 @@ func (h *Handler) buffer() *[bufferSize]byte {
 	return new([bufferSize]byte)
 }
 
+// wsBufferSize is the size of a WebSocket connection's read and write
+// buffers, which it holds while idle. Frame headers and small messages go
+// through them; larger payloads bypass them.
+const wsBufferSize = 1 << 10
+
 // hijackWriter keeps the connection the WebSocket library hijacks, so that
-// a drain past its deadline can close it whatever the library is doing.
+// a drain past its deadline can close it whatever the library is doing;
+// and hands the library buffers of wsBufferSize instead of net/http's 4 KiB
+// ones.
 type hijackWriter struct {
 	http.ResponseWriter
 	conn net.Conn
@@ -259,8 +267,20 @@ type hijackWriter struct {
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
 	w.conn = c
-	return c, brw, err
+	// What the client sent after its upgrade request may already be in
+	// net/http's buffer. It must be in the new buffer too, not merely
+	// ahead in its source: the library takes what is buffered and then
+	// reads the connection itself.
+	early, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c), max(wsBufferSize, len(early)))
+	if len(early) > 0 {
+		br.Peek(len(early)) // served by the bytes.Reader alone: no wait on c
+	}
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, wsBufferSize)), nil
 }
 
 // Unwrap lets http.ResponseController find the ResponseWriter's other
