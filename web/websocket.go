@@ -93,6 +93,14 @@ func (s *session) finish() (closed bool) {
 	return pending
 }
 
+// over marks the echo ended: no close handshake starts from now on, so
+// that those started are all there is to wait for.
+func (s *session) over() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ending, s.pending = true, false
+}
+
 // ourReason is the reason of a close the server started, or "".
 func (s *session) ourReason() string {
 	s.mu.Lock()
@@ -151,6 +159,7 @@ func (h *Handler) serveSession(s *session, remote string) {
 	if idle != nil {
 		idle.Stop()
 	}
+	s.over()
 	s.closers.Wait()
 	h.logger().Debug("websocket closed", "remote", remote, "messages", messages,
 		"bytes_in", bytes, "bytes_out", bytes, "duration", time.Since(start), "reason", reason)
