@@ -143,6 +143,7 @@ func TestServeWebUsage(t *testing.T) {
 		{[]string{"-http-listen", "127.0.0.1"}, "want HOST:PORT"},
 		{[]string{"-http-listen", "127.0.0.1:0", "-ws-max-message", "0"}, "-ws-max-message must be at least 1 byte, got 0"},
 		{[]string{"-http-listen", "127.0.0.1:0", "-http-max-body", "-5"}, "-http-max-body must be at least 1 byte, got -5"},
+		{[]string{"-http-listen", "127.0.0.1:0", "-http-max-body", "9223372036854775807"}, "-http-max-body must be at most 1073741824 (1 GiB), got 9223372036854775807: the body is held in memory"},
 	} {
 		code, _, stderr := runCmd(t, nil, append([]string{"serve"}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
