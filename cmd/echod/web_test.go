@@ -247,6 +247,26 @@ func TestServeWebSharesConnectionLimits(t *testing.T) {
 	}
 }
 
+// -max-conns-per-ip counts web connections by the client's address too.
+func TestServeWebMaxConnsPerIP(t *testing.T) {
+	byProto, log := startServeAll(t, 1, "-http-listen", "127.0.0.1:0", "-max-conns-per-ip", "1")
+	addr := byProto["http"][0]
+	ws, err := dialWS(t, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wsRoundTrip(t, ws, "held"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := getJSON(t, "http://"+addr+"/", nil); err == nil {
+		t.Error("a second connection from 127.0.0.1 was served, over -max-conns-per-ip 1")
+	}
+	waitLog(t, log, "max-conns-per-ip")
+	if got, err := wsRoundTrip(t, ws, "still held"); err != nil || got != "still held" {
+		t.Errorf("the first connection after the refusal: %q, %v", got, err)
+	}
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
