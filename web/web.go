@@ -258,7 +258,7 @@ func (h *Handler) isClosing() bool {
 
 func (h *Handler) maxMessage() int64 {
 	if h.MaxMessage > 0 {
-		// The library counts one byte past the limit: keep room for it.
+		// One byte past the limit is read to tell: keep room for it.
 		return min(h.MaxMessage, math.MaxInt64-1)
 	}
 	return DefaultMaxMessage

@@ -165,8 +165,9 @@ func TestWebSocketMessageTooBigCloses1009(t *testing.T) {
 		c := dial(t, wsURL(srv, "/"))
 		c.Write(ctx, websocket.MessageBinary, random(t, n))
 		_, _, err := c.Read(ctx)
-		if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
-			t.Errorf("%d bytes, over a limit of 1000: got %v (close status %d), want close 1009", n, err, code)
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusMessageTooBig || ce.Reason != "message too big: the most is 1000 bytes" {
+			t.Errorf("%d bytes, over a limit of 1000: got %v, want close 1009 message too big: the most is 1000 bytes", n, err)
 		}
 	}
 	if s := serveStats(t, srv); s.TooBig != 2 {
