@@ -136,8 +136,13 @@ func checkSource(src netip.AddrPort, allowPrivileged bool, localPorts map[uint16
 // same bytes from the same source are answered again, up to
 // maxReflectWindow: a loop through a slow peer (a round trip longer than
 // the window) is answered a few more times, each time needing a longer
-// round trip, until it is dropped too. The same bytes from the same
-// source after forgetAfter start over.
+// round trip, until it is dropped too. The same bytes from the same source
+// after forgetAfter start over. Timing is all that tells a reflector from a
+// client that repeats itself, so maxReflectWindow is where the two part: a
+// loop with a longer round trip is left to the rate limits (no echo
+// service on the Internet is that far), and a client that repeats the
+// same bytes from one port, straight away or up to that often, is
+// answered about once per maxReflectWindow; less often, it loses nothing.
 //
 // The log is a fixed table of atomic words, one entry per word, indexed by
 // the fingerprint: memory stays the same however many sources a flood
@@ -159,11 +164,12 @@ const (
 	// remembered for all of its window.
 	replyLogSize = 1 << 16
 
-	// reflectWindow is longer than the round trip to any echo service on
-	// the Internet, and shorter than the pause between identical probes
-	// of a tool that repeats itself (typically a second).
+	// reflectWindow is longer than the round trip to most hosts on the
+	// Internet (the doubling catches the rest, such as satellite paths at
+	// 600ms), and shorter than the pause between identical probes of a
+	// tool that repeats itself (typically a second).
 	reflectWindow    = 250 * time.Millisecond
-	maxReflectWindow = 64 * time.Second
+	maxReflectWindow = 2 * time.Second
 	forgetAfter      = 2 * maxReflectWindow
 
 	// An entry is a 36-bit tag (the top of the fingerprint; the bottom
