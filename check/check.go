@@ -247,6 +247,11 @@ func (t *Target) probe(ctx context.Context) error {
 	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", t.Addr)
+	if isReset(err) {
+		// Something accepted and then reset the connection, as a server
+		// at a connection limit does: the checks will say more.
+		return nil
+	}
 	if err != nil {
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) {

@@ -48,8 +48,11 @@ func (r Result) WriteText(w io.Writer, verbose bool) error {
 }
 
 // Target names what was checked: HOST:PORT, tls://HOST:PORT, UDP HOST:PORT,
-// or both.
+// or both; or a WebSocket URL.
 func (r Report) Target() string {
+	if r.URL != "" {
+		return r.URL
+	}
 	tcp := r.Addr
 	if r.TLS {
 		tcp = "tls://" + r.Addr
@@ -100,6 +103,7 @@ type jsonReport struct {
 	Addr    string       `json:"addr,omitempty"`
 	UDPAddr string       `json:"udp_addr,omitempty"`
 	TLS     bool         `json:"tls,omitempty"`
+	URL     string       `json:"url,omitempty"`
 	OK      bool         `json:"ok"`
 	Passed  int          `json:"passed"`
 	Failed  int          `json:"failed"`
@@ -121,7 +125,7 @@ type jsonResult struct {
 // WriteJSON writes r as one indented JSON object.
 func (r Report) WriteJSON(w io.Writer) error {
 	out := jsonReport{
-		Addr: r.Addr, UDPAddr: r.UDPAddr, TLS: r.TLS,
+		Addr: r.Addr, UDPAddr: r.UDPAddr, TLS: r.TLS, URL: r.URL,
 		OK: r.OK(), Passed: r.Passed(), Failed: r.Failed(),
 		Skipped: r.count(Skip), Notes: r.count(Note),
 		Seconds: r.Duration.Seconds(),

@@ -210,21 +210,18 @@ func checkWSPing(ctx context.Context, t *Target) (string, error) {
 		return "", err
 	}
 	start := time.Now()
-	for {
-		f, err := ws.readFrame()
-		switch {
-		case isTimeout(err):
-			return "", fmt.Errorf("no pong within %v of a ping (RFC 6455 section 5.5.2: a pong must answer a ping)", t.Patience)
-		case err != nil:
-			return "", fmt.Errorf("waiting for a pong: %w", err)
-		case f.op == opClose:
-			return "", fmt.Errorf("%v instead of answering a ping", closedError(f.payload))
-		case f.op != opPong:
-			return "", fmt.Errorf("a %s frame came back for a ping, not a pong", opName(f.op))
-		case !bytes.Equal(f.payload, payload):
-			return "", fmt.Errorf("the pong carries %q, not the ping's %q (RFC 6455 section 5.5.3)", f.payload, payload)
-		}
-		break
+	f, err := ws.readFrame()
+	switch {
+	case isTimeout(err):
+		return "", fmt.Errorf("no pong within %v of a ping (RFC 6455 section 5.5.2: a pong must answer a ping)", t.Patience)
+	case err != nil:
+		return "", fmt.Errorf("waiting for a pong: %w", err)
+	case f.op == opClose:
+		return "", fmt.Errorf("%v instead of answering a ping", closedError(f.payload))
+	case f.op != opPong:
+		return "", fmt.Errorf("a %s frame came back for a ping, not a pong", opName(f.op))
+	case !bytes.Equal(f.payload, payload):
+		return "", fmt.Errorf("the pong carries %q, not the ping's %q (RFC 6455 section 5.5.3)", f.payload, payload)
 	}
 	rtt := time.Since(start)
 	if _, err := ws.exchange(ctx, t.Patience, opText, []byte(wsText)); err != nil {

@@ -186,6 +186,9 @@ func (ws *wsConn) handshake(u *url.URL, patience time.Duration) error {
 	if _, err := io.WriteString(ws.c, b.String()); err != nil {
 		return fmt.Errorf("send the upgrade request: %w", err)
 	}
+	if head, err := ws.br.Peek(4); err == nil && string(head) == "GET " {
+		return fmt.Errorf("the server sent the WebSocket upgrade request straight back: it is a plain echo server, not WebSocket; check it as %s", u.Host)
+	}
 	resp, err := http.ReadResponse(ws.br, req)
 	if err != nil {
 		if isTimeout(err) {

@@ -77,11 +77,16 @@ func allBinary(_ websocket.MessageType, msg []byte) (websocket.MessageType, []by
 	return websocket.MessageBinary, msg, true
 }
 
-// serveRawWebSocket is a WebSocket echo written frame by frame, for the
-// faults a library would not let a server make: it echoes each data frame
-// as it comes and answers pings, and, with answerClose false, never
-// answers a close.
-func serveRawWebSocket(t *testing.T, answerClose bool) string {
+// rawFaults are the faults a library would not let a server make.
+type rawFaults struct {
+	noClose bool // never answer a close
+	noPong  bool // never answer a ping
+}
+
+// serveRawWebSocket is a WebSocket echo written frame by frame: it echoes
+// each data frame as it comes and answers pings and closes, but for its
+// faults.
+func serveRawWebSocket(t *testing.T, faults rawFaults) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,10 +128,10 @@ func serveRawWebSocket(t *testing.T, answerClose bool) string {
 			}
 			op := h[0] & 0x0f
 			switch {
+			case op == opPing && faults.noPong, op == opClose && faults.noClose:
+				continue
 			case op == opPing:
 				h[0] = 0x80 | opPong
-			case op == opClose && !answerClose:
-				continue
 			}
 			out := []byte{h[0]}
 			switch {
@@ -148,7 +153,7 @@ func serveRawWebSocket(t *testing.T, answerClose bool) string {
 func TestWebSocketCorrectServerPassesEverything(t *testing.T) {
 	for name, url := range map[string]string{
 		"coder/websocket": serveWebSocket(t, echoWS(nil)),
-		"frame by frame":  serveRawWebSocket(t, true),
+		"frame by frame":  serveRawWebSocket(t, rawFaults{}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			rep, err := Run(context.Background(), Config{URL: url, Patience: testPatience})
@@ -179,8 +184,10 @@ func TestWebSocketBrokenServersFailWithTheRightReason(t *testing.T) {
 				`got "GROUND CONTROL TO MAJOR TOM: ÜNÏCÖDÉ ✓, 🚀 AND ALL" (byte 1 differs: got 0x52 want 0x72)`},
 		{"drops binary", serveWebSocket(t, echoWS(dropBinary)), "ws-binary",
 			"no echo of a binary message of 512 bytes within 500ms; a server that handles only text messages drops binary ones"},
-		{"never answers a close", serveRawWebSocket(t, false), "ws-close",
+		{"never answers a close", serveRawWebSocket(t, rawFaults{noClose: true}), "ws-close",
 			"no close frame came back within 500ms of the client's close (4001): RFC 6455 section 5.5.1 says the server must answer with one"},
+		{"never answers a ping", serveRawWebSocket(t, rawFaults{noPong: true}), "ws-ping",
+			"no pong within 500ms of a ping (RFC 6455 section 5.5.2: a pong must answer a ping)"},
 		{"answers text with binary", serveWebSocket(t, echoWS(allBinary)), "ws-text",
 			"a text message of 58 bytes came back as a binary message; an echo keeps the type"},
 		{"answers a close with 1000", serveWebSocket(t, func(ctx context.Context, c *websocket.Conn) {

@@ -145,6 +145,24 @@ func (c *Config) setDefaults() {
 
 // endpoint is one socket the daemon serves: a kind of listener, once open
 // and wrapped.
+//
+// Another kind of listener (HTTP echo, say) is three small pieces:
+//  1. a Config field with its addresses, and its flag in cmd/echod/serve.go;
+//  2. in open, a loop that listens on each address (with explain(err, addr,
+//     flag) on failure), wraps each listener as it needs (PROXY, or
+//     newHandshakeListener for TLS), and adds an endpoint: the proto of its
+//     readiness line, the address, serve (which blocks until its server is
+//     shut down) and close. A socket from systemd for it is one named by
+//     FileDescriptorName, as TLSSocketName is, sorted in socketsFromSystemd;
+//  3. its server, appended once to daemon.servers, so that the drain shuts
+//     it down together with the echo server, within ShutdownTimeout, and
+//     then closes it: an http.Server, or a small type whose Shutdown and
+//     Close do the http.Server's and then a handler's.
+//
+// Run logs every endpoint's readiness line, serves them in one errgroup,
+// stops everything when one fails, and takes echo.ErrServerClosed and
+// http.ErrServerClosed for a normal end. A connection served elsewhere can
+// count against -max-conns and -max-conns-per-ip through Server.Reserve.
 type endpoint struct {
 	proto string // in the readiness line: tcp, tls, udp, http or https
 	addr  net.Addr

@@ -10,8 +10,9 @@ import (
 )
 
 // TLSSocketName is the FileDescriptorName= that marks a socket from systemd
-// as one to serve TLS echo on; every other stream socket serves TCP echo,
-// and every datagram socket UDP echo.
+// as one to serve TLS echo on; every other stream socket serves TCP echo
+// (but those named HTTPSocketName and HTTPSSocketName), and every datagram
+// socket UDP echo.
 const TLSSocketName = "tls"
 
 // HTTPSocketName and HTTPSSocketName are the FileDescriptorName= values

@@ -48,13 +48,20 @@ type handshakeConn struct {
 }
 
 func (c *handshakeConn) handshake() error {
+	return c.HandshakeContext(context.Background())
+}
+
+// HandshakeContext runs the handshake within the time limit, also when the
+// echo server asks for it directly (it does, before it waits for data
+// without a buffer).
+func (c *handshakeConn) HandshakeContext(ctx context.Context) error {
 	if c.done.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	// On the timeout, HandshakeContext closes the connection.
-	err := c.HandshakeContext(ctx)
+	err := c.Conn.HandshakeContext(ctx)
 	switch {
 	case err == nil:
 		c.done.Store(true)

@@ -138,7 +138,10 @@ type socket interface {
 
 // socketOf returns the socket under c, which may be c itself, or nil when c
 // wraps something else (net.Pipe) or a wrapper that does not say what it
-// wraps.
+// wraps. A wrapper says so with NetConn() net.Conn, as crypto/tls does (or
+// go-proxyproto's Raw); one that does not holds a buffer while it is idle,
+// and a slow reader's progress shows to the idle timeout only as the
+// server's writes (in 4 KiB pieces) return.
 func socketOf(c net.Conn) socket {
 	// Wrappers nest a level or two (TLS over PROXY protocol); the bound
 	// only guards against a wrapper that returns itself.
@@ -254,33 +257,52 @@ func (r *reader) readWrapped() (*[bufferSize]byte, int, error) {
 			}
 		}
 	}
-	if r.pending {
-		// A read with a deadline in the past returns what the wrapper
-		// holds without touching the socket, or times out at once; a
-		// timed-out read leaves a TLS or PROXY connection usable.
-		buf := r.s.buffer()
-		r.c.SetReadDeadline(aLongTimeAgo)
-		n, err := r.c.Read(r.space(buf))
-		r.c.SetReadDeadline(time.Time{})
-		if timedOut := errors.Is(err, os.ErrDeadlineExceeded); n > 0 || err != nil && !timedOut {
-			if timedOut {
-				err = nil // TLS read on after a record, to look for an alert
+	for {
+		if r.pending {
+			// A read with a deadline in the past returns what the
+			// wrapper holds without touching the socket, or times out
+			// at once.
+			if buf, n, ok, err := r.readBy(aLongTimeAgo); ok {
+				return buf, n, err
 			}
+			r.pending = false
+		}
+		if err := r.wait.Read(r.peekFn); err != nil {
+			// Closed while waiting.
+			return r.s.buffer(), 0, err
+		}
+		// The socket has bytes, or its end. They may be part of a TLS
+		// record only: the read waits a little for the rest, then gives
+		// the buffer back and waits on the socket again, so that a
+		// client that stalls in the middle of a record holds none.
+		if buf, n, ok, err := r.readBy(time.Now().Add(recordWait)); ok {
+			r.pending = n > 0
 			return buf, n, err
 		}
-		r.s.buffers.Put(buf)
-		r.pending = false
 	}
-	if err := r.wait.Read(r.peekFn); err != nil {
-		// Closed while waiting.
-		return r.s.buffer(), 0, err
+}
+
+// recordWait is how long a read of a wrapped connection whose socket has
+// bytes waits for the rest of a record with a buffer held.
+const recordWait = 100 * time.Millisecond
+
+// readBy reads the wrapper into a pooled buffer, waiting until deadline at
+// most. ok is false, and no buffer held, when nothing came by then. A read
+// that times out leaves a TLS or PROXY connection usable (crypto/tls keeps
+// the part of a record it has, and does not make the error permanent).
+func (r *reader) readBy(deadline time.Time) (buf *[bufferSize]byte, n int, ok bool, err error) {
+	buf = r.s.buffer()
+	r.c.SetReadDeadline(deadline)
+	n, err = r.c.Read(r.space(buf))
+	r.c.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if n == 0 {
+			r.s.buffers.Put(buf)
+			return nil, 0, false, nil
+		}
+		err = nil // TLS read on after a record, to look for an alert
 	}
-	// The socket has bytes, or its end: the read returns once the wrapper
-	// has a whole record of them, or the error.
-	buf := r.s.buffer()
-	n, err := r.c.Read(r.space(buf))
-	r.pending = n > 0
-	return buf, n, err
+	return buf, n, true, err
 }
 
 // aLongTimeAgo is a deadline that has passed: a read with it only returns

@@ -52,16 +52,23 @@ type Server struct {
 
 	// IdleTimeout closes a connection that makes no progress in either
 	// direction for this long: nothing arrives, and nothing it was sent is
-	// taken off the server's hands (a client that never reads stalls the
-	// server's writes, and counts as idle). A slow client that keeps moving
-	// bytes stays open. Engines may close up to an eighth of IdleTimeout
-	// late. Zero means no timeout.
+	// taken off the server's hands. Every byte the client takes off the
+	// server's socket send buffer counts as it happens (on Linux, where
+	// the kernel says how many are left), so a slow client that keeps
+	// reading stays open, over TLS too; a client that never reads stalls
+	// the server's writes, and counts as idle. Engines may close up to an
+	// eighth of IdleTimeout late. Zero means no timeout.
 	IdleTimeout time.Duration
 	// MaxSessionDuration closes a connection this long after it was
 	// accepted, whatever it is doing. Zero means no limit.
 	MaxSessionDuration time.Duration
-	// MaxSessionBytes closes a connection once it has sent this many bytes;
-	// all of them are echoed first. Zero means no limit.
+	// MaxSessionBytes ends a connection once it has sent this many bytes:
+	// all of them are echoed, then the server shuts down its side, so the
+	// client reads exactly its first MaxSessionBytes bytes and then EOF.
+	// What the client sends after that is read and thrown away (so that
+	// closing does not reset the connection and lose echo still on its
+	// way) until the client closes its side, or until it has taken none of
+	// its echo for 2 seconds. Zero means no limit.
 	MaxSessionBytes int64
 
 	// UDPAllowPrivilegedPorts lets ServeUDP answer datagrams from source

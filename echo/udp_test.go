@@ -3,6 +3,7 @@ package echo
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -443,7 +444,10 @@ func benchUDP(b *testing.B, server netip.AddrPort, size int) {
 	got := make([]byte, udpBufferSize)
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
-	for b.Loop() {
+	for i := uint64(0); b.Loop(); i++ {
+		// New bytes each time: the same bytes straight back are what the
+		// loop guard drops.
+		binary.BigEndian.PutUint64(msg, i)
 		if _, err := c.WriteToUDPAddrPort(msg, server); err != nil {
 			b.Fatal(err)
 		}
@@ -453,21 +457,71 @@ func benchUDP(b *testing.B, server netip.AddrPort, size int) {
 	}
 }
 
-// BenchmarkUDPEcho runs datagrams through ServeUDP with the loop guard and
-// both rate limits on (set high enough not to drop). Its allocs/op counts
-// the client too, which allocates nothing: a non-zero figure is the server's.
+// udpBenchConfigs are the servers the UDP benchmarks compare: the loop
+// guard alone (the default, which takes no lock), and with both rate limits
+// on, set high enough never to drop.
+var udpBenchConfigs = []struct {
+	name string
+	srv  func() *Server
+}{
+	{"guard", func() *Server { return &Server{} }},
+	{"limits", func() *Server { return &Server{UDPSourceRate: 1e9, UDPGlobalRate: 1e9} }},
+}
+
+// benchUDPServer serves UDP echo with srv on a loopback port until the
+// benchmark ends, and returns its address.
+func benchUDPServer(b *testing.B, srv *Server) netip.AddrPort {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeUDP(context.Background(), pc) }()
+	b.Cleanup(func() { srv.Close(); <-done })
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// BenchmarkUDPEcho runs datagrams through ServeUDP, one client at a time.
+// Its allocs/op counts the client too, which allocates nothing: a non-zero
+// figure is the server's.
 func BenchmarkUDPEcho(b *testing.B) {
-	for _, size := range []int{64, 1400} {
-		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := &Server{UDPSourceRate: 1e9, UDPGlobalRate: 1e9}
-			done := make(chan error, 1)
-			go func() { done <- srv.ServeUDP(context.Background(), pc) }()
-			defer func() { srv.Close(); <-done }()
-			benchUDP(b, pc.LocalAddr().(*net.UDPAddr).AddrPort(), size)
+	for _, cfg := range udpBenchConfigs {
+		for _, size := range []int{64, 1400} {
+			b.Run(fmt.Sprintf("%s/%dB", cfg.name, size), func(b *testing.B) {
+				benchUDP(b, benchUDPServer(b, cfg.srv()), size)
+			})
+		}
+	}
+}
+
+// BenchmarkUDPEchoParallel is BenchmarkUDPEcho with a client per
+// GOMAXPROCS goroutine, so that the server's readers decide at once.
+func BenchmarkUDPEchoParallel(b *testing.B) {
+	for _, cfg := range udpBenchConfigs {
+		b.Run(cfg.name+"/64B", func(b *testing.B) {
+			server := benchUDPServer(b, cfg.srv())
+			b.SetBytes(64)
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				msg := make([]byte, 64)
+				got := make([]byte, udpBufferSize)
+				for i := uint64(0); pb.Next(); i++ {
+					binary.BigEndian.PutUint64(msg, i)
+					if _, err := c.WriteToUDPAddrPort(msg, server); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, _, err := c.ReadFromUDPAddrPort(got); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package echo
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"math/bits"
 	"net"
@@ -135,8 +136,13 @@ func checkSource(src netip.AddrPort, allowPrivileged bool, localPorts map[uint16
 // same bytes from the same source are answered again, up to
 // maxReflectWindow: a loop through a slow peer (a round trip longer than
 // the window) is answered a few more times, each time needing a longer
-// round trip, until it is dropped too. The same bytes from the same
-// source after forgetAfter start over.
+// round trip, until it is dropped too. The same bytes from the same source
+// after forgetAfter start over. Timing is all that tells a reflector from a
+// client that repeats itself, so maxReflectWindow is where the two part: a
+// loop with a longer round trip is left to the rate limits (no echo
+// service on the Internet is that far), and a client that repeats the
+// same bytes from one port, straight away or up to that often, is
+// answered about once per maxReflectWindow; less often, it loses nothing.
 //
 // The log is a fixed table of atomic words, one entry per word, indexed by
 // the fingerprint: memory stays the same however many sources a flood
@@ -149,16 +155,21 @@ type replyLog struct {
 }
 
 const (
+	// fingerprintSample is how many bytes from each end of a long
+	// datagram its fingerprint covers.
+	fingerprintSample = 1 << 10
+
 	// replyLogSize is how many replies the log holds at most (8 bytes
 	// each). At fewer replies than this per window, every reply is
 	// remembered for all of its window.
 	replyLogSize = 1 << 16
 
-	// reflectWindow is longer than the round trip to any echo service on
-	// the Internet, and shorter than the pause between identical probes
-	// of a tool that repeats itself (typically a second).
+	// reflectWindow is longer than the round trip to most hosts on the
+	// Internet (the doubling catches the rest, such as satellite paths at
+	// 600ms), and shorter than the pause between identical probes of a
+	// tool that repeats itself (typically a second).
 	reflectWindow    = 250 * time.Millisecond
-	maxReflectWindow = 64 * time.Second
+	maxReflectWindow = 2 * time.Second
 	forgetAfter      = 2 * maxReflectWindow
 
 	// An entry is a 36-bit tag (the top of the fingerprint; the bottom
@@ -185,12 +196,22 @@ func windowTicks(k uint64) uint64 {
 
 // fingerprint identifies the datagram p to or from src. An IPv4 source
 // counts the same whether it arrived on an IPv4 or a dual-stack socket.
+// Hashing costs time in proportion to the bytes hashed, so of a datagram
+// longer than 2*fingerprintSample bytes only the first and the last
+// fingerprintSample count, with its length: a reflection brings back every
+// byte anyway.
 func (l *replyLog) fingerprint(src netip.AddrPort, p []byte) uint64 {
-	var key [18]byte
+	var key [26]byte
 	a := src.Addr().Unmap().As16()
 	copy(key[:], a[:])
-	key[16], key[17] = byte(src.Port()>>8), byte(src.Port())
-	return maphash.Bytes(l.seed, key[:]) ^ bits.RotateLeft64(maphash.Bytes(l.seed, p), 32)
+	binary.BigEndian.PutUint16(key[16:], src.Port())
+	binary.BigEndian.PutUint64(key[18:], uint64(len(p)))
+	h := maphash.Bytes(l.seed, key[:])
+	if len(p) > 2*fingerprintSample {
+		h ^= bits.RotateLeft64(maphash.Bytes(l.seed, p[len(p)-fingerprintSample:]), 17)
+		p = p[:fingerprintSample]
+	}
+	return h ^ bits.RotateLeft64(maphash.Bytes(l.seed, p), 32)
 }
 
 // admit reports whether a datagram with fingerprint f, arriving at tick

@@ -82,6 +82,17 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// The memory this echo may take, known up front from Content-Length
+	// when there is one.
+	cost := h.maxBody() + 1
+	if r.ContentLength >= 0 {
+		cost = min(cost, r.ContentLength+1)
+	}
+	cost *= bodyCost
+	if err := h.bodyMemory().Acquire(r.Context(), cost); err != nil {
+		return // the client gave up waiting
+	}
+	defer h.bodyMemory().Release(cost)
 	h.stats.requests.Add(1)
 	echo, err := h.describe(r)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -307,4 +308,46 @@ func FuzzParseDelay(f *testing.F) {
 			t.Fatalf("%q accepted as %v, outside 0 to %v", s, d, most)
 		}
 	})
+}
+
+// Request echoes share a memory budget: with room for one body of MaxBody,
+// a second request waits until the first is answered.
+func TestRequestEchoesShareABodyBudget(t *testing.T) {
+	h := &Handler{MaxBody: 10, BodyMemory: 1}
+	srv := serve(t, h)
+	pr, pw := io.Pipe()
+	first := make(chan string, 1)
+	go func() {
+		// No Content-Length: the first may hold a whole MaxBody.
+		_, _, body := do(t, newRequestBody(t, srv.URL+"/first", pr))
+		first <- body
+	}()
+	pw.Write([]byte("12345"))
+	eventually(t, "the first request holds its budget", func() bool { return h.Stats().Requests == 1 })
+	second := make(chan string, 1)
+	go func() {
+		_, _, body := do(t, newRequest(t, "POST", srv.URL+"/second", "hello"))
+		second <- body
+	}()
+	select {
+	case b := <-second:
+		t.Fatalf("the second request was answered while the first held the budget: %s", b)
+	case <-time.After(300 * time.Millisecond):
+	}
+	pw.Close()
+	if e := decode(t, <-first); e.Body != "12345" {
+		t.Errorf("first: body %q", e.Body)
+	}
+	if e := decode(t, <-second); e.Body != "hello" {
+		t.Errorf("second: body %q", e.Body)
+	}
+}
+
+func newRequestBody(t testing.TB, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

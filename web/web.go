@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/sync/semaphore"
 )
 
 // Defaults for the Handler's zero-valued fields.
@@ -23,7 +24,12 @@ const (
 	DefaultMaxMessage = 1 << 20
 	DefaultMaxBody    = 1 << 20
 	DefaultMaxDelay   = 10 * time.Second
+	DefaultBodyMemory = 256 << 20
 )
+
+// bodyCost is the memory a request echo takes per byte of body: the body,
+// and its echo in JSON, where a control character takes 6 bytes.
+const bodyCost = 8
 
 // ReasonMaxMessage is the reason, in echod's vocabulary of limits, for a
 // WebSocket closed with 1009 for a message above MaxMessage.
@@ -46,6 +52,11 @@ type Handler struct {
 	// MaxDelay is the longest ?delay= a request may ask for. Zero means
 	// DefaultMaxDelay.
 	MaxDelay time.Duration
+	// BodyMemory bounds the memory the request echoes hold at once, over
+	// all requests, at about 8 bytes per byte of body (the body and its
+	// echo); a request waits for room. Zero means DefaultBodyMemory; it is
+	// never less than one request of MaxBody needs.
+	BodyMemory int64
 	// IdleTimeout closes, with status 1001, a WebSocket connection that
 	// moves no message byte either way for this long. Zero means never.
 	// (net/http's own timeouts stop at the upgrade.)
@@ -59,6 +70,9 @@ type Handler struct {
 
 	hostOnce sync.Once
 	hostname string
+
+	bodyOnce sync.Once
+	bodyMem  *semaphore.Weighted
 
 	bufs sync.Pool // *[bufferSize]byte, only while a message is in flight
 
@@ -250,6 +264,18 @@ func (h *Handler) maxBody() int64 {
 		return h.MaxBody
 	}
 	return DefaultMaxBody
+}
+
+// bodyMemory returns the budget of the request echoes.
+func (h *Handler) bodyMemory() *semaphore.Weighted {
+	h.bodyOnce.Do(func() {
+		n := h.BodyMemory
+		if n <= 0 {
+			n = DefaultBodyMemory
+		}
+		h.bodyMem = semaphore.NewWeighted(max(n, bodyCost*(h.maxBody()+1)))
+	})
+	return h.bodyMem
 }
 
 func (h *Handler) maxDelay() time.Duration {

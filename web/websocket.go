@@ -123,14 +123,22 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(h.maxMessage())
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	s := &session{conn: conn, raw: hw.conn, ctx: ctx, cancel: cancel}
 	if !h.track(s) {
+		cancel()
 		conn.Close(websocketGoingAway, "server shutting down")
 		return
 	}
-	defer h.untrack(s)
+	// The echo gets a goroutine of its own, and net/http's, with its
+	// request and response and the stack that served them, ends: an idle
+	// WebSocket holds only what it needs.
+	go h.serveSession(s, r.RemoteAddr)
+}
 
+// serveSession echoes on s until it ends, then logs how it went.
+func (h *Handler) serveSession(s *session, remote string) {
+	defer h.untrack(s)
+	defer s.cancel()
 	start := time.Now()
 	var idle *time.Timer
 	progress := func() {}
@@ -143,7 +151,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		idle.Stop()
 	}
 	s.closers.Wait()
-	h.logger().Debug("websocket closed", "remote", r.RemoteAddr, "messages", messages,
+	h.logger().Debug("websocket closed", "remote", remote, "messages", messages,
 		"bytes_in", bytes, "bytes_out", bytes, "duration", time.Since(start), "reason", reason)
 }
 

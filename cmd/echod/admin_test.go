@@ -129,15 +129,16 @@ func testMetricsUnderLoad(t *testing.T, engine string) {
 		refused.SetDeadline(time.Now().Add(10 * time.Second))
 		refused.Read(make([]byte, 1))
 	}
-	// Five UDP datagrams of 100 bytes.
+	// Five UDP datagrams of 100 bytes, each different: the loop guard
+	// drops a datagram that repeats what was just echoed to its source.
 	uc, err := net.Dial("udp", udpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer uc.Close()
 	uc.SetDeadline(time.Now().Add(10 * time.Second))
-	for range 5 {
-		uc.Write(input[:100])
+	for i := range 5 {
+		uc.Write(input[i*100 : (i+1)*100])
 		if n, err := uc.Read(make([]byte, 200)); err != nil || n != 100 {
 			t.Fatalf("UDP echo: %d bytes, %v", n, err)
 		}

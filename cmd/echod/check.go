@@ -27,11 +27,11 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 	runExpr := fs.String("run", "", "run only the checks whose names match `REGEX`")
 	verbose := fs.Bool("v", false, "show each check as it starts, its time, and skipped checks")
 	asJSON := fs.Bool("json", false, "print the results as one JSON object")
-	caFile := fs.String("ca", "", "for tls://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
+	caFile := fs.String("ca", "", "for tls:// and wss://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
-		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT, udp://HOST:PORT (the UDP checks only)\nor tls://HOST:PORT (the TCP checks over TLS).\n")
+		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT, udp://HOST:PORT (the UDP checks only),\ntls://HOST:PORT (the TCP checks over TLS), or ws://HOST:PORT/PATH or wss://HOST:PORT/PATH\n(the WebSocket checks).\n")
 		writeCheckList(std.out)
 	}
 	positional, err := parseArgs(fs, args)
@@ -56,12 +56,15 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 		}
 		cfg.UDPAddr = tgt.Addr()
 	case target.WS, target.WSS:
-		return checkWebSocket(ctx, tgt, std)
+		if *protohackers || *udp || *udpAddr != "" {
+			return usagef("check", "-protohackers, -udp and -udp-addr check TCP and UDP echo, not %s", tgt)
+		}
+		cfg.URL = tgt.URL()
 	}
-	if *caFile != "" && tgt.Transport != target.TLS {
-		return usagef("check", "-ca applies to tls:// addresses, not %s", tgt)
+	if *caFile != "" && tgt.Transport != target.TLS && tgt.Transport != target.WSS {
+		return usagef("check", "-ca applies to tls:// and wss:// addresses, not %s", tgt)
 	}
-	if tgt.Transport == target.TLS {
+	if tgt.Transport == target.TLS || tgt.Transport == target.WSS {
 		tc, err := tlsClientConfig(tgt.Host, *caFile)
 		if err != nil {
 			return &usageError{cmd: "check", err: err}
@@ -92,7 +95,7 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 	}
 	if len(check.Checks(cfg)) == 0 {
 		var names []string
-		for _, c := range check.Checks(check.Config{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, Protohackers: cfg.Protohackers}) {
+		for _, c := range check.Checks(check.Config{Addr: cfg.Addr, UDPAddr: cfg.UDPAddr, URL: cfg.URL, Protohackers: cfg.Protohackers}) {
 			names = append(names, c.Name)
 		}
 		return usagef("check", "-run %q matches no check (there are: %s)", *runExpr, strings.Join(names, ", "))
@@ -189,6 +192,7 @@ func writeCheckList(w io.Writer) {
 		{"Checks (TCP, and over TLS for tls://):", check.TCPChecks()},
 		{"Checks with -protohackers (instead of the TCP checks):", check.ProtohackersChecks()},
 		{"Checks with -udp or udp://:", check.UDPChecks()},
+		{"Checks for ws:// and wss:// (WebSocket echo):", check.WebSocketChecks()},
 	} {
 		fmt.Fprintf(tw, "\n%s\n", group.title)
 		for _, c := range group.checks {

@@ -33,11 +33,11 @@ func runSend(ctx context.Context, args []string, std stdio) error {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up if the whole exchange takes longer (0: never)")
 	fs.DurationVar(&o.patience, "patience", check.DefaultPatience, "after the half-close, how long to wait for more of the echo or for the server's close")
 	fs.BoolVar(&o.verify, "verify", false, "exit 1 unless the reply is exactly what was sent")
-	fs.StringVar(&o.caFile, "ca", "", "for tls://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
+	fs.StringVar(&o.caFile, "ca", "", "for tls:// and wss://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
-		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT, udp://HOST:PORT (the message\nor standard input in one datagram) or tls://HOST:PORT. Without MESSAGE, send sends\nstandard input. Words that start with - go after --: echod send HOST:PORT -- -n.\n")
+		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT, udp://HOST:PORT (the message\nor standard input in one datagram), tls://HOST:PORT, or ws://HOST:PORT/PATH or\nwss://HOST:PORT/PATH (in one WebSocket message: text if it is UTF-8, else binary).\nWithout MESSAGE, send sends standard input. Words that start with - go after --:\nechod send HOST:PORT -- -n.\n")
 	}
 	positional, err := parseArgs(fs, args)
 	if err != nil {
@@ -64,8 +64,8 @@ func runSend(ctx context.Context, args []string, std stdio) error {
 		return usagef("send", "-timeout must not be negative, got %v", o.timeout)
 	case o.patience <= 0:
 		return usagef("send", "-patience must be positive, got %v", o.patience)
-	case o.caFile != "" && tgt.Transport != target.TLS:
-		return usagef("send", "-ca applies to tls:// addresses, not %s", tgt)
+	case o.caFile != "" && tgt.Transport != target.TLS && tgt.Transport != target.WSS:
+		return usagef("send", "-ca applies to tls:// and wss:// addresses, not %s", tgt)
 	}
 	var src io.Reader = std.in
 	if len(message) > 0 {
@@ -112,12 +112,9 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 	defer stop()
 	var c streamConn = conn.(*net.TCPConn)
 	if tgt.Transport == target.TLS {
-		cfg, err := tlsClientConfig(tgt.Host, o.caFile)
+		cfg, err := sendTLSConfig(tgt, o.caFile, std)
 		if err != nil {
-			return &usageError{cmd: "send", err: err}
-		}
-		if cfg.InsecureSkipVerify {
-			fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", tgt.Addr())
+			return err
 		}
 		tc, err := target.Handshake(ctx, conn, cfg)
 		if errors.Is(err, target.ErrEchoedHandshake) {

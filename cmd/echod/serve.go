@@ -107,7 +107,7 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	}
 	var needsProxy error
 	fs.Visit(func(f *flag.Flag) {
-		if strings.HasPrefix(f.Name, "proxy-") && !cfg.ProxyProtocol && needsProxy == nil {
+		if strings.HasPrefix(f.Name, "proxy-") && f.Name != "proxy-protocol" && !cfg.ProxyProtocol && needsProxy == nil {
 			needsProxy = usagef("serve", "-%s needs -proxy-protocol", f.Name)
 		}
 	})

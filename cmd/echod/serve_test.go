@@ -45,6 +45,7 @@ func TestServeRefusesOutOfRangeValues(t *testing.T) {
 // The largest values accepted are served as given: a year of idle timeout
 // is no overflow.
 func TestServeAcceptsTheLargestValues(t *testing.T) {
+	startServe(t, 1, "-listen", "127.0.0.1:0", "-proxy-protocol=false")
 	addr := startServe(t, 1, "-listen", "127.0.0.1:0", "-idle-timeout", "8760h", "-max-session-duration", "8760h",
 		"-tls-handshake-timeout", "8760h", "-max-session-bytes", "9223372036854775807")[0]
 	c := dialEcho(t, addr)

@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/echod/echod/check"
+	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/internal/testcert"
 	"github.com/echod/echod/web"
 )
@@ -100,13 +101,36 @@ func TestServeWebEcho(t *testing.T) {
 		t.Fatalf("curl -sd hello %s/x?y=1: %+v, %v", addr, e, err)
 	}
 
-	var out strings.Builder
-	if err := check.SendWebSocket(context.Background(), check.SendConfig{URL: "ws://" + addr + "/", Verify: true}, strings.NewReader("héllo"), &out); err != nil || out.String() != "héllo" {
-		t.Fatalf("send: %q, %v", out.String(), err)
+	code, out, errOut := runCmd(t, strings.NewReader("héllo\n"), "send", "-verify", "ws://"+addr+"/")
+	if code != 0 || out != "héllo\n" {
+		t.Errorf("echod send ws://%s/: exit %d, %q, %s", addr, code, out, errOut)
 	}
-	rep, err := check.Run(context.Background(), check.Config{URL: "ws://" + addr + "/"})
-	if err != nil || !rep.OK() {
-		t.Fatalf("check ws://%s/: %v %+v", addr, err, rep.Results)
+	code, out, errOut = runCmd(t, nil, "send", "ws://"+addr+"/x", "two", "words")
+	if code != 0 || out != "two words" {
+		t.Errorf("echod send ws://%s/x two words: exit %d, %q, %s", addr, code, out, errOut)
+	}
+	code, out, errOut = runCmd(t, nil, "check", "ws://"+addr+"/")
+	if code != 0 || !strings.Contains(out, "PASS ws-close (") || !strings.Contains(out, "PASS: 7 checks passed against ws://"+addr+"/ (") {
+		t.Errorf("echod check ws://%s/: exit %d\n%s%s", addr, code, out, errOut)
+	}
+	code, out, _ = runCmd(t, nil, "check", "-json", "-run", "ws-text", "ws://"+addr+"/")
+	var rep struct {
+		URL    string `json:"url"`
+		OK     bool   `json:"ok"`
+		Passed int    `json:"passed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || !rep.OK || rep.Passed != 1 || rep.URL != "ws://"+addr+"/" {
+		t.Errorf("echod check -json -run ws-text: exit %d, %+v, %v\n%s", code, rep, err, out)
+	}
+}
+
+// echod check ws:// against a server that is not WebSocket: one line
+// that says so, exit 1.
+func TestCheckWebSocketAgainstTCPEcho(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	code, out, errOut := runCmd(t, nil, "check", "-patience", "1s", "ws://"+addr+"/")
+	if code != 1 || out != "" || errOut != "echod: the server sent the WebSocket upgrade request straight back: it is a plain echo server, not WebSocket; check it as "+addr+"\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
@@ -338,5 +362,22 @@ func TestServeWebBehindPROXYProtocol(t *testing.T) {
 	}
 	if e.Client != "203.0.113.7:40000" || len(e.XForwardedFor) != 1 || e.XForwardedFor[0] != "198.51.100.1" {
 		t.Fatalf("client %q, X-Forwarded-For %q; want 203.0.113.7:40000 and the header as sent", e.Client, e.XForwardedFor)
+	}
+}
+
+// A socket named "http" (FileDescriptorName=http) serves the web echo.
+func TestSocketActivationServesWebEchoOnSocketNamedHTTP(t *testing.T) {
+	_, lines, addr := startActivated(t, []string{"--fdname=" + daemon.HTTPSocketName}, nil)
+	e, err := getJSON(t, "http://"+addr+"/activated", nil)
+	if err != nil || e.Path != "/activated" {
+		t.Fatalf("request echo through the inherited socket: %+v, %v", e, err)
+	}
+	waitLine(t, lines, "msg=listening proto=http addr="+addr)
+	c, err := dialWS(t, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := wsRoundTrip(t, c, "activated"); err != nil || got != "activated" {
+		t.Fatalf("WebSocket echo through the inherited socket: %q, %v", got, err)
 	}
 }

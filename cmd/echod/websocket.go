@@ -2,23 +2,55 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 
+	"github.com/echod/echod/check"
 	"github.com/echod/echod/internal/target"
 )
 
-// This file is where WebSocket support plugs into the tools: send and
-// check route every ws:// and wss:// address here, and nowhere else. The
-// web helper replaces these two functions (target.Path holds the URL's
-// path and query).
-
-// checkWebSocket runs the WebSocket checks against a ws:// or wss:// target.
-func checkWebSocket(ctx context.Context, t target.Target, std stdio) error {
-	return usagef("check", "%s: checking WebSocket echo is not supported yet", t)
-}
+// This file is where WebSocket support plugs into send: it routes every
+// ws:// and wss:// address here. (check runs the WebSocket suite of
+// package check with its other flags and report.)
 
 // sendWebSocket sends a message or standard input to a ws:// or wss://
-// target and prints the echo.
+// target as one WebSocket message and prints the echo.
 func sendWebSocket(ctx context.Context, t target.Target, src io.Reader, o sendOptions, std stdio) error {
-	return usagef("send", "%s: sending over WebSocket is not supported yet", t)
+	cfg := check.SendConfig{URL: t.URL(), Patience: o.patience, Verify: o.verify}
+	if t.Transport == target.WSS {
+		tc, err := sendTLSConfig(t, o.caFile, std)
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tc
+	}
+	err := check.SendWebSocket(ctx, cfg, src, std.out)
+	var unreachable *check.UnreachableError
+	switch {
+	case err == nil:
+		return nil
+	case interrupted(ctx):
+		return fmt.Errorf("%w: send to %s stopped", errInterrupted, t)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("no complete reply from %s within -timeout %v", t, o.timeout)
+	case errors.As(err, &unreachable):
+		return err
+	}
+	return fmt.Errorf("%s: %w", t, err)
+}
+
+// sendTLSConfig is send's TLS client configuration for t (tls:// or
+// wss://), with a note on standard error when the certificate goes
+// unverified.
+func sendTLSConfig(t target.Target, caFile string, std stdio) (*tls.Config, error) {
+	cfg, err := tlsClientConfig(t.Host, caFile)
+	if err != nil {
+		return nil, &usageError{cmd: "send", err: err}
+	}
+	if cfg.InsecureSkipVerify {
+		fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", t.Addr())
+	}
+	return cfg, nil
 }

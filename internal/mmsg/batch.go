@@ -24,7 +24,7 @@ type Batch struct {
 	slotSize int
 	control  int // bytes of control messages per slot; 0: none asked for
 
-	in    []Hdr
+	in    []mmsghdr
 	inIov []unix.Iovec
 	// Each datagram's source, in the form the kernel gives and sendmmsg
 	// takes back, so a reply goes to exactly where the datagram came from
@@ -33,7 +33,7 @@ type Batch struct {
 	oob   []byte // control slots of control bytes each
 	bufs  []byte // data slots of slotSize bytes each
 
-	out    []Hdr
+	out    []mmsghdr
 	outIov []unix.Iovec
 	nOut   int // messages queued in out
 	first  int // the first queued message not yet sent
@@ -60,10 +60,10 @@ func NewBatch(c *net.UDPConn, slots, slotSize, control int) (*Batch, error) {
 	}
 	b := &Batch{
 		rc: rc, slotSize: slotSize, control: control,
-		in: make([]Hdr, slots), inIov: make([]unix.Iovec, slots),
+		in: make([]mmsghdr, slots), inIov: make([]unix.Iovec, slots),
 		names: make([]unix.RawSockaddrInet6, slots),
 		oob:   make([]byte, slots*control), bufs: make([]byte, slots*slotSize),
-		out: make([]Hdr, slots), outIov: make([]unix.Iovec, slots),
+		out: make([]mmsghdr, slots), outIov: make([]unix.Iovec, slots),
 	}
 	for i := range slots {
 		b.inIov[i].Base = &b.bufs[i*slotSize]
@@ -108,7 +108,7 @@ func (b *Batch) Read() (int, error) {
 func (b *Batch) recv(fd uintptr) bool {
 	// MSG_TRUNC: each length is the datagram's own, even past its slot.
 	var done bool
-	b.got, b.errno, done = Recv(fd, b.in, unix.MSG_TRUNC)
+	b.got, b.errno, done = recvmmsg(fd, b.in, unix.MSG_TRUNC)
 	return done
 }
 
@@ -205,6 +205,6 @@ func (b *Batch) Flush() (sent int, bytes uint64, err error) {
 
 func (b *Batch) send(fd uintptr) bool {
 	var done bool
-	b.got, b.errno, done = Send(fd, b.out[b.first:b.nOut], 0)
+	b.got, b.errno, done = sendmmsg(fd, b.out[b.first:b.nOut], 0)
 	return done
 }

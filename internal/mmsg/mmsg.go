@@ -2,7 +2,7 @@
 
 // Package mmsg moves many datagrams per system call with Linux's recvmmsg
 // and sendmmsg. The UDP echo server and the load generator both batch their
-// datagrams through it.
+// datagrams through its Batch.
 package mmsg
 
 import (
@@ -11,30 +11,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Hdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2), which
+// mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2), which
 // golang.org/x/sys/unix does not declare: a msghdr and the byte count the
 // kernel fills in. Go pads it as C does on every Linux architecture.
-type Hdr struct {
+type mmsghdr struct {
 	Hdr unix.Msghdr
 	N   uint32
 }
 
-// Recv receives up to len(msgs) datagrams on fd with recvmmsg and returns
+// recvmmsg receives up to len(msgs) datagrams on fd with recvmmsg and returns
 // how many arrived, or the call's errno. done is false when nothing was
 // waiting: the func given to syscall.RawConn.Read returns it, so that the
 // runtime waits until fd is readable and calls again.
-func Recv(fd uintptr, msgs []Hdr, flags int) (n int, errno unix.Errno, done bool) {
+func recvmmsg(fd uintptr, msgs []mmsghdr, flags int) (n int, errno unix.Errno, done bool) {
 	return call(unix.SYS_RECVMMSG, fd, msgs, flags)
 }
 
-// Send sends msgs on fd with sendmmsg and returns how many went, or the
+// sendmmsg sends msgs on fd with sendmmsg and returns how many went, or the
 // errno for the first that could not. done is false when the socket has no
-// room, for syscall.RawConn.Write as for Recv.
-func Send(fd uintptr, msgs []Hdr, flags int) (n int, errno unix.Errno, done bool) {
+// room, for syscall.RawConn.Write as for recvmmsg.
+func sendmmsg(fd uintptr, msgs []mmsghdr, flags int) (n int, errno unix.Errno, done bool) {
 	return call(unix.SYS_SENDMMSG, fd, msgs, flags)
 }
 
-func call(trap, fd uintptr, msgs []Hdr, flags int) (int, unix.Errno, bool) {
+func call(trap, fd uintptr, msgs []mmsghdr, flags int) (int, unix.Errno, bool) {
 	for {
 		// The conversion inside the call keeps msgs, and what its headers
 		// point to, alive until the kernel is done with them.

@@ -2,6 +2,7 @@ package proxied
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -19,14 +20,13 @@ type Conn struct {
 	// Conn is the socket, embedded as an interface rather than a
 	// *net.TCPConn so that no method reads past rest (WriteTo, SyscallConn).
 	net.Conn
-	raw           *net.TCPConn
 	rest          *bufio.Reader // what arrived after the header, until read; nil once read
 	remote, local net.Addr
 }
 
 // readHeader reads the PROXY header at the start of raw within timeout, and
 // returns the connection that follows it.
-func readHeader(raw *net.TCPConn, timeout time.Duration) (*Conn, error) {
+func readHeader(raw net.Conn, timeout time.Duration) (*Conn, error) {
 	if err := raw.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func readHeader(raw *net.TCPConn, timeout time.Duration) (*Conn, error) {
 	if err := raw.SetReadDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	c := &Conn{Conn: raw, raw: raw, remote: raw.RemoteAddr(), local: raw.LocalAddr()}
+	c := &Conn{Conn: raw, remote: raw.RemoteAddr(), local: raw.LocalAddr()}
 	if br.Buffered() > 0 {
 		c.rest = br
 	}
@@ -88,7 +88,7 @@ func bufferV1(br *bufio.Reader) error {
 // Read reads what arrived after the header first, then from the socket.
 func (c *Conn) Read(p []byte) (int, error) {
 	if c.rest == nil {
-		return c.raw.Read(p)
+		return c.Conn.Read(p)
 	}
 	n, err := c.rest.Read(p)
 	if c.rest.Buffered() == 0 {
@@ -97,6 +97,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// NetConn returns the socket under the header, as crypto/tls's Conn does,
+// so that the echo server can wait on it without holding a buffer and see
+// a slow reader's progress. Bytes that arrived after the header and are
+// not read yet are in c, not in the socket.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // RemoteAddr returns the client's address, as the header gives it.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
@@ -104,10 +110,20 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 // gives it.
 func (c *Conn) LocalAddr() net.Addr { return c.local }
 
-// CloseWrite shuts down the writing side of the socket: the client reads
-// EOF after the echo.
-func (c *Conn) CloseWrite() error { return c.raw.CloseWrite() }
+// CloseWrite shuts down the writing side of the socket, where it has one
+// (TCP, Unix): the client reads EOF after the echo.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
 
-// SetLinger sets the socket's SO_LINGER, as net.TCPConn's does: 0 makes
+// SetLinger sets a TCP socket's SO_LINGER, as net.TCPConn's does: 0 makes
 // Close reset the connection.
-func (c *Conn) SetLinger(sec int) error { return c.raw.SetLinger(sec) }
+func (c *Conn) SetLinger(sec int) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
+	return errors.ErrUnsupported
+}

@@ -88,8 +88,8 @@ type Listener struct {
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
-	inflight map[*net.TCPConn]struct{} // connections reading their header, to close on Close
-	bySource map[netip.Addr]int        // connections reading their header, by source key
+	inflight map[*waiting]struct{} // connections reading their header, to close on Close
+	bySource map[netip.Addr]int    // connections reading their header, by source key
 
 	closeOnce sync.Once
 	closeErr  error
@@ -103,8 +103,7 @@ type accepted struct {
 	err error
 }
 
-// NewListener starts accepting on inner, a TCP listener. Close stops it and
-// closes inner.
+// NewListener starts accepting on inner. Close stops it and closes inner.
 func NewListener(inner net.Listener, cfg Config) *Listener {
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = 5 * time.Second
@@ -127,7 +126,7 @@ func NewListener(inner net.Listener, cfg Config) *Listener {
 		ready:    make(chan accepted),
 		done:     make(chan struct{}),
 		pending:  make(chan struct{}, cfg.MaxPending),
-		inflight: make(map[*net.TCPConn]struct{}),
+		inflight: make(map[*waiting]struct{}),
 		bySource: make(map[netip.Addr]int),
 		warn:     rate.Sometimes{Interval: cfg.LogInterval},
 	}
@@ -154,8 +153,8 @@ func (l *Listener) Close() error {
 		close(l.done)
 		l.closeErr = l.inner.Close()
 		l.mu.Lock()
-		for c := range l.inflight {
-			c.Close()
+		for w := range l.inflight {
+			w.c.Close()
 		}
 		l.mu.Unlock()
 		l.wg.Wait()
@@ -191,22 +190,18 @@ func (l *Listener) acceptLoop() {
 			}
 			continue
 		}
-		raw, ok := c.(*net.TCPConn)
-		if !ok {
-			<-l.pending
-			c.Close()
-			l.cfg.Logger.Error("PROXY protocol listener accepted a connection that is not TCP; closed it", "remote", c.RemoteAddr().String())
-			continue
+		w := &waiting{c: c}
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			w.peer = ta.AddrPort().Addr().Unmap()
 		}
-		peer := raw.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-		release, why := l.admit(raw, peer)
+		release, why := l.admit(w)
 		if why != "" {
 			<-l.pending
-			l.reject(raw, why, nil)
+			l.reject(c, why, nil)
 			continue
 		}
 		l.wg.Add(1)
-		go l.readHeader(raw, peer, release)
+		go l.readHeader(w, release)
 	}
 }
 
@@ -221,12 +216,15 @@ func (l *Listener) acceptLoop() {
 // under the proxy's own address, which would soon exhaust a per-IP limit
 // meant for the clients behind it. Any other peer (Trusted empty) may be a
 // client flooding silent connections, and is counted like one.
-func (l *Listener) admit(raw *net.TCPConn, peer netip.Addr) (release func(), why string) {
-	if !l.trusted(peer) {
+//
+// A peer that is not IP (a Unix socket from systemd) has no address to
+// count by: it is local, and counted under the server's total only.
+func (l *Listener) admit(w *waiting) (release func(), why string) {
+	if !l.trusted(w.peer) {
 		return nil, ReasonUntrusted
 	}
-	named := len(l.cfg.Trusted) > 0
-	key := sourceKey(peer)
+	named := len(l.cfg.Trusted) > 0 || !w.peer.IsValid()
+	key := sourceKey(w.peer)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	select {
@@ -239,7 +237,7 @@ func (l *Listener) admit(raw *net.TCPConn, peer netip.Addr) (release func(), why
 	}
 	release = func() {}
 	if l.cfg.Reserve != nil {
-		as := peer
+		as := w.peer
 		if named {
 			as = netip.Addr{}
 		}
@@ -249,18 +247,19 @@ func (l *Listener) admit(raw *net.TCPConn, peer netip.Addr) (release func(), why
 		}
 	}
 	l.bySource[key]++
-	l.inflight[raw] = struct{}{}
+	l.inflight[w] = struct{}{}
 	return release, ""
 }
 
 // readHeader reads raw's PROXY header and hands the connection to Accept,
 // or rejects it.
-func (l *Listener) readHeader(raw *net.TCPConn, peer netip.Addr, release func()) {
+func (l *Listener) readHeader(w *waiting, release func()) {
 	defer l.wg.Done()
+	raw := w.c
 	c, err := readHeader(raw, l.cfg.HeaderTimeout)
 	l.mu.Lock()
-	delete(l.inflight, raw)
-	key := sourceKey(peer)
+	delete(l.inflight, w)
+	key := sourceKey(w.peer)
 	if l.bySource[key]--; l.bySource[key] <= 0 {
 		delete(l.bySource, key)
 	}
@@ -287,11 +286,11 @@ func (l *Listener) readHeader(raw *net.TCPConn, peer netip.Addr, release func())
 // reject closes c, counts it under reason and logs it, at most once per
 // LogInterval. Refusals by the server's own limits ("limit") are the
 // server's to count; a close that Close caused ("closed") is no rejection.
-func (l *Listener) reject(c *net.TCPConn, reason string, err error) {
-	if reason == ReasonPending || reason == "limit" {
+func (l *Listener) reject(c net.Conn, reason string, err error) {
+	if tc, ok := c.(*net.TCPConn); ok && (reason == ReasonPending || reason == "limit") {
 		// A flood: a reset tells the client at once and leaves no
 		// TIME_WAIT behind.
-		c.SetLinger(0)
+		tc.SetLinger(0)
 	}
 	c.Close()
 	var count *atomic.Uint64
@@ -315,6 +314,12 @@ func (l *Listener) reject(c *net.TCPConn, reason string, err error) {
 	})
 }
 
+// waiting is a connection reading its header, tracked by pointer.
+type waiting struct {
+	c    net.Conn
+	peer netip.Addr // the zero Addr for a peer that is not IP
+}
+
 // trusted reports whether peer may send a PROXY header.
 func (l *Listener) trusted(peer netip.Addr) bool {
 	if len(l.cfg.Trusted) == 0 {
@@ -331,7 +336,7 @@ func (l *Listener) trusted(peer netip.Addr) bool {
 // sourceKey is what PendingPerIP counts by: an IPv4 address, or the /64 of
 // an IPv6 one, since one host commonly holds a whole /64.
 func sourceKey(a netip.Addr) netip.Addr {
-	if a.Is4() {
+	if !a.Is6() {
 		return a
 	}
 	p, _ := a.Prefix(64)

@@ -523,3 +523,39 @@ func TestNonTCPTransportKeepsThePeerAddress(t *testing.T) {
 		})
 	}
 }
+
+// A Unix stream listener (a socket systemd may pass) works too: its peers
+// have no IP address, so only an empty Trusted list lets them in.
+func TestUnixListener(t *testing.T) {
+	for _, tt := range []struct {
+		trusted    string
+		wantAccept bool
+	}{{"", true}, {"127.0.0.1", false}} {
+		inner, err := net.Listen("unix", t.TempDir()+"/echo.sock")
+		if err != nil {
+			t.Skipf("no Unix sockets here: %v", err)
+		}
+		var cfg Config
+		if tt.trusted != "" {
+			cfg.Trusted, _ = ParseCIDRs(tt.trusted)
+		}
+		l := NewListener(inner, cfg)
+		c, err := net.Dial("unix", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(append(header(t, 2, "203.0.113.70:7000"), "hi"...))
+		if tt.wantAccept {
+			got := acceptOne(t, l, 5*time.Second)
+			if got == nil || got.RemoteAddr().String() != "203.0.113.70:7000" {
+				t.Errorf("accepted %v, want the client in the header", got)
+			} else if err := got.(*Conn).CloseWrite(); err != nil {
+				t.Errorf("CloseWrite on a Unix socket: %v", err)
+			}
+		} else {
+			waitStats(t, l, Stats{Untrusted: 1})
+		}
+		c.Close()
+		l.Close()
+	}
+}

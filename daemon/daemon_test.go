@@ -1,0 +1,180 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/echod/echod/echo"
+)
+
+// logBuffer is a log destination that Run and a test may share.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var listening = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
+
+// start runs cfg until the test ends and returns the readiness lines'
+// addresses by protocol, once there are want of them, and the log.
+func start(t *testing.T, cfg Config, want int) (map[string][]string, *logBuffer, context.CancelFunc, func() error) {
+	t.Helper()
+	log := new(logBuffer)
+	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	var err error
+	stopped := make(chan struct{})
+	go func() {
+		err = Run(ctx, cfg)
+		close(stopped)
+	}()
+	wait := func() error {
+		<-stopped
+		return err
+	}
+	t.Cleanup(func() {
+		cancel()
+		wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := listening.FindAllStringSubmatch(log.String(), -1); len(m) == want {
+			addrs := map[string][]string{}
+			for _, sub := range m {
+				addrs[sub[1]] = append(addrs[sub[1]], sub[2])
+			}
+			return addrs, log, cancel, wait
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Run did not report %d listeners:\n%s", want, log)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// session opens a TCP session to addr, proven accepted by one echo, until
+// the test ends.
+func session(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("x"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Run serves what Config names, one readiness line per socket; cancelling
+// its context drains: an open session finishes its echo, Run returns nil.
+func TestRunServesAndDrains(t *testing.T) {
+	addrs, log, cancel, wait := start(t, Config{
+		Listen:          []string{"127.0.0.1:0"},
+		UDP:             true,
+		ShutdownTimeout: 10 * time.Second,
+	}, 2)
+	if len(addrs["tcp"]) != 1 || len(addrs["udp"]) != 1 || addrs["tcp"][0] != addrs["udp"][0] {
+		t.Fatalf("listening on %v, want TCP and UDP on one address", addrs)
+	}
+	c := session(t, addrs["tcp"][0])
+	cancel()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(log.String(), "shutting down"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no drain in the log:\n%s", log)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Write([]byte("during the drain"))
+	c.(*net.TCPConn).CloseWrite()
+	if got, err := io.ReadAll(c); err != nil || string(got) != "during the drain" {
+		t.Fatalf("during the drain: %q, %v", got, err)
+	}
+	if err := wait(); err != nil {
+		t.Fatalf("Run returned %v after the drain, want nil", err)
+	}
+}
+
+// The drain ends at ShutdownTimeout: a session still open then is closed,
+// and Run returns.
+func TestRunClosesWhatOutlastsTheShutdownTimeout(t *testing.T) {
+	addrs, log, cancel, wait := start(t, Config{
+		Listen:          []string{"127.0.0.1:0"},
+		Server:          &echo.Server{Engine: echo.EngineGoroutine},
+		ShutdownTimeout: 100 * time.Millisecond,
+	}, 1)
+	c := session(t, addrs["tcp"][0])
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Run returned %v, want nil", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the session outlived Run")
+	}
+	if !strings.Contains(log.String(), "shutdown timeout reached") {
+		t.Errorf("no warning that sessions were closed:\n%s", log)
+	}
+}
+
+// A start that fails leaves nothing open: the sockets opened before the bad
+// one are closed again.
+func TestRunFailsWhole(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
+	err = Run(context.Background(), Config{Listen: []string{freeAddr, busy.Addr().String()}})
+	if err == nil || !strings.Contains(err.Error(), "pick another -listen port") {
+		t.Fatalf("Run = %v, want the port-in-use error with its hint", err)
+	}
+	l, err := net.Listen("tcp", freeAddr)
+	if err != nil {
+		t.Fatalf("the first address is still held after the failed start: %v", err)
+	}
+	l.Close()
+}
+
+// A mistake in the Config is a *ConfigError, which echod serve turns into a
+// usage error.
+func TestRunConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{
+		{TLSListen: []string{"127.0.0.1:0"}},
+		{Listen: []string{"127.0.0.1:0"}, TLSCert: "cert.pem", TLSKey: "key.pem"},
+	} {
+		var ce *ConfigError
+		if err := Run(context.Background(), cfg); !errors.As(err, &ce) {
+			t.Errorf("Run(%+v) = %v, want a *ConfigError", cfg, err)
+		}
+	}
+}
