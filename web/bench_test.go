@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/echod/echod/echo"
+	"github.com/echod/echod/internal/testkit"
 )
 
 // These benchmarks put the WebSocket echo beside echod's own TCP echo,
@@ -27,18 +28,9 @@ import (
 // the benchmark ends.
 func startEcho(b *testing.B, engine string) string {
 	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	srv := &echo.Server{Engine: engine}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), l) }()
-	b.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-	return l.Addr().String()
+	return testkit.Start(b, func(l net.Listener) error { return srv.Serve(context.Background(), l) },
+		func() { srv.Close() }, echo.ErrServerClosed)
 }
 
 // BenchmarkRoundTrip times round trips of a 64-byte message through the

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 )
 
 func decode(t testing.TB, body string) Request {
@@ -339,7 +340,7 @@ func TestRequestEchoesShareABodyBudget(t *testing.T) {
 		first <- body
 	}()
 	pw.Write([]byte("12345"))
-	eventually(t, "the first request holds its budget", func() bool { return h.Stats().Requests == 1 })
+	testkit.WaitFor(t, "the first request holds its budget", func() bool { return h.Stats().Requests == 1 })
 	second := make(chan string, 1)
 	go func() {
 		_, _, body := do(t, newRequest(t, "POST", srv.URL+"/second", "hello"))

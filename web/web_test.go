@@ -91,18 +91,6 @@ func newRequest(t testing.TB, method, url, body string, hdr ...string) *http.Req
 	return req
 }
 
-// eventually waits up to 10 s for cond.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10 s: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestRoutes(t *testing.T) {
 	srv := serve(t, &Handler{})
 	for _, tc := range []struct {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 func ctxFor(t testing.TB, d time.Duration) context.Context {
@@ -151,7 +153,7 @@ func TestWebSocketCloseReturnsTheClientsCode(t *testing.T) {
 			t.Errorf("close with %d: %v", code, err)
 		}
 	}
-	eventually(t, "the server forgets the closed connections", func() bool { return serveStats(t, srv).WebSockets == 0 })
+	testkit.WaitFor(t, "the server forgets the closed connections", func() bool { return serveStats(t, srv).WebSockets == 0 })
 }
 
 func TestWebSocketMessageTooBigCloses1009(t *testing.T) {

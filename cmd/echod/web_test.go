@@ -22,6 +22,7 @@ import (
 	"github.com/echod/echod/check"
 	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 	"github.com/echod/echod/web"
 )
 
@@ -238,7 +239,7 @@ func TestServeWebSharesConnectionLimits(t *testing.T) {
 			}
 			waitLog(t, log, "max-conns")
 			ws.Close(websocket.StatusNormalClosure, "")
-			eventually(t, "the WebSocket's place is free for an HTTP request", func() bool {
+			testkit.WaitFor(t, "the WebSocket's place is free for an HTTP request", func() bool {
 				_, err := getJSON(t, "http://"+httpAddr+"/", nil)
 				return err == nil
 			})
@@ -264,17 +265,6 @@ func TestServeWebMaxConnsPerIP(t *testing.T) {
 	waitLog(t, log, "max-conns-per-ip")
 	if got, err := wsRoundTrip(t, ws, "still held"); err != nil || got != "still held" {
 		t.Errorf("the first connection after the refusal: %q, %v", got, err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10 s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
