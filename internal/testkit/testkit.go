@@ -1,13 +1,16 @@
 // Package testkit is what echod's tests share to drive real servers over
 // loopback: a server started on a fresh port and stopped when the test ends,
-// a client connection, a buffer that goroutines may write at once (a
-// logger's), and a wait for a condition with a deadline instead of a sleep.
+// test servers that handle each TCP connection or UDP datagram with a
+// function, a client connection, a buffer that goroutines may write at once
+// (a logger's), and a wait for a condition with a deadline instead of a sleep.
 package testkit
 
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -77,11 +80,127 @@ func (b *Buffer) String() string {
 // within 10 seconds.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	if !Eventually(10*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// Eventually polls cond until it holds, for at most within, and reports
+// whether it held: for a test that fails with a message of its own.
+func Eventually(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
+}
+
+// Listen listens on a fresh TCP port on 127.0.0.1; the listener is closed
+// when the test ends.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// Serve accepts connections on l until the test ends and runs handle on
+// each, on a goroutine of its own, closing the connection when handle
+// returns. When the test ends it closes l and every connection still open,
+// and waits for the handlers, which must return once their connection is
+// closed. It returns l's address.
+func Serve(t testing.TB, l net.Listener, handle func(c net.Conn)) string {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	// Keyed by a pointer of our own: a net.Conn need not be comparable.
+	type open struct{ net.Conn }
+	conns := map[*open]bool{}
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			o := &open{c}
+			mu.Lock()
+			conns[o] = true
+			mu.Unlock()
+			wg.Go(func() {
+				defer func() {
+					mu.Lock()
+					delete(conns, o)
+					mu.Unlock()
+					c.Close()
+				}()
+				handle(c)
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+// ServeUDP listens for UDP on addr (127.0.0.1:0, say) and answers each
+// datagram, read into a buffer of bufSize bytes, with the datagrams that
+// reply returns for it, until the test ends. It returns the socket's
+// address.
+func ServeUDP(t testing.TB, addr string, bufSize int, reply func(p []byte) [][]byte) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		pc.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		buf := make([]byte, bufSize)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				// Such as an ICMP error for an earlier reply: not the end.
+				continue
+			}
+			for _, r := range reply(buf[:n]) {
+				pc.WriteTo(r, from)
+			}
+		}
+	})
+	return pc.LocalAddr().String()
+}
+
+// Get fetches url with a 10-second timeout and returns the status code and
+// the body, failing the test if either cannot be had.
+func Get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
 }

@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -76,5 +79,71 @@ func TestWaitForPollsUntilTheConditionHolds(t *testing.T) {
 	WaitFor(t, "three polls", func() bool { n++; return n == 3 })
 	if n != 3 {
 		t.Fatalf("WaitFor returned after %d polls, want 3", n)
+	}
+}
+
+func TestEventuallyGivesUpAtItsDeadline(t *testing.T) {
+	if Eventually(20*time.Millisecond, func() bool { return false }) {
+		t.Fatal("Eventually reported a condition that never holds as held")
+	}
+}
+
+func TestServeHandlesEachConnectionAndClosesThemAtTheEnd(t *testing.T) {
+	var held net.Conn
+	t.Run("server", func(t *testing.T) {
+		addr := Serve(t, Listen(t), func(c net.Conn) { io.Copy(c, c) })
+		for _, msg := range []string{"one", "two"} {
+			c := Dial(t, addr)
+			fmt.Fprint(c, msg)
+			c.CloseWrite()
+			if got, err := io.ReadAll(c); string(got) != msg || err != nil {
+				t.Fatalf("read %q, %v; want the echo of %s", got, err, msg)
+			}
+		}
+		var err error
+		held, err = net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(held, "x")
+		if _, err := io.ReadFull(held, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer held.Close()
+	held.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := held.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("read %d, %v from a connection open when its test ended; want it closed", n, err)
+	}
+}
+
+func TestServeUDPAnswersWithWhatReplyReturns(t *testing.T) {
+	addr := ServeUDP(t, "127.0.0.1:0", 4, func(p []byte) [][]byte {
+		return [][]byte{p, []byte(strings.ToUpper(string(p)))}
+	})
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(c, "hello")
+	buf := make([]byte, 16)
+	for _, want := range []string{"hell", "HELL"} {
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("read %q, %v; want %q (the datagram cut to the 4-byte buffer)", buf[:n], err, want)
+		}
+	}
+}
+
+func TestGet(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+		fmt.Fprint(w, r.URL.Path)
+	}))
+	defer srv.Close()
+	if code, body := Get(t, srv.URL+"/pot"); code != http.StatusTeapot || body != "/pot" {
+		t.Fatalf("Get = %d %q, want 418 and the path", code, body)
 	}
 }
