@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -108,6 +109,19 @@ func Listen(t testing.TB) net.Listener {
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// ListenUDP opens a UDP socket on addr (a port of 0 picks one) until the
+// test ends. It skips the test when the socket cannot be had: there is no
+// IPv6 loopback ([::1]), say.
+func ListenUDP(t testing.TB, addr string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	if err != nil {
+		t.Skipf("no UDP on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // Serve accepts connections on l until the test ends and runs handle on

@@ -137,6 +137,13 @@ func TestServeUDPAnswersWithWhatReplyReturns(t *testing.T) {
 	}
 }
 
+func TestListenUDPOpensASocketOnTheAddress(t *testing.T) {
+	c := ListenUDP(t, "127.0.0.1:0")
+	if a := c.LocalAddr().(*net.UDPAddr); !a.IP.Equal(net.IPv4(127, 0, 0, 1)) || a.Port == 0 {
+		t.Fatalf("listening on %v, want a port on 127.0.0.1", a)
+	}
+}
+
 func TestGet(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
