@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +110,21 @@ func Listen(t testing.TB) net.Listener {
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// listening is echod's readiness line, one a listener once it accepts.
+var listening = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
+
+// Listening returns the addresses that the readiness lines in an echod log
+// name ("msg=listening proto=tcp addr=127.0.0.1:7007", one a listener), by
+// protocol, and how many such lines there are.
+func Listening(log string) (addrs map[string][]string, n int) {
+	m := listening.FindAllStringSubmatch(log, -1)
+	addrs = map[string][]string{}
+	for _, sub := range m {
+		addrs[sub[1]] = append(addrs[sub[1]], sub[2])
+	}
+	return addrs, len(m)
 }
 
 // ListenUDP opens a UDP socket on addr (a port of 0 picks one) until the

@@ -144,6 +144,18 @@ func TestListenUDPOpensASocketOnTheAddress(t *testing.T) {
 	}
 }
 
+func TestListeningReadsTheReadinessLines(t *testing.T) {
+	log := `time=2026-12-01T18:00:00Z level=INFO msg=listening proto=tcp addr=127.0.0.1:7007
+time=2026-12-01T18:00:00Z level=INFO msg="not ready" proto=udp addr=127.0.0.1:9
+time=2026-12-01T18:00:00Z level=INFO msg=listening proto=udp addr=127.0.0.1:7007
+time=2026-12-01T18:00:00Z level=INFO msg=listening proto=tcp addr=[::1]:7007
+`
+	addrs, n := Listening(log)
+	if n != 3 || fmt.Sprint(addrs) != "map[tcp:[127.0.0.1:7007 [::1]:7007] udp:[127.0.0.1:7007]]" {
+		t.Fatalf("Listening = %v, %d; want two TCP and one UDP address", addrs, n)
+	}
+}
+
 func TestGet(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
