@@ -1,7 +1,6 @@
 package proxied
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testkit"
 	"github.com/pires/go-proxyproto"
 	"go.uber.org/goleak"
 )
@@ -23,32 +23,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// syncBuffer is a log destination that a listener and a test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // listen starts a Listener on a loopback port and returns it with its log.
-func listen(t *testing.T, cfg Config) (*Listener, *syncBuffer) {
+func listen(t *testing.T, cfg Config) (*Listener, *testkit.Buffer) {
 	t.Helper()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := new(syncBuffer)
+	inner := testkit.Listen(t)
+	log := new(testkit.Buffer)
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	l := NewListener(inner, cfg)
 	t.Cleanup(func() { l.Close() })
@@ -58,12 +37,7 @@ func listen(t *testing.T, cfg Config) (*Listener, *syncBuffer) {
 // dialAndSend connects to l and writes data, and returns the connection.
 func dialAndSend(t *testing.T, l net.Listener, data []byte) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, l.Addr().String())
 	if _, err := c.Write(data); err != nil {
 		t.Fatal(err)
 	}
@@ -99,12 +73,8 @@ func acceptOne(t *testing.T, l *Listener, within time.Duration) net.Conn {
 // waitStats waits until l's counts are want.
 func waitStats(t *testing.T, l *Listener, want Stats) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for l.Stats() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("Stats = %+v, want %+v", l.Stats(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testkit.Eventually(5*time.Second, func() bool { return l.Stats() == want }) {
+		t.Fatalf("Stats = %+v, want %+v", l.Stats(), want)
 	}
 }
 
@@ -417,18 +387,14 @@ func (r *reserver) Reserve(a netip.Addr) (func(), bool) {
 
 func (r *reserver) waitHeld(t *testing.T, a netip.Addr, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var got int
+	if !testkit.Eventually(5*time.Second, func() bool {
 		r.mu.Lock()
-		got := r.held[a]
-		r.mu.Unlock()
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d places held for %v, want %d", got, a, want)
-		}
-		time.Sleep(5 * time.Millisecond)
+		defer r.mu.Unlock()
+		got = r.held[a]
+		return got == want
+	}) {
+		t.Fatalf("%d places held for %v, want %d", got, a, want)
 	}
 }
 
