@@ -323,34 +323,21 @@ func TestV1HeaderTooLong(t *testing.T) {
 	waitStats(t, l, Stats{Header: 1})
 }
 
-// dialFrom connects to l from the loopback address src (Linux answers on
-// all of 127.0.0.0/8), or skips where that address cannot be used.
-func dialFrom(t *testing.T, src string, l net.Listener) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Skipf("cannot connect from %s: %v", src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // One address may keep only PendingPerIP connections waiting for their
 // header; the next from it is reset, while other addresses are served.
 func TestPendingPerIP(t *testing.T) {
 	l, log := listen(t, Config{HeaderTimeout: time.Minute, PendingPerIP: 3})
 	for range 3 {
-		dialFrom(t, "127.0.0.1", l)
+		testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
 	}
 	// The fourth is reset once the listener sees it.
-	fourth := dialFrom(t, "127.0.0.1", l)
+	fourth := testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
 	fourth.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := fourth.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("fourth silent connection from one address: read %d, %v; want a reset", n, err)
 	}
 	waitStats(t, l, Stats{Pending: 1})
-	other := dialFrom(t, "127.0.0.2", l)
+	other := testkit.DialFrom(t, "127.0.0.2", l.Addr().String())
 	other.Write(header(t, 2, "203.0.113.30:3000"))
 	if c := acceptOne(t, l, 5*time.Second); c == nil || c.RemoteAddr().String() != "203.0.113.30:3000" {
 		t.Fatalf("accepted %v from another address, want its client", c)
@@ -405,12 +392,12 @@ func TestReserveHoldsAPlaceWhileTheHeaderIsAwaited(t *testing.T) {
 	r := &reserver{held: map[netip.Addr]int{}, max: 2}
 	l, _ := listen(t, Config{HeaderTimeout: 300 * time.Millisecond, Reserve: r.Reserve})
 	peer := netip.MustParseAddr("127.0.0.1")
-	silent := dialFrom(t, "127.0.0.1", l)
-	slow := dialFrom(t, "127.0.0.1", l)
+	silent := testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
+	slow := testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
 	r.waitHeld(t, peer, 2)
 	// No place left: the third is reset, and the listener counts nothing
 	// (the server counts its own refusals).
-	third := dialFrom(t, "127.0.0.1", l)
+	third := testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
 	third.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := third.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("connection over the server's limit: read %d, %v; want a reset", n, err)
@@ -436,7 +423,7 @@ func TestNamedProxiesAreCountedUnderTheTotalOnly(t *testing.T) {
 	l, _ := listen(t, Config{Trusted: trusted, PendingPerIP: 1, Reserve: r.Reserve})
 	var conns []net.Conn
 	for range 5 {
-		conns = append(conns, dialFrom(t, "127.0.0.1", l))
+		conns = append(conns, testkit.DialFrom(t, "127.0.0.1", l.Addr().String()))
 	}
 	r.waitHeld(t, netip.Addr{}, 5)
 	for i, c := range conns {

@@ -54,6 +54,24 @@ func Dial(t testing.TB, addr string) *net.TCPConn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return keep(t, c)
+}
+
+// DialFrom is Dial from the loopback address src (Linux answers on all of
+// 127.0.0.0/8); it skips the test where src cannot be used.
+func DialFrom(t testing.TB, src, addr string) *net.TCPConn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot connect from %s: %v", src, err)
+	}
+	return keep(t, c)
+}
+
+// keep gives the client connection c its deadline and closes it when the
+// test ends.
+func keep(t testing.TB, c net.Conn) *net.TCPConn {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	return c.(*net.TCPConn)

@@ -156,6 +156,19 @@ time=2026-12-01T18:00:00Z level=INFO msg=listening proto=tcp addr=[::1]:7007
 	}
 }
 
+func TestDialFromConnectsFromTheSourceAddress(t *testing.T) {
+	l := Listen(t)
+	c := DialFrom(t, "127.0.0.2", l.Addr().String())
+	peer, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if got := peer.RemoteAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.2" || c.LocalAddr().String() != peer.RemoteAddr().String() {
+		t.Fatalf("the server sees the client at %v, want 127.0.0.2", peer.RemoteAddr())
+	}
+}
+
 func TestGet(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
