@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 // Every duration and size from a flag is checked: negative, zero where a
@@ -68,7 +70,7 @@ func FuzzParseServe(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		args := strings.Fields(line)
-		var out syncBuffer
+		var out testkit.Buffer
 		cfg, err := parseServe(args, stdio{in: strings.NewReader(""), out: &out, err: &out})
 		if err != nil {
 			var ue *usageError

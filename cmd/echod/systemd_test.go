@@ -15,6 +15,7 @@ import (
 
 	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 	"github.com/echod/echod/internal/tooltest"
 )
 
@@ -69,14 +70,9 @@ func TestSocketActivationServesInheritedTCPSocket(t *testing.T) {
 	cmd, lines, addr := startActivated(t, nil, []string{"-listen", "127.0.0.1:1"})
 	// systemd-socket-activate starts echod on the first connection, which
 	// waits in the socket's queue meanwhile.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, addr)
 	c.Write([]byte("activated"))
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "activated" {
 		t.Fatalf("echo through the inherited socket: %q, %v", got, err)
