@@ -216,12 +216,7 @@ func TestUDPBrokenServers(t *testing.T) {
 }
 
 func TestUDPNothingListening(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	addr := testkit.FreeAddr(t, "udp")
 	r := runChecks(t, Config{UDPAddr: addr}, "udp-sizes")["udp-sizes"]
 	want := "nothing is listening on UDP " + addr + " (the port is closed)"
 	if r.Status != Fail || r.Reason != want {
@@ -230,12 +225,7 @@ func TestUDPNothingListening(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testkit.FreeAddr(t, "tcp")
 	rep, err := Run(context.Background(), Config{Addr: addr})
 	var ue *UnreachableError
 	if err == nil || !errors.As(err, &ue) || err.Error() != "nothing is listening on "+addr {

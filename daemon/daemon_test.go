@@ -108,18 +108,9 @@ func TestRunClosesWhatOutlastsTheShutdownTimeout(t *testing.T) {
 // A start that fails leaves nothing open: the sockets opened before the bad
 // one are closed again.
 func TestRunFailsWhole(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	freeAddr := free.Addr().String()
-	free.Close()
-	err = Run(context.Background(), Config{Listen: []string{freeAddr, busy.Addr().String()}})
+	busy := testkit.Listen(t)
+	freeAddr := testkit.FreeAddr(t, "tcp")
+	err := Run(context.Background(), Config{Listen: []string{freeAddr, busy.Addr().String()}})
 	if err == nil || !strings.Contains(err.Error(), "pick another -listen port") {
 		t.Fatalf("Run = %v, want the port-in-use error with its hint", err)
 	}

@@ -116,12 +116,7 @@ func TestCheckReportsBrokenServer(t *testing.T) {
 }
 
 func TestCheckUsage(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := testkit.FreeAddr(t, "tcp")
 	tests := []struct {
 		name    string
 		args    []string

@@ -265,11 +265,7 @@ func TestSocketActivationServesInheritedUDPSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.ListenUDP(t, "127.0.0.1:0")
 	// systemd-socket-activate starts echod on the first datagram, which
 	// waits in the socket's queue meanwhile.
 	if got := udpEcho(t, c, server, "activated"); got != "activated" {

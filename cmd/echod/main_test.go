@@ -170,11 +170,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 }
 
 func TestServeReportsPortInUse(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := testkit.Listen(t)
 	code, _, errOut := runCmd(t, nil, "serve", "-listen", l.Addr().String())
 	if code != 1 || !strings.Contains(errOut, "address already in use") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and one line saying the address is in use", code, errOut)
@@ -269,12 +265,7 @@ func TestSendTimesOutOnSilentServer(t *testing.T) {
 }
 
 func TestSendToNothingListening(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testkit.FreeAddr(t, "tcp")
 	code, _, errOut := runCmd(t, nil, "send", addr, "hi")
 	if code != 1 || !strings.Contains(errOut, "nothing is listening on "+addr) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
@@ -414,12 +405,7 @@ func TestSendUDPAndTLS(t *testing.T) {
 		}
 	}
 	// Nothing answers UDP on the TCP-only port of a fresh listener.
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.LocalAddr().String()
-	l.Close()
+	closed := testkit.FreeAddr(t, "udp")
 	code, _, errOut := runCmd(t, nil, "send", "udp://"+closed, "hi")
 	if want := "echod: nothing is listening on udp://" + closed + " (the port is closed)\n"; code != 1 || errOut != want {
 		t.Errorf("send to a closed UDP port: exit %d, stderr %q, want %q", code, errOut, want)

@@ -101,16 +101,8 @@ func FuzzParseServe(f *testing.F) {
 
 // A port in use gets a hint naming the port and the flag, in one line.
 func TestServeHintsAtAPortInUse(t *testing.T) {
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tcp.Close()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
+	tcp := testkit.Listen(t)
+	udp := testkit.ListenUDP(t, "127.0.0.1:0")
 	_, tcpPort, _ := net.SplitHostPort(tcp.Addr().String())
 	_, udpPort, _ := net.SplitHostPort(udp.LocalAddr().String())
 	tests := []struct {

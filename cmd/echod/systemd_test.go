@@ -29,12 +29,7 @@ func startActivated(t *testing.T, activateArgs, echodArgs []string) (*exec.Cmd, 
 	// systemd-socket-activate cannot pick a free port itself; take one that
 	// was free a moment ago, and try again if someone else took it since.
 	for attempt := 0; ; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
+		addr := testkit.FreeAddr(t, "tcp")
 		args := append([]string{"-l", addr, "-E", "ECHOD_RUN_MAIN=1"}, activateArgs...)
 		args = append(args, os.Args[0], "serve")
 		cmd := exec.Command(activate, append(args, echodArgs...)...)

@@ -145,6 +145,32 @@ func Listening(log string) (addrs map[string][]string, n int) {
 	return addrs, len(m)
 }
 
+// FreeAddr returns an address on 127.0.0.1 where nothing listens for
+// network ("tcp" or "udp"): a port the kernel has just handed out and taken
+// back. Another process may take it meanwhile, so it is for tests of what a
+// client says to a closed port, not for starting a server on.
+func FreeAddr(t testing.TB, network string) string {
+	t.Helper()
+	var c io.Closer
+	var addr string
+	switch network {
+	case "tcp":
+		l, err := net.Listen(network, "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, addr = l, l.Addr().String()
+	default:
+		pc, err := net.ListenPacket(network, "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, addr = pc, pc.LocalAddr().String()
+	}
+	c.Close()
+	return addr
+}
+
 // ListenUDP opens a UDP socket on addr (a port of 0 picks one) until the
 // test ends. It skips the test when the socket cannot be had: there is no
 // IPv6 loopback ([::1]), say.

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,6 +168,25 @@ func TestDialFromConnectsFromTheSourceAddress(t *testing.T) {
 	defer peer.Close()
 	if got := peer.RemoteAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.2" || c.LocalAddr().String() != peer.RemoteAddr().String() {
 		t.Fatalf("the server sees the client at %v, want 127.0.0.2", peer.RemoteAddr())
+	}
+}
+
+func TestFreeAddrIsClosed(t *testing.T) {
+	if c, err := net.Dial("tcp", FreeAddr(t, "tcp")); err == nil {
+		c.Close()
+		t.Fatal("a connection to a free TCP address succeeded")
+	}
+	c, err := net.Dial("udp", FreeAddr(t, "udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("x"))
+	// Loopback answers a datagram to a closed port with ICMP, which the
+	// next read on a connected socket reports.
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("read after a datagram to a free UDP address: %v, want connection refused", err)
 	}
 }
 
