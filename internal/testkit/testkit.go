@@ -1,8 +1,10 @@
 // Package testkit is what echod's tests share to drive real servers over
 // loopback: a server started on a fresh port and stopped when the test ends,
 // test servers that handle each TCP connection or UDP datagram with a
-// function, a client connection, a buffer that goroutines may write at once
-// (a logger's), and a wait for a condition with a deadline instead of a sleep.
+// function, client connections, a buffer that goroutines may write at once
+// (a logger's), and a wait for a condition with a deadline instead of a
+// sleep. Everything a helper opens is closed, and every goroutine it starts
+// has returned, by the time the test ends.
 package testkit
 
 import (
@@ -84,12 +86,14 @@ type Buffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p to the buffer.
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
+// String returns what has been written so far.
 func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -171,8 +175,8 @@ func FreeAddr(t testing.TB, network string) string {
 	return addr
 }
 
-// ListenUDP opens a UDP socket on addr (a port of 0 picks one) until the
-// test ends. It skips the test when the socket cannot be had: there is no
+// ListenUDP opens a UDP socket on addr, an IP and a port (0 picks one),
+// until the test ends. It skips the test when the socket cannot be had: there is no
 // IPv6 loopback ([::1]), say.
 func ListenUDP(t testing.TB, addr string) *net.UDPConn {
 	t.Helper()
@@ -251,8 +255,7 @@ func ServeUDP(t testing.TB, addr string, bufSize int, reply func(p []byte) [][]b
 				return
 			}
 			if err != nil {
-				// Such as an ICMP error for an earlier reply: not the end.
-				continue
+				continue // only the close at the test's end stops the server
 			}
 			for _, r := range reply(buf[:n]) {
 				pc.WriteTo(r, from)
