@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -354,12 +353,7 @@ func TestSIGTERMClosesWebSockets(t *testing.T) {
 // the header names, and X-Forwarded-For as sent.
 func TestServeWebBehindPROXYProtocol(t *testing.T) {
 	byProto, _ := startServeAll(t, 1, "-http-listen", "127.0.0.1:0", "-proxy-protocol")
-	c, err := net.Dial("tcp", byProto["http"][0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, byProto["http"][0])
 	fmt.Fprint(c, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n")
 	fmt.Fprint(c, "GET /behind HTTP/1.1\r\nHost: echo.example\r\nX-Forwarded-For: 198.51.100.1\r\nConnection: close\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
