@@ -195,7 +195,7 @@ func checkWSFragmented(ctx context.Context, t *Target) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sent in %d frames: %w", len(frames), err)
 	}
-	return fmt.Sprintf("5 frames out, one message of %d back in %d frames", len(bytes.Join(frames, nil)), n), nil
+	return fmt.Sprintf("5 frames out, one message of %d bytes back in %s", len(bytes.Join(frames, nil)), count(n, "frame")), nil
 }
 
 func checkWSPing(ctx context.Context, t *Target) (string, error) {

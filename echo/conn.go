@@ -1,11 +1,10 @@
 package echo
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
-	"os"
+	"net/netip"
 	"syscall"
 	"time"
 )
@@ -16,61 +15,111 @@ import (
 // meets TCP backpressure; the server never holds more than this.
 const bufferSize = 32 << 10
 
-// serveConn echoes c until the client half-closes, resets or goes away, or a
-// session limit ends it, then closes it. It returns only after c is closed.
-func (s *Server) serveConn(c net.Conn) {
+// conn is a connection served on its own goroutine. The server tracks it by
+// pointer, so that Close can close it: a net.Conn need not be comparable.
+type conn struct {
+	net.Conn
+	source netip.Addr // as admission counted it; the zero Addr if not IP
+}
+
+// serveConn is the goroutine engine, and the specification of echo that the
+// event loops must agree with: read what has arrived, write back exactly
+// those bytes, repeat, until the client half-closes, resets or goes away, a
+// session limit ends the connection, or Shutdown or Close does. Then it
+// closes c and reports why it ended.
+func (s *Server) serveConn(c *conn) {
 	start := time.Now()
 	p := s.sessionPolicy()
-	sock := socketOf(c)
-	w := startWatchdog(c, sock, p, start)
+	sock := socketOf(c.Conn)
+	w := startWatchdog(c.Conn, sock, p, start) // the time limits: watchdog.go
 	defer w.stop()
-	r := s.newReader(c, sock)
+	r := s.newReader(c.Conn, sock) // an idle connection holds no buffer: idlebuffer.go
 	var in, out int64
-	reason := "eof"
-	for {
-		if p.MaxBytes > 0 {
-			// Read no more than the limit, so that exactly the allowed
-			// bytes are echoed.
-			r.limit = int(min(p.MaxBytes-in, bufferSize))
-		}
-		// The buffer is taken only once data has arrived and given back
-		// as soon as it is echoed, so an idle connection holds none.
-		buf, n, err := r.read()
-		if n > 0 {
-			in += int64(n)
-			w.moved.Add(int64(n))
-			s.counts.tcpBytesIn.Add(uint64(n))
-			// Write only the n bytes read, never the whole buffer: the
+	var err error
+	for err == nil {
+		var data []byte
+		data, err = r.read(p.readLimit(in))
+		if len(data) > 0 {
+			in += int64(len(data))
+			w.moved.Add(int64(len(data)))
+			s.counts.tcpBytesIn.Add(uint64(len(data)))
+			// Write back the bytes read, never the whole buffer: the
 			// classic bug that pads every reply with stale bytes.
-			wn, werr := w.write(c, buf[:n])
-			out += int64(wn)
-			s.counts.tcpBytesOut.Add(uint64(wn))
+			n, werr := w.write(c.Conn, data)
+			out += int64(n)
+			s.counts.tcpBytesOut.Add(uint64(n))
 			if werr != nil {
 				err = werr
 			} else if p.MaxBytes > 0 && in >= p.MaxBytes {
-				s.buffers.Put(buf)
-				s.discardAfterLimit(c, sock, r, w)
-				// Counted as it ends, as the event loop does.
-				reason = ReasonMaxSessionBytes.String()
-				s.limited(ReasonMaxSessionBytes)
-				break
+				err = errSessionBytes
 			}
 		}
-		s.buffers.Put(buf)
-		if err != nil {
-			// io.EOF is the client's half-close: everything it sent has
-			// been written back above, so closing now loses nothing.
-			reason = s.endReason(err, w)
-			break
-		}
+		r.release()
 	}
+	if err == errSessionBytes {
+		s.discardAfterLimit(c.Conn, sock, r, w)
+	}
+	// io.EOF is the client's half-close: everything it sent has been
+	// written back above, so closing now loses nothing.
 	c.Close()
-	s.logger().Debug("connection closed",
-		"remote", c.RemoteAddr().String(),
-		"bytes_in", in,
-		"bytes_out", out,
-		"duration", time.Since(start),
-		"reason", reason)
+	reason, err := endReason(err, w)
+	s.connEnded(c, c.RemoteAddr().String, ended{
+		source: c.source, in: in, out: out, duration: time.Since(start),
+		reason: reason, err: err,
+	})
+}
+
+// errSessionBytes ends a connection that has sent MaxSessionBytes.
+var errSessionBytes = errors.New("session byte limit reached")
+
+// endReason names why a connection ended, given the error that ended its
+// loop, and returns that error too when it is unexpected.
+func endReason(err error, w *watchdog) (Reason, error) {
+	if err == errSessionBytes {
+		return ReasonMaxSessionBytes, nil
+	}
+	if r, ok := w.ended(); ok {
+		return r, nil
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		return endEOF, nil
+	case errors.Is(err, net.ErrClosed):
+		return endClosed, nil
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ETIMEDOUT):
+		return endReset, nil
+	}
+	return endFailed, err
+}
+
+// sessionPolicy is what a connection may do once admitted: plain values that
+// any engine serving the connection applies. Zero fields mean no limit.
+type sessionPolicy struct {
+	IdleTimeout time.Duration // no progress in either direction for this long ends it
+	MaxDuration time.Duration // it ends this long after it was accepted
+	MaxBytes    int64         // it ends once the client has sent this many bytes, all echoed
+}
+
+// longest is what a longer time limit is taken as: "very long", and far
+// enough from the largest time.Duration that the arithmetic on it (an idle
+// timeout plus an eighth) cannot overflow into the past.
+const longest = 100 * 365 * 24 * time.Hour
+
+func (s *Server) sessionPolicy() sessionPolicy {
+	return sessionPolicy{
+		IdleTimeout: max(min(s.IdleTimeout, longest), 0),
+		MaxDuration: max(min(s.MaxSessionDuration, longest), 0),
+		MaxBytes:    max(s.MaxSessionBytes, 0),
+	}
+}
+
+// readLimit is the most a connection that has sent in bytes may read next:
+// no more than MaxBytes allows, so that exactly the allowed bytes are echoed.
+func (p sessionPolicy) readLimit(in int64) int {
+	if p.MaxBytes == 0 {
+		return bufferSize
+	}
+	return int(min(p.MaxBytes-in, bufferSize))
 }
 
 // limitLinger is how long a connection that reached MaxSessionBytes stays
@@ -90,41 +139,19 @@ const limitLinger = 2 * time.Second
 // limit does not hold the connection. MaxSessionDuration still applies.
 func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader, w *watchdog) {
 	w.linger(limitLinger)
-	closeWrite(c, sock)
-	r.limit = 0
-	for {
-		buf, _, err := r.read()
-		s.buffers.Put(buf)
-		if err != nil {
-			return
-		}
-	}
-}
-
-// closeWrite shuts down c's write side: a TLS connection sends its
-// close_notify, then the socket under it its FIN.
-func closeWrite(c net.Conn, sock socket) {
+	// A TLS connection sends its close_notify, then the socket its FIN.
 	if cw, ok := c.(interface{ CloseWrite() error }); ok && c != net.Conn(sock) {
 		cw.CloseWrite()
 	}
 	if sock != nil {
 		sock.CloseWrite()
 	}
-}
-
-// sessionPolicy is what a connection may do once admitted: plain values that
-// any engine serving the connection applies. Zero fields mean no limit.
-type sessionPolicy struct {
-	IdleTimeout time.Duration // no progress in either direction for this long ends it
-	MaxDuration time.Duration // it ends this long after it was accepted
-	MaxBytes    int64         // it ends once the client has sent this many bytes, all echoed
-}
-
-func (s *Server) sessionPolicy() sessionPolicy {
-	return sessionPolicy{
-		IdleTimeout: s.IdleTimeout,
-		MaxDuration: s.MaxSessionDuration,
-		MaxBytes:    s.MaxSessionBytes,
+	for {
+		_, err := r.read(bufferSize)
+		r.release()
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -159,212 +186,4 @@ func socketOf(c net.Conn) socket {
 		}
 	}
 	return nil
-}
-
-// buffer returns a pooled buffer. A pointer to an array keeps the pool free
-// of allocations.
-func (s *Server) buffer() *[bufferSize]byte {
-	if buf, ok := s.buffers.Get().(*[bufferSize]byte); ok {
-		return buf
-	}
-	return new([bufferSize]byte)
-}
-
-// reader reads a connection into pooled buffers, taking one only once
-// there is something to read.
-type reader struct {
-	s     *Server
-	c     net.Conn
-	rc    syscall.RawConn // c is a plain socket, read directly; nil: read through c
-	limit int             // read at most this many bytes at a time; 0: a whole buffer
-
-	// For a connection that wraps a socket (TLS, PROXY protocol): the
-	// socket, waited on for readability before a buffer is taken.
-	wait       syscall.RawConn
-	handshaken bool // a TLS handshake, if any, is done
-	// pending says the wrapper may hold bytes it has read from the socket
-	// already (the rest of a TLS record, what came with a PROXY header),
-	// which a wait on the socket would not see.
-	pending bool
-	peekFn  func(fd uintptr) bool
-	peekBuf [1]byte
-
-	// The result of readRaw, which rc.Read calls; fields rather than
-	// captured variables, so that a read allocates nothing.
-	buf    *[bufferSize]byte
-	n      int
-	err    error
-	readFn func(fd uintptr) bool
-}
-
-func (s *Server) newReader(c net.Conn, sock socket) *reader {
-	r := &reader{s: s, c: c}
-	if !rawReadSupported || sock == nil {
-		return r
-	}
-	rc, err := sock.SyscallConn()
-	if err != nil {
-		return r
-	}
-	// Only a plain TCP socket is read directly; a wrapper such as TLS
-	// reads through buffers of its own, and is read through, once its
-	// socket is readable.
-	if _, ok := c.(*net.TCPConn); ok {
-		r.rc = rc
-		r.readFn = r.readRaw
-		return r
-	}
-	r.wait = rc
-	r.pending = true
-	r.peekFn = r.peek
-	return r
-}
-
-// read waits for data and returns a pooled buffer holding n bytes of it,
-// or the error that ended the wait (io.EOF on the client's half-close).
-// The caller gives buf back to the pool.
-func (r *reader) read() (buf *[bufferSize]byte, n int, err error) {
-	switch {
-	case r.rc != nil:
-		r.buf, r.n, r.err = nil, 0, nil
-		if err := r.rc.Read(r.readFn); err != nil {
-			// Closed while waiting.
-			return r.s.buffer(), 0, err
-		}
-		return r.buf, r.n, r.err
-	case r.wait != nil:
-		return r.readWrapped()
-	default:
-		// Nothing to wait on: the buffer is held while waiting.
-		buf = r.s.buffer()
-		n, err = r.c.Read(r.space(buf))
-		return buf, n, err
-	}
-}
-
-// readWrapped is read for a connection that wraps a socket. It takes a
-// buffer only when the wrapper has bytes for it already, or once the socket
-// is readable; an idle connection holds none.
-func (r *reader) readWrapped() (*[bufferSize]byte, int, error) {
-	if !r.handshaken {
-		r.handshaken = true
-		// The read below that must not block would fail a TLS handshake
-		// that has not happened yet, so it happens first, without a
-		// buffer.
-		if h, ok := r.c.(interface{ HandshakeContext(context.Context) error }); ok {
-			if err := h.HandshakeContext(context.Background()); err != nil {
-				return r.s.buffer(), 0, err
-			}
-		}
-	}
-	for {
-		if r.pending {
-			// A read with a deadline in the past returns what the
-			// wrapper holds without touching the socket, or times out
-			// at once.
-			if buf, n, ok, err := r.readBy(aLongTimeAgo); ok {
-				return buf, n, err
-			}
-			r.pending = false
-		}
-		if err := r.wait.Read(r.peekFn); err != nil {
-			// Closed while waiting.
-			return r.s.buffer(), 0, err
-		}
-		// The socket has bytes, or its end. They may be part of a TLS
-		// record only: the read waits a little for the rest, then gives
-		// the buffer back and waits on the socket again, so that a
-		// client that stalls in the middle of a record holds none.
-		if buf, n, ok, err := r.readBy(time.Now().Add(recordWait)); ok {
-			r.pending = n > 0
-			return buf, n, err
-		}
-	}
-}
-
-// recordWait is how long a read of a wrapped connection whose socket has
-// bytes waits for the rest of a record with a buffer held.
-const recordWait = 100 * time.Millisecond
-
-// readBy reads the wrapper into a pooled buffer, waiting until deadline at
-// most. ok is false, and no buffer held, when nothing came by then. A read
-// that times out leaves a TLS or PROXY connection usable (crypto/tls keeps
-// the part of a record it has, and does not make the error permanent).
-func (r *reader) readBy(deadline time.Time) (buf *[bufferSize]byte, n int, ok bool, err error) {
-	buf = r.s.buffer()
-	r.c.SetReadDeadline(deadline)
-	n, err = r.c.Read(r.space(buf))
-	r.c.SetReadDeadline(time.Time{})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		if n == 0 {
-			r.s.buffers.Put(buf)
-			return nil, 0, false, nil
-		}
-		err = nil // TLS read on after a record, to look for an alert
-	}
-	return buf, n, true, err
-}
-
-// aLongTimeAgo is a deadline that has passed: a read with it only returns
-// what is there already.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// peek is called by the runtime's poller when the wrapped socket may be
-// readable; it asks to wait while it is not.
-func (r *reader) peek(fd uintptr) bool {
-	return peekReadable(fd, r.peekBuf[:])
-}
-
-// space is the part of buf a read may fill.
-func (r *reader) space(buf *[bufferSize]byte) []byte {
-	if r.limit > 0 {
-		return buf[:r.limit]
-	}
-	return buf[:]
-}
-
-// readRaw is called by the runtime's poller when the socket may be
-// readable: it takes a buffer and reads, or gives the buffer back and
-// asks to wait when there turns out to be nothing to read.
-func (r *reader) readRaw(fd uintptr) bool {
-	r.buf = r.s.buffer()
-	for {
-		n, err := rawRead(fd, r.space(r.buf))
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			r.s.buffers.Put(r.buf)
-			r.buf = nil
-			return false
-		case err != nil:
-			r.err = err
-		case n == 0:
-			r.err = io.EOF
-		default:
-			r.n = n
-		}
-		return true
-	}
-}
-
-// endReason names why a connection ended, for the log, and counts the ends
-// that a session limit caused.
-func (s *Server) endReason(err error, w *watchdog) string {
-	if r, ok := w.ended(); ok {
-		s.limited(r)
-		return r.String()
-	}
-	switch {
-	case errors.Is(err, io.EOF):
-		return "eof"
-	case errors.Is(err, net.ErrClosed):
-		return "closed by server"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "reset by client"
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "timeout"
-	default:
-		return err.Error()
-	}
 }

@@ -236,3 +236,28 @@ func BenchmarkEchoRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSessionCycle measures a whole short session: connect, one byte
+// each way, half-close, close. Its allocations are the per-connection cost
+// of admission, tracking and the end's accounting.
+func BenchmarkSessionCycle(b *testing.B) {
+	for _, engine := range testEngines() {
+		b.Run(engine, func(b *testing.B) {
+			srv := &Server{Engine: engine}
+			addr := serveTCP(b, srv)
+			buf := make([]byte, 1)
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Write(buf)
+				io.ReadFull(c, buf)
+				c.(*net.TCPConn).CloseWrite()
+				io.ReadAll(c)
+				c.Close()
+			}
+		})
+	}
+}

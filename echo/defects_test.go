@@ -8,7 +8,6 @@ package echo
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -99,14 +98,7 @@ func forEachEngineAndKind(t *testing.T, test func(t *testing.T, srv *Server, k c
 func serveKind(t *testing.T, srv *Server, k connKind) string {
 	t.Helper()
 	l := k.listen(t)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
+	serveOn(t, srv, l)
 	return l.Addr().String()
 }
 

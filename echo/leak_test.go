@@ -5,29 +5,18 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 )
 
-// openFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("cannot count descriptors: %v", err)
-	}
-	return len(entries)
-}
-
 func TestNoDescriptorLeak(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("counts descriptors in /proc")
 	}
 	forEachEngine(t, func(t *testing.T, engine string) {
-		before := openFDs(t)
+		before := countFDs(t)
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +61,7 @@ func TestNoDescriptorLeak(t *testing.T) {
 		// The clients' own sockets still open are the third kind: one
 		// each. Everything the server opened must be closed.
 		waitFor(t, "the server's descriptors to close", func() bool {
-			return openFDs(t) == before+10
+			return countFDs(t) == before+10
 		})
 	})
 }

@@ -10,7 +10,9 @@ import (
 
 // Reason names a limit that made the server refuse or end a TCP connection or
 // drop a UDP datagram. Its String is a short, stable word for logs and metric
-// labels, such as "max-conns".
+// labels, such as "max-conns". The same type, beyond the limits, names the
+// other ends of a connection in the log ("eof", "reset by client"), for
+// both engines alike.
 type Reason uint8
 
 // The reasons, a fixed vocabulary: every refusal, limit-ended connection and
@@ -52,6 +54,18 @@ const (
 	numReasons = iota
 )
 
+// The ends of a connection that no limit caused. They are not limits, so
+// Reasons and Stats leave them out; they name the end in the log.
+const (
+	endEOF    Reason = numReasons + iota // the client half-closed and got all its echo
+	endReset                             // the client reset or vanished
+	endClosed                            // Shutdown or Close ended it (or refused it)
+	endFailed                            // an unexpected error, logged beside it
+)
+
+// isLimit reports whether r is a limit, counted in Stats.
+func (r Reason) isLimit() bool { return r < numReasons }
+
 // Reasons returns every Reason, in a fixed order.
 func Reasons() []Reason {
 	rs := make([]Reason, numReasons)
@@ -62,32 +76,19 @@ func Reasons() []Reason {
 }
 
 func (r Reason) String() string {
-	switch r {
-	case ReasonMaxConns:
-		return "max-conns"
-	case ReasonMaxConnsPerIP:
-		return "max-conns-per-ip"
-	case ReasonIdleTimeout:
-		return "idle-timeout"
-	case ReasonMaxSessionDuration:
-		return "max-session-duration"
-	case ReasonMaxSessionBytes:
-		return "max-session-bytes"
-	case ReasonUDPPrivilegedPort:
-		return "udp-privileged-port"
-	case ReasonUDPBadSource:
-		return "udp-bad-source"
-	case ReasonUDPBadDestination:
-		return "udp-bad-destination"
-	case ReasonUDPLoop:
-		return "udp-loop"
-	case ReasonUDPRateLimit:
-		return "udp-rate-limit"
-	case ReasonUDPGlobalCap:
-		return "udp-global-cap"
-	default:
-		return "unknown"
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
 	}
+	return "unknown"
+}
+
+var reasonNames = [...]string{
+	ReasonMaxConns: "max-conns", ReasonMaxConnsPerIP: "max-conns-per-ip",
+	ReasonIdleTimeout: "idle-timeout", ReasonMaxSessionDuration: "max-session-duration",
+	ReasonMaxSessionBytes: "max-session-bytes", ReasonUDPPrivilegedPort: "udp-privileged-port",
+	ReasonUDPBadSource: "udp-bad-source", ReasonUDPBadDestination: "udp-bad-destination",
+	ReasonUDPLoop: "udp-loop", ReasonUDPRateLimit: "udp-rate-limit", ReasonUDPGlobalCap: "udp-global-cap",
+	endEOF: "eof", endReset: "reset by client", endClosed: "closed by server", endFailed: "failed",
 }
 
 // Stats is a snapshot of the server's counters, for metrics. Counters only
@@ -134,7 +135,7 @@ func (s *Server) Stats() Stats {
 		st.Limited[r] = s.counts.limited[r].Load()
 	}
 	s.mu.Lock()
-	st.Conns = len(s.conns) + s.loopConns
+	st.Conns = s.served
 	s.mu.Unlock()
 	return st
 }
@@ -176,39 +177,90 @@ func (t *throttle) allow(now time.Time) bool {
 // limitLog writes the summary lines about limits: the first limit applied
 // is logged at once, and after that at most one line per logInterval with
 // the counts since the previous line, so a flood costs a line every few
-// seconds rather than one per packet.
+// seconds rather than one per packet. A count that arrives while a line is
+// held back is logged at the end of the interval, whether or not another
+// follows: every count is in some line.
 type limitLog struct {
-	throttle throttle
-	mu       sync.Mutex
-	logged   [numReasons]uint64 // the counts as of the previous line
+	pending atomic.Bool // a line is due: counts from now on will be in it
+
+	mu      sync.Mutex
+	every   time.Duration      // logInterval, unless a test sets it
+	last    time.Time          // when the previous line was written
+	timer   *time.Timer        // writes the line held back, if one is
+	stopped bool               // by Shutdown or Close: no more timers
+	logged  [numReasons]uint64 // the counts as of the previous line
 }
 
-// limited counts one application of limit r and logs a summary if one is due.
+// limited counts one application of limit r and makes sure a summary line
+// will tell of it: one is written now, or at the end of the interval. It
+// takes no lock unless a line is to be scheduled, as it may be called for
+// every datagram of a flood. An r that is no limit is ignored.
 func (s *Server) limited(r Reason) {
-	s.counts.limited[r].Add(1)
-	if s.limitLog.throttle.allow(time.Now()) {
-		s.logLimits()
+	if !r.isLimit() {
+		return
 	}
+	s.counts.limited[r].Add(1)
+	if s.Logger == nil || s.limitLog.pending.Load() || !s.limitLog.pending.CompareAndSwap(false, true) {
+		return
+	}
+	l := &s.limitLog
+	l.mu.Lock()
+	wait := time.Until(l.last.Add(l.interval()))
+	if wait > 0 && !l.stopped {
+		l.timer = time.AfterFunc(wait, s.logLimits)
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	s.logLimits()
 }
 
 // logLimits logs the counts since the previous summary, if there are any.
 func (s *Server) logLimits() {
-	s.limitLog.mu.Lock()
-	defer s.limitLog.mu.Unlock()
+	l := &s.limitLog
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Cleared before the counts are read: a count added after this
+	// schedules the next line.
+	l.pending.Store(false)
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
 	var attrs []any
 	for r := range Reason(numReasons) {
 		n := s.counts.limited[r].Load()
-		if d := n - s.limitLog.logged[r]; d > 0 {
+		if d := n - l.logged[r]; d > 0 {
 			attrs = append(attrs, slog.Uint64(r.String(), d))
-			s.limitLog.logged[r] = n
+			l.logged[r] = n
 		}
 	}
-	if len(attrs) == 0 {
+	if len(attrs) == 0 || s.Logger == nil {
 		return
 	}
-	s.logger().Info("limits applied",
+	l.last = time.Now()
+	s.Logger.Info("limits applied",
 		slog.Group("count", attrs...),
-		"next_summary_in", logInterval)
+		"next_summary_in", l.interval())
+}
+
+func (l *limitLog) interval() time.Duration {
+	if l.every == 0 {
+		return logInterval
+	}
+	return l.every
+}
+
+// stop cancels the line held back, for the caller to log now; a stopped
+// server's summaries are logged only when it asks.
+func (l *limitLog) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
 }
 
 // sourceKey is the address that per-source limits count by: the address

@@ -3,39 +3,26 @@ package echo
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
-// logBuffer collects a server's log lines for a test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+// debugLogger returns a logger that writes every line, debug included, to w.
+func debugLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // countFDs returns how many file descriptors this process has open.
@@ -66,21 +53,10 @@ func checkFDs(t *testing.T) {
 }
 
 // serveTCP serves srv on a fresh loopback port until the test ends.
-func serveTCP(t *testing.T, srv *Server) string {
+func serveTCP(t testing.TB, srv *Server) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return l.Addr().String()
+	return testkit.Start(t, func(l net.Listener) error { return srv.Serve(context.Background(), l) },
+		func() { srv.Close() }, ErrServerClosed)
 }
 
 // dialFrom connects to addr from the loopback address local.
@@ -120,8 +96,8 @@ func expectRefused(t *testing.T, local, addr string) {
 func TestMaxConnsRefusesTheEleventh(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		checkFDs(t)
-		var log logBuffer
-		srv := &Server{Engine: engine, MaxConns: 10, Logger: log.logger()}
+		var log testkit.Buffer
+		srv := &Server{Engine: engine, MaxConns: 10, Logger: debugLogger(&log)}
 		addr := serveTCP(t, srv)
 		var first []*net.TCPConn
 		for i := range 10 {
@@ -154,8 +130,8 @@ func TestMaxConnsRefusesTheEleventh(t *testing.T) {
 
 func TestLimitSummaryIsLoggedAtClose(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		var log logBuffer
-		srv := &Server{Engine: engine, MaxConns: 1, Logger: log.logger()}
+		var log testkit.Buffer
+		srv := &Server{Engine: engine, MaxConns: 1, Logger: debugLogger(&log)}
 		addr := serveTCP(t, srv)
 		roundTrip(t, dial(t, addr), []byte("the one"))
 		for range 3 {
@@ -307,13 +283,7 @@ func TestIdleTimeoutKeepsReaderSlowerThanTheTimeout(t *testing.T) {
 	// every 40ms; the timeout is long enough that a busy machine holding
 	// the reader up is not taken for idle.
 	srv := &Server{IdleTimeout: 500 * time.Millisecond}
-	client, server := net.Pipe()
-	defer client.Close()
-	done := make(chan struct{})
-	go func() {
-		srv.serveConn(server)
-		close(done)
-	}()
+	client := servePipes(t, srv).dial(t)
 	const size = 48 << 10
 	msg := payload(4, size)
 	errc := make(chan error, 1)
@@ -341,7 +311,7 @@ func TestIdleTimeoutKeepsReaderSlowerThanTheTimeout(t *testing.T) {
 		t.Fatal("echo differs")
 	}
 	// Now the client is silent, and the timeout applies.
-	<-done
+	waitFor(t, "the idle timeout", func() bool { return srv.Stats().Conns == 0 })
 	if n := srv.Stats().Limited[ReasonIdleTimeout]; n != 1 {
 		t.Fatalf("counted %d idle timeouts, want 1 after the client fell silent", n)
 	}
@@ -444,7 +414,7 @@ func TestReasonsHaveDistinctNames(t *testing.T) {
 }
 
 func TestAcceptErrorsAreLoggedOncePerInterval(t *testing.T) {
-	var log logBuffer
+	var log testkit.Buffer
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -454,7 +424,7 @@ func TestAcceptErrorsAreLoggedOncePerInterval(t *testing.T) {
 		errs = append(errs, &net.OpError{Op: "accept", Err: syscall.EMFILE})
 	}
 	l := &flakyListener{Listener: inner, errs: errs}
-	srv := &Server{Logger: log.logger()}
+	srv := &Server{Logger: debugLogger(&log)}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), l) }()
 	defer func() {
@@ -513,6 +483,86 @@ func BenchmarkEchoRoundTripLimits(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// slogJSON returns a logger that writes every line, debug included, to w
+// as JSON, for tests that read its fields.
+func slogJSON(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func TestAbsurdlyLongLimitsMeanVeryLong(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		// The largest durations there are: an idle timeout plus an eighth
+		// of it overflows into the past unless it is clamped, and every
+		// connection would be closed at once.
+		srv := &Server{Engine: engine, IdleTimeout: math.MaxInt64, MaxSessionDuration: math.MaxInt64,
+			MaxSessionBytes: math.MaxInt64}
+		addr := serveTCP(t, srv)
+		c := dial(t, addr)
+		for i := range 3 {
+			roundTrip(t, c, payload(uint64(i), 40<<10))
+		}
+		c.CloseWrite()
+		if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
+			t.Fatalf("after half-close: read %d bytes, %v; want EOF", len(rest), err)
+		}
+		for r, n := range srv.Stats().Limited {
+			if n != 0 {
+				t.Errorf("%d connections ended by %v", n, r)
+			}
+		}
+	})
+}
+
+func TestLimitSummariesTellEveryCount(t *testing.T) {
+	var log testkit.Buffer
+	srv := &Server{MaxConns: 1, Logger: slogJSON(&log)}
+	srv.limitLog.every = 200 * time.Millisecond
+	addr := serveTCP(t, srv)
+	roundTrip(t, dial(t, addr), []byte("the one"))
+	const refused = 7
+	for range refused {
+		expectRefused(t, "127.0.0.1", addr)
+	}
+	// The first refusal is logged at once, the other six at the end of the
+	// interval, although no refusal follows to trigger a line.
+	sum := func() (n uint64, lines int) {
+		for line := range strings.Lines(log.String()) {
+			var rec struct {
+				Msg   string
+				Count map[string]uint64
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "limits applied" {
+				n += rec.Count["max-conns"]
+				lines++
+			}
+		}
+		return n, lines
+	}
+	waitFor(t, "the summaries to tell every refusal", func() bool { n, _ := sum(); return n == refused })
+	if n, lines := sum(); lines > refused {
+		t.Errorf("%d refusals in %d summary lines", n, lines)
+	}
+	if got := srv.Stats().Limited[ReasonMaxConns]; got != refused {
+		t.Errorf("Stats counts %d refusals, want %d", got, refused)
+	}
+}
+
+func TestConnectionEndsAllocateNothingWithoutDebugLogging(t *testing.T) {
+	for _, logger := range []*slog.Logger{nil, slog.New(slog.NewTextHandler(io.Discard, nil))} {
+		srv := &Server{Logger: logger, MaxConnsPerIP: 10}
+		remote := netip.MustParseAddrPort("192.0.2.1:4000")
+		allocs := testing.AllocsPerRun(100, func() {
+			if !srv.admit(remote.Addr(), nil) {
+				t.Fatal("refused")
+			}
+			srv.connEnded(nil, remote.String, ended{source: remote.Addr(), reason: endEOF})
+		})
+		if allocs != 0 {
+			t.Errorf("Logger %v: %v allocations per connection", logger, allocs)
 		}
 	}
 }

@@ -11,11 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/echod/echod/echo/internal/backoff"
 )
 
 // ErrServerClosed is returned by Serve after a call to Shutdown or Close.
@@ -31,20 +35,21 @@ type Server struct {
 	// there are. Nil discards everything.
 	Logger *slog.Logger
 
-	// Engine chooses how connections are served. "goroutine" gives each
-	// connection its own goroutine: the portable reference engine. "epoll"
-	// (Linux only) serves plain TCP connections from a few event loops,
-	// one per usable CPU, at a fraction of the memory and CPU; connections
-	// that are not plain TCP (a listener that wraps them, such as TLS or
-	// PROXY protocol) still get a goroutine. "auto" (also the empty
-	// string) is "epoll" on Linux and "goroutine" elsewhere. Every limit
-	// above holds in both.
+	// Engine chooses how the connections of a plain TCP listener (a
+	// *net.TCPListener) are served. "goroutine" gives each connection its
+	// own goroutine: the portable reference engine. "epoll" (Linux only)
+	// serves them from a few event loops, one per usable CPU, at a fraction
+	// of the memory and CPU. "auto" (also the empty string) is "epoll" on
+	// Linux and "goroutine" elsewhere. A listener that wraps its connections,
+	// such as TLS or PROXY protocol, is served on goroutines whatever the
+	// engine. Every limit below holds in both engines.
 	Engine string
 
 	// MaxConns is how many TCP connections may be open at once, over all
-	// listeners and engines; a connection beyond it is closed (reset) as
-	// soon as it is accepted. Zero means no limit. echod serve derives its
-	// default from the file-descriptor limit.
+	// listeners and engines, together with the places held by Reserve; a
+	// connection beyond it is closed (reset) as soon as it is accepted.
+	// Zero means no limit. echod serve derives its default from the
+	// file-descriptor limit.
 	MaxConns int
 	// MaxConnsPerIP is how many TCP connections one source address (for
 	// IPv6, one /64) may have open at once. Zero means no limit.
@@ -57,7 +62,8 @@ type Server struct {
 	// the kernel says how many are left), so a slow client that keeps
 	// reading stays open, over TLS too; a client that never reads stalls
 	// the server's writes, and counts as idle. Engines may close up to an
-	// eighth of IdleTimeout late. Zero means no timeout.
+	// eighth of IdleTimeout late. Zero means no timeout; a timeout beyond
+	// a century is taken as a century.
 	IdleTimeout time.Duration
 	// MaxSessionDuration closes a connection this long after it was
 	// accepted, whatever it is doing. Zero means no limit.
@@ -90,39 +96,32 @@ type Server struct {
 	UDPGlobalRate int
 
 	mu        sync.Mutex
-	closing   bool // set once by Shutdown or Close; no connection starts after it
-	listeners map[net.Listener]struct{}
+	closing   bool              // set once by Shutdown or Close; no connection starts after it
+	listeners map[uint64]func() // what stops each Serve call's accepting, by call
+	calls     uint64            // Serve calls so far, for their ids
 	packets   map[net.PacketConn]struct{}
-	conns     map[net.Conn]netip.Addr // served by goroutines, with the source key each counts under
-	perIP     map[netip.Addr]int      // open connections by source key, when MaxConnsPerIP is set
-	udpGuard  *udpGuard               // made by the first ServeUDP
-	wg        sync.WaitGroup          // one count per connection goroutine, loop connection and UDP reader
-	buffers   sync.Pool               // of *[bufferSize]byte, shared by all connections
+	conns     map[*conn]struct{} // served on goroutines, for Close to close
+	served    int                // connections open, in either engine
+	reserved  int                // places held through Reserve
+	perIP     map[netip.Addr]int // places by source key, when MaxConnsPerIP is set
+	udpGuard  *udpGuard          // made by the first ServeUDP
+	wg        sync.WaitGroup     // one count per open connection and UDP reader
+	loop      *eventLoop         // from the first Serve that needs it until Shutdown or Close
+	buffers   sync.Pool          // of *[bufferSize]byte, shared by all connections
 
 	counts      counters
 	limitLog    limitLog
 	acceptLog   throttle
 	acceptFails uint64 // accept errors not yet logged, under mu
-
-	// The event loop, while a Serve call or a connection uses it.
-	loop       *eventLoop
-	loopServes int // Serve calls using loop
-	loopConns  int // connections in loop
-
-	reserved int // places held by Reserve
 }
 
-func (s *Server) logger() *slog.Logger {
-	if s.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return s.Logger
-}
-
-// Serve accepts connections on l and echoes each of them on its own goroutine.
-// It returns ErrServerClosed after Shutdown or Close. When ctx is done it
-// closes l and every connection it accepted, waits for them to end, and
-// returns ctx.Err(). Serve always closes l before returning.
+// Serve accepts connections on l and echoes them until Shutdown or Close,
+// and then returns ErrServerClosed. With the epoll engine, the connections
+// of a *net.TCPListener are accepted and served by the event loops; those of
+// any other listener each get a goroutine. When ctx is done, Serve stops
+// accepting on l and returns ctx.Err(); the connections it accepted go on
+// until they end, or until Shutdown or Close, as with net/http. Serve always
+// closes l before returning.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	engine, err := s.engine()
 	if err != nil {
@@ -130,98 +129,64 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return err
 	}
 	if tl, ok := l.(*net.TCPListener); ok && engine == EngineEpoll {
-		// The event loops accept the connections themselves.
-		return s.serveEventLoop(ctx, tl)
+		return s.serveLoop(ctx, tl)
 	}
-	if !s.track(l) {
+	untrack, ok := s.trackListener(func() { l.Close() })
+	if !ok {
 		l.Close()
 		return ErrServerClosed
 	}
-	defer s.untrack(l)
-	loop, err := s.acquireLoop()
-	if err != nil {
-		return err
-	}
-	// Connections of this call alone, so a cancelled ctx ends only them.
-	var mine sync.WaitGroup
-	var group *loopGroup
-	if loop != nil {
-		defer s.releaseLoop()
-		group = loop.newGroup()
-	}
+	defer untrack()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 
-	var backoff time.Duration
+	var pause time.Duration
 	for {
-		c, err := l.Accept()
+		nc, err := l.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
-				if group != nil {
-					group.Close()
-					group.Wait()
-				}
-				mine.Wait()
+			switch {
+			case ctx.Err() != nil:
 				return ctx.Err()
-			}
-			if s.isClosing() {
+			case s.isClosing():
 				return ErrServerClosed
-			}
-			if !isTemporary(err) {
+			case !isTemporary(err):
 				return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 			}
 			// Running out of file descriptors and similar errors pass: back
 			// off rather than spin, and keep serving the connections we have.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.acceptFailed(l, err, backoff)
+			pause = backoff.Next(pause)
+			s.acceptFailed(l.Addr(), err, pause)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(pause):
 			case <-ctx.Done():
 			}
 			continue
 		}
-		backoff = 0
-		if r, ok := s.add(c); !ok {
-			if r != reasonNone {
-				// Reset rather than close: the refused client learns at
-				// once, and the server keeps no TIME_WAIT state for it.
-				if tc, ok := c.(interface{ SetLinger(int) error }); ok {
-					tc.SetLinger(0)
-				}
-				s.limited(r)
-			}
-			c.Close()
+		pause = 0
+		c := &conn{Conn: nc}
+		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+			c.source = ta.AddrPort().Addr().Unmap()
+		}
+		if !s.admit(c.source, c) {
+			refuse(nc)
 			continue
 		}
-		if tc, ok := c.(*net.TCPConn); ok && loop != nil {
-			if s.handOff(loop, group, tc) {
-				continue
-			}
-		}
-		mine.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer mine.Done()
-			defer s.remove(c)
-			stop := context.AfterFunc(ctx, func() { c.Close() })
-			defer stop()
-			s.serveConn(c)
-		}()
+		go s.serveConn(c)
 	}
 }
 
 // Shutdown stops the server gracefully: it closes every listener at once, so
 // Serve returns, then waits for open connections to end by themselves. If ctx
-// is done first, it closes the connections that remain, waits for their
-// goroutines, and returns ctx.Err().
+// is done first, it closes the connections that remain, waits for them to
+// end, and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.beginClose()
+	defer s.endClose()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
 		close(done)
 	}()
-	defer s.stopLoopIfUnused()
 	select {
 	case <-done:
 		return nil
@@ -233,63 +198,112 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the server at once: it closes every listener and connection and
-// waits for the connection goroutines to return.
+// waits for them to end.
 func (s *Server) Close() error {
 	s.beginClose()
 	s.closeConns()
 	s.wg.Wait()
-	s.stopLoopIfUnused()
+	s.endClose()
 	return nil
 }
 
-func (s *Server) track(l net.Listener) bool {
+// engine returns the engine Serve uses for a plain TCP listener, checking
+// the name.
+func (s *Server) engine() (string, error) {
+	switch s.Engine {
+	case EngineGoroutine:
+		return EngineGoroutine, nil
+	case "", EngineAuto:
+		if eventLoopSupported {
+			return EngineEpoll, nil
+		}
+		return EngineGoroutine, nil
+	case EngineEpoll:
+		if !eventLoopSupported {
+			return "", fmt.Errorf("engine %q: only on Linux", s.Engine)
+		}
+		return EngineEpoll, nil
+	default:
+		return "", fmt.Errorf("unknown engine %q: want %s, %s or %s", s.Engine, EngineAuto, EngineGoroutine, EngineEpoll)
+	}
+}
+
+// The engines a Server can serve connections with; see Server.Engine.
+const (
+	EngineAuto      = "auto"
+	EngineGoroutine = "goroutine"
+	EngineEpoll     = "epoll"
+)
+
+// trackListener registers stop, which ends one Serve call's accepting, so
+// that Shutdown and Close call it, unless the server is closing. Serve calls
+// are tracked by id, never by their listener: a net.Listener need not be
+// comparable, and would make a map panic. untrack forgets the call and
+// calls stop.
+func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false
+		return nil, false
 	}
 	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]struct{})
+		s.listeners = make(map[uint64]func())
 	}
-	s.listeners[l] = struct{}{}
-	return true
+	id := s.calls
+	s.calls++
+	s.listeners[id] = stop
+	return func() {
+		s.mu.Lock()
+		delete(s.listeners, id)
+		s.mu.Unlock()
+		stop()
+	}, true
 }
 
-func (s *Server) untrack(l net.Listener) {
-	s.mu.Lock()
-	delete(s.listeners, l)
-	s.mu.Unlock()
-	l.Close()
-}
-
-// reasonNone is what admission returns when it refuses a connection for no
-// limit, because the server is closing.
-const reasonNone Reason = numReasons
-
-// admitLocked applies the connection limits to a connection from addr and,
-// when it is within them, takes its places: one under MaxConns, and one
-// under its source key (returned; invalid when none is taken) under
-// MaxConnsPerIP. An invalid addr (a peer that is not IP) counts under
-// MaxConns only. The check and the count happen under s.mu, so that the
-// limits hold exactly however fast connections arrive.
-func (s *Server) admitLocked(addr netip.Addr) (key netip.Addr, r Reason, ok bool) {
+// admitLocked is the one admission check, for Reserve and for the
+// connections both engines accept: it refuses a connection from source (the
+// zero Addr for a peer that is not IP) while the server is closing or when
+// it is over a connection limit, and otherwise takes its place under
+// MaxConnsPerIP. The check and the count happen under s.mu, so the limits
+// hold exactly however fast connections arrive, and Shutdown's Wait never
+// races with a late Add.
+func (s *Server) admitLocked(source netip.Addr) (Reason, bool) {
 	if s.closing {
-		return netip.Addr{}, reasonNone, false
+		return endClosed, false
 	}
-	if s.MaxConns > 0 && len(s.conns)+s.loopConns+s.reserved >= s.MaxConns {
-		return netip.Addr{}, ReasonMaxConns, false
+	if s.MaxConns > 0 && s.served+s.reserved >= s.MaxConns {
+		return ReasonMaxConns, false
 	}
-	if s.MaxConnsPerIP > 0 && addr.IsValid() {
-		key = sourceKey(addr)
+	if key, ok := s.perIPKey(source); ok {
 		if s.perIP[key] >= s.MaxConnsPerIP {
-			return netip.Addr{}, ReasonMaxConnsPerIP, false
+			return ReasonMaxConnsPerIP, false
 		}
 		if s.perIP == nil {
 			s.perIP = make(map[netip.Addr]int)
 		}
 		s.perIP[key]++
 	}
-	return key, 0, true
+	return 0, true
+}
+
+// leaveLocked gives back the per-source place admitLocked took. Entries go
+// when they reach zero, so the table holds at most one per open connection.
+func (s *Server) leaveLocked(source netip.Addr) {
+	if key, ok := s.perIPKey(source); ok {
+		if s.perIP[key]--; s.perIP[key] <= 0 {
+			delete(s.perIP, key)
+		}
+	}
+}
+
+// perIPKey returns the key a connection from source counts under for
+// MaxConnsPerIP, if it counts under one: not without that limit, nor for a
+// peer that is not IP.
+func (s *Server) perIPKey(source netip.Addr) (netip.Addr, bool) {
+	if s.MaxConnsPerIP <= 0 || !source.IsValid() {
+		return netip.Addr{}, false
+	}
+	return sourceKey(source), true
 }
 
 // Reserve holds a place for one connection from addr under MaxConns and
@@ -304,15 +318,13 @@ func (s *Server) admitLocked(addr netip.Addr) (key netip.Addr, r Reason, ok bool
 // does not wait for it.
 func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
 	s.mu.Lock()
-	key, r, ok := s.admitLocked(addr)
+	r, ok := s.admitLocked(addr)
 	if ok {
 		s.reserved++
 	}
 	s.mu.Unlock()
 	if !ok {
-		if r != reasonNone {
-			s.limited(r)
-		}
+		s.limited(r)
 		return func() {}, false
 	}
 	var once sync.Once
@@ -320,58 +332,77 @@ func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
 		once.Do(func() {
 			s.mu.Lock()
 			s.reserved--
-			s.releaseKeyLocked(key)
+			s.leaveLocked(addr)
 			s.mu.Unlock()
 		})
 	}, true
 }
 
-// add registers c and counts its goroutine, unless the server is closing or
-// c is over a connection limit, which it returns. The limits are checked
-// here, in the accept loop, whichever engine then serves the connection, and
-// the count happens under the same lock so that Shutdown's Wait never races
-// with a late Add.
-func (s *Server) add(c net.Conn) (Reason, bool) {
+// admit admits a connection from source that this server serves: on its
+// own goroutine as c, which Close then closes, or in the event loops, with
+// c nil. Shutdown waits for it until connEnded.
+func (s *Server) admit(source netip.Addr, c *conn) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	// Non-IP connections (a Unix socket) have no source to count by.
-	var addr netip.Addr
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		addr = ta.AddrPort().Addr()
-	}
-	key, r, ok := s.admitLocked(addr)
-	if !ok {
-		return r, false
-	}
-	if s.conns == nil {
-		s.conns = make(map[net.Conn]netip.Addr)
-	}
-	s.conns[c] = key
-	s.wg.Add(1)
-	s.counts.accepted.Add(1)
-	return 0, true
-}
-
-func (s *Server) remove(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key, ok := s.conns[c]
-	delete(s.conns, c)
+	r, ok := s.admitLocked(source)
 	if ok {
-		s.releaseKeyLocked(key)
+		s.served++
+		s.wg.Add(1)
+		s.counts.accepted.Add(1)
+		if c != nil {
+			if s.conns == nil {
+				s.conns = make(map[*conn]struct{})
+			}
+			s.conns[c] = struct{}{}
+		}
 	}
+	s.mu.Unlock()
+	if !ok {
+		s.limited(r)
+	}
+	return ok
 }
 
-// releaseKeyLocked gives back the per-source place a connection held.
-// Entries go when they reach zero, so the table holds at most one per open
-// connection.
-func (s *Server) releaseKeyLocked(key netip.Addr) {
-	if !key.IsValid() {
-		return
+// refuse resets a connection that admission refused: the client learns at
+// once, and the server keeps no TIME_WAIT state for it.
+func refuse(c net.Conn) {
+	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
+		tc.SetLinger(0)
 	}
-	if s.perIP[key]--; s.perIP[key] <= 0 {
-		delete(s.perIP, key)
+	c.Close()
+}
+
+// ended is what an engine reports about a connection it served, once the
+// connection is closed.
+type ended struct {
+	source   netip.Addr // as admitted
+	in, out  int64      // bytes read from and written to the client
+	duration time.Duration
+	reason   Reason
+	err      error // why, when reason is endFailed: the log names the end by it
+}
+
+// connEnded is the counterpart of admit, the same for both engines: it
+// counts a limit that ended the connection, logs the end, and gives its
+// places back. remote names the client in the debug log, and is called only
+// when that is on: nothing is formatted per connection otherwise.
+func (s *Server) connEnded(c *conn, remote func() string, e ended) {
+	s.limited(e.reason)
+	if s.Logger != nil && s.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		reason := e.reason.String()
+		if e.err != nil {
+			// An end no word above names, such as a wrapper's
+			// (tls-handshake-timeout), is named by its error.
+			reason = e.err.Error()
+		}
+		s.Logger.Debug("connection closed", "remote", remote(), "bytes_in", e.in, "bytes_out", e.out,
+			"duration", e.duration, "reason", reason)
 	}
+	s.mu.Lock()
+	s.served--
+	delete(s.conns, c)
+	s.leaveLocked(e.source)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // trackPacket registers a UDP socket so that Shutdown and Close close it,
@@ -415,7 +446,7 @@ func (s *Server) addGoroutine() bool {
 // acceptFailed counts a failed accept and logs it, at most once per
 // logInterval with the number of failures since the previous line: when the
 // process is out of file descriptors, every retry fails.
-func (s *Server) acceptFailed(l net.Listener, err error, retryIn time.Duration) {
+func (s *Server) acceptFailed(addr net.Addr, err error, retryIn time.Duration) {
 	s.counts.acceptErrors.Add(1)
 	s.mu.Lock()
 	s.acceptFails++
@@ -425,9 +456,9 @@ func (s *Server) acceptFailed(l net.Listener, err error, retryIn time.Duration) 
 		s.acceptFails = 0
 	}
 	s.mu.Unlock()
-	if log {
-		s.logger().Error("accept failed; retrying, and serving the open connections meanwhile",
-			"listener", l.Addr().String(), "err", err, "retry_in", retryIn,
+	if log && s.Logger != nil {
+		s.Logger.Error("accept failed; retrying, and serving the open connections meanwhile",
+			"listener", addr.String(), "err", err, "retry_in", retryIn,
 			"failures", n, "next_report_in", logInterval)
 	}
 }
@@ -441,8 +472,8 @@ func (s *Server) isClosing() bool {
 func (s *Server) beginClose() {
 	s.mu.Lock()
 	s.closing = true
-	for l := range s.listeners {
-		l.Close()
+	for _, stop := range s.listeners {
+		stop()
 	}
 	for pc := range s.packets {
 		pc.Close()
@@ -452,15 +483,32 @@ func (s *Server) beginClose() {
 	s.logLimits()
 }
 
+// closeConns closes every open connection. Those on goroutines are closed
+// outside the lock, since closing one (TLS says goodbye) may take a while.
 func (s *Server) closeConns() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
+	conns := slices.Collect(maps.Keys(s.conns))
+	if s.loop != nil {
+		s.loop.CloseAll()
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
 		c.Close()
 	}
-	if s.loop != nil {
-		s.loop.closeAll()
+}
+
+// endClose stops the event loops, once every connection has ended, and
+// logs the limits applied while the connections drained.
+func (s *Server) endClose() {
+	s.mu.Lock()
+	loop := s.loop
+	s.loop = nil
+	s.mu.Unlock()
+	if loop != nil {
+		loop.Stop()
 	}
+	s.limitLog.stop()
+	s.logLimits()
 }
 
 // isTemporary reports whether an accept error is worth retrying: a shortage

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -37,31 +38,13 @@ func forEachEngine(t *testing.T, test func(t *testing.T, engine string)) {
 // test ends.
 func startServer(t *testing.T, engine string) (*Server, string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := &Server{Engine: engine}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return srv, l.Addr().String()
+	return srv, serveTCP(t, srv)
 }
 
 func dial(t *testing.T, addr string) *net.TCPConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	return c.(*net.TCPConn)
+	return testkit.Dial(t, addr)
 }
 
 func TestShutdownWaitsForOpenSessions(t *testing.T) {
@@ -122,14 +105,14 @@ func TestShutdownTimeoutClosesRemainingSessions(t *testing.T) {
 	})
 }
 
-func TestServeStopsWhenContextIsDone(t *testing.T) {
+func TestCancellingServeStopsOnlyItsAccepting(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		srv := &Server{Engine: engine}
+		srv, other := startServer(t, engine)
 		done := make(chan error, 1)
 		go func() { done <- srv.Serve(ctx, l) }()
 
@@ -139,9 +122,19 @@ func TestServeStopsWhenContextIsDone(t *testing.T) {
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Fatalf("Serve = %v, want context.Canceled", err)
 		}
-		// Serve has waited for the session it started, which it closed.
+		// The listener is closed, but the session it accepted goes on, and
+		// so does the server's other listener.
+		if c, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
+			c.Close()
+			t.Fatal("dialled a listener whose Serve was cancelled")
+		}
+		roundTrip(t, c, []byte("still echoing"))
+		roundTrip(t, dial(t, other), []byte("other listener"))
+
+		// Close ends it.
+		srv.Close()
 		if n, err := c.Read(make([]byte, 1)); err == nil {
-			t.Fatalf("read %d bytes after Serve returned", n)
+			t.Fatalf("read %d bytes after Close", n)
 		}
 	})
 }
@@ -238,11 +231,62 @@ func roundTrip(t *testing.T, c net.Conn, msg []byte) {
 // waitFor polls cond until it holds or 10 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	testkit.WaitFor(t, what, cond)
+}
+
+// pipeListener is a net.Listener whose connections are in-memory pipes
+// (net.Pipe): a write blocks until the other end reads, so a slow reader is
+// exactly as slow as the test makes it. Being no *net.TCPListener, it is
+// served on goroutines whatever the engine.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
 	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "pipe"} }
+
+// dial returns the client end of a new connection to l.
+func (l *pipeListener) dial(t *testing.T) net.Conn {
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close() })
+	select {
+	case l.conns <- server:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server accepted no connection")
+	}
+	return client
+}
+
+// servePipes serves srv on a pipeListener until the test ends.
+func servePipes(t *testing.T, srv *Server) *pipeListener {
+	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	serveOn(t, srv, l)
+	return l
+}
+
+// serveOn serves srv on l until the test ends.
+func serveOn(t *testing.T, srv *Server, l net.Listener) {
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
 }

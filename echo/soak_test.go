@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/testkit"
 )
 
 // TestSoak runs many kinds of clients against a server with every limit on,
@@ -26,10 +27,10 @@ func TestSoak(t *testing.T) {
 	}
 	forEachEngine(t, func(t *testing.T, engine string) {
 		checkFDs(t)
-		var log logBuffer
+		var log testkit.Buffer
 		srv := &Server{
 			Engine:             engine,
-			Logger:             log.logger(),
+			Logger:             debugLogger(&log),
 			MaxConns:           60,
 			MaxConnsPerIP:      10,
 			IdleTimeout:        time.Second,

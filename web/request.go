@@ -128,6 +128,20 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
+// servePreflight allows a page on any origin the request it asks about
+// (CORS), so that a script elsewhere can send any request and read its
+// echo, which holds nothing but what the script sent.
+func servePreflight(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	hdr.Set("Access-Control-Allow-Origin", "*")
+	hdr.Set("Access-Control-Allow-Methods", r.Header.Get("Access-Control-Request-Method"))
+	if h := r.Header.Values("Access-Control-Request-Headers"); len(h) > 0 {
+		hdr.Set("Access-Control-Allow-Headers", strings.Join(h, ", "))
+	}
+	hdr.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // describe builds the echo of r, reading up to MaxBody of its body.
 func (h *Handler) describe(r *http.Request) (*Request, error) {
 	max := h.maxBody()

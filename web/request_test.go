@@ -273,6 +273,22 @@ func TestRequestEchoOverTLS(t *testing.T) {
 	}
 }
 
+// A page elsewhere may send any request and read the echo: the preflight
+// allows what it asks; an OPTIONS that is not a preflight is echoed.
+func TestRequestEchoCORSPreflight(t *testing.T) {
+	srv := serve(t, &Handler{})
+	status, hdr, body := do(t, newRequest(t, "OPTIONS", srv.URL+"/x", "", "Origin", "https://elsewhere.example",
+		"Access-Control-Request-Method", "PUT", "Access-Control-Request-Headers", "x-test, content-type"))
+	if status != http.StatusNoContent || body != "" || hdr.Get("Access-Control-Allow-Origin") != "*" ||
+		hdr.Get("Access-Control-Allow-Methods") != "PUT" || hdr.Get("Access-Control-Allow-Headers") != "x-test, content-type" {
+		t.Errorf("preflight: %d %v %q", status, hdr, body)
+	}
+	status, _, body = do(t, newRequest(t, "OPTIONS", srv.URL+"/x", ""))
+	if e := decode(t, body); status != 200 || e.Method != "OPTIONS" {
+		t.Errorf("plain OPTIONS: %d %+v", status, e)
+	}
+}
+
 func FuzzParseStatus(f *testing.F) {
 	for _, s := range []string{"200", "99", "600", "abc", "", "101", "1e2", "0200", " 200", "-200"} {
 		f.Add(s)

@@ -8,6 +8,7 @@ package web
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -27,6 +28,9 @@ const (
 	DefaultBodyMemory = 256 << 20
 )
 
+// MostBody is the largest MaxBody: the body is held in memory.
+const MostBody = 1 << 30
+
 // bodyCost is the memory a request echo takes per byte of body: the body,
 // and its echo in JSON, where a control character takes 6 bytes.
 const bodyCost = 8
@@ -37,9 +41,9 @@ const ReasonMaxMessage = "ws-max-message"
 
 // Handler serves WebSocket echo, HTTP request echo and the page. The zero
 // value is ready to use; the exported fields configure it and must not
-// change once it serves. Serve it with an http.Server whose Shutdown is
-// followed by the Handler's own Shutdown: net/http does not track the
-// connections a WebSocket takes over.
+// change once it serves. Drain it with its own Shutdown beside the
+// http.Server's: net/http does not track the connections a WebSocket takes
+// over.
 type Handler struct {
 	// MaxMessage is the largest WebSocket message echoed, in bytes; a
 	// longer one closes the connection with status 1009 (message too big).
@@ -47,7 +51,7 @@ type Handler struct {
 	MaxMessage int64
 	// MaxBody is how much of an HTTP request's body the echo includes;
 	// the rest is not read, and the echo says it was cut. Zero means
-	// DefaultMaxBody.
+	// DefaultMaxBody; more than MostBody means MostBody.
 	MaxBody int64
 	// MaxDelay is the longest ?delay= a request may ask for. Zero means
 	// DefaultMaxDelay.
@@ -129,6 +133,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveWebSocket(w, r)
 	case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && accepts(r, "text/html"):
 		servePage(w, r)
+	case r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "":
+		servePreflight(w, r)
 	default:
 		h.serveRequest(w, r)
 	}
@@ -254,14 +260,15 @@ func (h *Handler) isClosing() bool {
 
 func (h *Handler) maxMessage() int64 {
 	if h.MaxMessage > 0 {
-		return h.MaxMessage
+		// One byte past the limit is read to tell: keep room for it.
+		return min(h.MaxMessage, math.MaxInt64-1)
 	}
 	return DefaultMaxMessage
 }
 
 func (h *Handler) maxBody() int64 {
 	if h.MaxBody > 0 {
-		return h.MaxBody
+		return min(h.MaxBody, MostBody)
 	}
 	return DefaultMaxBody
 }

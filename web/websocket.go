@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,6 +93,14 @@ func (s *session) finish() (closed bool) {
 	return pending
 }
 
+// over marks the echo ended: no close handshake starts from now on, so
+// that those started are all there is to wait for.
+func (s *session) over() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ending, s.pending = true, false
+}
+
 // ourReason is the reason of a close the server started, or "".
 func (s *session) ourReason() string {
 	s.mu.Lock()
@@ -121,7 +130,8 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		h.logger().Debug("websocket upgrade refused", "remote", r.RemoteAddr, "reason", err)
 		return
 	}
-	conn.SetReadLimit(h.maxMessage())
+	// echo enforces MaxMessage, with a reason a person can read.
+	conn.SetReadLimit(-1)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{conn: conn, raw: hw.conn, ctx: ctx, cancel: cancel}
 	if !h.track(s) {
@@ -150,6 +160,7 @@ func (h *Handler) serveSession(s *session, remote string) {
 	if idle != nil {
 		idle.Stop()
 	}
+	s.over()
 	s.closers.Wait()
 	h.logger().Debug("websocket closed", "remote", remote, "messages", messages,
 		"bytes_in", bytes, "bytes_out", bytes, "duration", time.Since(start), "reason", reason)
@@ -187,11 +198,11 @@ func (h *Handler) endReason(s *session, err error) string {
 	if r := s.ourReason(); r != "" {
 		return r
 	}
-	if errors.Is(err, websocket.ErrMessageTooBig) {
+	if errors.Is(err, errTooBig) {
 		h.stats.tooBig.Add(1)
-		// The 1009 frame is sent; wait for the client's answer.
-		s.conn.Close(websocket.StatusMessageTooBig, "")
-		return fmt.Sprintf("message too big (most %d bytes)", h.maxMessage())
+		reason := fmt.Sprintf("message too big: the most is %d bytes", h.maxMessage())
+		s.conn.Close(websocket.StatusMessageTooBig, reason)
+		return reason
 	}
 	if code := websocket.CloseStatus(err); code != -1 {
 		return fmt.Sprintf("client closed (%d)", code)
@@ -202,43 +213,44 @@ func (h *Handler) endReason(s *session, err error) string {
 	return "error: " + err.Error()
 }
 
+// errTooBig ends the echo of a message longer than MaxMessage.
+var errTooBig = errors.New("message too big")
+
 // echo writes the message rd back with the same type: as one frame when it
-// fits in a buffer, else streamed piece by piece. It returns the bytes
-// echoed.
+// fits in a buffer, else streamed piece by piece as it arrives. It returns
+// the bytes echoed, never more than MaxMessage: the piece that would go
+// past it is not echoed, and the echo ends with errTooBig.
 func (h *Handler) echo(ctx context.Context, conn *websocket.Conn, typ websocket.MessageType, rd io.Reader, progress func()) (int64, error) {
+	most := h.maxMessage()
+	rd = io.LimitReader(rd, most+1) // one byte past the limit tells
 	buf := h.buffer()
 	defer h.bufs.Put(buf)
-	n, err := io.ReadFull(rd, buf[:])
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		progress()
-		return int64(n), conn.Write(ctx, typ, buf[:n])
-	}
-	if err != nil {
-		return 0, err
-	}
-	w, err := conn.Writer(ctx, typ)
-	if err != nil {
-		return 0, err
-	}
+	var w io.WriteCloser // nil until the message outgrows one buffer
 	var total int64
 	for {
+		n, err := io.ReadFull(rd, buf[:])
+		end := err == io.EOF || err == io.ErrUnexpectedEOF
+		switch {
+		case err != nil && !end:
+			return total, err
+		case total+int64(n) > most:
+			return total, errTooBig
+		}
 		progress()
+		if end && w == nil {
+			return int64(n), conn.Write(ctx, typ, buf[:n])
+		}
+		if w == nil {
+			if w, err = conn.Writer(ctx, typ); err != nil {
+				return total, err
+			}
+		}
 		if _, err := w.Write(buf[:n]); err != nil {
 			return total, err
 		}
 		total += int64(n)
-		n, err = io.ReadFull(rd, buf[:])
-		switch {
-		case err == io.EOF:
+		if end {
 			return total, w.Close()
-		case err == io.ErrUnexpectedEOF:
-			progress()
-			if _, err := w.Write(buf[:n]); err != nil {
-				return total, err
-			}
-			return total + int64(n), w.Close()
-		case err != nil:
-			return total, err
 		}
 	}
 }
@@ -250,8 +262,15 @@ func (h *Handler) buffer() *[bufferSize]byte {
 	return new([bufferSize]byte)
 }
 
+// wsBufferSize is the size of a WebSocket connection's read and write
+// buffers, which it holds while idle. Frame headers and small messages go
+// through them; larger payloads bypass them.
+const wsBufferSize = 1 << 10
+
 // hijackWriter keeps the connection the WebSocket library hijacks, so that
-// a drain past its deadline can close it whatever the library is doing.
+// a drain past its deadline can close it whatever the library is doing;
+// and hands the library buffers of wsBufferSize instead of net/http's 4 KiB
+// ones.
 type hijackWriter struct {
 	http.ResponseWriter
 	conn net.Conn
@@ -259,8 +278,20 @@ type hijackWriter struct {
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
 	w.conn = c
-	return c, brw, err
+	// What the client sent after its upgrade request may already be in
+	// net/http's buffer. It must be in the new buffer too, not merely
+	// ahead in its source: the library takes what is buffered and then
+	// reads the connection itself.
+	early, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c), max(wsBufferSize, len(early)))
+	if len(early) > 0 {
+		br.Peek(len(early)) // served by the bytes.Reader alone: no wait on c
+	}
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, wsBufferSize)), nil
 }
 
 // Unwrap lets http.ResponseController find the ResponseWriter's other

@@ -1,12 +1,14 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -163,8 +165,9 @@ func TestWebSocketMessageTooBigCloses1009(t *testing.T) {
 		c := dial(t, wsURL(srv, "/"))
 		c.Write(ctx, websocket.MessageBinary, random(t, n))
 		_, _, err := c.Read(ctx)
-		if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
-			t.Errorf("%d bytes, over a limit of 1000: got %v (close status %d), want close 1009", n, err, code)
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusMessageTooBig || ce.Reason != "message too big: the most is 1000 bytes" {
+			t.Errorf("%d bytes, over a limit of 1000: got %v, want close 1009 message too big: the most is 1000 bytes", n, err)
 		}
 	}
 	if s := serveStats(t, srv); s.TooBig != 2 {
@@ -279,5 +282,37 @@ func TestShutdownPastItsDeadlineCloses(t *testing.T) {
 	}
 	if s := h.Stats(); s.WebSockets != 0 {
 		t.Fatalf("%d WebSockets still open after Shutdown returned", s.WebSockets)
+	}
+}
+
+// A client may send its first frame with its upgrade request, before the
+// 101: the frame is echoed as any other.
+func TestWebSocketFrameSentWithTheUpgrade(t *testing.T) {
+	srv := serve(t, &Handler{})
+	addr := srv.Listener.Addr().String()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	// A masked text frame, "early", with a zero mask.
+	frame := []byte{0x81, 0x85, 0, 0, 0, 0, 'e', 'a', 'r', 'l', 'y'}
+	if _, err := c.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	got := make([]byte, 7)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := []byte{0x81, 5, 'e', 'a', 'r', 'l', 'y'}; !bytes.Equal(got, want) {
+		t.Fatalf("echo % x, want % x", got, want)
 	}
 }

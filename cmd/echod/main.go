@@ -18,7 +18,7 @@ import (
 const usage = `echod is an echo server (RFC 862) and the tools to prove that one works.
 
 Usage:
-  echod serve [flags]                      serve TCP echo (UDP, TLS with flags)
+  echod serve [flags]                      serve TCP echo (UDP, TLS, web with flags)
   echod send [flags] ADDRESS [MESSAGE...]  send MESSAGE or standard input, print the echo
   echod check [flags] ADDRESS              check that any echo server works, with reasons
   echod bench [flags] ADDRESS              load-test an echo server, verifying every byte

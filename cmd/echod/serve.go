@@ -95,6 +95,9 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 			return nil, usagef("serve", "-%s must be at least 1 byte, got %d", n.name, n.v)
 		}
 	}
+	if *httpMaxBody > web.MostBody {
+		return nil, usagef("serve", "-http-max-body must be at most %d (1 GiB), got %d: the body is held in memory", web.MostBody, *httpMaxBody)
+	}
 	if cfg.Admin != "" {
 		if _, _, err := net.SplitHostPort(cfg.Admin); err != nil {
 			return nil, usagef("serve", "invalid -admin %q: want HOST:PORT, such as 127.0.0.1:9090: %v", cfg.Admin, err)

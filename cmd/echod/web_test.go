@@ -143,6 +143,7 @@ func TestServeWebUsage(t *testing.T) {
 		{[]string{"-http-listen", "127.0.0.1"}, "want HOST:PORT"},
 		{[]string{"-http-listen", "127.0.0.1:0", "-ws-max-message", "0"}, "-ws-max-message must be at least 1 byte, got 0"},
 		{[]string{"-http-listen", "127.0.0.1:0", "-http-max-body", "-5"}, "-http-max-body must be at least 1 byte, got -5"},
+		{[]string{"-http-listen", "127.0.0.1:0", "-http-max-body", "9223372036854775807"}, "-http-max-body must be at most 1073741824 (1 GiB), got 9223372036854775807: the body is held in memory"},
 	} {
 		code, _, stderr := runCmd(t, nil, append([]string{"serve"}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -243,6 +244,26 @@ func TestServeWebSharesConnectionLimits(t *testing.T) {
 			})
 			echoOn(t, tcp, "still echoing")
 		})
+	}
+}
+
+// -max-conns-per-ip counts web connections by the client's address too.
+func TestServeWebMaxConnsPerIP(t *testing.T) {
+	byProto, log := startServeAll(t, 1, "-http-listen", "127.0.0.1:0", "-max-conns-per-ip", "1")
+	addr := byProto["http"][0]
+	ws, err := dialWS(t, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wsRoundTrip(t, ws, "held"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := getJSON(t, "http://"+addr+"/", nil); err == nil {
+		t.Error("a second connection from 127.0.0.1 was served, over -max-conns-per-ip 1")
+	}
+	waitLog(t, log, "max-conns-per-ip")
+	if got, err := wsRoundTrip(t, ws, "still held"); err != nil || got != "still held" {
+		t.Errorf("the first connection after the refusal: %q, %v", got, err)
 	}
 }
 

@@ -19,7 +19,6 @@ type conn struct {
 	in, out int64
 	start   int64 // engine clock when added
 	last    int64 // engine clock of the last read or write
-	group   *Group
 	remote  netip.AddrPort
 	// unsent is the socket's count of bytes the client has not taken
 	// yet, as the sweep last saw it: -1 when something was written since
@@ -55,12 +54,7 @@ func (l *loop) handle(c *conn, events uint32) {
 	n, err := read(int(c.fd), buf)
 	switch {
 	case n > 0:
-		c.in += int64(n)
-		if b := l.e.cfg.BytesIn; b != nil {
-			b.Add(uint64(n))
-		}
-		c.last = l.now
-		c.bulk = n >= bulkSize
+		l.received(c, n)
 		if !l.write(c, buf[:n]) {
 			return
 		}
@@ -88,11 +82,7 @@ func (l *loop) write(c *conn, p []byte) bool {
 	for {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
-			c.out += int64(n)
-			c.unsent = -1
-			if b := l.e.cfg.BytesOut; b != nil {
-				b.Add(uint64(n))
-			}
+			l.sent(c, n)
 			p = p[n:]
 		}
 		switch {
@@ -122,12 +112,7 @@ func (l *loop) flush(c *conn, events uint32) {
 	for len(p) > 0 {
 		n, err := write(int(c.fd), p)
 		if n > 0 {
-			c.out += int64(n)
-			c.unsent = -1
-			if b := l.e.cfg.BytesOut; b != nil {
-				b.Add(uint64(n))
-			}
-			c.last = l.now
+			l.sent(c, n)
 			p = p[n:]
 			c.tailOff += int32(n)
 			continue
@@ -185,6 +170,22 @@ func (l *loop) discard(c *conn, events uint32) {
 	default:
 		l.close(c, MaxBytes, nil)
 	}
+}
+
+// received and sent account for bytes moved on c: the one place where its
+// totals, the engine's counters and its idle clock move.
+func (l *loop) received(c *conn, n int) {
+	c.in += int64(n)
+	l.e.cfg.BytesIn.Add(uint64(n))
+	c.last = l.now
+	c.bulk = n >= bulkSize
+}
+
+func (l *loop) sent(c *conn, n int) {
+	c.out += int64(n)
+	l.e.cfg.BytesOut.Add(uint64(n))
+	c.last = l.now
+	c.unsent = -1 // the sweep's count is out of date
 }
 
 // watch changes the events epoll reports for c, closing c if it cannot.

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/echod/echod/echo/internal/backoff"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,38 +22,27 @@ const maxAccepts = 32
 // connection (EPOLLEXCLUSIVE), which then serves that connection. Nothing
 // crosses goroutines between accept and echo.
 type Listener struct {
-	e     *Engine
-	fd    int
-	group *Group
-	cfg   ListenConfig
+	e      *Engine
+	fd     int
+	failed func(err error, backoff time.Duration) (retry bool)
 
 	registered atomic.Int32 // loops that have not yet let go of fd
 	done       chan struct{}
 }
 
-// ListenConfig says what to do with the connections a Listener accepts.
-type ListenConfig struct {
-	// Admit is called on a loop's goroutine for each accepted connection
-	// before it is served; false resets it at once (the client learns at
-	// once, and the server keeps no TIME_WAIT state). It must not block.
-	Admit func(remote netip.AddrPort) bool
-	// AcceptFailed is called when accept fails for a reason other than a
-	// connection that died in the queue. It reports whether to retry:
-	// then the loop stops accepting for the given back-off, which doubles
-	// from 5 ms to 1 s while accept keeps failing; otherwise the loop lets
-	// go of the listener.
-	AcceptFailed func(err error, backoff time.Duration) (retry bool)
-}
-
 // Listen makes the loops accept connections on fd, a listening,
 // non-blocking socket that the engine owns from now on (Close closes it),
-// and serve them as members of g.
-func (e *Engine) Listen(fd int, g *Group, cfg ListenConfig) (*Listener, error) {
+// and serve those that Config.Admit admits. failed is called on a loop's
+// goroutine when accept fails for a reason other than a connection that
+// died in the queue; it must not block, and reports whether to retry: then
+// the loop stops accepting for the given back-off, which grows while accept
+// keeps failing; otherwise the loop lets go of the listener.
+func (e *Engine) Listen(fd int, failed func(err error, backoff time.Duration) (retry bool)) (*Listener, error) {
 	if e.stopped.Load() {
 		closeFD(fd)
 		return nil, ErrStopped
 	}
-	ln := &Listener{e: e, fd: fd, group: g, cfg: cfg, done: make(chan struct{})}
+	ln := &Listener{e: e, fd: fd, failed: failed, done: make(chan struct{})}
 	ln.registered.Store(int32(len(e.loops)))
 	for _, l := range e.loops {
 		l.command(listenerOp{ln: ln, add: true})
@@ -104,7 +94,7 @@ func (l *loop) applyListenerOp(op listenerOp) {
 		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(op.ln.fd), Pad: listenerTag}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, op.ln.fd, &ev); err != nil {
-			op.ln.cfg.AcceptFailed(os.NewSyscallError("epoll_ctl", err), 0)
+			op.ln.failed(os.NewSyscallError("epoll_ctl", err), 0)
 			op.ln.release()
 			return
 		}
@@ -150,8 +140,8 @@ func (l *loop) accept(i int, ll *loopListener) {
 		case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
 			continue
 		default:
-			ll.backoff = min(max(2*ll.backoff, 5*time.Millisecond), time.Second)
-			if !ln.cfg.AcceptFailed(os.NewSyscallError("accept4", err), ll.backoff) {
+			ll.backoff = backoff.Next(ll.backoff)
+			if !ln.failed(os.NewSyscallError("accept4", err), ll.backoff) {
 				l.dropListener(i)
 				return
 			}
@@ -164,12 +154,11 @@ func (l *loop) accept(i int, ll *loopListener) {
 			return
 		}
 		setNoDelay(fd)
-		if !ln.cfg.Admit(remote) {
+		if !l.e.cfg.Admit(remote) {
 			resetFD(fd)
 			continue
 		}
-		ln.group.wg.Add(1)
-		l.register(&conn{fd: int32(fd), group: ln.group, remote: remote})
+		l.register(&conn{fd: int32(fd), remote: remote})
 	}
 }
 
@@ -192,7 +181,7 @@ func (l *loop) resumeListeners() time.Duration {
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ll.ln.fd, &ev); err != nil {
 			// Without it the loop would never accept on this listener
 			// again; try once more after another back-off.
-			ll.backoff = min(max(2*ll.backoff, 5*time.Millisecond), time.Second)
+			ll.backoff = backoff.Next(ll.backoff)
 			ll.until = l.now + int64(ll.backoff)
 		}
 	}

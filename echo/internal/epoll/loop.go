@@ -24,9 +24,9 @@ const (
 	yieldEvery = int64(2 * time.Millisecond)
 )
 
-// loop is one event loop: an epoll instance, the connections it watches
-// (indexed by descriptor), and an inbox through which other goroutines hand
-// it new connections and commands.
+// loop is one event loop: an epoll instance, the listeners and connections
+// it watches (connections indexed by descriptor), and an inbox through which
+// other goroutines hand it commands.
 type loop struct {
 	e      *Engine
 	epfd   int
@@ -36,7 +36,6 @@ type loop struct {
 	sweepEvery int64 // nanoseconds between sweeps; 0: none
 
 	conns  []*conn // by descriptor; nil where the loop has none
-	count  int     // non-nil entries of conns
 	buf    []byte  // shared read buffer
 	pipe   [2]int  // shared pipe for splicing bulk streams (read end, write end); -1s: none
 	tails  tailPool
@@ -45,14 +44,10 @@ type loop struct {
 	listeners []*loopListener
 	rsa       unix.RawSockaddrAny // accept4's scratch space
 
-	spare []*conn // the inbox's previous backing array, reused
-
 	mu     sync.Mutex
-	inbox  []*conn
-	groups []*Group // groups to close
 	ops    []listenerOp
-	woken  bool // a wakeup is pending; later pushes need not write again
-	exited bool // the loop has ended; push refuses
+	woken  bool // a wakeup is pending; later commands need not write again
+	exited bool // the loop has ended; command refuses
 }
 
 func newLoop(e *Engine) (*loop, error) {
@@ -82,26 +77,6 @@ func (l *loop) free() {
 	}
 	unix.Close(l.wakefd)
 	unix.Close(l.epfd)
-}
-
-// push queues a new connection for the loop to register.
-func (l *loop) push(c *conn) error {
-	l.mu.Lock()
-	if l.exited {
-		l.mu.Unlock()
-		return ErrStopped
-	}
-	l.inbox = append(l.inbox, c)
-	l.wakeLocked()
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *loop) closeGroup(g *Group) {
-	l.mu.Lock()
-	l.groups = append(l.groups, g)
-	l.wakeLocked()
-	l.mu.Unlock()
 }
 
 // command queues a change to the listeners the loop watches. A loop that
@@ -154,15 +129,17 @@ func (l *loop) run() {
 			ms = int(max((timeout+time.Millisecond-1)/time.Millisecond, 1))
 		}
 		n, err := l.wait(ms)
-		l.now = l.e.now()
-		if l.now-lastYield > yieldEvery {
+		if now := l.e.now(); now-lastYield > yieldEvery {
 			// A busy loop never blocks, so the runtime would preempt it
 			// every 10 ms, and its monitor would keep polling fast for
 			// a while after each time; yielding first costs less, and
 			// lets other goroutines share the processor.
 			runtime.Gosched()
-			lastYield = l.now
+			lastYield = now
 		}
+		// After the yield: the time of progress the events bring, which
+		// the idle timeout counts from, must not be early.
+		l.now = l.e.now()
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			// Only a bug (a bad epfd) gets here; closing everything is
 			// the one safe answer.
@@ -208,35 +185,23 @@ func (l *loop) wait(timeout int) (int, error) {
 	return unix.EpollWait(l.epfd, l.events[:], timeout)
 }
 
-// readInbox registers the queued connections and carries out the queued
-// commands. It reports whether the loop has ended.
+// readInbox carries out the queued commands. It reports whether the loop
+// has ended.
 func (l *loop) readInbox() bool {
 	var b [8]byte
 	unix.Read(l.wakefd, b[:])
 
 	l.mu.Lock()
-	inbox, groups, ops := l.inbox, l.groups, l.ops
-	l.inbox, l.groups, l.ops = l.spare[:0], nil, nil
+	ops := l.ops
+	l.ops = nil
 	l.woken = false
 	l.mu.Unlock()
 
 	for _, op := range ops {
 		l.applyListenerOp(op)
 	}
-	for i, c := range inbox {
-		l.register(c)
-		inbox[i] = nil
-	}
-	l.spare = inbox
-	for _, g := range groups {
-		for _, c := range l.conns {
-			if c != nil && c.group == g {
-				l.close(c, ClosedByServer, nil)
-			}
-		}
-	}
 	if l.e.closeAll.Load() {
-		l.closeEverything(ClosedByServer, nil)
+		l.closeEverything(Closed, nil)
 	}
 	if l.e.stopped.Load() {
 		l.exit()
@@ -245,26 +210,24 @@ func (l *loop) readInbox() bool {
 	return false
 }
 
-// exit refuses further pushes and closes whatever was pushed meanwhile.
+// exit refuses further commands and lets go of every listener and
+// connection.
 func (l *loop) exit() {
 	l.mu.Lock()
 	l.exited = true
-	inbox, ops := l.inbox, l.ops
-	l.inbox, l.ops = nil, nil
+	ops := l.ops
+	l.ops = nil
 	l.mu.Unlock()
-	for _, c := range inbox {
-		l.register(c)
-	}
 	for _, op := range ops {
 		l.applyListenerOp(op)
 	}
 	for len(l.listeners) > 0 {
 		l.dropListener(len(l.listeners) - 1)
 	}
-	l.closeEverything(ClosedByServer, nil)
+	l.closeEverything(Closed, nil)
 }
 
-func (l *loop) closeEverything(r Reason, err error) {
+func (l *loop) closeEverything(r End, err error) {
 	for _, c := range l.conns {
 		if c != nil {
 			l.close(c, r, err)
@@ -276,8 +239,8 @@ func (l *loop) register(c *conn) {
 	c.start = l.now
 	c.last = l.now
 	fd := int(c.fd)
-	if l.e.closeAll.Load() || c.group.closed.Load() {
-		l.report(c, ClosedByServer, nil)
+	if l.e.closeAll.Load() {
+		l.report(c, Closed, nil)
 		return
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: c.fd}
@@ -291,7 +254,6 @@ func (l *loop) register(c *conn) {
 		l.conns = grown
 	}
 	l.conns[fd] = c
-	l.count++
 }
 
 func (l *loop) lookup(fd int) *conn {
@@ -302,9 +264,8 @@ func (l *loop) lookup(fd int) *conn {
 }
 
 // close closes c's descriptor, forgets it and reports its end.
-func (l *loop) close(c *conn, r Reason, err error) {
+func (l *loop) close(c *conn, r End, err error) {
 	l.conns[c.fd] = nil
-	l.count--
 	if c.tail != nil {
 		l.tails.put(c.tail)
 		c.tail = nil
@@ -313,18 +274,16 @@ func (l *loop) close(c *conn, r Reason, err error) {
 }
 
 // report closes c's descriptor and tells the engine's owner c has ended.
-func (l *loop) report(c *conn, r Reason, err error) {
+func (l *loop) report(c *conn, r End, err error) {
 	closeFD(int(c.fd))
 	l.e.cfg.OnClose(Ended{
 		Remote:   c.remote,
-		Group:    c.group,
 		In:       c.in,
 		Out:      c.out,
 		Duration: time.Duration(l.now - c.start),
-		Reason:   r,
+		End:      r,
 		Err:      err,
 	})
-	c.group.wg.Done()
 }
 
 // sweep closes the connections past a time limit.

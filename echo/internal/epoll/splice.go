@@ -52,22 +52,13 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		l.closeErr(c, err)
 		return
 	}
-	c.in += int64(n)
-	if b := l.e.cfg.BytesIn; b != nil {
-		b.Add(uint64(n))
-	}
-	c.last = l.now
-	c.bulk = n >= bulkSize
+	l.received(c, n)
 	left := n
 	var werr error
 	for left > 0 {
 		m, err := splice(l.pipe[0], int(c.fd), left)
 		if m > 0 {
-			c.out += int64(m)
-			c.unsent = -1
-			if b := l.e.cfg.BytesOut; b != nil {
-				b.Add(uint64(m))
-			}
+			l.sent(c, m)
 			left -= m
 			continue
 		}
