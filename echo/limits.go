@@ -251,8 +251,9 @@ func (l *limitLog) interval() time.Duration {
 	return l.every
 }
 
-// stop cancels the line held back, for the caller to log now; a stopped
-// server's summaries are logged only when it asks.
+// stop cancels the line held back, for the caller to log now, and starts no
+// timer from then on: a count after it is logged at once, so no timer
+// outlives the server.
 func (l *limitLog) stop() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
