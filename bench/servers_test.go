@@ -1,14 +1,14 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 // The servers the tests run, in test code: a correct echo server, and
@@ -18,43 +18,7 @@ import (
 // listener until the test ends, and returns the listener's address.
 func serveTCP(t *testing.T, handle func(c *net.TCPConn)) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() {
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				handle(c.(*net.TCPConn))
-			})
-		}
-	})
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return l.Addr().String()
+	return testkit.Serve(t, testkit.Listen(t), func(c net.Conn) { handle(c.(*net.TCPConn)) })
 }
 
 // echo is a correct RFC 862 connection handler.
@@ -123,29 +87,7 @@ func serveUDP(t *testing.T, change func(p []byte)) string {
 // reply(p) until the test ends.
 func serveUDPReply(t *testing.T, reply func(p []byte) []byte) string {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		buf := make([]byte, 64<<10)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err != nil {
-				continue
-			}
-			c.WriteTo(reply(buf[:n]), from)
-		}
-	})
-	t.Cleanup(func() {
-		c.Close()
-		wg.Wait()
-	})
-	return c.LocalAddr().String()
+	return testkit.ServeUDP(t, "127.0.0.1:0", 64<<10, func(p []byte) [][]byte { return [][]byte{reply(p)} })
 }
 
 // deadAddr returns a loopback address where nothing listens. A socket

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -83,7 +84,7 @@ func TestIPv6(t *testing.T) {
 		echoConn(c, done)
 		return true
 	}, false)
-	udp := serveUDPOn(t, "[::1]:0", 64<<10, udpEcho)
+	udp := testkit.ServeUDP(t, "[::1]:0", 64<<10, udpEcho)
 	got := runChecks(t, Config{Addr: addr, UDPAddr: udp}, "ipv6|text|udp-sizes")
 	if d := got["udp-sizes"].Detail; !strings.Contains(d, "to 65527 bytes") {
 		t.Errorf("udp-sizes over IPv6: %q, want sizes up to 65527", d)
@@ -174,11 +175,7 @@ func TestOneClientAtATime(t *testing.T) {
 }
 
 func TestServerThatDiesOnReset(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serveListener(t, l, diesOnReset, false)
+	addr := serveListener(t, testkit.Listen(t), diesOnReset, false)
 	r := runChecks(t, Config{Addr: addr}, "resets")["resets"]
 	want := regexp.MustCompile(`^after \d+ of 20 clients reset their connections, a new session failed: connect(: nothing is listening on| to) ` + regexp.QuoteMeta(addr) + `(: connection reset by peer)?$`)
 	if r.Status != Fail || !want.MatchString(r.Reason) {
@@ -219,12 +216,7 @@ func TestUDPBrokenServers(t *testing.T) {
 }
 
 func TestUDPNothingListening(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	addr := testkit.FreeAddr(t, "udp")
 	r := runChecks(t, Config{UDPAddr: addr}, "udp-sizes")["udp-sizes"]
 	want := "nothing is listening on UDP " + addr + " (the port is closed)"
 	if r.Status != Fail || r.Reason != want {
@@ -233,12 +225,7 @@ func TestUDPNothingListening(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testkit.FreeAddr(t, "tcp")
 	rep, err := Run(context.Background(), Config{Addr: addr})
 	var ue *UnreachableError
 	if err == nil || !errors.As(err, &ue) || err.Error() != "nothing is listening on "+addr {

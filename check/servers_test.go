@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 )
 
 // This file holds echo servers for the tests: one correct, and many
@@ -25,11 +26,7 @@ import (
 // connection is closed or done is closed.
 func serveTCP(t *testing.T, handle func(c *net.TCPConn, done <-chan struct{})) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
+	return serveListener(t, testkit.Listen(t), func(c *net.TCPConn, done <-chan struct{}) bool {
 		handle(c, done)
 		return true
 	}, false)
@@ -40,52 +37,40 @@ func serveTCP(t *testing.T, handle func(c *net.TCPConn, done <-chan struct{})) s
 func serveListener(t *testing.T, l net.Listener, handle func(c *net.TCPConn, done <-chan struct{}) bool, sequential bool) string {
 	t.Helper()
 	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	t.Cleanup(func() {
-		close(done)
-		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
+	var turn chan struct{}
+	if sequential {
+		turn = make(chan struct{}, 1)
+		l = oneAtATime{l, turn}
+	}
+	addr := testkit.Serve(t, l, func(c net.Conn) {
+		if sequential {
+			defer func() { <-turn }()
 		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			serve := func() bool {
-				defer func() {
-					c.Close()
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-				}()
-				return handle(c.(*net.TCPConn), done)
-			}
-			if sequential {
-				if !serve() {
-					l.Close()
-					return
-				}
-				continue
-			}
-			wg.Go(func() {
-				if !serve() {
-					l.Close()
-				}
-			})
+		if !handle(c.(*net.TCPConn), done) {
+			l.Close()
 		}
 	})
-	return l.Addr().String()
+	// Cleanups run last first: done closes before Serve's cleanup.
+	t.Cleanup(func() { close(done) })
+	return addr
+}
+
+// oneAtATime accepts a connection only once the one before it has been
+// handled (its handler receives from turn), leaving the others in the
+// kernel's queue in the order they came, as a server that serves one
+// client at a time does.
+type oneAtATime struct {
+	net.Listener
+	turn chan struct{}
+}
+
+func (l oneAtATime) Accept() (net.Conn, error) {
+	l.turn <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.turn
+	}
+	return c, err
 }
 
 // echoConn is a correct echo: write back each read as it arrives; close
@@ -258,34 +243,7 @@ func diesOnReset(c *net.TCPConn, done <-chan struct{}) bool {
 // reply(datagram), once per element, until the test ends.
 func serveUDP(t *testing.T, bufSize int, reply func([]byte) [][]byte) string {
 	t.Helper()
-	return serveUDPOn(t, "127.0.0.1:0", bufSize, reply)
-}
-
-// serveUDPOn is serveUDP on the address addr.
-func serveUDPOn(t *testing.T, addr string, bufSize int, reply func([]byte) [][]byte) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		pc.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		buf := make([]byte, bufSize)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			for _, r := range reply(buf[:n]) {
-				pc.WriteTo(r, from)
-			}
-		}
-	})
-	return pc.LocalAddr().String()
+	return testkit.ServeUDP(t, "127.0.0.1:0", bufSize, reply)
 }
 
 func udpEcho(b []byte) [][]byte { return [][]byte{b} }
@@ -329,47 +287,14 @@ func serveTLS(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[*tls.Conn]bool{}
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.NetConn().Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	return testkit.Serve(t, testkit.Listen(t), func(raw net.Conn) {
+		c := tls.Server(raw, cfg)
+		defer c.Close()
+		// io.Copy ends at the client's close_notify; then close.
+		io.Copy(c, c)
+		c.CloseWrite()
 	})
-	wg.Go(func() {
-		for {
-			raw, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c := tls.Server(raw, cfg)
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() {
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				// io.Copy ends at the client's close_notify; then close.
-				io.Copy(c, c)
-				c.CloseWrite()
-			})
-		}
-	})
-	return l.Addr().String()
 }
 
 // limitConns echoes for the first n clients connected at once and resets
@@ -399,11 +324,7 @@ func limitConns(t *testing.T, n int) string {
 // serveSerial is a correct echo that serves one client at a time.
 func serveSerial(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveListener(t, l, func(c *net.TCPConn, done <-chan struct{}) bool {
+	return serveListener(t, testkit.Listen(t), func(c *net.TCPConn, done <-chan struct{}) bool {
 		echoConn(c, done)
 		return true
 	}, true)

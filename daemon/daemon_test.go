@@ -1,46 +1,24 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/echod/echod/echo"
+	"github.com/echod/echod/internal/testkit"
 )
-
-// logBuffer is a log destination that Run and a test may share.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-var listening = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
 
 // start runs cfg until the test ends and returns the readiness lines'
 // addresses by protocol, once there are want of them, and the log.
-func start(t *testing.T, cfg Config, want int) (map[string][]string, *logBuffer, context.CancelFunc, func() error) {
+func start(t *testing.T, cfg Config, want int) (map[string][]string, *testkit.Buffer, context.CancelFunc, func() error) {
 	t.Helper()
-	log := new(logBuffer)
+	log := new(testkit.Buffer)
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
@@ -57,32 +35,22 @@ func start(t *testing.T, cfg Config, want int) (map[string][]string, *logBuffer,
 		cancel()
 		wait()
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := listening.FindAllStringSubmatch(log.String(), -1); len(m) == want {
-			addrs := map[string][]string{}
-			for _, sub := range m {
-				addrs[sub[1]] = append(addrs[sub[1]], sub[2])
-			}
-			return addrs, log, cancel, wait
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Run did not report %d listeners:\n%s", want, log)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var addrs map[string][]string
+	if !testkit.Eventually(10*time.Second, func() bool {
+		var n int
+		addrs, n = testkit.Listening(log.String())
+		return n == want
+	}) {
+		t.Fatalf("Run did not report %d listeners:\n%s", want, log)
 	}
+	return addrs, log, cancel, wait
 }
 
 // session opens a TCP session to addr, proven accepted by one echo, until
 // the test ends.
-func session(t *testing.T, addr string) net.Conn {
+func session(t *testing.T, addr string) *net.TCPConn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, addr)
 	c.Write([]byte("x"))
 	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
 		t.Fatal(err)
@@ -103,14 +71,11 @@ func TestRunServesAndDrains(t *testing.T) {
 	}
 	c := session(t, addrs["tcp"][0])
 	cancel()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(log.String(), "shutting down"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("no drain in the log:\n%s", log)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testkit.Eventually(10*time.Second, func() bool { return strings.Contains(log.String(), "shutting down") }) {
+		t.Fatalf("no drain in the log:\n%s", log)
 	}
 	c.Write([]byte("during the drain"))
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	if got, err := io.ReadAll(c); err != nil || string(got) != "during the drain" {
 		t.Fatalf("during the drain: %q, %v", got, err)
 	}
@@ -143,18 +108,9 @@ func TestRunClosesWhatOutlastsTheShutdownTimeout(t *testing.T) {
 // A start that fails leaves nothing open: the sockets opened before the bad
 // one are closed again.
 func TestRunFailsWhole(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	freeAddr := free.Addr().String()
-	free.Close()
-	err = Run(context.Background(), Config{Listen: []string{freeAddr, busy.Addr().String()}})
+	busy := testkit.Listen(t)
+	freeAddr := testkit.FreeAddr(t, "tcp")
+	err := Run(context.Background(), Config{Listen: []string{freeAddr, busy.Addr().String()}})
 	if err == nil || !strings.Contains(err.Error(), "pick another -listen port") {
 		t.Fatalf("Run = %v, want the port-in-use error with its hint", err)
 	}

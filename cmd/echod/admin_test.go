@@ -15,13 +15,15 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 // scrape fetches /metrics and returns each series (name and labels) with its
 // value.
 func scrape(t *testing.T, adminAddr string) map[string]float64 {
 	t.Helper()
-	code, body := httpGet(t, "http://"+adminAddr+"/metrics")
+	code, body := testkit.Get(t, "http://"+adminAddr+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: status %d", code)
 	}
@@ -42,46 +44,23 @@ func scrape(t *testing.T, adminAddr string) map[string]float64 {
 	return series
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
-}
-
 // waitMetric scrapes until cond holds for the series, or fails.
 func waitMetric(t *testing.T, adminAddr, what string, cond func(m map[string]float64) bool) map[string]float64 {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m := scrape(t, adminAddr)
-		if cond(m) {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics never showed %s; last scrape: %v", what, m)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var m map[string]float64
+	if !testkit.Eventually(10*time.Second, func() bool {
+		m = scrape(t, adminAddr)
+		return cond(m)
+	}) {
+		t.Fatalf("metrics never showed %s; last scrape: %v", what, m)
 	}
+	return m
 }
 
 // holdOpen opens a TCP session and proves it is served with a one-byte echo.
 func holdOpen(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, addr)
 	if _, err := c.Write([]byte{'x'}); err != nil {
 		t.Fatal(err)
 	}
@@ -159,10 +138,10 @@ func testMetricsUnderLoad(t *testing.T, engine string) {
 		`echod_rejected_total{reason="proxy-untrusted"}`:  0,
 		"echod_accept_errors_total":                       0,
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var wrong []string
+	if !testkit.Eventually(10*time.Second, func() bool {
 		after := scrape(t, adminAddr)
-		var wrong []string
+		wrong = nil
 		for name, w := range want {
 			if got := after[name] - before[name]; got != w {
 				wrong = append(wrong, fmt.Sprintf("%s grew by %v, want %v", name, got, w))
@@ -171,13 +150,9 @@ func testMetricsUnderLoad(t *testing.T, engine string) {
 		if after["echod_connections_active"] != 2 || after["echod_ready"] != 1 {
 			wrong = append(wrong, fmt.Sprintf("connections_active %v, ready %v; want 2 and 1", after["echod_connections_active"], after["echod_ready"]))
 		}
-		if len(wrong) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the load:\n%s", strings.Join(wrong, "\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
+		return len(wrong) == 0
+	}) {
+		t.Fatalf("after the load:\n%s", strings.Join(wrong, "\n"))
 	}
 }
 
@@ -201,17 +176,17 @@ var adminListening = regexp.MustCompile(`msg=listening proto=http addr=(\S+)`)
 func TestReadyzFlipsWhenTheDrainStarts(t *testing.T) {
 	cmd, lines, addr := startProcess(t, "-admin", "127.0.0.1:0", "-shutdown-timeout", "30s")
 	adminAddr := waitMatch(t, lines, adminListening)
-	if code, body := httpGet(t, "http://"+adminAddr+"/readyz"); code != http.StatusOK {
+	if code, body := testkit.Get(t, "http://"+adminAddr+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz before the drain: %d %q, want 200", code, body)
 	}
 	c := holdOpen(t, addr)
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	waitLine(t, lines, "shutting down")
-	if code, _ := httpGet(t, "http://"+adminAddr+"/readyz"); code != http.StatusServiceUnavailable {
+	if code, _ := testkit.Get(t, "http://"+adminAddr+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz during the drain: %d, want 503", code)
 	}
-	if code, _ := httpGet(t, "http://"+adminAddr+"/healthz"); code != http.StatusOK {
+	if code, _ := testkit.Get(t, "http://"+adminAddr+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz during the drain: %d, want 200", code)
 	}
 	m := scrape(t, adminAddr)
@@ -237,12 +212,8 @@ func TestAdminUsage(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, `invalid -admin "9090"`) {
 		t.Errorf("-admin 9090: exit %d, stderr %q; want exit 2 naming the flag", code, errOut)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	code, _, errOut = runCmd(t, nil, "serve", "-listen", "127.0.0.1:0", "-admin", l.Addr().String())
+	busy := testkit.Listen(t)
+	code, _, errOut = runCmd(t, nil, "serve", "-listen", "127.0.0.1:0", "-admin", busy.Addr().String())
 	if code != 1 || !strings.Contains(errOut, "-admin: ") || !strings.Contains(errOut, "address already in use") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("-admin on a busy port: exit %d, stderr %q; want exit 1 and one line", code, errOut)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 func TestBenchUsageErrors(t *testing.T) {
@@ -190,7 +192,7 @@ func TestBenchInterrupted(t *testing.T) {
 		io.Copy(c, c)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testkit.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"bench", addr, "-d", "1m", "-warmup", "0s"}, stdio{in: strings.NewReader(""), out: &out, err: io.Discard})

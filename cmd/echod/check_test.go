@@ -8,12 +8,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/echod/echod/check"
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 )
 
 // resultLines matches the lines of a text report: one per check, then the
@@ -116,12 +116,7 @@ func TestCheckReportsBrokenServer(t *testing.T) {
 }
 
 func TestCheckUsage(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := testkit.FreeAddr(t, "tcp")
 	tests := []struct {
 		name    string
 		args    []string
@@ -171,36 +166,10 @@ func TestCheckPassesAgainstEachEngine(t *testing.T) {
 // A server that accepts and never answers fails by -timeout instead of
 // hanging; the checks not reached are reported, not dropped.
 func TestCheckTimeoutOnSilentServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	var conns []net.Conn
-	var mu sync.Mutex
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	code, out, _ := runCmd(t, nil, "check", "-timeout", "300ms", "-run", "^(text|empty)$", l.Addr().String())
+	hold := make(chan struct{})
+	defer close(hold)
+	addr := startTestServer(t, func(net.Conn) { <-hold })
+	code, out, _ := runCmd(t, nil, "check", "-timeout", "300ms", "-run", "^(text|empty)$", addr)
 	want := regexp.MustCompile(`(?s)^FAIL text: stopped: .*\nFAIL empty: not run: .*\nFAIL: 2 of 2 checks failed`)
 	if code != 1 || !want.MatchString(out) {
 		t.Errorf("exit %d, stdout\n%s\nwant exit 1 and output matching %s", code, out, want)
@@ -308,18 +277,13 @@ func TestCheckHelpListsEveryCheck(t *testing.T) {
 func TestCheckInterrupted(t *testing.T) {
 	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
-	started := 0
+	var out, errb testkit.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"check", addr, "-v"}, stdio{in: strings.NewReader(""), out: &out, err: &errb})
 	}()
 	// Cancel once the third check has started.
-	deadline := time.Now().Add(20 * time.Second)
-	for started < 3 && time.Now().Before(deadline) {
-		started = strings.Count(out.String(), "RUN  ")
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(20*time.Second, func() bool { return strings.Count(out.String(), "RUN  ") >= 3 })
 	cancel()
 	err := <-done
 	printError(&errb, err)

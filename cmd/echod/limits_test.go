@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 // udpEcho sends msg from c to addr and returns the reply.
@@ -96,11 +98,7 @@ func TestServeUDPIgnoresDatagramFromChargenPort(t *testing.T) {
 // dialEcho connects to addr and proves the server serves the connection.
 func dialEcho(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := testkit.Dial(t, addr)
 	echoOn(t, c, "hello")
 	return c
 }
@@ -175,11 +173,11 @@ func childFDs(t *testing.T, pid int) int {
 
 // startLimitedProcess runs echod serve in a child process whose open-file
 // limit is nofile, and collects its log.
-func startLimitedProcess(t *testing.T, nofile int, args ...string) (pid int, addr string, log *syncBuffer) {
+func startLimitedProcess(t *testing.T, nofile int, args ...string) (pid int, addr string, log *testkit.Buffer) {
 	t.Helper()
 	t.Setenv("ECHOD_TEST_NOFILE", fmt.Sprint(nofile))
 	cmd, lines, addr := startProcess(t, args...)
-	log = new(syncBuffer)
+	log = new(testkit.Buffer)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for lines.Scan() {
@@ -231,12 +229,8 @@ func TestServeRecoversFromFileDescriptorExhaustion(t *testing.T) {
 			for _, c := range conns[30:] {
 				c.Close()
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for childFDs(t, pid) > baseline {
-				if time.Now().After(deadline) {
-					t.Fatalf("echod holds %d descriptors with no clients, %d at start", childFDs(t, pid), baseline)
-				}
-				time.Sleep(10 * time.Millisecond)
+			if !testkit.Eventually(10*time.Second, func() bool { return childFDs(t, pid) <= baseline }) {
+				t.Fatalf("echod holds %d descriptors with no clients, %d at start", childFDs(t, pid), baseline)
 			}
 		})
 	}
@@ -271,11 +265,7 @@ func TestSocketActivationServesInheritedUDPSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.ListenUDP(t, "127.0.0.1:0")
 	// systemd-socket-activate starts echod on the first datagram, which
 	// waits in the socket's queue meanwhile.
 	if got := udpEcho(t, c, server, "activated"); got != "activated" {

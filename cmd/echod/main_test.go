@@ -16,12 +16,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -42,29 +42,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// syncBuffer is a bytes.Buffer that a command and a test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runCmd runs echod with args and returns its exit status, stdout and stderr
 // as main would produce them.
 func runCmd(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb testkit.Buffer
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
@@ -74,9 +56,6 @@ func runCmd(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, st
 }
 
 var listeningAddr = regexp.MustCompile(`msg=listening proto=tcp addr=(\S+)`)
-
-// listeningLine matches the readiness line of a listener of any protocol.
-var listeningLine = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
 
 // startServe runs 'echod serve' with args in the background until the test
 // ends, and returns the addresses it reports as listening for TCP.
@@ -89,10 +68,10 @@ func startServe(t *testing.T, want int, args ...string) []string {
 // startServeAll runs 'echod serve' with args in the background until the
 // test ends, waits for want listeners of any protocol, and returns their
 // addresses by protocol and the log.
-func startServeAll(t *testing.T, want int, args ...string) (map[string][]string, *syncBuffer) {
+func startServeAll(t *testing.T, want int, args ...string) (map[string][]string, *testkit.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr := new(syncBuffer)
+	stderr := new(testkit.Buffer)
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, append([]string{"serve"}, args...), stdio{in: strings.NewReader(""), out: io.Discard, err: stderr})
@@ -103,26 +82,26 @@ func startServeAll(t *testing.T, want int, args ...string) (map[string][]string,
 			t.Errorf("serve returned %v", err)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m := listeningLine.FindAllStringSubmatch(stderr.String(), -1)
-		if len(m) == want {
-			addrs := map[string][]string{}
-			for _, sub := range m {
-				addrs[sub[1]] = append(addrs[sub[1]], sub[2])
-			}
-			return addrs, stderr
-		}
+	var addrs map[string][]string
+	exited := false
+	var err error
+	if !testkit.Eventually(10*time.Second, func() bool {
+		var n int
+		addrs, n = testkit.Listening(stderr.String())
 		select {
-		case err := <-done:
-			t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
+		case err = <-done:
+			exited = true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not report %d listeners:\n%s", want, stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+		return n == want || exited
+	}) {
+		t.Fatalf("serve did not report %d listeners:\n%s", want, stderr.String())
 	}
+	if exited {
+		done <- err // for the cleanup above
+		t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
+	}
+	return addrs, stderr
 }
 
 func TestUsageAndExitCodes(t *testing.T) {
@@ -191,11 +170,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 }
 
 func TestServeReportsPortInUse(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := testkit.Listen(t)
 	code, _, errOut := runCmd(t, nil, "serve", "-listen", l.Addr().String())
 	if code != 1 || !strings.Contains(errOut, "address already in use") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and one line saying the address is in use", code, errOut)
@@ -254,28 +229,7 @@ func startBroken(t *testing.T, reply func([]byte) []byte) string {
 // the test ends.
 func startTestServer(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				handle(c)
-			})
-		}
-	})
-	return l.Addr().String()
+	return testkit.Serve(t, testkit.Listen(t), handle)
 }
 
 func TestSendVerifyReportsWhereTheReplyDiffers(t *testing.T) {
@@ -301,35 +255,17 @@ func TestSendVerifyReportsWhereTheReplyDiffers(t *testing.T) {
 
 func TestSendTimesOutOnSilentServer(t *testing.T) {
 	// This server accepts and then neither answers nor closes.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			accepted <- c
-		}
-		close(accepted)
-	}()
-	code, _, errOut := runCmd(t, nil, "send", l.Addr().String(), "-timeout", "200ms", "hi")
-	if c, ok := <-accepted; ok {
-		c.Close()
-	}
+	hold := make(chan struct{})
+	defer close(hold)
+	addr := startTestServer(t, func(net.Conn) { <-hold })
+	code, _, errOut := runCmd(t, nil, "send", addr, "-timeout", "200ms", "hi")
 	if code != 1 || !strings.Contains(errOut, "within 200ms") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and a timeout message", code, errOut)
 	}
 }
 
 func TestSendToNothingListening(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testkit.FreeAddr(t, "tcp")
 	code, _, errOut := runCmd(t, nil, "send", addr, "hi")
 	if code != 1 || !strings.Contains(errOut, "nothing is listening on "+addr) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
@@ -376,12 +312,7 @@ func waitLine(t *testing.T, lines *bufio.Scanner, want string) {
 
 func TestSIGTERMDrainsOpenSessions(t *testing.T) {
 	cmd, lines, addr := startProcess(t, "-shutdown-timeout", "30s")
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, addr)
 	// An echo proves the server has accepted the session before the signal.
 	if _, err := c.Write([]byte("x")); err != nil {
 		t.Fatal(err)
@@ -396,7 +327,7 @@ func TestSIGTERMDrainsOpenSessions(t *testing.T) {
 	if _, err := c.Write([]byte("still echoing")); err != nil {
 		t.Fatal(err)
 	}
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "still echoing" {
 		t.Fatalf("during drain got %q, %v", got, err)
@@ -411,11 +342,7 @@ func TestSIGTERMDrainsOpenSessions(t *testing.T) {
 
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	cmd, lines, addr := startProcess(t, "-shutdown-timeout", "60s")
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	testkit.Dial(t, addr)
 	cmd.Process.Signal(syscall.SIGTERM)
 	waitLine(t, lines, "shutting down")
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -478,12 +405,7 @@ func TestSendUDPAndTLS(t *testing.T) {
 		}
 	}
 	// Nothing answers UDP on the TCP-only port of a fresh listener.
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.LocalAddr().String()
-	l.Close()
+	closed := testkit.FreeAddr(t, "udp")
 	code, _, errOut := runCmd(t, nil, "send", "udp://"+closed, "hi")
 	if want := "echod: nothing is listening on udp://" + closed + " (the port is closed)\n"; code != 1 || errOut != want {
 		t.Errorf("send to a closed UDP port: exit %d, stderr %q, want %q", code, errOut, want)

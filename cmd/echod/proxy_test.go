@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testkit"
 	"github.com/pires/go-proxyproto"
 
 	"github.com/echod/echod/daemon"
@@ -62,7 +63,7 @@ backend echod
 	}
 	cmd := exec.Command(haproxy, "-db", "-f", path)
 	cmd.ExtraFiles = []*os.File{f}
-	var stderr syncBuffer
+	var stderr testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -81,39 +82,30 @@ backend echod
 // returns what came back and the client's own address.
 func echoThrough(t *testing.T, addr string, msg []byte) ([]byte, string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, addr)
 	go func() {
 		c.Write(msg)
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 	}()
 	got, _ := io.ReadAll(c)
 	return got, c.LocalAddr().String()
 }
 
 // waitLog waits until the log contains every one of want.
-func waitLog(t *testing.T, log *syncBuffer, want ...string) {
+func waitLog(t *testing.T, log *testkit.Buffer, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		missing := ""
+	missing := ""
+	if !testkit.Eventually(10*time.Second, func() bool {
+		missing = ""
 		for _, w := range want {
 			if !strings.Contains(log.String(), w) {
 				missing = w
 				break
 			}
 		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the log has no %q:\n%s", missing, log.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+		return missing == ""
+	}) {
+		t.Fatalf("the log has no %q:\n%s", missing, log.String())
 	}
 }
 
@@ -169,12 +161,7 @@ func TestPROXYProtocolWithTLS(t *testing.T) {
 	certFile, keyFile, cert := testcert.Write(t, t.TempDir(), "server", "echod test")
 	addrs, log := startServeAll(t, 1, "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile,
 		"-proxy-protocol", "-log-level", "debug")
-	raw, err := net.Dial("tcp", addrs["tls"][0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	raw := testkit.Dial(t, addrs["tls"][0])
 	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(203, 0, 113, 42), Port: 4242}, raw.RemoteAddr())
 	if _, err := h.WriteTo(raw); err != nil {
 		t.Fatal(err)
@@ -218,12 +205,7 @@ func TestPROXYProtocolLimitsUseTheClientAddress(t *testing.T) {
 	addrs, _ := startServeAll(t, 1, "-listen", "127.0.0.1:0", "-proxy-protocol", "-max-conns-per-ip", "1")
 	dialAs := func(client string) net.Conn {
 		t.Helper()
-		c, err := net.Dial("tcp", addrs["tcp"][0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := testkit.Dial(t, addrs["tcp"][0])
 		src := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client))
 		if _, err := proxyproto.HeaderProxyFromAddrs(2, src, c.RemoteAddr()).WriteTo(c); err != nil {
 			t.Fatal(err)
@@ -248,18 +230,6 @@ func TestPROXYProtocolLimitsUseTheClientAddress(t *testing.T) {
 	}
 }
 
-// dialFrom connects to addr from the loopback address src (Linux answers
-// on all of 127.0.0.0/8), or skips where that address cannot be used.
-func dialFrom(t *testing.T, src, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Skipf("cannot connect from %s: %v", src, err)
-	}
-	return c
-}
-
 // A flood of silent connections from one address, as in the attack that
 // stalled valid clients 4.8 s (p50): 1,100 opened at once and refilled about
 // 300 a second. Only -proxy-pending-per-ip of them wait for their header;
@@ -269,7 +239,7 @@ func TestPROXYSilentFloodDoesNotStallOthers(t *testing.T) {
 		t.Skipf("the flood needs about 5,000 file descriptors; the open-file limit allows about %d", n)
 	}
 	addr := startServe(t, 1, "-listen", "127.0.0.1:0", "-proxy-protocol")[0]
-	dialFrom(t, "127.0.0.2", addr).Close()
+	testkit.DialFrom(t, "127.0.0.2", addr).Close()
 
 	const initial, refillEvery, mostRefills = 1100, time.Second / 300, 3000
 	stop := make(chan struct{})

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 // Every duration and size from a flag is checked: negative, zero where a
@@ -68,7 +70,7 @@ func FuzzParseServe(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		args := strings.Fields(line)
-		var out syncBuffer
+		var out testkit.Buffer
 		cfg, err := parseServe(args, stdio{in: strings.NewReader(""), out: &out, err: &out})
 		if err != nil {
 			var ue *usageError
@@ -99,16 +101,8 @@ func FuzzParseServe(f *testing.F) {
 
 // A port in use gets a hint naming the port and the flag, in one line.
 func TestServeHintsAtAPortInUse(t *testing.T) {
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tcp.Close()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
+	tcp := testkit.Listen(t)
+	udp := testkit.ListenUDP(t, "127.0.0.1:0")
 	_, tcpPort, _ := net.SplitHostPort(tcp.Addr().String())
 	_, udpPort, _ := net.SplitHostPort(udp.LocalAddr().String())
 	tests := []struct {

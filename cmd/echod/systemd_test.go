@@ -15,6 +15,7 @@ import (
 
 	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 	"github.com/echod/echod/internal/tooltest"
 )
 
@@ -28,12 +29,7 @@ func startActivated(t *testing.T, activateArgs, echodArgs []string) (*exec.Cmd, 
 	// systemd-socket-activate cannot pick a free port itself; take one that
 	// was free a moment ago, and try again if someone else took it since.
 	for attempt := 0; ; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
+		addr := testkit.FreeAddr(t, "tcp")
 		args := append([]string{"-l", addr, "-E", "ECHOD_RUN_MAIN=1"}, activateArgs...)
 		args = append(args, os.Args[0], "serve")
 		cmd := exec.Command(activate, append(args, echodArgs...)...)
@@ -69,14 +65,9 @@ func TestSocketActivationServesInheritedTCPSocket(t *testing.T) {
 	cmd, lines, addr := startActivated(t, nil, []string{"-listen", "127.0.0.1:1"})
 	// systemd-socket-activate starts echod on the first connection, which
 	// waits in the socket's queue meanwhile.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, addr)
 	c.Write([]byte("activated"))
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "activated" {
 		t.Fatalf("echo through the inherited socket: %q, %v", got, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/echod/echod/internal/pattern"
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 	"github.com/echod/echod/internal/tooltest"
 )
 
@@ -31,7 +32,7 @@ func startTLS(t *testing.T) (string, *tls.Config) {
 }
 
 // startTLSWith is startTLS with more serve flags, and the log.
-func startTLSWith(t *testing.T, args ...string) (string, *tls.Config, *syncBuffer) {
+func startTLSWith(t *testing.T, args ...string) (string, *tls.Config, *testkit.Buffer) {
 	t.Helper()
 	certFile, keyFile, cert := testcert.Write(t, t.TempDir(), "server", "echod test")
 	addrs, log := startServeAll(t, 1, append([]string{"-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, args...)...)
@@ -286,11 +287,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := testkit.Dial(t, addr)
 			start := time.Now()
 			c.Write(tt.send)
 			// A valid client is served while this handshake hangs.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/echod/echod/internal/testkit"
 
 	"github.com/echod/echod/check"
 	"github.com/echod/echod/daemon"
@@ -238,10 +238,12 @@ func TestServeWebSharesConnectionLimits(t *testing.T) {
 			}
 			waitLog(t, log, "max-conns")
 			ws.Close(websocket.StatusNormalClosure, "")
-			eventually(t, "the WebSocket's place is free for an HTTP request", func() bool {
+			if !testkit.Eventually(10*time.Second, func() bool {
 				_, err := getJSON(t, "http://"+httpAddr+"/", nil)
 				return err == nil
-			})
+			}) {
+				t.Fatalf("not within 10 s: %s", "the WebSocket's place is free for an HTTP request")
+			}
 			echoOn(t, tcp, "still echoing")
 		})
 	}
@@ -264,17 +266,6 @@ func TestServeWebMaxConnsPerIP(t *testing.T) {
 	waitLog(t, log, "max-conns-per-ip")
 	if got, err := wsRoundTrip(t, ws, "still held"); err != nil || got != "still held" {
 		t.Errorf("the first connection after the refusal: %q, %v", got, err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10 s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -364,12 +355,7 @@ func TestSIGTERMClosesWebSockets(t *testing.T) {
 // the header names, and X-Forwarded-For as sent.
 func TestServeWebBehindPROXYProtocol(t *testing.T) {
 	byProto, _ := startServeAll(t, 1, "-http-listen", "127.0.0.1:0", "-proxy-protocol")
-	c, err := net.Dial("tcp", byProto["http"][0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, byProto["http"][0])
 	fmt.Fprint(c, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n")
 	fmt.Fprint(c, "GET /behind HTTP/1.1\r\nHost: echo.example\r\nX-Forwarded-For: 198.51.100.1\r\nConnection: close\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -2,13 +2,13 @@ package admin
 
 import (
 	"bufio"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/echod/echod/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -16,26 +16,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
-}
-
 func TestHealthAndReadiness(t *testing.T) {
 	h := NewHandler(func() Snapshot { return Snapshot{} })
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 
-	if code, _ := get(t, srv.URL+"/healthz"); code != http.StatusOK {
+	if code, _ := testkit.Get(t, srv.URL+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d, want 200", code)
 	}
 	steps := []struct {
@@ -44,11 +30,11 @@ func TestHealthAndReadiness(t *testing.T) {
 	}{{false, 503}, {true, 200}, {false, 503}}
 	for _, s := range steps {
 		h.SetReady(s.ready)
-		if code, body := get(t, srv.URL+"/readyz"); code != s.want {
+		if code, body := testkit.Get(t, srv.URL+"/readyz"); code != s.want {
 			t.Errorf("ready=%v: /readyz = %d %q, want %d", s.ready, code, body, s.want)
 		}
 		// Liveness does not follow readiness: a draining server is alive.
-		if code, _ := get(t, srv.URL+"/healthz"); code != http.StatusOK {
+		if code, _ := testkit.Get(t, srv.URL+"/healthz"); code != http.StatusOK {
 			t.Errorf("ready=%v: /healthz = %d, want 200", s.ready, code)
 		}
 	}
@@ -82,7 +68,7 @@ func TestMetricsReportTheSnapshot(t *testing.T) {
 	h.SetReady(true)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	code, body := get(t, srv.URL+"/metrics")
+	code, body := testkit.Get(t, srv.URL+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics = %d", code)
 	}

@@ -13,23 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testkit"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// listen opens a UDP socket on addr (a port of 0 picks one) until the test
-// ends.
-func listen(t *testing.T, addr string) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-	if err != nil {
-		t.Skipf("no UDP on %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 func dial(t *testing.T, to *net.UDPConn) *net.UDPConn {
 	t.Helper()
@@ -92,7 +81,7 @@ func TestBatchEchoesMixedSizesAndSources(t *testing.T) {
 		{"::1", "65527"},
 	} {
 		t.Run(tt.host, func(t *testing.T) {
-			server := listen(t, net.JoinHostPort(tt.host, "0"))
+			server := testkit.ListenUDP(t, net.JoinHostPort(tt.host, "0"))
 			clients := []*net.UDPConn{dial(t, server), dial(t, server), dial(t, server)}
 			var biggest int
 			fmt.Sscan(tt.max, &biggest)
@@ -199,7 +188,7 @@ func TestBatchSourceOfIPv4OnDualStack(t *testing.T) {
 // than what was sent shows a longer datagram as truncated, with its length
 // in full.
 func TestBatchTruncates(t *testing.T) {
-	server := listen(t, "127.0.0.1:0")
+	server := testkit.ListenUDP(t, "127.0.0.1:0")
 	c := dial(t, server)
 	sizes := []int{99, 100, 101, 300}
 	for i, size := range sizes {
@@ -224,7 +213,7 @@ func TestBatchTruncates(t *testing.T) {
 // than asked; Flush sends those before it and those after it, and reports
 // the refusal.
 func TestBatchFlushSkipsARefusedDatagram(t *testing.T) {
-	server := listen(t, "127.0.0.1:0")
+	server := testkit.ListenUDP(t, "127.0.0.1:0")
 	c := dial(t, server)
 	b := newBatch(t, c, 5, 10, 0)
 	queued := [][]byte{[]byte("one"), []byte("two"), make([]byte, 70000), []byte("four"), []byte("")}
@@ -263,7 +252,7 @@ func TestBatchFlushSkipsARefusedDatagram(t *testing.T) {
 // UIO_MAXIOV (1024) messages, so a larger queue takes several calls; Flush
 // sends all of it, in order.
 func TestBatchSendsMoreThanTheKernelTakesAtOnce(t *testing.T) {
-	server := listen(t, "127.0.0.1:0")
+	server := testkit.ListenUDP(t, "127.0.0.1:0")
 	server.SetReadBuffer(4 << 20)
 	c := dial(t, server)
 	const slots = 1100
@@ -303,7 +292,7 @@ func TestBatchSendsMoreThanTheKernelTakesAtOnce(t *testing.T) {
 // ECONNREFUSED (the load generator reconnects on it); a read deadline ends
 // a Read; a closed socket ends Read and Flush.
 func TestBatchReportsErrors(t *testing.T) {
-	closed := listen(t, "127.0.0.1:0")
+	closed := testkit.ListenUDP(t, "127.0.0.1:0")
 	c := dial(t, closed)
 	closed.Close()
 	b := newBatch(t, c, 4, 10, 0)
@@ -316,7 +305,7 @@ func TestBatchReportsErrors(t *testing.T) {
 		t.Fatalf("Read = %v, want ECONNREFUSED", err)
 	}
 
-	server := listen(t, "127.0.0.1:0")
+	server := testkit.ListenUDP(t, "127.0.0.1:0")
 	b = newBatch(t, server, 4, 10, 0)
 	server.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 	if n, err := b.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -335,7 +324,7 @@ func TestBatchReportsErrors(t *testing.T) {
 // TestBatchControl: with control bytes, each datagram brings the control
 // messages the socket asked for (here its destination, IP_PKTINFO).
 func TestBatchControl(t *testing.T) {
-	server := listen(t, "127.0.0.1:0")
+	server := testkit.ListenUDP(t, "127.0.0.1:0")
 	rc, err := server.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +354,7 @@ func TestBatchControl(t *testing.T) {
 }
 
 func TestNewBatchRefusesNonsense(t *testing.T) {
-	c := listen(t, "127.0.0.1:0")
+	c := testkit.ListenUDP(t, "127.0.0.1:0")
 	for _, tt := range [][3]int{{0, 10, 0}, {1, 0, 0}, {1, 10, -1}} {
 		if _, err := NewBatch(c, tt[0], tt[1], tt[2]); err == nil {
 			t.Errorf("NewBatch(%d slots, %d bytes, %d control) succeeded", tt[0], tt[1], tt[2])

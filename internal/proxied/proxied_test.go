@@ -1,7 +1,6 @@
 package proxied
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testkit"
 	"github.com/pires/go-proxyproto"
 	"go.uber.org/goleak"
 )
@@ -23,32 +23,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// syncBuffer is a log destination that a listener and a test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // listen starts a Listener on a loopback port and returns it with its log.
-func listen(t *testing.T, cfg Config) (*Listener, *syncBuffer) {
+func listen(t *testing.T, cfg Config) (*Listener, *testkit.Buffer) {
 	t.Helper()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := new(syncBuffer)
+	inner := testkit.Listen(t)
+	log := new(testkit.Buffer)
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	l := NewListener(inner, cfg)
 	t.Cleanup(func() { l.Close() })
@@ -58,12 +37,7 @@ func listen(t *testing.T, cfg Config) (*Listener, *syncBuffer) {
 // dialAndSend connects to l and writes data, and returns the connection.
 func dialAndSend(t *testing.T, l net.Listener, data []byte) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := testkit.Dial(t, l.Addr().String())
 	if _, err := c.Write(data); err != nil {
 		t.Fatal(err)
 	}
@@ -99,12 +73,8 @@ func acceptOne(t *testing.T, l *Listener, within time.Duration) net.Conn {
 // waitStats waits until l's counts are want.
 func waitStats(t *testing.T, l *Listener, want Stats) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for l.Stats() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("Stats = %+v, want %+v", l.Stats(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testkit.Eventually(5*time.Second, func() bool { return l.Stats() == want }) {
+		t.Fatalf("Stats = %+v, want %+v", l.Stats(), want)
 	}
 }
 
@@ -353,34 +323,21 @@ func TestV1HeaderTooLong(t *testing.T) {
 	waitStats(t, l, Stats{Header: 1})
 }
 
-// dialFrom connects to l from the loopback address src (Linux answers on
-// all of 127.0.0.0/8), or skips where that address cannot be used.
-func dialFrom(t *testing.T, src string, l net.Listener) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Skipf("cannot connect from %s: %v", src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // One address may keep only PendingPerIP connections waiting for their
 // header; the next from it is reset, while other addresses are served.
 func TestPendingPerIP(t *testing.T) {
 	l, log := listen(t, Config{HeaderTimeout: time.Minute, PendingPerIP: 3})
 	for range 3 {
-		dialFrom(t, "127.0.0.1", l)
+		testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
 	}
 	// The fourth is reset once the listener sees it.
-	fourth := dialFrom(t, "127.0.0.1", l)
+	fourth := testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
 	fourth.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := fourth.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("fourth silent connection from one address: read %d, %v; want a reset", n, err)
 	}
 	waitStats(t, l, Stats{Pending: 1})
-	other := dialFrom(t, "127.0.0.2", l)
+	other := testkit.DialFrom(t, "127.0.0.2", l.Addr().String())
 	other.Write(header(t, 2, "203.0.113.30:3000"))
 	if c := acceptOne(t, l, 5*time.Second); c == nil || c.RemoteAddr().String() != "203.0.113.30:3000" {
 		t.Fatalf("accepted %v from another address, want its client", c)
@@ -417,18 +374,14 @@ func (r *reserver) Reserve(a netip.Addr) (func(), bool) {
 
 func (r *reserver) waitHeld(t *testing.T, a netip.Addr, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var got int
+	if !testkit.Eventually(5*time.Second, func() bool {
 		r.mu.Lock()
-		got := r.held[a]
-		r.mu.Unlock()
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d places held for %v, want %d", got, a, want)
-		}
-		time.Sleep(5 * time.Millisecond)
+		defer r.mu.Unlock()
+		got = r.held[a]
+		return got == want
+	}) {
+		t.Fatalf("%d places held for %v, want %d", got, a, want)
 	}
 }
 
@@ -439,12 +392,12 @@ func TestReserveHoldsAPlaceWhileTheHeaderIsAwaited(t *testing.T) {
 	r := &reserver{held: map[netip.Addr]int{}, max: 2}
 	l, _ := listen(t, Config{HeaderTimeout: 300 * time.Millisecond, Reserve: r.Reserve})
 	peer := netip.MustParseAddr("127.0.0.1")
-	silent := dialFrom(t, "127.0.0.1", l)
-	slow := dialFrom(t, "127.0.0.1", l)
+	silent := testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
+	slow := testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
 	r.waitHeld(t, peer, 2)
 	// No place left: the third is reset, and the listener counts nothing
 	// (the server counts its own refusals).
-	third := dialFrom(t, "127.0.0.1", l)
+	third := testkit.DialFrom(t, "127.0.0.1", l.Addr().String())
 	third.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := third.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("connection over the server's limit: read %d, %v; want a reset", n, err)
@@ -470,7 +423,7 @@ func TestNamedProxiesAreCountedUnderTheTotalOnly(t *testing.T) {
 	l, _ := listen(t, Config{Trusted: trusted, PendingPerIP: 1, Reserve: r.Reserve})
 	var conns []net.Conn
 	for range 5 {
-		conns = append(conns, dialFrom(t, "127.0.0.1", l))
+		conns = append(conns, testkit.DialFrom(t, "127.0.0.1", l.Addr().String()))
 	}
 	r.waitHeld(t, netip.Addr{}, 5)
 	for i, c := range conns {
