@@ -188,8 +188,14 @@ type addrList []string
 func (a *addrList) String() string { return strings.Join(*a, ",") }
 
 func (a *addrList) Set(s string) error {
-	if _, _, err := net.SplitHostPort(s); err != nil {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
 		return fmt.Errorf("want HOST:PORT, such as 127.0.0.1:7007 or [::1]:7007: %w", err)
+	}
+	// A port out of range would otherwise pass as a usage and fail only
+	// when listening, as a runtime error (exit 1).
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("want HOST:PORT with a port from 0 to 65535, such as 127.0.0.1:7007: invalid port %q", port)
 	}
 	*a = append(*a, s)
 	return nil
