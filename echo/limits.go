@@ -42,8 +42,8 @@ const (
 	// datagram draws a reply from every host on a network.
 	ReasonUDPBadDestination
 	// ReasonUDPLoop: a datagram came from the port the server listens on,
-	// which is what another echo server on the same port (or a datagram
-	// forged to come from this one) looks like; answering would loop.
+	// or brought back, too soon, the bytes the server last sent its source:
+	// another echo service, on any port, answering.
 	ReasonUDPLoop
 	// ReasonUDPRateLimit: the datagram's source address (an IPv6 /64) was
 	// over UDPSourceRate.

@@ -96,10 +96,9 @@ type Server struct {
 	UDPGlobalRate int
 
 	mu        sync.Mutex
-	closing   bool              // set once by Shutdown or Close; no connection starts after it
-	listeners map[uint64]func() // what stops each Serve call's accepting, by call
-	calls     uint64            // Serve calls so far, for their ids
-	packets   map[net.PacketConn]struct{}
+	closing   bool               // set once by Shutdown or Close; no connection starts after it
+	listeners map[uint64]func()  // what stops each Serve or ServeUDP call, by call
+	calls     uint64             // Serve and ServeUDP calls so far, for their ids
 	conns     map[*conn]struct{} // served on goroutines, for Close to close
 	served    int                // connections open, in either engine
 	reserved  int                // places held through Reserve
@@ -133,7 +132,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	untrack, ok := s.trackListener(func() { l.Close() })
 	if !ok {
-		l.Close()
 		return ErrServerClosed
 	}
 	defer untrack()
@@ -235,15 +233,17 @@ const (
 	EngineEpoll     = "epoll"
 )
 
-// trackListener registers stop, which ends one Serve call's accepting, so
-// that Shutdown and Close call it, unless the server is closing. Serve calls
-// are tracked by id, never by their listener: a net.Listener need not be
-// comparable, and would make a map panic. untrack forgets the call and
-// calls stop.
+// trackListener registers stop, which ends one Serve or ServeUDP call's
+// reading of its listener or socket, so that Shutdown and Close call it;
+// if the server is closing already, it calls stop at once. Calls are
+// tracked by id, never by their listener: a net.Listener or net.PacketConn
+// need not be comparable, and would make a map panic. untrack forgets the
+// call and calls stop.
 func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
+		stop()
 		return nil, false
 	}
 	if s.listeners == nil {
@@ -405,30 +405,16 @@ func (s *Server) connEnded(c *conn, remote func() string, e ended) {
 	s.wg.Done()
 }
 
-// trackPacket registers a UDP socket so that Shutdown and Close close it,
-// and returns the server's UDP guard, unless the server is closing.
-func (s *Server) trackPacket(pc net.PacketConn) (*udpGuard, bool) {
+// guardUDP returns the server's UDP guard, made by the first ServeUDP,
+// with pc's port among the server's own.
+func (s *Server) guardUDP(pc net.PacketConn) *udpGuard {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return nil, false
-	}
-	if s.packets == nil {
-		s.packets = make(map[net.PacketConn]struct{})
-	}
-	s.packets[pc] = struct{}{}
 	if s.udpGuard == nil {
 		s.udpGuard = newUDPGuard(s)
 	}
 	s.udpGuard.addLocalPort(pc)
-	return s.udpGuard, true
-}
-
-func (s *Server) untrackPacket(pc net.PacketConn) {
-	s.mu.Lock()
-	delete(s.packets, pc)
-	s.mu.Unlock()
-	pc.Close()
+	return s.udpGuard
 }
 
 // addGoroutine counts one more goroutine that Shutdown and Close wait for,
@@ -474,9 +460,6 @@ func (s *Server) beginClose() {
 	s.closing = true
 	for _, stop := range s.listeners {
 		stop()
-	}
-	for pc := range s.packets {
-		pc.Close()
 	}
 	s.mu.Unlock()
 	// What the throttle held back is not lost at exit.

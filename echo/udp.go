@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/echod/echod/echo/internal/backoff"
 )
 
 // udpBufferSize holds the largest UDP payload there is (65507 bytes over
@@ -38,12 +40,12 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	if uc, ok := pc.(*net.UDPConn); ok && destSupported {
 		dest = enableDest(uc)
 	}
-	g, ok := s.trackPacket(pc)
+	untrack, ok := s.trackListener(func() { pc.Close() })
 	if !ok {
-		pc.Close()
 		return ErrServerClosed
 	}
-	defer s.untrackPacket(pc)
+	defer untrack()
+	g := s.guardUDP(pc)
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
 	readers := min(runtime.GOMAXPROCS(0), 4)
@@ -85,7 +87,7 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error 
 	buf := new([udpBufferSize]byte)
 	var oob [oobSize]byte
 	uc, fast := pc.(*net.UDPConn)
-	var backoff time.Duration
+	var pause time.Duration
 	for {
 		var n, oobn int
 		var src netip.AddrPort
@@ -103,15 +105,12 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error 
 			}
 		}
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || !isTemporary(err) {
+			if err := readFailed(err, &pause); err != nil {
 				return err
 			}
-			// A shortage of buffers or memory passes; don't spin on it.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
 			continue
 		}
-		backoff = 0
+		pause = 0
 		s.counts.udpDatagrams.Add(1)
 		s.counts.udpBytesIn.Add(uint64(n))
 		if dest && !unicastDest(oob[:oobn]) {
@@ -134,4 +133,16 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error 
 			s.counts.udpBytesOut.Add(uint64(n))
 		}
 	}
+}
+
+// readFailed returns err if reading a UDP socket failed for good, such as
+// because it was closed. A shortage of buffers or memory passes: it pauses
+// rather than spin, longer while the failures last, and returns nil.
+func readFailed(err error, pause *time.Duration) error {
+	if errors.Is(err, net.ErrClosed) || !isTemporary(err) {
+		return err
+	}
+	*pause = backoff.Next(*pause)
+	time.Sleep(*pause)
+	return nil
 }

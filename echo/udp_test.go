@@ -410,7 +410,7 @@ func TestServeUDPStops(t *testing.T) {
 		waitFor(t, "ServeUDP to start", func() bool {
 			srv.mu.Lock()
 			defer srv.mu.Unlock()
-			return len(srv.packets) == 1
+			return len(srv.listeners) == 1
 		})
 		if err := srv.Shutdown(context.Background()); err != nil {
 			t.Fatalf("Shutdown: %v", err)

@@ -1,7 +1,6 @@
 package echo
 
 import (
-	"errors"
 	"net"
 	"time"
 
@@ -33,19 +32,16 @@ func (s *Server) echoUDP(pc net.PacketConn, g *udpGuard, dest bool) error {
 // checks, counts and replies, with up to udpBatchSize datagrams read by one
 // recvmmsg and their echoes written by one sendmmsg.
 func (s *Server) echoBatches(b *mmsg.Batch, g *udpGuard, dest bool) error {
-	var backoff time.Duration
+	var pause time.Duration
 	for {
 		n, err := b.Read()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || !isTemporary(err) {
+			if err := readFailed(err, &pause); err != nil {
 				return err
 			}
-			// A shortage of buffers or memory passes; don't spin on it.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
 			continue
 		}
-		backoff = 0
+		pause = 0
 		var bytesIn uint64
 		for i := range n {
 			_, size := b.Datagram(i)
