@@ -1,7 +1,6 @@
 package echo
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 
@@ -40,51 +39,36 @@ func enableDest(uc *net.UDPConn) bool {
 // (the "Fraggle" attack on UDP echo). With no packet information at all it
 // reports true, since there is nothing to judge by.
 func unicastDest(oob []byte) bool {
+	broadcast := netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	// The length check keeps the parser from reading a header past oob.
 	for len(oob) >= unix.SizeofCmsghdr {
-		var length int
-		if unix.SizeofCmsghdr == 16 {
-			length = int(binary.NativeEndian.Uint64(oob))
-		} else {
-			length = int(binary.NativeEndian.Uint32(oob))
-		}
-		level := int32(binary.NativeEndian.Uint32(oob[unix.SizeofCmsghdr-8:]))
-		typ := int32(binary.NativeEndian.Uint32(oob[unix.SizeofCmsghdr-4:]))
-		if length < unix.SizeofCmsghdr || length > len(oob) {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
 			return true
 		}
-		data := oob[cmsgAlign(unix.SizeofCmsghdr):length]
 		switch {
-		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			// in_pktinfo: ifindex, spec_dst, addr. For a datagram to a
 			// local unicast address the kernel answers from that very
 			// address (spec_dst == addr); for a broadcast or multicast
 			// one, from the interface's own address.
 			spec := netip.AddrFrom4([4]byte(data[4:8]))
 			dst := netip.AddrFrom4([4]byte(data[8:12]))
-			if dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			if dst.IsMulticast() || dst == broadcast {
 				return false
 			}
 			// An unset spec_dst (no route was attached) says nothing.
 			return dst == spec || spec.IsUnspecified()
-		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			// in6_pktinfo: addr, ifindex. IPv6 has no broadcast; an IPv4
 			// datagram on a dual-stack socket shows as ::ffff:a.b.c.d
 			// here, and is judged by its IP_PKTINFO message if any.
 			dst := netip.AddrFrom16([16]byte(data[:16])).Unmap()
-			if dst.IsMulticast() || (dst.Is4() && dst == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+			if dst.IsMulticast() || dst == broadcast {
 				return false
 			}
 		}
-		next := cmsgAlign(length)
-		if next >= len(oob) {
-			break
-		}
-		oob = oob[next:]
+		oob = rest
 	}
 	return true
-}
-
-func cmsgAlign(n int) int {
-	const word = unix.SizeofPtr
-	return (n + word - 1) &^ (word - 1)
 }
