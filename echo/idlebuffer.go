@@ -33,8 +33,8 @@ type reader struct {
 	pending bool
 	peekBuf [1]byte
 
-	// The arguments and results of readRaw and peek, which the poller
-	// calls; fields and method values made once rather than closures, so
+	// The arguments and results of readRaw and peekFn, which the poller
+	// calls; fields and funcs made once rather than closures per read, so
 	// that a read allocates nothing.
 	limit  int
 	n      int
@@ -55,7 +55,8 @@ func (s *Server) newReader(c net.Conn, sock socket) *reader {
 	if _, ok := c.(*net.TCPConn); ok {
 		r.rc, r.readFn = rc, r.readRaw
 	} else {
-		r.wait, r.pending, r.peekFn = rc, true, r.peek
+		r.wait, r.pending = rc, true
+		r.peekFn = func(fd uintptr) bool { return peekReadable(fd, r.peekBuf[:]) }
 	}
 	return r
 }
@@ -137,7 +138,7 @@ func (r *reader) readWrapped() ([]byte, error) {
 			// A read with a deadline in the past returns what the
 			// wrapper holds without touching the socket, or times out
 			// at once.
-			if data, ok, err := r.readBy(aLongTimeAgo); ok {
+			if data, ok, err := r.readBy(time.Unix(1, 0)); ok {
 				return data, err
 			}
 			r.pending = false
@@ -177,16 +178,6 @@ func (r *reader) readBy(deadline time.Time) (data []byte, ok bool, err error) {
 		err = nil // TLS read on after a record, to look for an alert
 	}
 	return r.buf[:n], true, err
-}
-
-// aLongTimeAgo is a deadline that has passed: a read with it only returns
-// what is there already.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// peek is called by the runtime's poller when the wrapped socket may be
-// readable; it asks to wait while it is not.
-func (r *reader) peek(fd uintptr) bool {
-	return peekReadable(fd, r.peekBuf[:])
 }
 
 // buffer returns a pooled buffer. A pointer to an array keeps the pool free

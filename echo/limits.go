@@ -159,21 +159,6 @@ type counters struct {
 // otherwise come once per packet or per retry.
 const logInterval = 10 * time.Second
 
-// throttle lets one caller through at most once per logInterval.
-type throttle struct {
-	next atomic.Pointer[time.Time] // nil: the next call passes
-}
-
-func (t *throttle) allow(now time.Time) bool {
-	next := t.next.Load()
-	if next != nil && now.Before(*next) {
-		return false
-	}
-	// Allocates, but only once per interval.
-	after := now.Add(logInterval)
-	return t.next.CompareAndSwap(next, &after)
-}
-
 // limitLog writes the summary lines about limits: the first limit applied
 // is logged at once, and after that at most one line per logInterval with
 // the counts since the previous line, so a flood costs a line every few

@@ -110,8 +110,8 @@ type Server struct {
 
 	counts      counters
 	limitLog    limitLog
-	acceptLog   throttle
-	acceptFails uint64 // accept errors not yet logged, under mu
+	acceptFails uint64    // accept errors not yet logged, under mu
+	acceptLog   time.Time // when the next accept error may be logged, under mu
 }
 
 // Serve accepts connections on l and echoes them until Shutdown or Close,
@@ -437,9 +437,11 @@ func (s *Server) acceptFailed(addr net.Addr, err error, retryIn time.Duration) {
 	s.mu.Lock()
 	s.acceptFails++
 	n := s.acceptFails
-	log := s.acceptLog.allow(time.Now())
+	now := time.Now()
+	log := !now.Before(s.acceptLog)
 	if log {
 		s.acceptFails = 0
+		s.acceptLog = now.Add(logInterval)
 	}
 	s.mu.Unlock()
 	if log && s.Logger != nil {

@@ -353,7 +353,6 @@ func TestUDPGlobalCap(t *testing.T) {
 
 func TestTokenBucket(t *testing.T) {
 	var b tokenBucket
-	b.fill(10)
 	now := time.Duration(0)
 	for i := range 10 {
 		if !b.take(now, 10) {

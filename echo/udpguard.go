@@ -28,8 +28,8 @@ type udpGuard struct {
 	start time.Time // the guard's clock starts here, so it is monotonic
 
 	replies replyLog
-	global  lockedBucket
-	sources [sourceBuckets]lockedBucket
+	global  tokenBucket
+	sources [sourceBuckets]tokenBucket
 }
 
 // sourceBuckets is how many per-source token buckets a server keeps. Sources
@@ -49,10 +49,6 @@ func newUDPGuard(s *Server) *udpGuard {
 	}
 	g.localPorts.Store(&map[uint16]bool{})
 	g.replies.seed = g.seed
-	g.global.fill(g.globalRate)
-	for i := range g.sources {
-		g.sources[i].fill(g.sourceRate)
-	}
 	return g
 }
 
@@ -236,36 +232,25 @@ func (l *replyLog) admit(f, now uint64) (slot *atomic.Uint64, entry uint64, ok b
 	return slot, tag | (now&tickMask)<<levelBits | level, true
 }
 
-// lockedBucket is a token bucket with its own lock.
-type lockedBucket struct {
-	mu sync.Mutex
-	tokenBucket
-}
-
-func (b *lockedBucket) take(now time.Duration, rate float64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.tokenBucket.take(now, rate)
-}
-
 // tokenBucket is a rate limiter whose budget refills continuously at a rate
-// per second up to one second's worth. It has no lock of its own.
+// per second up to one second's worth (at least one token). Its zero value
+// is full.
 type tokenBucket struct {
-	tokens float64
-	last   time.Duration // the clock at the last refill
+	mu   sync.Mutex
+	used float64       // tokens spent and not refilled yet
+	last time.Duration // the clock at the last refill
 }
-
-func (b *tokenBucket) fill(rate float64) { b.tokens = max(rate, 1) }
 
 // take spends one token if there is one, refilling first for the time since
 // the last call.
 func (b *tokenBucket) take(now time.Duration, rate float64) bool {
-	burst := max(rate, 1)
-	b.tokens = min(burst, b.tokens+(now-b.last).Seconds()*rate)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used = max(0, b.used-(now-b.last).Seconds()*rate)
 	b.last = now
-	if b.tokens < 1 {
+	if b.used+1 > max(rate, 1) {
 		return false
 	}
-	b.tokens--
+	b.used++
 	return true
 }

@@ -52,15 +52,19 @@ func (l *loop) handle(c *conn, events uint32) {
 		return
 	}
 	n, err := read(int(c.fd), buf)
+	if n == 0 {
+		l.readNothing(c, err, events)
+		return
+	}
+	l.received(c, n)
+	if l.write(c, buf[:n]) && c.tail == nil && l.atLimit(c) {
+		l.endAtLimit(c)
+	}
+}
+
+// readNothing handles a read of c that returned no bytes.
+func (l *loop) readNothing(c *conn, err error, events uint32) {
 	switch {
-	case n > 0:
-		l.received(c, n)
-		if !l.write(c, buf[:n]) {
-			return
-		}
-		if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max && c.tail == nil {
-			l.endAtLimit(c)
-		}
 	case err == nil:
 		// EOF: the client half-closed, and everything it sent has been
 		// written back (there is no tail, or we would not have read), so
@@ -73,6 +77,11 @@ func (l *loop) handle(c *conn, events uint32) {
 	default:
 		l.closeErr(c, err)
 	}
+}
+
+// atLimit reports whether c has echoed Config.MaxBytes.
+func (l *loop) atLimit(c *conn) bool {
+	return l.e.cfg.MaxBytes > 0 && c.in >= l.e.cfg.MaxBytes
 }
 
 // write echoes p to c. What the socket does not take now is kept as c's
@@ -94,10 +103,7 @@ func (l *loop) write(c *conn, p []byte) bool {
 			c.tail = l.tails.get(len(p))
 			copy(c.tail, p)
 			c.tailOff = 0
-			if !l.watch(c, unix.EPOLLOUT) {
-				return false
-			}
-			return true
+			return l.watch(c, unix.EPOLLOUT)
 		default:
 			l.closeErr(c, err)
 			return false
@@ -132,10 +138,7 @@ func (l *loop) flush(c *conn, events uint32) {
 	}
 	l.tails.put(c.tail)
 	c.tail = nil
-	if !l.watch(c, unix.EPOLLIN) {
-		return
-	}
-	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
+	if l.watch(c, unix.EPOLLIN) && l.atLimit(c) {
 		l.endAtLimit(c)
 	}
 }

@@ -65,11 +65,12 @@ type Config struct {
 	// once, and the server keeps no TIME_WAIT state). It must not block.
 	// Nil admits every connection.
 	Admit func(remote netip.AddrPort) bool
-	// OnClose is called on a loop's goroutine after each admitted
-	// connection is closed. It must not block and must not call Stop.
+	// OnClose, which must be set, is called on a loop's goroutine after
+	// each admitted connection is closed. It must not block and must not
+	// call Stop.
 	OnClose func(Ended)
-	// BytesIn and BytesOut, when set, count every byte the loops read and
-	// write, as they move.
+	// BytesIn and BytesOut, which must be set, count every byte the loops
+	// read and write, as they move.
 	BytesIn, BytesOut *atomic.Uint64
 }
 
@@ -96,15 +97,6 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	if cfg.Admit == nil {
 		cfg.Admit = func(netip.AddrPort) bool { return true }
-	}
-	if cfg.OnClose == nil {
-		cfg.OnClose = func(Ended) {}
-	}
-	if cfg.BytesIn == nil {
-		cfg.BytesIn = new(atomic.Uint64)
-	}
-	if cfg.BytesOut == nil {
-		cfg.BytesOut = new(atomic.Uint64)
 	}
 	e := &Engine{cfg: cfg, epoch: time.Now()}
 	for range n {

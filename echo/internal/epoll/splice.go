@@ -38,18 +38,8 @@ func newPipe() [2]int {
 // next connection whatever happens.
 func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 	n, err := splice(int(c.fd), l.pipe[1], limit)
-	switch {
-	case n > 0:
-	case err == nil:
-		l.close(c, EOF, nil) // as in handle
-		return
-	case err == unix.EAGAIN || err == unix.EINTR:
-		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.close(c, Reset, nil)
-		}
-		return
-	default:
-		l.closeErr(c, err)
+	if n == 0 {
+		l.readNothing(c, err, events)
 		return
 	}
 	l.received(c, n)
@@ -88,7 +78,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		l.watch(c, unix.EPOLLOUT)
 		return
 	}
-	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
+	if l.atLimit(c) {
 		l.endAtLimit(c)
 	}
 }
