@@ -7,10 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// destSupported says whether ServeUDP can learn each datagram's destination
-// address, to refuse those sent to a broadcast or multicast address.
-const destSupported = true
-
 // oobSize holds the control messages enableDest asks for: one IPv4 and one
 // IPv6 packet-info message at most.
 const oobSize = 128

@@ -59,9 +59,6 @@ const (
 	endFailed                            // an unexpected error, logged beside it
 )
 
-// isLimit reports whether r is a limit, counted in Stats.
-func (r Reason) isLimit() bool { return r < numReasons }
-
 // Reasons returns every Reason, in a fixed order.
 func Reasons() []Reason {
 	rs := make([]Reason, numReasons)
@@ -172,7 +169,7 @@ type limitLog struct {
 // a summary line will tell of it. It takes no lock unless a line is to be
 // scheduled, as it may be called for every datagram of a flood.
 func (s *Server) limited(r Reason) {
-	if !r.isLimit() {
+	if r >= numReasons {
 		return
 	}
 	s.counts.limited[r].Add(1)

@@ -30,7 +30,7 @@ const udpBufferSize = 64 << 10
 func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	// Datagrams queued before this carry no destination, so it comes first.
 	var dest bool
-	if uc, ok := pc.(*net.UDPConn); ok && destSupported {
+	if uc, ok := pc.(*net.UDPConn); ok {
 		dest = enableDest(uc)
 	}
 	untrack, ok := s.trackListener(func() { pc.Close() })

@@ -51,15 +51,10 @@ func startWatchdog(c net.Conn, sock socket, p sessionPolicy, start time.Time) *w
 
 // arm sets the timer for the next check, if there is a limit to check.
 func (w *watchdog) arm(now time.Time) {
-	var next time.Duration
-	switch {
-	case w.idle > 0 && !w.end.IsZero():
-		next = min(w.idle/8, w.end.Sub(now))
-	case w.idle > 0:
-		next = w.idle / 8
-	case !w.end.IsZero():
+	next := w.idle / 8
+	if !w.end.IsZero() && (w.idle == 0 || w.end.Sub(now) < next) {
 		next = w.end.Sub(now)
-	default:
+	} else if w.idle == 0 {
 		return
 	}
 	if w.timer == nil {

@@ -89,8 +89,7 @@ func (l *loop) applyListenerOp(op listenerOp) {
 				return
 			}
 		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(op.ln.fd), Pad: listenerTag}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, op.ln.fd, &ev); err != nil {
+		if err := l.watchListener(op.ln); err != nil {
 			op.ln.failed(os.NewSyscallError("epoll_ctl", err), 0)
 			op.ln.release()
 			return
@@ -104,6 +103,12 @@ func (l *loop) applyListenerOp(op listenerOp) {
 			return
 		}
 	}
+}
+
+// watchListener adds ln to the loop's epoll instance, its events marked.
+func (l *loop) watchListener(ln *Listener) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.fd), Pad: listenerTag}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev)
 }
 
 // dropListener stops watching l.listeners[i] and lets go of it.
@@ -173,8 +178,7 @@ func (l *loop) resumeListeners() time.Duration {
 			continue
 		}
 		ll.until = 0
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ll.ln.fd), Pad: listenerTag}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ll.ln.fd, &ev); err != nil {
+		if err := l.watchListener(ll.ln); err != nil {
 			// Try again after another back-off.
 			ll.backoff = backoff.Next(ll.backoff)
 			ll.until = l.now + int64(ll.backoff)

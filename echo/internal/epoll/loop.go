@@ -156,8 +156,8 @@ func (l *loop) run() {
 				}
 				continue
 			}
-			if c := l.lookup(int(ev.Fd)); c != nil {
-				l.handle(c, ev.Events)
+			if fd := int(ev.Fd); fd < len(l.conns) && l.conns[fd] != nil {
+				l.handle(l.conns[fd], ev.Events)
 			}
 		}
 		if l.sweepEvery > 0 && l.now >= nextSweep {
@@ -248,13 +248,6 @@ func (l *loop) register(c *conn) {
 		l.conns = grown
 	}
 	l.conns[fd] = c
-}
-
-func (l *loop) lookup(fd int) *conn {
-	if fd < 0 || fd >= len(l.conns) {
-		return nil
-	}
-	return l.conns[fd]
 }
 
 // close closes c's descriptor, forgets it and reports its end.
