@@ -263,14 +263,8 @@ func (l *loop) close(c *conn, r End, err error) {
 // report closes c's descriptor and tells the engine's owner c has ended.
 func (l *loop) report(c *conn, r End, err error) {
 	closeFD(int(c.fd))
-	l.e.cfg.OnClose(Ended{
-		Remote:   c.remote,
-		In:       c.in,
-		Out:      c.out,
-		Duration: time.Duration(l.now - c.start),
-		End:      r,
-		Err:      err,
-	})
+	l.e.cfg.OnClose(Ended{Remote: c.remote, In: c.in, Out: c.out,
+		Duration: time.Duration(l.now - c.start), End: r, Err: err})
 }
 
 // sweep closes the connections past a time limit.

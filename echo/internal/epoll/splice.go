@@ -57,20 +57,16 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		break
 	}
 	if left > 0 {
-		tail := l.tails.get(left)
-		if !l.drainPipe(tail) {
-			// The pipe lost bytes; nothing can be echoed exactly now.
-			l.tails.put(tail)
-			l.close(c, Failed, errPipe)
-			return
-		}
-		if werr != nil {
-			l.tails.put(tail)
+		// Closing c gives the tail back to the pool.
+		c.tail, c.tailOff = l.tails.get(left), 0
+		switch {
+		case !l.drainPipe(c.tail):
+			l.close(c, Failed, errPipe) // nothing can be echoed exactly now
+		case werr != nil:
 			l.closeErr(c, werr)
-			return
+		default:
+			l.watch(c, unix.EPOLLOUT)
 		}
-		c.tail, c.tailOff = tail, 0
-		l.watch(c, unix.EPOLLOUT)
 		return
 	}
 	if l.atLimit(c) {
