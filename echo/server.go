@@ -300,15 +300,12 @@ func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
 		s.limited(r)
 		return func() {}, false
 	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			s.reserved--
-			s.leaveLocked(addr)
-			s.mu.Unlock()
-		})
-	}, true
+	return sync.OnceFunc(func() {
+		s.mu.Lock()
+		s.reserved--
+		s.leaveLocked(addr)
+		s.mu.Unlock()
+	}), true
 }
 
 // admit admits a connection from source that this server serves: on a

@@ -84,11 +84,6 @@ const listenerTag = 1
 
 func (l *loop) applyListenerOp(op listenerOp) {
 	if op.add {
-		for _, ll := range l.listeners {
-			if ll.ln == op.ln {
-				return
-			}
-		}
 		if err := l.watchListener(op.ln); err != nil {
 			op.ln.failed(os.NewSyscallError("epoll_ctl", err), 0)
 			op.ln.release()
