@@ -3,6 +3,7 @@ package echo
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"maps"
 	"math/bits"
 	"net"
 	"net/netip"
@@ -53,10 +54,8 @@ func (g *udpGuard) addLocalPort(pc net.PacketConn) {
 	if !ok {
 		return
 	}
-	ports := map[uint16]bool{uint16(ua.Port): true}
-	for p := range *g.localPorts.Load() {
-		ports[p] = true
-	}
+	ports := maps.Clone(*g.localPorts.Load())
+	ports[uint16(ua.Port)] = true
 	g.localPorts.Store(&ports)
 }
 
