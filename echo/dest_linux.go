@@ -29,11 +29,9 @@ func enableDest(uc *net.UDPConn) bool {
 
 // unicastDest reports whether the control messages oob, as ReadMsgUDP
 // returns them, say the datagram was sent to one of this host's unicast
-// addresses. A datagram sent to a broadcast address (255.255.255.255 or a
-// subnet's, such as 192.0.2.255) or a multicast group is not: answering it
-// is how one forged datagram draws a reply from every host on a network
-// (the "Fraggle" attack on UDP echo). With no packet information at all it
-// reports true, since there is nothing to judge by.
+// addresses, not a broadcast (such as 192.0.2.255) or multicast one: one
+// forged datagram to those draws a reply from every host on a network (the
+// "Fraggle" attack). With no packet information it reports true.
 func unicastDest(oob []byte) bool {
 	broadcast := netip.AddrFrom4([4]byte{255, 255, 255, 255})
 	// The length check keeps the parser from reading a header past oob.

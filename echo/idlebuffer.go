@@ -12,10 +12,8 @@ import (
 
 // reader reads a connection into pooled buffers, and optimises one thing:
 // it waits for data before it takes a buffer, and serveConn gives it back
-// once its bytes are echoed, so an idle connection holds none. A plain TCP
-// socket is read directly once the runtime's poller says it is readable; a
-// wrapper (TLS, PROXY protocol) through, once its socket is. Only a
-// connection with no socket to wait on (net.Pipe) holds a buffer waiting.
+// once its bytes are echoed, so an idle connection holds none (unless it
+// has no socket to wait on, such as net.Pipe).
 type reader struct {
 	s   *Server
 	c   net.Conn

@@ -213,12 +213,10 @@ const (
 	EngineEpoll     = "epoll"
 )
 
-// trackListener registers stop, which ends one Serve or ServeUDP call's
-// reading of its listener or socket, so that Shutdown and Close call it;
-// if the server is closing already, it calls stop at once. Calls are
-// tracked by id, never by their listener: a net.Listener or net.PacketConn
-// need not be comparable, and would make a map panic. untrack forgets the
-// call and calls stop.
+// trackListener registers stop, which ends one Serve or ServeUDP call, for
+// Shutdown and Close to call (at once if the server is closing). Calls are
+// tracked by id: a net.Listener or net.PacketConn need not be comparable,
+// and would make a map panic. untrack forgets the call and calls stop.
 func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

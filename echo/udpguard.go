@@ -109,26 +109,21 @@ func checkSource(src netip.AddrPort, allowPrivileged bool, localPorts map[uint16
 }
 
 // replyLog is the reflection half of the loop guard. Another echo service,
-// on any port, answers a reply with the very same bytes, straight back (so
-// does a service that answers everything with one fixed error). So the log
-// remembers a fingerprint of each reply sent lately (destination address,
-// port, and a hash of the bytes), and a datagram that brings back the bytes
-// last sent to its source, too soon, gets no answer. A loop is one datagram
-// going round, so one drop ends it.
+// on any port, answers a reply with the very same bytes, straight back. So
+// the log remembers a fingerprint (destination and bytes) of each reply sent
+// lately, and a datagram that brings back, too soon, the bytes last sent to
+// its source gets no answer: one drop ends a loop.
 //
 // Too soon is reflectWindow after the last answer, doubled each time the
 // same bytes from the same source are answered again, up to
-// maxReflectWindow, so a loop through a slow peer is dropped after a few
-// more rounds; after forgetAfter it starts over. Timing is all that tells a
-// reflector from a client that repeats itself: a loop slower than
-// maxReflectWindow is left to the rate limits (no echo service on the
-// Internet is that far), and a client repeating the same bytes from one
-// port at least that often is answered about once per maxReflectWindow.
+// maxReflectWindow (a loop through a slow peer is dropped a few rounds
+// later); after forgetAfter it starts over. A slower loop is left to the
+// rate limits, and a client repeating the same bytes from one port more
+// often is answered about once per maxReflectWindow.
 //
-// The log is a fixed table of atomic words indexed by the fingerprint:
-// memory stays fixed however many sources a flood forges, and readers take
-// no lock. An overwritten entry is forgotten (the guard answers once more);
-// a false match needs 36 more bits of two fingerprints to agree.
+// The log is a fixed table of atomic words indexed by the fingerprint, so
+// memory is fixed and readers take no lock. An overwritten entry is
+// forgotten (one more answer); a false match needs 36 more bits to agree.
 type replyLog struct {
 	seed  maphash.Seed
 	slots [replyLogSize]atomic.Uint64
