@@ -124,12 +124,9 @@ func (p sessionPolicy) readLimit(in int64) int {
 const limitLinger = 2 * time.Second
 
 // discardAfterLimit ends a connection that has echoed its MaxSessionBytes
-// without losing any of that echo. Closing a socket with unread input makes
-// the kernel reset it and throw away the echo it still holds, so instead
-// the write side is shut down (the client reads its last byte, then EOF),
-// and the input that keeps coming is thrown away until the client closes
-// its side, or takes no echo for limitLinger: long enough to see the EOF,
-// too short to hold the connection by sending on.
+// without losing that echo, which closing a socket with unread input would
+// (the kernel resets it): the write side is shut down, and input thrown away
+// until the client closes its side, or takes no echo for limitLinger.
 func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader, w *watchdog) {
 	w.linger(limitLinger)
 	// A TLS connection sends its close_notify, then the socket its FIN.
@@ -157,9 +154,7 @@ type socket interface {
 
 // socketOf returns the socket under c, which may be c itself, or nil when c
 // is something else (net.Pipe) or a wrapper that does not say what it wraps
-// with NetConn (crypto/tls) or Raw (go-proxyproto): such a connection holds
-// a buffer while idle, and its slow reader's progress shows only as the
-// server's writes (in 4 KiB pieces) return.
+// with NetConn (crypto/tls) or Raw (go-proxyproto).
 func socketOf(c net.Conn) socket {
 	// The bound guards against a wrapper that returns itself.
 	for range 8 {

@@ -98,8 +98,7 @@ type Stats struct {
 	// UDPReplies counts the datagrams echoed.
 	UDPReplies uint64
 	// TCPBytesIn and TCPBytesOut count the bytes read from and written to
-	// TCP connections (for TLS, the plaintext), as they move: a long
-	// session shows in them before it ends.
+	// TCP connections (for TLS, the plaintext), as they move.
 	TCPBytesIn, TCPBytesOut uint64
 	// UDPDatagrams counts the datagrams received, answered or not;
 	// UDPBytesIn and UDPBytesOut the bytes received and echoed.

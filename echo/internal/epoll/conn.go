@@ -64,9 +64,8 @@ func (l *loop) handle(c *conn, events uint32) {
 func (l *loop) readNothing(c *conn, err error, events uint32) {
 	switch {
 	case err == nil:
-		// EOF: the client half-closed, and everything it sent has been
-		// written back (there is no tail, or we would not have read), so
-		// closing now loses nothing.
+		// EOF: everything the client sent has been written back (with a
+		// tail, c would not be read), so closing loses nothing.
 		l.close(c, EOF, nil)
 	case err == unix.EAGAIN || err == unix.EINTR:
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
@@ -140,11 +139,10 @@ func (l *loop) flush(c *conn, events uint32) {
 	}
 }
 
-// endAtLimit ends c, which has echoed MaxBytes, without losing that echo,
-// as the goroutine engine's discardAfterLimit does: its write side is shut
-// down, and its input thrown away (discard) until the client closes its
-// side, or takes no echo for Config.Linger (sweep). c must be watched for
-// readability.
+// endAtLimit ends c, which has echoed MaxBytes, as echo's discardAfterLimit
+// does: its write side is shut down, and its input thrown away (discard)
+// until the client closes its side, or takes no echo for Config.Linger. c
+// must be watched for readability.
 func (l *loop) endAtLimit(c *conn) {
 	if err := unix.Shutdown(int(c.fd), unix.SHUT_WR); err != nil {
 		l.closeErr(c, err)

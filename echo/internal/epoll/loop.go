@@ -14,9 +14,8 @@ import (
 )
 
 const (
-	// readSize is the loop's shared read buffer, so also the most one
-	// connection reads per wakeup: the bound on its work that keeps the
-	// loop fair to the others.
+	// readSize is the loop's shared read buffer: the most one connection
+	// reads per wakeup, which keeps the loop fair to the others.
 	readSize = 64 << 10
 	// maxEvents is how many ready connections one epoll_wait reports.
 	maxEvents = 256
