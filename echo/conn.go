@@ -9,24 +9,22 @@ import (
 	"time"
 )
 
-// bufferSize is how much of a client's data a connection holds at most. The
-// write of one read completes before the next read starts, so a client that
-// sends faster than it reads fills the kernel's socket buffers and then
-// meets TCP backpressure; the server never holds more than this.
+// bufferSize is how much of a client's data a connection holds at most: the
+// next read waits for the write of the last, so a client that sends faster
+// than it reads meets TCP backpressure.
 const bufferSize = 32 << 10
 
-// conn is a connection served on its own goroutine. The server tracks it by
-// pointer, so that Close can close it: a net.Conn need not be comparable.
+// conn is a connection served on its own goroutine, tracked by pointer: a
+// net.Conn need not be comparable.
 type conn struct {
 	net.Conn
 	source netip.Addr // as admission counted it; the zero Addr if not IP
 }
 
-// serveConn is the goroutine engine, and the specification of echo that the
-// event loops must agree with: read what has arrived, write back exactly
-// those bytes, repeat, until the client half-closes, resets or goes away, a
-// session limit ends the connection, or Shutdown or Close does. Then it
-// closes c and reports why it ended.
+// serveConn is the goroutine engine, the specification the event loops must
+// agree with: read what has arrived, write back exactly those bytes, repeat,
+// until the client half-closes or goes away, or a limit, Shutdown or Close
+// ends the connection. Then it closes c and reports why it ended.
 func (s *Server) serveConn(c *conn) {
 	start := time.Now()
 	p := s.sessionPolicy()
@@ -73,7 +71,7 @@ func (s *Server) serveConn(c *conn) {
 var errSessionBytes = errors.New("session byte limit reached")
 
 // endReason names why a connection ended, given the error that ended its
-// loop, and returns that error too when it is unexpected.
+// loop, which it returns when unexpected.
 func endReason(err error, w *watchdog) (Reason, error) {
 	if err == errSessionBytes {
 		return ReasonMaxSessionBytes, nil
@@ -92,17 +90,16 @@ func endReason(err error, w *watchdog) (Reason, error) {
 	return endFailed, err
 }
 
-// sessionPolicy is what a connection may do once admitted: plain values that
-// any engine serving the connection applies. Zero fields mean no limit.
+// sessionPolicy is the limits both engines apply to an admitted connection.
+// Zero fields mean no limit.
 type sessionPolicy struct {
 	IdleTimeout time.Duration // no progress in either direction for this long ends it
 	MaxDuration time.Duration // it ends this long after it was accepted
 	MaxBytes    int64         // it ends once the client has sent this many bytes, all echoed
 }
 
-// longest is what a longer time limit is taken as: "very long", and far
-// enough from the largest time.Duration that the arithmetic on it (an idle
-// timeout plus an eighth) cannot overflow into the past.
+// longest is what a longer time limit is taken as: far enough from the
+// largest time.Duration that adding to it cannot overflow into the past.
 const longest = 100 * 365 * 24 * time.Hour
 
 func (s *Server) sessionPolicy() sessionPolicy {
@@ -113,8 +110,8 @@ func (s *Server) sessionPolicy() sessionPolicy {
 	}
 }
 
-// readLimit is the most a connection that has sent in bytes may read next:
-// no more than MaxBytes allows, so that exactly the allowed bytes are echoed.
+// readLimit is the most a connection that has sent in bytes may read next,
+// so that exactly MaxBytes are echoed.
 func (p sessionPolicy) readLimit(in int64) int {
 	if p.MaxBytes == 0 {
 		return bufferSize
@@ -122,21 +119,14 @@ func (p sessionPolicy) readLimit(in int64) int {
 	return int(min(p.MaxBytes-in, bufferSize))
 }
 
-// limitLinger is how long a connection that reached MaxSessionBytes stays
-// open, discarding its input, once the client stops taking its echo: see
-// discardAfterLimit.
+// limitLinger is how long a connection past MaxSessionBytes stays open once
+// the client stops taking its echo: see discardAfterLimit.
 const limitLinger = 2 * time.Second
 
 // discardAfterLimit ends a connection that has echoed its MaxSessionBytes
-// without losing any of that echo. Closing a socket with unread input makes
-// the kernel reset the connection and throw away the echo it still holds
-// for a slow reader, so instead the write side is shut down (the client
-// reads its last byte, then EOF), and the input that keeps coming is read
-// and thrown away until the client closes its side too. That lasts as long
-// as the client keeps taking echo off the server's send buffer, and at most
-// limitLinger after it stops: long enough for a client to see the EOF and
-// stop sending, short enough that a client that goes on sending past its
-// limit does not hold the connection. MaxSessionDuration still applies.
+// without losing that echo, which closing a socket with unread input would
+// (the kernel resets it): the write side is shut down, and input thrown away
+// until the client closes its side, or takes no echo for limitLinger.
 func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader, w *watchdog) {
 	w.linger(limitLinger)
 	// A TLS connection sends its close_notify, then the socket its FIN.
@@ -155,8 +145,7 @@ func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader, w *watchd
 	}
 }
 
-// socket is what a connection is under its wrappers: one the runtime can
-// wait on and that can be shut down for writing, such as *net.TCPConn.
+// socket is what a connection is under its wrappers, such as *net.TCPConn.
 type socket interface {
 	net.Conn
 	syscall.Conn
@@ -164,14 +153,10 @@ type socket interface {
 }
 
 // socketOf returns the socket under c, which may be c itself, or nil when c
-// wraps something else (net.Pipe) or a wrapper that does not say what it
-// wraps. A wrapper says so with NetConn() net.Conn, as crypto/tls does (or
-// go-proxyproto's Raw); one that does not holds a buffer while it is idle,
-// and a slow reader's progress shows to the idle timeout only as the
-// server's writes (in 4 KiB pieces) return.
+// is something else (net.Pipe) or a wrapper that does not say what it wraps
+// with NetConn (crypto/tls) or Raw (go-proxyproto).
 func socketOf(c net.Conn) socket {
-	// Wrappers nest a level or two (TLS over PROXY protocol); the bound
-	// only guards against a wrapper that returns itself.
+	// The bound guards against a wrapper that returns itself.
 	for range 8 {
 		if s, ok := c.(socket); ok {
 			return s

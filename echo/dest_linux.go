@@ -1,16 +1,11 @@
 package echo
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
-
-// destSupported says whether ServeUDP can learn each datagram's destination
-// address, to refuse those sent to a broadcast or multicast address.
-const destSupported = true
 
 // oobSize holds the control messages enableDest asks for: one IPv4 and one
 // IPv6 packet-info message at most.
@@ -34,57 +29,40 @@ func enableDest(uc *net.UDPConn) bool {
 
 // unicastDest reports whether the control messages oob, as ReadMsgUDP
 // returns them, say the datagram was sent to one of this host's unicast
-// addresses. A datagram sent to a broadcast address (255.255.255.255 or a
-// subnet's, such as 192.0.2.255) or a multicast group is not: answering it
-// is how one forged datagram draws a reply from every host on a network
-// (the "Fraggle" attack on UDP echo). With no packet information at all it
-// reports true, since there is nothing to judge by.
+// addresses, not a broadcast (such as 192.0.2.255) or multicast one: one
+// forged datagram to those draws a reply from every host on a network (the
+// "Fraggle" attack). With no packet information it reports true.
 func unicastDest(oob []byte) bool {
+	broadcast := netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	// The length check keeps the parser from reading a header past oob.
 	for len(oob) >= unix.SizeofCmsghdr {
-		var length int
-		if unix.SizeofCmsghdr == 16 {
-			length = int(binary.NativeEndian.Uint64(oob))
-		} else {
-			length = int(binary.NativeEndian.Uint32(oob))
-		}
-		level := int32(binary.NativeEndian.Uint32(oob[unix.SizeofCmsghdr-8:]))
-		typ := int32(binary.NativeEndian.Uint32(oob[unix.SizeofCmsghdr-4:]))
-		if length < unix.SizeofCmsghdr || length > len(oob) {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
 			return true
 		}
-		data := oob[cmsgAlign(unix.SizeofCmsghdr):length]
 		switch {
-		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			// in_pktinfo: ifindex, spec_dst, addr. For a datagram to a
 			// local unicast address the kernel answers from that very
 			// address (spec_dst == addr); for a broadcast or multicast
 			// one, from the interface's own address.
 			spec := netip.AddrFrom4([4]byte(data[4:8]))
 			dst := netip.AddrFrom4([4]byte(data[8:12]))
-			if dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			if dst.IsMulticast() || dst == broadcast {
 				return false
 			}
 			// An unset spec_dst (no route was attached) says nothing.
 			return dst == spec || spec.IsUnspecified()
-		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			// in6_pktinfo: addr, ifindex. IPv6 has no broadcast; an IPv4
 			// datagram on a dual-stack socket shows as ::ffff:a.b.c.d
 			// here, and is judged by its IP_PKTINFO message if any.
 			dst := netip.AddrFrom16([16]byte(data[:16])).Unmap()
-			if dst.IsMulticast() || (dst.Is4() && dst == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+			if dst.IsMulticast() || dst == broadcast {
 				return false
 			}
 		}
-		next := cmsgAlign(length)
-		if next >= len(oob) {
-			break
-		}
-		oob = oob[next:]
+		oob = rest
 	}
 	return true
-}
-
-func cmsgAlign(n int) int {
-	const word = unix.SizeofPtr
-	return (n + word - 1) &^ (word - 1)
 }

@@ -72,7 +72,7 @@ func TestUDPIgnoresBroadcastDatagrams(t *testing.T) {
 	waitFor(t, "ServeUDP to start", func() bool {
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
-		return len(srv.packets) == 1
+		return len(srv.listeners) == 1
 	})
 	c := udpClient(t, netip.MustParseAddrPort("127.0.0.1:0"))
 	rc, err := c.SyscallConn()

@@ -4,10 +4,7 @@ package echo
 
 import "net"
 
-// destSupported says whether ServeUDP can learn each datagram's destination
-// address; elsewhere than Linux it does not try.
-const destSupported = false
-
+// Elsewhere than Linux, ServeUDP does not learn datagrams' destinations.
 const oobSize = 0
 
 func enableDest(*net.UDPConn) bool { return false }

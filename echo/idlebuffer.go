@@ -10,31 +10,25 @@ import (
 	"time"
 )
 
-// reader reads a connection into buffers from the server's pool, and
-// optimises one thing: it waits for data before it takes a buffer, and
-// serveConn gives the buffer back as soon as its bytes are echoed, so an
-// idle connection holds none. A plain TCP socket is read directly once the
-// runtime's poller says it is readable; a wrapper (TLS, PROXY protocol) is
-// read through once its socket is. Only a connection with no socket to wait
-// on (net.Pipe) holds its buffer while it waits.
+// reader reads a connection into pooled buffers, and optimises one thing:
+// it waits for data before it takes a buffer, and serveConn gives it back
+// once its bytes are echoed, so an idle connection holds none (unless it
+// has no socket to wait on, such as net.Pipe).
 type reader struct {
 	s   *Server
 	c   net.Conn
 	rc  syscall.RawConn   // c is a plain socket, read directly; nil: read through c
 	buf *[bufferSize]byte // what read returned is in it, until release
 
-	// For a connection that wraps a socket: the socket, waited on for
-	// readability before a buffer is taken.
-	wait       syscall.RawConn
-	handshaken bool // a TLS handshake, if any, is done
+	wait       syscall.RawConn // a wrapper's socket, waited on before a buffer is taken
+	handshaken bool            // a TLS handshake, if any, is done
 	// pending says the wrapper may hold bytes it has read from the socket
-	// already (the rest of a TLS record, what came with a PROXY header),
-	// which a wait on the socket would not see.
+	// (the rest of a TLS record), which a wait on the socket would not see.
 	pending bool
 	peekBuf [1]byte
 
-	// The arguments and results of readRaw and peek, which the poller
-	// calls; fields and method values made once rather than closures, so
+	// The arguments and results of readRaw and peekFn, which the poller
+	// calls; fields and funcs made once rather than closures per read, so
 	// that a read allocates nothing.
 	limit  int
 	n      int
@@ -55,14 +49,14 @@ func (s *Server) newReader(c net.Conn, sock socket) *reader {
 	if _, ok := c.(*net.TCPConn); ok {
 		r.rc, r.readFn = rc, r.readRaw
 	} else {
-		r.wait, r.pending, r.peekFn = rc, true, r.peek
+		r.wait, r.pending = rc, true
+		r.peekFn = func(fd uintptr) bool { return peekReadable(fd, r.peekBuf[:]) }
 	}
 	return r
 }
 
-// read waits for data and returns up to limit bytes of it, or the error that
-// ended the wait (io.EOF on the client's half-close). The bytes stay valid
-// until release.
+// read waits for data and returns up to limit bytes of it, valid until
+// release, or the error that ended the wait (io.EOF on a half-close).
 func (r *reader) read(limit int) ([]byte, error) {
 	r.limit = limit
 	switch {
@@ -92,8 +86,7 @@ func (r *reader) release() {
 }
 
 // readRaw is called by the runtime's poller when the socket may be
-// readable: it takes a buffer and reads, or gives the buffer back and asks
-// to wait when there turns out to be nothing to read.
+// readable; with nothing to read it gives the buffer back and asks to wait.
 func (r *reader) readRaw(fd uintptr) bool {
 	r.buf = r.s.buffer()
 	for {
@@ -117,15 +110,12 @@ func (r *reader) readRaw(fd uintptr) bool {
 	}
 }
 
-// readWrapped is read for a connection that wraps a socket. It takes a
-// buffer only when the wrapper has bytes for it already, or once the socket
-// is readable.
+// readWrapped is read for a connection that wraps a socket.
 func (r *reader) readWrapped() ([]byte, error) {
 	if !r.handshaken {
 		r.handshaken = true
-		// The read below that must not block would fail a TLS handshake
-		// that has not happened yet, so it happens first, without a
-		// buffer.
+		// A read that must not block would fail a TLS handshake, so it
+		// happens first, without a buffer.
 		if h, ok := r.c.(interface{ HandshakeContext(context.Context) error }); ok {
 			if err := h.HandshakeContext(context.Background()); err != nil {
 				return nil, err
@@ -134,10 +124,8 @@ func (r *reader) readWrapped() ([]byte, error) {
 	}
 	for {
 		if r.pending {
-			// A read with a deadline in the past returns what the
-			// wrapper holds without touching the socket, or times out
-			// at once.
-			if data, ok, err := r.readBy(aLongTimeAgo); ok {
+			// A deadline in the past returns only what the wrapper holds.
+			if data, ok, err := r.readBy(time.Unix(1, 0)); ok {
 				return data, err
 			}
 			r.pending = false
@@ -145,10 +133,9 @@ func (r *reader) readWrapped() ([]byte, error) {
 		if err := r.wait.Read(r.peekFn); err != nil {
 			return nil, err // closed while waiting
 		}
-		// The socket has bytes, or its end. They may be part of a TLS
-		// record only: the read waits a little for the rest, then gives
-		// the buffer back and waits on the socket again, so that a
-		// client that stalls in the middle of a record holds none.
+		// The bytes may be part of a TLS record only: the read waits a
+		// little for the rest, then gives the buffer back and waits on the
+		// socket again, so a client stalled mid-record holds none.
 		if data, ok, err := r.readBy(time.Now().Add(recordWait)); ok {
 			r.pending = len(data) > 0
 			return data, err
@@ -156,14 +143,13 @@ func (r *reader) readWrapped() ([]byte, error) {
 	}
 }
 
-// recordWait is how long a read of a wrapped connection whose socket has
-// bytes waits for the rest of a record with a buffer held.
+// recordWait is how long a wrapped read waits for the rest of a record
+// with a buffer held.
 const recordWait = 100 * time.Millisecond
 
-// readBy reads the wrapper into a pooled buffer, waiting until deadline at
-// most. ok is false, and no buffer held, when nothing came by then. A read
-// that times out leaves a TLS or PROXY connection usable (crypto/tls keeps
-// the part of a record it has, and does not make the error permanent).
+// readBy reads the wrapper into a pooled buffer by deadline; ok is false,
+// and no buffer held, when nothing came. A timed-out read leaves a TLS
+// connection usable: crypto/tls keeps the part of a record it has.
 func (r *reader) readBy(deadline time.Time) (data []byte, ok bool, err error) {
 	r.buf = r.s.buffer()
 	r.c.SetReadDeadline(deadline)
@@ -179,18 +165,8 @@ func (r *reader) readBy(deadline time.Time) (data []byte, ok bool, err error) {
 	return r.buf[:n], true, err
 }
 
-// aLongTimeAgo is a deadline that has passed: a read with it only returns
-// what is there already.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// peek is called by the runtime's poller when the wrapped socket may be
-// readable; it asks to wait while it is not.
-func (r *reader) peek(fd uintptr) bool {
-	return peekReadable(fd, r.peekBuf[:])
-}
-
-// buffer returns a pooled buffer. A pointer to an array keeps the pool free
-// of allocations.
+// buffer returns a pooled buffer; a pointer to an array puts without
+// allocating.
 func (s *Server) buffer() *[bufferSize]byte {
 	if buf, ok := s.buffers.Get().(*[bufferSize]byte); ok {
 		return buf

@@ -10,9 +10,8 @@ import (
 
 // Reason names a limit that made the server refuse or end a TCP connection or
 // drop a UDP datagram. Its String is a short, stable word for logs and metric
-// labels, such as "max-conns". The same type, beyond the limits, names the
-// other ends of a connection in the log ("eof", "reset by client"), for
-// both engines alike.
+// labels, such as "max-conns". Beyond the limits, it names the other ends of
+// a connection in the log ("eof", "reset by client"), for both engines.
 type Reason uint8
 
 // The reasons, a fixed vocabulary: every refusal, limit-ended connection and
@@ -31,19 +30,17 @@ const (
 	// ReasonMaxSessionBytes: a connection sent MaxSessionBytes.
 	ReasonMaxSessionBytes
 	// ReasonUDPPrivilegedPort: a datagram came from a port below 1024, where
-	// other echo, chargen and daytime services live (the loop of
-	// CVE-1999-0103).
+	// other echo, chargen and daytime services live (CVE-1999-0103).
 	ReasonUDPPrivilegedPort
 	// ReasonUDPBadSource: a datagram came from port 0 or from an address no
 	// reply may go to: unspecified, multicast, broadcast or reserved.
 	ReasonUDPBadSource
 	// ReasonUDPBadDestination: a datagram was sent to a broadcast or
-	// multicast address, as in the "Fraggle" attack, where one forged
-	// datagram draws a reply from every host on a network.
+	// multicast address (the "Fraggle" attack).
 	ReasonUDPBadDestination
 	// ReasonUDPLoop: a datagram came from the port the server listens on,
-	// which is what another echo server on the same port (or a datagram
-	// forged to come from this one) looks like; answering would loop.
+	// or brought back, too soon, the bytes the server last sent its source:
+	// another echo service, on any port, answering.
 	ReasonUDPLoop
 	// ReasonUDPRateLimit: the datagram's source address (an IPv6 /64) was
 	// over UDPSourceRate.
@@ -54,17 +51,13 @@ const (
 	numReasons = iota
 )
 
-// The ends of a connection that no limit caused. They are not limits, so
-// Reasons and Stats leave them out; they name the end in the log.
+// The ends of a connection that no limit caused: only the log names them.
 const (
 	endEOF    Reason = numReasons + iota // the client half-closed and got all its echo
 	endReset                             // the client reset or vanished
 	endClosed                            // Shutdown or Close ended it (or refused it)
 	endFailed                            // an unexpected error, logged beside it
 )
-
-// isLimit reports whether r is a limit, counted in Stats.
-func (r Reason) isLimit() bool { return r < numReasons }
 
 // Reasons returns every Reason, in a fixed order.
 func Reasons() []Reason {
@@ -105,8 +98,7 @@ type Stats struct {
 	// UDPReplies counts the datagrams echoed.
 	UDPReplies uint64
 	// TCPBytesIn and TCPBytesOut count the bytes read from and written to
-	// TCP connections (for TLS, the plaintext), as they move: a long
-	// session shows in them before it ends.
+	// TCP connections (for TLS, the plaintext), as they move.
 	TCPBytesIn, TCPBytesOut uint64
 	// UDPDatagrams counts the datagrams received, answered or not;
 	// UDPBytesIn and UDPBytesOut the bytes received and echoed.
@@ -140,46 +132,27 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// counters are the numbers behind Stats; they are updated without locks.
+// counters are the numbers behind Stats, updated without locks: an atomic
+// add per read or write is nothing beside the system call it counts.
 type counters struct {
 	accepted     atomic.Uint64
 	acceptErrors atomic.Uint64
 	udpReplies   atomic.Uint64
 	limited      [numReasons]atomic.Uint64
 
-	// One atomic add per read or write: nothing next to the system call
-	// it counts, and it lets metrics see traffic while sessions last.
 	tcpBytesIn, tcpBytesOut atomic.Uint64
 	udpDatagrams            atomic.Uint64
 	udpBytesIn, udpBytesOut atomic.Uint64
 }
 
-// logInterval is the least time between two log lines about limits, and
-// between two about accept errors: under attack or fd exhaustion they would
-// otherwise come once per packet or per retry.
+// logInterval is the least time between two log lines about limits, or
+// about accept errors, which under attack would come once per packet.
 const logInterval = 10 * time.Second
 
-// throttle lets one caller through at most once per logInterval.
-type throttle struct {
-	next atomic.Pointer[time.Time] // nil: the next call passes
-}
-
-func (t *throttle) allow(now time.Time) bool {
-	next := t.next.Load()
-	if next != nil && now.Before(*next) {
-		return false
-	}
-	// Allocates, but only once per interval.
-	after := now.Add(logInterval)
-	return t.next.CompareAndSwap(next, &after)
-}
-
 // limitLog writes the summary lines about limits: the first limit applied
-// is logged at once, and after that at most one line per logInterval with
-// the counts since the previous line, so a flood costs a line every few
-// seconds rather than one per packet. A count that arrives while a line is
-// held back is logged at the end of the interval, whether or not another
-// follows: every count is in some line.
+// is logged at once, then at most one line per logInterval with the counts
+// since the previous one. A line held back is written at the end of the
+// interval, whether or not another count follows: every count is in a line.
 type limitLog struct {
 	pending atomic.Bool // a line is due: counts from now on will be in it
 
@@ -191,12 +164,11 @@ type limitLog struct {
 	logged  [numReasons]uint64 // the counts as of the previous line
 }
 
-// limited counts one application of limit r and makes sure a summary line
-// will tell of it: one is written now, or at the end of the interval. It
-// takes no lock unless a line is to be scheduled, as it may be called for
-// every datagram of a flood. An r that is no limit is ignored.
+// limited counts limit r (an r that is no limit is ignored) and makes sure
+// a summary line will tell of it. It takes no lock unless a line is to be
+// scheduled, as it may be called for every datagram of a flood.
 func (s *Server) limited(r Reason) {
-	if !r.isLimit() {
+	if r >= numReasons {
 		return
 	}
 	s.counts.limited[r].Add(1)
@@ -220,8 +192,7 @@ func (s *Server) logLimits() {
 	l := &s.limitLog
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	// Cleared before the counts are read: a count added after this
-	// schedules the next line.
+	// Cleared first: a count added after this schedules the next line.
 	l.pending.Store(false)
 	if l.timer != nil {
 		l.timer.Stop()
@@ -251,22 +222,16 @@ func (l *limitLog) interval() time.Duration {
 	return l.every
 }
 
-// stop cancels the line held back, for the caller to log now, and starts no
-// timer from then on: a count after it is logged at once, so no timer
-// outlives the server.
+// stop starts no timer from then on, so none outlives the server: a count
+// after it is logged at once. The caller logs the line held back.
 func (l *limitLog) stop() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.stopped = true
-	if l.timer != nil {
-		l.timer.Stop()
-		l.timer = nil
-	}
+	l.mu.Unlock()
 }
 
-// sourceKey is the address that per-source limits count by: the address
-// itself for IPv4, its /64 for IPv6, since one host or customer typically
-// holds a whole /64.
+// sourceKey is what per-source limits count by: the address for IPv4, its
+// /64 for IPv6, which one host or customer typically holds whole.
 func sourceKey(a netip.Addr) netip.Addr {
 	a = a.Unmap()
 	if a.Is6() {

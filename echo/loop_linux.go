@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/echod/echod/echo/internal/epoll"
@@ -68,9 +67,8 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 // serveLoop is Serve for a TCP listener whose connections the event loops
 // accept and serve themselves.
 func (s *Server) serveLoop(ctx context.Context, tl *net.TCPListener) error {
-	stopped := make(chan struct{})
-	var once sync.Once
-	untrack, ok := s.trackListener(func() { once.Do(func() { close(stopped) }) })
+	served, stop := context.WithCancel(ctx)
+	untrack, ok := s.trackListener(stop)
 	if !ok {
 		tl.Close()
 		return ErrServerClosed
@@ -109,10 +107,10 @@ func (s *Server) serveLoop(ctx context.Context, tl *net.TCPListener) error {
 		return fmt.Errorf("serve %s: %w", tl.Addr(), err)
 	}
 	select {
-	case <-stopped:
-		err = ErrServerClosed
-	case <-ctx.Done():
-		err = ctx.Err()
+	case <-served.Done():
+		if err = ctx.Err(); err == nil {
+			err = ErrServerClosed // Shutdown or Close
+		}
 	case err = <-failed:
 		err = fmt.Errorf("accept on %s: %w", tl.Addr(), err)
 	}

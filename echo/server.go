@@ -1,9 +1,8 @@
 // Package echo implements the echo service of RFC 862 over TCP and UDP: every
 // byte a client sends is written back to it, unmodified and as it arrives. A
-// Server is safe to expose to untrusted clients: the memory a connection
-// holds is bounded whatever it sends, slow readers are met with TCP
-// backpressure, and the limits in its fields shed abusive sources one
-// connection or datagram at a time.
+// Server is safe to expose to untrusted clients: a connection's memory is
+// bounded, slow readers meet TCP backpressure, and its limits shed abusive
+// sources one connection or datagram at a time.
 package echo
 
 import (
@@ -35,71 +34,56 @@ type Server struct {
 	// there are. Nil discards everything.
 	Logger *slog.Logger
 
-	// Engine chooses how the connections of a plain TCP listener (a
-	// *net.TCPListener) are served. "goroutine" gives each connection its
-	// own goroutine: the portable reference engine. "epoll" (Linux only)
-	// serves them from a few event loops, one per usable CPU, at a fraction
-	// of the memory and CPU. "auto" (also the empty string) is "epoll" on
-	// Linux and "goroutine" elsewhere. A listener that wraps its connections,
-	// such as TLS or PROXY protocol, is served on goroutines whatever the
-	// engine. Every limit below holds in both engines.
+	// Engine chooses how the connections of a *net.TCPListener are
+	// served. "goroutine" gives each its own goroutine: the portable
+	// reference engine. "epoll" (Linux only) serves them from event loops,
+	// one per usable CPU, at a fraction of the memory and CPU. "auto" (or
+	// "") is "epoll" on Linux and "goroutine" elsewhere. A listener that
+	// wraps its connections (TLS, PROXY protocol) is served on goroutines
+	// whatever the engine. Every limit below holds in both engines.
 	Engine string
 
 	// MaxConns is how many TCP connections may be open at once, over all
-	// listeners and engines, together with the places held by Reserve; a
-	// connection beyond it is closed (reset) as soon as it is accepted.
-	// Zero means no limit. echod serve derives its default from the
-	// file-descriptor limit.
+	// listeners and engines, with the places held by Reserve; one beyond it
+	// is reset as soon as it is accepted. Zero means no limit.
 	MaxConns int
 	// MaxConnsPerIP is how many TCP connections one source address (for
 	// IPv6, one /64) may have open at once. Zero means no limit.
 	MaxConnsPerIP int
 
 	// IdleTimeout closes a connection that makes no progress in either
-	// direction for this long: nothing arrives, and nothing it was sent is
-	// taken off the server's hands. Every byte the client takes off the
-	// server's socket send buffer counts as it happens (on Linux, where
-	// the kernel says how many are left), so a slow client that keeps
-	// reading stays open, over TLS too; a client that never reads stalls
-	// the server's writes, and counts as idle. Engines may close up to an
-	// eighth of IdleTimeout late. Zero means no timeout; a timeout beyond
-	// a century is taken as a century.
+	// direction for this long: nothing arrives, and the client takes none
+	// of its echo. A slow client that keeps reading stays open, over TLS
+	// too (on Linux each byte it takes off the send buffer counts); one
+	// that never reads counts as idle. Engines may close up to an eighth of
+	// IdleTimeout late. Zero means none; beyond a century means a century.
 	IdleTimeout time.Duration
 	// MaxSessionDuration closes a connection this long after it was
 	// accepted, whatever it is doing. Zero means no limit.
 	MaxSessionDuration time.Duration
 	// MaxSessionBytes ends a connection once it has sent this many bytes:
-	// all of them are echoed, then the server shuts down its side, so the
-	// client reads exactly its first MaxSessionBytes bytes and then EOF.
-	// What the client sends after that is read and thrown away (so that
-	// closing does not reset the connection and lose echo still on its
-	// way) until the client closes its side, or until it has taken none of
-	// its echo for 2 seconds. Zero means no limit.
+	// the client reads exactly its first MaxSessionBytes bytes, then EOF.
+	// What it sends after that is thrown away (closing would reset the
+	// connection and lose echo on its way) until it closes its side, or
+	// takes none of its echo for 2 seconds. Zero means no limit.
 	MaxSessionBytes int64
 
 	// UDPAllowPrivilegedPorts lets ServeUDP answer datagrams from source
-	// ports below 1024, which the loop guard otherwise drops because other
-	// echo, chargen and daytime services live there. Datagrams from
-	// multicast, broadcast or unspecified addresses, from port 0, or from the
-	// server's own UDP ports are dropped regardless, and so are those sent
-	// to a broadcast or multicast address (on Linux, which reports it) and
-	// those that bring back, too soon, the bytes the server last sent
-	// their source: another echo service, on any port, answering it.
+	// ports below 1024, where other echo, chargen and daytime services
+	// live. The rest of the loop guard (see ServeUDP) holds regardless.
 	UDPAllowPrivilegedPorts bool
 	// UDPSourceRate is how many datagrams per second ServeUDP answers from
-	// one source address (for IPv6, one /64), with bursts of up to one
+	// one source address (for IPv6, one /64), in bursts of up to one
 	// second's worth; the rest are dropped. Zero means no limit.
 	UDPSourceRate int
 	// UDPGlobalRate is how many datagrams per second ServeUDP answers in
-	// all, over every source and socket, with bursts of up to one second's
-	// worth. Zero means no limit.
+	// all, in bursts of up to one second's worth. Zero means no limit.
 	UDPGlobalRate int
 
 	mu        sync.Mutex
-	closing   bool              // set once by Shutdown or Close; no connection starts after it
-	listeners map[uint64]func() // what stops each Serve call's accepting, by call
-	calls     uint64            // Serve calls so far, for their ids
-	packets   map[net.PacketConn]struct{}
+	closing   bool               // set once by Shutdown or Close; no connection starts after it
+	listeners map[uint64]func()  // what stops each Serve or ServeUDP call, by call
+	calls     uint64             // Serve and ServeUDP calls so far, for their ids
 	conns     map[*conn]struct{} // served on goroutines, for Close to close
 	served    int                // connections open, in either engine
 	reserved  int                // places held through Reserve
@@ -111,17 +95,14 @@ type Server struct {
 
 	counts      counters
 	limitLog    limitLog
-	acceptLog   throttle
-	acceptFails uint64 // accept errors not yet logged, under mu
+	acceptFails uint64    // accept errors not yet logged, under mu
+	acceptLog   time.Time // when the next accept error may be logged, under mu
 }
 
-// Serve accepts connections on l and echoes them until Shutdown or Close,
-// and then returns ErrServerClosed. With the epoll engine, the connections
-// of a *net.TCPListener are accepted and served by the event loops; those of
-// any other listener each get a goroutine. When ctx is done, Serve stops
-// accepting on l and returns ctx.Err(); the connections it accepted go on
-// until they end, or until Shutdown or Close, as with net/http. Serve always
-// closes l before returning.
+// Serve accepts connections on l and echoes them (see Engine) until
+// Shutdown or Close, and then returns ErrServerClosed. When ctx is done, it
+// stops accepting and returns ctx.Err(); the connections it accepted go on,
+// as with net/http. Serve always closes l before returning.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	engine, err := s.engine()
 	if err != nil {
@@ -133,7 +114,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	untrack, ok := s.trackListener(func() { l.Close() })
 	if !ok {
-		l.Close()
 		return ErrServerClosed
 	}
 	defer untrack()
@@ -152,8 +132,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			case !isTemporary(err):
 				return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 			}
-			// Running out of file descriptors and similar errors pass: back
-			// off rather than spin, and keep serving the connections we have.
+			// Running out of file descriptors passes: back off, don't spin.
 			pause = backoff.Next(pause)
 			s.acceptFailed(l.Addr(), err, pause)
 			select {
@@ -207,8 +186,7 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// engine returns the engine Serve uses for a plain TCP listener, checking
-// the name.
+// engine returns the engine Serve uses for a *net.TCPListener.
 func (s *Server) engine() (string, error) {
 	switch s.Engine {
 	case EngineGoroutine:
@@ -235,15 +213,15 @@ const (
 	EngineEpoll     = "epoll"
 )
 
-// trackListener registers stop, which ends one Serve call's accepting, so
-// that Shutdown and Close call it, unless the server is closing. Serve calls
-// are tracked by id, never by their listener: a net.Listener need not be
-// comparable, and would make a map panic. untrack forgets the call and
-// calls stop.
+// trackListener registers stop, which ends one Serve or ServeUDP call, for
+// Shutdown and Close to call (at once if the server is closing). Calls are
+// tracked by id: a net.Listener or net.PacketConn need not be comparable,
+// and would make a map panic. untrack forgets the call and calls stop.
 func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
+		stop()
 		return nil, false
 	}
 	if s.listeners == nil {
@@ -260,13 +238,11 @@ func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	}, true
 }
 
-// admitLocked is the one admission check, for Reserve and for the
-// connections both engines accept: it refuses a connection from source (the
-// zero Addr for a peer that is not IP) while the server is closing or when
-// it is over a connection limit, and otherwise takes its place under
-// MaxConnsPerIP. The check and the count happen under s.mu, so the limits
-// hold exactly however fast connections arrive, and Shutdown's Wait never
-// races with a late Add.
+// admitLocked is the one admission check, for Reserve and both engines: it
+// refuses a connection from source (the zero Addr if not IP) while the
+// server is closing or over a limit, and otherwise takes its per-IP place.
+// Checking and counting under s.mu makes the limits exact however fast
+// connections arrive, and keeps Shutdown's Wait from racing a late Add.
 func (s *Server) admitLocked(source netip.Addr) (Reason, bool) {
 	if s.closing {
 		return endClosed, false
@@ -286,8 +262,8 @@ func (s *Server) admitLocked(source netip.Addr) (Reason, bool) {
 	return 0, true
 }
 
-// leaveLocked gives back the per-source place admitLocked took. Entries go
-// when they reach zero, so the table holds at most one per open connection.
+// leaveLocked gives back the per-source place admitLocked took; entries go
+// at zero, so the table holds at most one per open connection.
 func (s *Server) leaveLocked(source netip.Addr) {
 	if key, ok := s.perIPKey(source); ok {
 		if s.perIP[key]--; s.perIP[key] <= 0 {
@@ -296,9 +272,7 @@ func (s *Server) leaveLocked(source netip.Addr) {
 	}
 }
 
-// perIPKey returns the key a connection from source counts under for
-// MaxConnsPerIP, if it counts under one: not without that limit, nor for a
-// peer that is not IP.
+// perIPKey returns the key source counts under for MaxConnsPerIP, if any.
 func (s *Server) perIPKey(source netip.Addr) (netip.Addr, bool) {
 	if s.MaxConnsPerIP <= 0 || !source.IsValid() {
 		return netip.Addr{}, false
@@ -307,15 +281,12 @@ func (s *Server) perIPKey(source netip.Addr) (netip.Addr, bool) {
 }
 
 // Reserve holds a place for one connection from addr under MaxConns and
-// MaxConnsPerIP (addr keyed as the per-IP limit keys it: IPv6 by /64), until
-// release is called (release is idempotent), for connections that a
-// listener wrapper holds before Serve sees them or that another server
-// serves. It reports false, counting the refusal in Stats under the limit's
-// reason, when the connection is over a limit or the server is closing; the
-// release it then returns does nothing. An invalid addr (a peer that is not
-// IP) is counted under MaxConns only. A reserved place is not a connection
-// of this server: Stats.Conns and Stats.Accepted leave it out, and Shutdown
-// does not wait for it.
+// MaxConnsPerIP until release is called (more than once is fine), for
+// connections a listener wrapper holds before Serve sees them, or another
+// server serves. Over a limit or while closing it reports false, counting
+// the refusal in Stats, and release does nothing. An invalid addr counts
+// under MaxConns only. A reserved place is no connection of this server:
+// Stats.Conns and Stats.Accepted leave it out; Shutdown does not wait for it.
 func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
 	s.mu.Lock()
 	r, ok := s.admitLocked(addr)
@@ -327,20 +298,16 @@ func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
 		s.limited(r)
 		return func() {}, false
 	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			s.reserved--
-			s.leaveLocked(addr)
-			s.mu.Unlock()
-		})
-	}, true
+	return sync.OnceFunc(func() {
+		s.mu.Lock()
+		s.reserved--
+		s.leaveLocked(addr)
+		s.mu.Unlock()
+	}), true
 }
 
-// admit admits a connection from source that this server serves: on its
-// own goroutine as c, which Close then closes, or in the event loops, with
-// c nil. Shutdown waits for it until connEnded.
+// admit admits a connection from source that this server serves: on a
+// goroutine as c, which Close closes, or in the event loops with c nil.
 func (s *Server) admit(source netip.Addr, c *conn) bool {
 	s.mu.Lock()
 	r, ok := s.admitLocked(source)
@@ -371,8 +338,7 @@ func refuse(c net.Conn) {
 	c.Close()
 }
 
-// ended is what an engine reports about a connection it served, once the
-// connection is closed.
+// ended is what an engine reports about a connection once it is closed.
 type ended struct {
 	source   netip.Addr // as admitted
 	in, out  int64      // bytes read from and written to the client
@@ -381,17 +347,15 @@ type ended struct {
 	err      error // why, when reason is endFailed: the log names the end by it
 }
 
-// connEnded is the counterpart of admit, the same for both engines: it
-// counts a limit that ended the connection, logs the end, and gives its
-// places back. remote names the client in the debug log, and is called only
-// when that is on: nothing is formatted per connection otherwise.
+// connEnded is admit's counterpart for both engines: it counts the limit
+// that ended the connection, logs the end, and gives its places back.
+// remote is called only for the debug log: nothing is formatted otherwise.
 func (s *Server) connEnded(c *conn, remote func() string, e ended) {
 	s.limited(e.reason)
 	if s.Logger != nil && s.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		reason := e.reason.String()
 		if e.err != nil {
-			// An end no word above names, such as a wrapper's
-			// (tls-handshake-timeout), is named by its error.
+			// Such as a wrapper's (tls-handshake-timeout).
 			reason = e.err.Error()
 		}
 		s.Logger.Debug("connection closed", "remote", remote(), "bytes_in", e.in, "bytes_out", e.out,
@@ -405,30 +369,16 @@ func (s *Server) connEnded(c *conn, remote func() string, e ended) {
 	s.wg.Done()
 }
 
-// trackPacket registers a UDP socket so that Shutdown and Close close it,
-// and returns the server's UDP guard, unless the server is closing.
-func (s *Server) trackPacket(pc net.PacketConn) (*udpGuard, bool) {
+// guardUDP returns the server's UDP guard, made by the first ServeUDP,
+// with pc's port among the server's own.
+func (s *Server) guardUDP(pc net.PacketConn) *udpGuard {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return nil, false
-	}
-	if s.packets == nil {
-		s.packets = make(map[net.PacketConn]struct{})
-	}
-	s.packets[pc] = struct{}{}
 	if s.udpGuard == nil {
 		s.udpGuard = newUDPGuard(s)
 	}
 	s.udpGuard.addLocalPort(pc)
-	return s.udpGuard, true
-}
-
-func (s *Server) untrackPacket(pc net.PacketConn) {
-	s.mu.Lock()
-	delete(s.packets, pc)
-	s.mu.Unlock()
-	pc.Close()
+	return s.udpGuard
 }
 
 // addGoroutine counts one more goroutine that Shutdown and Close wait for,
@@ -443,17 +393,18 @@ func (s *Server) addGoroutine() bool {
 	return true
 }
 
-// acceptFailed counts a failed accept and logs it, at most once per
-// logInterval with the number of failures since the previous line: when the
-// process is out of file descriptors, every retry fails.
+// acceptFailed counts a failed accept and logs it at most once per
+// logInterval: out of file descriptors, every retry fails.
 func (s *Server) acceptFailed(addr net.Addr, err error, retryIn time.Duration) {
 	s.counts.acceptErrors.Add(1)
 	s.mu.Lock()
 	s.acceptFails++
 	n := s.acceptFails
-	log := s.acceptLog.allow(time.Now())
+	now := time.Now()
+	log := !now.Before(s.acceptLog)
 	if log {
 		s.acceptFails = 0
+		s.acceptLog = now.Add(logInterval)
 	}
 	s.mu.Unlock()
 	if log && s.Logger != nil {
@@ -475,16 +426,13 @@ func (s *Server) beginClose() {
 	for _, stop := range s.listeners {
 		stop()
 	}
-	for pc := range s.packets {
-		pc.Close()
-	}
 	s.mu.Unlock()
 	// What the throttle held back is not lost at exit.
 	s.logLimits()
 }
 
-// closeConns closes every open connection. Those on goroutines are closed
-// outside the lock, since closing one (TLS says goodbye) may take a while.
+// closeConns closes every open connection; those on goroutines outside the
+// lock, since closing one (TLS says goodbye) may take a while.
 func (s *Server) closeConns() {
 	s.mu.Lock()
 	conns := slices.Collect(maps.Keys(s.conns))
@@ -497,8 +445,8 @@ func (s *Server) closeConns() {
 	}
 }
 
-// endClose stops the event loops, once every connection has ended, and
-// logs the limits applied while the connections drained.
+// endClose stops the event loops once every connection has ended, and logs
+// the limits applied while they drained.
 func (s *Server) endClose() {
 	s.mu.Lock()
 	loop := s.loop
@@ -511,9 +459,7 @@ func (s *Server) endClose() {
 	s.logLimits()
 }
 
-// isTemporary reports whether an accept error is worth retrying: a shortage
-// of file descriptors, buffers or memory, or a connection that died in the
-// accept queue.
+// isTemporary reports whether an accept or read error is worth retrying.
 func isTemporary(err error) bool {
 	for _, errno := range []syscall.Errno{
 		syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"testing"
@@ -289,4 +290,43 @@ func serveOn(t *testing.T, srv *Server, l net.Listener) {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
 	})
+}
+
+// uncomparable makes a listener or socket a type no map may be keyed by:
+// the server must track them some other way.
+type (
+	uncomparableListener struct {
+		net.Listener
+		_ []int
+	}
+	uncomparablePacketConn struct {
+		net.PacketConn
+		_ []int
+	}
+)
+
+func TestServesUncomparableListenersAndSockets(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{}
+	serveOn(t, srv, uncomparableListener{Listener: l})
+	udpDone := make(chan error, 1)
+	go func() { udpDone <- srv.ServeUDP(context.Background(), uncomparablePacketConn{PacketConn: pc}) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-udpDone; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("ServeUDP returned %v, want ErrServerClosed", err)
+		}
+	})
+	roundTrip(t, dial(t, l.Addr().String()), []byte("over TCP"))
+	c := udpClient(t, netip.MustParseAddrPort("127.0.0.1:0"))
+	if err := udpRoundTrip(c, pc.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("over UDP")); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/echod/echod/echo/internal/backoff"
 )
 
 // udpBufferSize holds the largest UDP payload there is (65507 bytes over
@@ -16,34 +18,27 @@ import (
 const udpBufferSize = 64 << 10
 
 // ServeUDP echoes every datagram that arrives on pc back to its sender, once
-// and unchanged, from 0 bytes up to the largest the socket allows. Datagrams
-// that the loop guard or the UDP rate limits refuse are dropped and counted
-// (see Stats); on Linux so are those sent to a broadcast or multicast
-// address rather than to one of this host's own. The loop guard drops,
-// besides datagrams from sources no reply should go to, those that bring
-// back the bytes the server just sent their source, which is what another
-// echo service does (see replyLog). pc is normally a *net.UDPConn, which is
-// served without an allocation per datagram; with any other
-// net.PacketConn, datagrams whose source is not a UDP address are dropped.
-//
-// Like Serve, ServeUDP returns ErrServerClosed after Shutdown or Close, and
-// ctx.Err() once ctx is done; it always closes pc before returning. Several
-// goroutines read pc at once so that one core's worth of work is not the
-// limit; ServeUDP waits for all of them.
+// and unchanged, whatever its size. The UDP rate limits and the loop guard
+// drop, and count in Stats, datagrams over a rate; from multicast,
+// broadcast, unspecified or non-UDP addresses, from port 0, from ports
+// below 1024 (unless UDPAllowPrivilegedPorts) or the server's own; sent to
+// a broadcast or multicast address (on Linux, which reports it); or that
+// bring back, too soon, the bytes the server last sent their source:
+// another echo service, on any port, answering. A *net.UDPConn is served
+// without an allocation per datagram. Like Serve, ServeUDP returns
+// ErrServerClosed after Shutdown or Close, or ctx.Err(), and always closes pc.
 func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
-	// Where the kernel can say where each datagram was sent, those sent to
-	// a broadcast or multicast address are refused. Datagrams queued
-	// before this carry no such information, so it comes first.
+	// Datagrams queued before this carry no destination, so it comes first.
 	var dest bool
-	if uc, ok := pc.(*net.UDPConn); ok && destSupported {
+	if uc, ok := pc.(*net.UDPConn); ok {
 		dest = enableDest(uc)
 	}
-	g, ok := s.trackPacket(pc)
+	untrack, ok := s.trackListener(func() { pc.Close() })
 	if !ok {
-		pc.Close()
 		return ErrServerClosed
 	}
-	defer s.untrackPacket(pc)
+	defer untrack()
+	g := s.guardUDP(pc)
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
 	readers := min(runtime.GOMAXPROCS(0), 4)
@@ -53,11 +48,11 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 		if !s.addGoroutine() {
 			break
 		}
+		// Several readers, so that one core's worth is not the limit.
 		wg.Go(func() {
 			defer s.wg.Done()
 			err := s.echoUDP(pc, g, dest)
-			// One reader failing for good stops the others.
-			pc.Close()
+			pc.Close() // one reader failing for good stops the others
 			errc <- err
 		})
 	}
@@ -78,14 +73,13 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	return ErrServerClosed
 }
 
-// echoDatagrams is one reader of pc: it returns only when reading fails for
-// good, including because pc was closed. With dest, pc is a *net.UDPConn
-// that reports each datagram's destination (see enableDest).
+// echoDatagrams is one reader of pc, until reading fails for good (pc was
+// closed). With dest, pc reports each datagram's destination (enableDest).
 func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error {
 	buf := new([udpBufferSize]byte)
 	var oob [oobSize]byte
 	uc, fast := pc.(*net.UDPConn)
-	var backoff time.Duration
+	var pause time.Duration
 	for {
 		var n, oobn int
 		var src netip.AddrPort
@@ -103,15 +97,12 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error 
 			}
 		}
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || !isTemporary(err) {
+			if err := readFailed(err, &pause); err != nil {
 				return err
 			}
-			// A shortage of buffers or memory passes; don't spin on it.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
 			continue
 		}
-		backoff = 0
+		pause = 0
 		s.counts.udpDatagrams.Add(1)
 		s.counts.udpBytesIn.Add(uint64(n))
 		if dest && !unicastDest(oob[:oobn]) {
@@ -122,8 +113,8 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error 
 			s.limited(r)
 			continue
 		}
-		// A failed reply (no route, a firewall, a full send buffer) is the
-		// sender's loss alone; UDP promises nothing, and the server goes on.
+		// A failed reply (no route, a full send buffer) is the sender's
+		// loss alone; UDP promises nothing.
 		if fast {
 			_, err = uc.WriteToUDPAddrPort(buf[:n], src)
 		} else {
@@ -134,4 +125,16 @@ func (s *Server) echoDatagrams(pc net.PacketConn, g *udpGuard, dest bool) error 
 			s.counts.udpBytesOut.Add(uint64(n))
 		}
 	}
+}
+
+// readFailed returns err if reading a UDP socket failed for good, such as
+// because it was closed. A shortage of buffers or memory passes: it pauses
+// rather than spin, longer while the failures last, and returns nil.
+func readFailed(err error, pause *time.Duration) error {
+	if errors.Is(err, net.ErrClosed) || !isTemporary(err) {
+		return err
+	}
+	*pause = backoff.Next(*pause)
+	time.Sleep(*pause)
+	return nil
 }

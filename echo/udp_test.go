@@ -353,7 +353,6 @@ func TestUDPGlobalCap(t *testing.T) {
 
 func TestTokenBucket(t *testing.T) {
 	var b tokenBucket
-	b.fill(10)
 	now := time.Duration(0)
 	for i := range 10 {
 		if !b.take(now, 10) {
@@ -410,7 +409,7 @@ func TestServeUDPStops(t *testing.T) {
 		waitFor(t, "ServeUDP to start", func() bool {
 			srv.mu.Lock()
 			defer srv.mu.Unlock()
-			return len(srv.packets) == 1
+			return len(srv.listeners) == 1
 		})
 		if err := srv.Shutdown(context.Background()); err != nil {
 			t.Fatalf("Shutdown: %v", err)

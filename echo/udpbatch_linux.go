@@ -1,7 +1,6 @@
 package echo
 
 import (
-	"errors"
 	"net"
 	"time"
 
@@ -9,9 +8,8 @@ import (
 )
 
 // udpBatchSize is how many datagrams one recvmmsg takes and one sendmmsg
-// answers. Under load the system calls, not the echo, are the cost, and 16
-// already divides them by more than ten; each slot holds a whole 64 KiB
-// datagram, so more slots would cost memory for little gain.
+// answers: 16 already divides the system calls, the cost under load, by
+// more than ten, and each slot holds 64 KiB.
 const udpBatchSize = 16
 
 // echoUDP is one reader of pc (see echoDatagrams). A *net.UDPConn is read
@@ -29,23 +27,19 @@ func (s *Server) echoUDP(pc net.PacketConn, g *udpGuard, dest bool) error {
 	return s.echoDatagrams(pc, g, dest)
 }
 
-// echoBatches is echoDatagrams for a *net.UDPConn on Linux: the same
-// checks, counts and replies, with up to udpBatchSize datagrams read by one
-// recvmmsg and their echoes written by one sendmmsg.
+// echoBatches is echoDatagrams with up to udpBatchSize datagrams read by
+// one recvmmsg and answered by one sendmmsg.
 func (s *Server) echoBatches(b *mmsg.Batch, g *udpGuard, dest bool) error {
-	var backoff time.Duration
+	var pause time.Duration
 	for {
 		n, err := b.Read()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || !isTemporary(err) {
+			if err := readFailed(err, &pause); err != nil {
 				return err
 			}
-			// A shortage of buffers or memory passes; don't spin on it.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
 			continue
 		}
-		backoff = 0
+		pause = 0
 		var bytesIn uint64
 		for i := range n {
 			_, size := b.Datagram(i)
@@ -66,10 +60,8 @@ func (s *Server) echoBatches(b *mmsg.Batch, g *udpGuard, dest bool) error {
 			}
 			b.Reply(i)
 		}
-		// A reply the kernel refuses (no route, a firewall) is the
-		// sender's loss alone, as with a single write; the rest still go.
-		// An error from the socket itself (it was closed) shows in the
-		// next Read.
+		// A refused reply is its sender's loss alone, as in echoDatagrams;
+		// a closed socket shows in the next Read.
 		replies, bytesOut, _ := b.Flush()
 		if replies > 0 {
 			s.counts.udpReplies.Add(uint64(replies))

@@ -3,6 +3,7 @@ package echo
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"maps"
 	"math/bits"
 	"net"
 	"net/netip"
@@ -12,31 +13,26 @@ import (
 )
 
 // udpGuard decides which datagrams get a reply: the source check, the
-// reflection guard, then the per-source rate limit, then the global cap.
-// One guard serves every UDP socket of a Server, so a source's budget is
-// the same however many addresses it sends to. With no rate set, deciding
-// takes no lock: every reader of every socket asks at once.
+// reflection guard, the per-source rate, then the global rate. One guard
+// serves every UDP socket of a Server, so a source's budget is the same
+// however many addresses it sends to. With no rate set it takes no lock.
 type udpGuard struct {
 	allowPrivileged bool
-	// The ports of the server's UDP sockets, replaced whole when one is
-	// added, so that reading it needs no lock.
-	localPorts atomic.Pointer[map[uint16]bool]
-	sourceRate float64 // replies per second per source; 0: no limit
-	globalRate float64 // replies per second in all; 0: no limit
+	localPorts      atomic.Pointer[map[uint16]bool] // the server's; replaced whole, read without a lock
+	sourceRate      float64                         // replies per second per source; 0: no limit
+	globalRate      float64                         // replies per second in all; 0: no limit
 
-	seed  maphash.Seed
 	start time.Time // the guard's clock starts here, so it is monotonic
 
 	replies replyLog
-	global  lockedBucket
-	sources [sourceBuckets]lockedBucket
+	global  tokenBucket
+	sources [sourceBuckets]tokenBucket
 }
 
-// sourceBuckets is how many per-source token buckets a server keeps. Sources
-// are hashed onto them with a random seed: memory stays fixed however many
-// addresses a flood forges, at the price that two sources which collide share
-// a budget (the stricter outcome). Each has its own lock, so readers rarely
-// wait for each other.
+// sourceBuckets is how many per-source token buckets a server keeps.
+// Sources are hashed onto them with a random seed: memory stays fixed
+// however many addresses a flood forges, and two sources that collide share
+// a budget (the stricter outcome).
 const sourceBuckets = 4096
 
 func newUDPGuard(s *Server) *udpGuard {
@@ -44,30 +40,22 @@ func newUDPGuard(s *Server) *udpGuard {
 		allowPrivileged: s.UDPAllowPrivilegedPorts,
 		sourceRate:      float64(s.UDPSourceRate),
 		globalRate:      float64(s.UDPGlobalRate),
-		seed:            maphash.MakeSeed(),
 		start:           time.Now(),
 	}
 	g.localPorts.Store(&map[uint16]bool{})
-	g.replies.seed = g.seed
-	g.global.fill(g.globalRate)
-	for i := range g.sources {
-		g.sources[i].fill(g.sourceRate)
-	}
+	g.replies.seed = maphash.MakeSeed()
 	return g
 }
 
-// addLocalPort records the port of one more socket the guard serves. It is
-// called under the server's lock, so two calls never race, before that
-// socket's readers start.
+// addLocalPort records the port of one more socket, under the server's
+// lock (so two calls never race), before that socket's readers start.
 func (g *udpGuard) addLocalPort(pc net.PacketConn) {
 	ua, ok := pc.LocalAddr().(*net.UDPAddr)
 	if !ok {
 		return
 	}
-	ports := map[uint16]bool{uint16(ua.Port): true}
-	for p := range *g.localPorts.Load() {
-		ports[p] = true
-	}
+	ports := maps.Clone(*g.localPorts.Load())
+	ports[uint16(ua.Port)] = true
 	g.localPorts.Store(&ports)
 }
 
@@ -75,8 +63,7 @@ func (g *udpGuard) addLocalPort(pc net.PacketConn) {
 func (g *udpGuard) now() time.Duration { return time.Since(g.start) }
 
 // admit reports whether the datagram p from src, which arrived at now,
-// gets a reply, and if not, why. A datagram that gets one is remembered
-// as replied to.
+// gets a reply, and if not, why; if so, the reply log remembers it.
 func (g *udpGuard) admit(src netip.AddrPort, p []byte, now time.Duration) (Reason, bool) {
 	if r, ok := checkSource(src, g.allowPrivileged, *g.localPorts.Load()); !ok {
 		return r, false
@@ -87,7 +74,7 @@ func (g *udpGuard) admit(src netip.AddrPort, p []byte, now time.Duration) (Reaso
 	}
 	if g.sourceRate > 0 {
 		key := sourceKey(src.Addr()).As16()
-		if !g.sources[maphash.Bytes(g.seed, key[:])%sourceBuckets].take(now, g.sourceRate) {
+		if !g.sources[maphash.Bytes(g.replies.seed, key[:])%sourceBuckets].take(now, g.sourceRate) {
 			return ReasonUDPRateLimit, false
 		}
 	}
@@ -98,14 +85,12 @@ func (g *udpGuard) admit(src netip.AddrPort, p []byte, now time.Duration) (Reaso
 	return 0, true
 }
 
-// checkSource is the source half of the loop and reflection guard: it
-// refuses datagrams that no echo server should answer. A reply to a
-// privileged port may land on another host's echo, chargen or daytime
-// service, which answers back, and the two then loop forever
-// (CVE-1999-0103, and the 2024 "Loop DoS"); a reply to the server's own port
-// may land on another echo server like this one; multicast, broadcast,
-// unspecified and reserved addresses are never a real sender but are how
-// floods get amplified.
+// checkSource is the source half of the loop guard. A reply to a privileged
+// port may land on another host's echo, chargen or daytime service, which
+// answers back, and the two loop forever (CVE-1999-0103, the 2024 "Loop
+// DoS"); a reply to the server's own port, on an echo server like this one;
+// multicast, broadcast, unspecified and reserved addresses are never a real
+// sender, but are how floods get amplified.
 func checkSource(src netip.AddrPort, allowPrivileged bool, localPorts map[uint16]bool) (Reason, bool) {
 	a := src.Addr().Unmap()
 	switch {
@@ -124,31 +109,21 @@ func checkSource(src netip.AddrPort, allowPrivileged bool, localPorts map[uint16
 }
 
 // replyLog is the reflection half of the loop guard. Another echo service,
-// on any port, answers echod's reply with the very same bytes, straight
-// back; so does anything else that reflects, such as a service that
-// answers every datagram with one fixed error. So the log remembers a
-// fingerprint of each reply sent lately (its destination address and port
-// and a hash of its bytes), and a datagram that brings back the bytes last
-// sent to its source, too soon, gets no answer. A loop is one datagram
-// going round, so one drop ends it.
+// on any port, answers a reply with the very same bytes, straight back. So
+// the log remembers a fingerprint (destination and bytes) of each reply sent
+// lately, and a datagram that brings back, too soon, the bytes last sent to
+// its source gets no answer: one drop ends a loop.
 //
 // Too soon is reflectWindow after the last answer, doubled each time the
 // same bytes from the same source are answered again, up to
-// maxReflectWindow: a loop through a slow peer (a round trip longer than
-// the window) is answered a few more times, each time needing a longer
-// round trip, until it is dropped too. The same bytes from the same source
-// after forgetAfter start over. Timing is all that tells a reflector from a
-// client that repeats itself, so maxReflectWindow is where the two part: a
-// loop with a longer round trip is left to the rate limits (no echo
-// service on the Internet is that far), and a client that repeats the
-// same bytes from one port, straight away or up to that often, is
-// answered about once per maxReflectWindow; less often, it loses nothing.
+// maxReflectWindow (a loop through a slow peer is dropped a few rounds
+// later); after forgetAfter it starts over. A slower loop is left to the
+// rate limits, and a client repeating the same bytes from one port more
+// often is answered about once per maxReflectWindow.
 //
-// The log is a fixed table of atomic words, one entry per word, indexed by
-// the fingerprint: memory stays the same however many sources a flood
-// forges, and readers take no lock. An entry overwritten by another
-// fingerprint is forgotten (the guard then answers once more); a false
-// match needs 36 more bits of two fingerprints to agree.
+// The log is a fixed table of atomic words indexed by the fingerprint, so
+// memory is fixed and readers take no lock. An overwritten entry is
+// forgotten (one more answer); a false match needs 36 more bits to agree.
 type replyLog struct {
 	seed  maphash.Seed
 	slots [replyLogSize]atomic.Uint64
@@ -159,15 +134,12 @@ const (
 	// datagram its fingerprint covers.
 	fingerprintSample = 1 << 10
 
-	// replyLogSize is how many replies the log holds at most (8 bytes
-	// each). At fewer replies than this per window, every reply is
-	// remembered for all of its window.
+	// replyLogSize is how many replies the log holds at most (8 bytes each).
 	replyLogSize = 1 << 16
 
-	// reflectWindow is longer than the round trip to most hosts on the
-	// Internet (the doubling catches the rest, such as satellite paths at
-	// 600ms), and shorter than the pause between identical probes of a
-	// tool that repeats itself (typically a second).
+	// reflectWindow is longer than the round trip to most hosts (the
+	// doubling catches the rest, such as satellite paths), and shorter than
+	// the pause between identical probes of a tool (typically a second).
 	reflectWindow    = 250 * time.Millisecond
 	maxReflectWindow = 2 * time.Second
 	forgetAfter      = 2 * maxReflectWindow
@@ -194,12 +166,10 @@ func windowTicks(k uint64) uint64 {
 	return min(w, ticks(maxReflectWindow+1<<tickShift-1))
 }
 
-// fingerprint identifies the datagram p to or from src. An IPv4 source
-// counts the same whether it arrived on an IPv4 or a dual-stack socket.
-// Hashing costs time in proportion to the bytes hashed, so of a datagram
-// longer than 2*fingerprintSample bytes only the first and the last
-// fingerprintSample count, with its length: a reflection brings back every
-// byte anyway.
+// fingerprint identifies the datagram p to or from src, however the IPv4
+// source arrived. Of a datagram longer than 2*fingerprintSample bytes only
+// the first and the last fingerprintSample count, with its length, to bound
+// the hashing: a reflection brings back every byte anyway.
 func (l *replyLog) fingerprint(src netip.AddrPort, p []byte) uint64 {
 	var key [26]byte
 	a := src.Addr().Unmap().As16()
@@ -215,9 +185,8 @@ func (l *replyLog) fingerprint(src netip.AddrPort, p []byte) uint64 {
 }
 
 // admit reports whether a datagram with fingerprint f, arriving at tick
-// now, may be answered; if so, storing entry in slot records the answer.
-// Storing is left to the caller, which may yet refuse the datagram for
-// another reason.
+// now, may be answered; if so, storing entry in slot records the answer
+// (the caller's, which may yet refuse the datagram).
 func (l *replyLog) admit(f, now uint64) (slot *atomic.Uint64, entry uint64, ok bool) {
 	slot = &l.slots[f%replyLogSize]
 	// Bit tagShift is set, so no entry is 0, which an unused slot is.
@@ -236,36 +205,25 @@ func (l *replyLog) admit(f, now uint64) (slot *atomic.Uint64, entry uint64, ok b
 	return slot, tag | (now&tickMask)<<levelBits | level, true
 }
 
-// lockedBucket is a token bucket with its own lock.
-type lockedBucket struct {
-	mu sync.Mutex
-	tokenBucket
-}
-
-func (b *lockedBucket) take(now time.Duration, rate float64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.tokenBucket.take(now, rate)
-}
-
 // tokenBucket is a rate limiter whose budget refills continuously at a rate
-// per second up to one second's worth. It has no lock of its own.
+// per second up to one second's worth (at least one token). Its zero value
+// is full.
 type tokenBucket struct {
-	tokens float64
-	last   time.Duration // the clock at the last refill
+	mu   sync.Mutex
+	used float64       // tokens spent and not refilled yet
+	last time.Duration // the clock at the last refill
 }
-
-func (b *tokenBucket) fill(rate float64) { b.tokens = max(rate, 1) }
 
 // take spends one token if there is one, refilling first for the time since
 // the last call.
 func (b *tokenBucket) take(now time.Duration, rate float64) bool {
-	burst := max(rate, 1)
-	b.tokens = min(burst, b.tokens+(now-b.last).Seconds()*rate)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used = max(0, b.used-(now-b.last).Seconds()*rate)
 	b.last = now
-	if b.tokens < 1 {
+	if b.used+1 > max(rate, 1) {
 		return false
 	}
-	b.tokens--
+	b.used++
 	return true
 }

@@ -8,22 +8,16 @@ import (
 	"time"
 )
 
-// watchdog applies a connection's time limits on the goroutine engine: it
-// closes the connection's socket once it makes no progress for the idle
-// timeout, or reaches its maximum duration, which ends any read or write
-// blocked on it. It replaces deadlines, which a TLS connection does not
-// survive once a write has passed one (crypto/tls makes that error
-// permanent), and it sees progress as it happens: every byte read or
-// written, and every byte the client takes off the socket's send buffer
-// while a write waits (where the system says how many are left, on Linux).
-//
-// It checks eight times per idle timeout, so a connection is closed between
-// IdleTimeout and 9/8 of it after its last progress, and a busy one costs
-// an atomic add per read and write and no timer update.
+// watchdog applies a connection's time limits on the goroutine engine by
+// closing its socket, which ends any read or write blocked on it. Deadlines
+// would not do: crypto/tls makes a write past one fail for good, and they
+// miss progress while a write waits, which the watchdog sees (on Linux) as
+// bytes the client takes off the send buffer. It checks eight times per idle
+// timeout, so a busy connection costs an atomic add per read and write.
 type watchdog struct {
-	sock  net.Conn        // closed to end the connection: closing a TLS connection would write
-	raw   syscall.RawConn // to ask for the unsent count; nil where it is not known
-	moved atomic.Int64    // bytes read and written, added by the serving goroutine
+	sock  net.Conn        // closed to end it; closing a TLS connection would write
+	raw   syscall.RawConn // asked for the unsent count; nil where not known
+	moved atomic.Int64    // bytes read and written
 
 	mu      sync.Mutex
 	timer   *time.Timer // nil: no limit to watch
@@ -37,8 +31,7 @@ type watchdog struct {
 	closed  bool
 }
 
-// startWatchdog watches c, whose socket is sock (nil: c has none that can
-// be named), under p.
+// startWatchdog watches c, whose socket is sock (or nil), under p.
 func startWatchdog(c net.Conn, sock socket, p sessionPolicy, start time.Time) *watchdog {
 	w := &watchdog{sock: c, idle: p.IdleTimeout, last: start}
 	if sock != nil {
@@ -58,15 +51,10 @@ func startWatchdog(c net.Conn, sock socket, p sessionPolicy, start time.Time) *w
 
 // arm sets the timer for the next check, if there is a limit to check.
 func (w *watchdog) arm(now time.Time) {
-	var next time.Duration
-	switch {
-	case w.idle > 0 && !w.end.IsZero():
-		next = min(w.idle/8, w.end.Sub(now))
-	case w.idle > 0:
-		next = w.idle / 8
-	case !w.end.IsZero():
+	next := w.idle / 8
+	if !w.end.IsZero() && (w.idle == 0 || w.end.Sub(now) < next) {
 		next = w.end.Sub(now)
-	default:
+	} else if w.idle == 0 {
 		return
 	}
 	if w.timer == nil {
@@ -96,9 +84,8 @@ func (w *watchdog) check() {
 	}
 }
 
-// progressed reports whether bytes moved since the last check: read or
-// written by the serving goroutine, or taken by the client off the send
-// buffer while a write waits.
+// progressed reports whether bytes moved since the last check, including
+// off the send buffer while a write waits.
 func (w *watchdog) progressed() bool {
 	m := w.moved.Load()
 	moved := m != w.seen
@@ -123,9 +110,8 @@ func (w *watchdog) close(r Reason) {
 	w.sock.Close()
 }
 
-// linger switches the watchdog to the time after MaxSessionBytes: from now
-// only echo the client takes off the send buffer is progress, not the input
-// the server throws away, and d without it closes the connection.
+// linger switches to the time after MaxSessionBytes: only echo the client
+// takes off the send buffer is progress now, and d without it ends it.
 func (w *watchdog) linger(d time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -154,9 +140,8 @@ func (w *watchdog) stop() {
 	}
 }
 
-// progressStep is how much of an echo is written at a time where the
-// unsent count is not known, so that a slow reader's progress shows
-// between the pieces rather than only once a whole buffer is written.
+// progressStep is how much is written at a time where the unsent count is
+// not known, so that a slow reader's progress shows between the pieces.
 const progressStep = 4 << 10
 
 // write writes all of p to c, counting what it moves.

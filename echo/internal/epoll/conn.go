@@ -10,8 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// conn is one connection's state: about a hundred bytes while idle, since
-// the data it echoes passes through its loop's shared buffer.
+// conn is one connection's state: about a hundred bytes while idle.
 type conn struct {
 	fd      int32
 	tailOff int32  // start of the unsent part of tail
@@ -20,18 +19,17 @@ type conn struct {
 	start   int64 // engine clock when added
 	last    int64 // engine clock of the last read or write
 	remote  netip.AddrPort
-	// unsent is the socket's count of bytes the client has not taken
-	// yet, as the sweep last saw it: -1 when something was written since
-	// (it needs a new look), 0 when there was nothing left to take (it
-	// needs none until the next write).
+	// unsent is the socket's count of bytes the client has not taken, as
+	// the sweep last saw it: -1 after a write (look again), 0 for none
+	// (no need to look until the next write).
 	unsent   int32
 	bulk     bool // the last read was large: echo through the loop's pipe
 	draining bool // the connection echoed MaxBytes: its input is thrown away; see endAtLimit
 }
 
 // handle reacts to the events epoll reported for c. While c has a tail it
-// is registered for writability only, so it is not read: that pause is the
-// backpressure a client that does not read its echo meets.
+// is watched for writability only, and not read: the backpressure a client
+// that does not read its echo meets.
 func (l *loop) handle(c *conn, events uint32) {
 	if c.tail != nil {
 		l.flush(c, events)
@@ -52,19 +50,22 @@ func (l *loop) handle(c *conn, events uint32) {
 		return
 	}
 	n, err := read(int(c.fd), buf)
+	if n == 0 {
+		l.readNothing(c, err, events)
+		return
+	}
+	l.received(c, n)
+	if l.write(c, buf[:n]) && c.tail == nil && l.atLimit(c) {
+		l.endAtLimit(c)
+	}
+}
+
+// readNothing handles a read of c that returned no bytes.
+func (l *loop) readNothing(c *conn, err error, events uint32) {
 	switch {
-	case n > 0:
-		l.received(c, n)
-		if !l.write(c, buf[:n]) {
-			return
-		}
-		if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max && c.tail == nil {
-			l.endAtLimit(c)
-		}
 	case err == nil:
-		// EOF: the client half-closed, and everything it sent has been
-		// written back (there is no tail, or we would not have read), so
-		// closing now loses nothing.
+		// EOF: everything the client sent has been written back (with a
+		// tail, c would not be read), so closing loses nothing.
 		l.close(c, EOF, nil)
 	case err == unix.EAGAIN || err == unix.EINTR:
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
@@ -75,9 +76,13 @@ func (l *loop) handle(c *conn, events uint32) {
 	}
 }
 
-// write echoes p to c. What the socket does not take now is kept as c's
-// tail, and c waits for writability instead of readability. It reports
-// whether c is still open.
+// atLimit reports whether c has echoed Config.MaxBytes.
+func (l *loop) atLimit(c *conn) bool {
+	return l.e.cfg.MaxBytes > 0 && c.in >= l.e.cfg.MaxBytes
+}
+
+// write echoes p to c; what the socket does not take now becomes c's tail.
+// It reports whether c is still open.
 func (l *loop) write(c *conn, p []byte) bool {
 	for {
 		n, err := write(int(c.fd), p)
@@ -94,10 +99,7 @@ func (l *loop) write(c *conn, p []byte) bool {
 			c.tail = l.tails.get(len(p))
 			copy(c.tail, p)
 			c.tailOff = 0
-			if !l.watch(c, unix.EPOLLOUT) {
-				return false
-			}
-			return true
+			return l.watch(c, unix.EPOLLOUT)
 		default:
 			l.closeErr(c, err)
 			return false
@@ -132,21 +134,15 @@ func (l *loop) flush(c *conn, events uint32) {
 	}
 	l.tails.put(c.tail)
 	c.tail = nil
-	if !l.watch(c, unix.EPOLLIN) {
-		return
-	}
-	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
+	if l.watch(c, unix.EPOLLIN) && l.atLimit(c) {
 		l.endAtLimit(c)
 	}
 }
 
-// endAtLimit ends c, which has echoed MaxBytes, without losing any of that
-// echo. Closing a socket with unread input makes the kernel reset the
-// connection and throw away the echo it still holds for a slow reader, so
-// instead the write side is shut down (the client reads its last byte, then
-// EOF) and c stays open, its input read and thrown away (discard), until
-// the client closes its side too, or takes no echo for Config.Linger (see
-// sweep). c must be watched for readability.
+// endAtLimit ends c, which has echoed MaxBytes, as echo's discardAfterLimit
+// does: its write side is shut down, and its input thrown away (discard)
+// until the client closes its side, or takes no echo for Config.Linger. c
+// must be watched for readability.
 func (l *loop) endAtLimit(c *conn) {
 	if err := unix.Shutdown(int(c.fd), unix.SHUT_WR); err != nil {
 		l.closeErr(c, err)
@@ -172,8 +168,7 @@ func (l *loop) discard(c *conn, events uint32) {
 	}
 }
 
-// received and sent account for bytes moved on c: the one place where its
-// totals, the engine's counters and its idle clock move.
+// received and sent are the one place where bytes moved on c are counted.
 func (l *loop) received(c *conn, n int) {
 	c.in += int64(n)
 	l.e.cfg.BytesIn.Add(uint64(n))
@@ -207,11 +202,10 @@ func (l *loop) closeErr(c *conn, err error) {
 	l.close(c, Failed, err)
 }
 
-// read and write are the plain system calls, made without telling the
-// scheduler (RawSyscall): the socket is non-blocking, so they return at
-// once, and a thread that the runtime saw in a system call after every
-// message would keep its monitor awake and hand the loop's processor
-// around for nothing. A result of -1 becomes 0.
+// read and write are the plain system calls on a non-blocking socket, made
+// without telling the scheduler (RawSyscall): they return at once, and a
+// thread seen in a system call after every message would keep the runtime's
+// monitor awake and hand the processor around for nothing.
 func read(fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -231,10 +225,9 @@ func write(fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
-// tailPool keeps a loop's spare tail buffers in three sizes, so a tail
-// costs what it holds rounded up, and connections that meet backpressure
-// over and over do not allocate each time. It belongs to one loop, so it
-// needs no lock.
+// tailPool keeps one loop's spare tail buffers in three sizes, so a tail
+// costs what it holds rounded up, and repeated backpressure does not
+// allocate each time.
 type tailPool struct {
 	free [3][][]byte
 }

@@ -1,11 +1,11 @@
 //go:build linux
 
-// Package epoll is echod's Linux event-loop engine: a few loops, one per
-// usable CPU, each waiting on its own epoll instance, accepting on the
-// listeners it is given and echoing every connection it owns through one
-// shared read buffer. A connection costs a small struct while idle; only the
-// unsent tail of an echo that met a full socket buffer is held, and reading
-// that connection pauses until it drains.
+// Package epoll is echod's Linux event-loop engine: one loop per usable CPU,
+// each with its own epoll instance, accepting on the listeners it is given
+// and echoing the connections it owns through one shared read buffer. An
+// idle connection costs a small struct; only the unsent tail of an echo that
+// met a full socket buffer is held, and the connection is not read until it
+// drains.
 package epoll
 
 import (
@@ -18,8 +18,8 @@ import (
 	"time"
 )
 
-// End is a small code for why a connection ended; the engine's owner maps
-// it once to its own vocabulary.
+// End is why a connection ended; the engine's owner maps it to its own
+// vocabulary.
 type End uint8
 
 // The ends of a connection.
@@ -42,42 +42,36 @@ type Ended struct {
 	Err      error // set when End is Failed
 }
 
-// Config configures an Engine. Zero values mean "no limit" and, for Loops,
-// one loop per usable CPU.
+// Config configures an Engine. Zero values mean no limit and, for Loops,
+// one per usable CPU.
 type Config struct {
 	Loops int
-	// IdleTimeout closes a connection with no progress in either
-	// direction for this long: nothing read, and nothing written or taken
-	// by the client off the socket's send buffer.
+	// IdleTimeout closes a connection with no progress for this long:
+	// nothing read, written or taken by the client off the send buffer.
 	IdleTimeout time.Duration
 	// MaxDuration closes a connection this long after it was accepted.
 	MaxDuration time.Duration
-	// MaxBytes ends a connection once this many bytes have been echoed;
-	// the bytes past it are not echoed. Its write side is shut down at
-	// once, and it is closed when the client closes its side or has
-	// taken none of its echo for Linger.
+	// MaxBytes ends a connection once this many bytes have been echoed:
+	// its write side is shut down, its input thrown away, and it is closed
+	// when the client closes its side or takes none of its echo for Linger.
 	MaxBytes int64
-	// Linger is how long a connection past MaxBytes stays open, its input
-	// thrown away, once the client takes none of its echo.
-	Linger time.Duration
-	// Admit is called on a loop's goroutine for each accepted connection
-	// before it is served; false resets it at once (the client learns at
-	// once, and the server keeps no TIME_WAIT state). It must not block.
-	// Nil admits every connection.
+	Linger   time.Duration
+	// Admit is called on a loop's goroutine for each accepted connection;
+	// false resets it. It must not block. Nil admits every connection.
 	Admit func(remote netip.AddrPort) bool
-	// OnClose is called on a loop's goroutine after each admitted
-	// connection is closed. It must not block and must not call Stop.
+	// OnClose, which must be set, is called on a loop's goroutine after
+	// each admitted connection is closed. It must not block and must not
+	// call Stop.
 	OnClose func(Ended)
-	// BytesIn and BytesOut, when set, count every byte the loops read and
-	// write, as they move.
+	// BytesIn and BytesOut, which must be set, count every byte the loops
+	// read and write, as they move.
 	BytesIn, BytesOut *atomic.Uint64
 }
 
 // ErrStopped is returned by Listen after Stop.
 var ErrStopped = errors.New("epoll engine stopped")
 
-// Engine runs the loops. It closes each connection when the client is done,
-// a limit is reached, or the engine is told to.
+// Engine runs the loops.
 type Engine struct {
 	cfg   Config
 	epoch time.Time // connection times are nanoseconds since epoch
@@ -96,15 +90,6 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	if cfg.Admit == nil {
 		cfg.Admit = func(netip.AddrPort) bool { return true }
-	}
-	if cfg.OnClose == nil {
-		cfg.OnClose = func(Ended) {}
-	}
-	if cfg.BytesIn == nil {
-		cfg.BytesIn = new(atomic.Uint64)
-	}
-	if cfg.BytesOut == nil {
-		cfg.BytesOut = new(atomic.Uint64)
 	}
 	e := &Engine{cfg: cfg, epoch: time.Now()}
 	for range n {
@@ -134,9 +119,8 @@ func (e *Engine) CloseAll() {
 	}
 }
 
-// Stop closes every connection and listener, ends the loops, waits for
-// their goroutines and frees their descriptors. It must not be called from
-// OnClose.
+// Stop closes every connection and listener, ends the loops and frees
+// their descriptors.
 func (e *Engine) Stop() {
 	if e.stopped.Swap(true) {
 		e.wg.Wait()

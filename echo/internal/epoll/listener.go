@@ -14,13 +14,12 @@ import (
 )
 
 // maxAccepts is how many connections a loop accepts per wakeup, so a flood
-// of connections cannot starve the ones it already serves.
+// cannot starve the ones it serves.
 const maxAccepts = 32
 
-// Listener is a listening socket whose connections the loops accept
-// themselves: every loop watches it, and the kernel wakes one of them per
-// connection (EPOLLEXCLUSIVE), which then serves that connection. Nothing
-// crosses goroutines between accept and echo.
+// Listener is a listening socket that every loop watches: the kernel wakes
+// one per connection (EPOLLEXCLUSIVE), which accepts and serves it, so
+// nothing crosses goroutines between accept and echo.
 type Listener struct {
 	e      *Engine
 	fd     int
@@ -30,13 +29,11 @@ type Listener struct {
 	done       chan struct{}
 }
 
-// Listen makes the loops accept connections on fd, a listening,
-// non-blocking socket that the engine owns from now on (Close closes it),
-// and serve those that Config.Admit admits. failed is called on a loop's
-// goroutine when accept fails for a reason other than a connection that
-// died in the queue; it must not block, and reports whether to retry: then
-// the loop stops accepting for the given back-off, which grows while accept
-// keeps failing; otherwise the loop lets go of the listener.
+// Listen makes the loops accept on fd, a listening, non-blocking socket the
+// engine owns from now on, and serve what Config.Admit admits. failed is
+// called on a loop's goroutine when accept fails (not for a connection that
+// died in the queue); it must not block, and reports whether the loop
+// retries after the back-off, or lets go of the listener.
 func (e *Engine) Listen(fd int, failed func(err error, backoff time.Duration) (retry bool)) (*Listener, error) {
 	if e.stopped.Load() {
 		closeFD(fd)
@@ -87,13 +84,7 @@ const listenerTag = 1
 
 func (l *loop) applyListenerOp(op listenerOp) {
 	if op.add {
-		for _, ll := range l.listeners {
-			if ll.ln == op.ln {
-				return
-			}
-		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(op.ln.fd), Pad: listenerTag}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, op.ln.fd, &ev); err != nil {
+		if err := l.watchListener(op.ln); err != nil {
 			op.ln.failed(os.NewSyscallError("epoll_ctl", err), 0)
 			op.ln.release()
 			return
@@ -107,6 +98,12 @@ func (l *loop) applyListenerOp(op listenerOp) {
 			return
 		}
 	}
+}
+
+// watchListener adds ln to the loop's epoll instance, its events marked.
+func (l *loop) watchListener(ln *Listener) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.fd), Pad: listenerTag}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev)
 }
 
 // dropListener stops watching l.listeners[i] and lets go of it.
@@ -145,10 +142,9 @@ func (l *loop) accept(i int, ll *loopListener) {
 				l.dropListener(i)
 				return
 			}
-			// Level-triggered, a listener that keeps failing would wake
-			// the loop at once: stop watching it until the back-off ends.
-			// (Removed and added again: epoll refuses to modify what was
-			// added with EPOLLEXCLUSIVE.)
+			// Level-triggered, a failing listener would wake the loop at
+			// once: unwatch it for the back-off (removed, not modified,
+			// which epoll refuses with EPOLLEXCLUSIVE).
 			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
 			ll.until = l.now + int64(ll.backoff)
 			return
@@ -177,10 +173,8 @@ func (l *loop) resumeListeners() time.Duration {
 			continue
 		}
 		ll.until = 0
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ll.ln.fd), Pad: listenerTag}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ll.ln.fd, &ev); err != nil {
-			// Without it the loop would never accept on this listener
-			// again; try once more after another back-off.
+		if err := l.watchListener(ll.ln); err != nil {
+			// Try again after another back-off.
 			ll.backoff = backoff.Next(ll.backoff)
 			ll.until = l.now + int64(ll.backoff)
 		}
@@ -188,8 +182,8 @@ func (l *loop) resumeListeners() time.Duration {
 	return next
 }
 
-// accept4 accepts one connection, non-blocking, and decodes its address
-// from rsa, scratch space that keeps the call free of allocations.
+// accept4 accepts one connection, non-blocking, its address decoded from
+// rsa, scratch space that keeps the call free of allocations.
 func accept4(lfd int, rsa *unix.RawSockaddrAny) (int, netip.AddrPort, error) {
 	size := uint32(unix.SizeofSockaddrAny)
 	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd),

@@ -14,9 +14,8 @@ import (
 )
 
 const (
-	// readSize is the loop's shared read buffer, so also the most one
-	// connection reads per wakeup: the bound on its work that keeps the
-	// loop fair to the others.
+	// readSize is the loop's shared read buffer: the most one connection
+	// reads per wakeup, which keeps the loop fair to the others.
 	readSize = 64 << 10
 	// maxEvents is how many ready connections one epoll_wait reports.
 	maxEvents = 256
@@ -25,8 +24,7 @@ const (
 )
 
 // loop is one event loop: an epoll instance, the listeners and connections
-// it watches (connections indexed by descriptor), and an inbox through which
-// other goroutines hand it commands.
+// it watches, and an inbox of commands from other goroutines.
 type loop struct {
 	e      *Engine
 	epfd   int
@@ -79,8 +77,8 @@ func (l *loop) free() {
 	unix.Close(l.epfd)
 }
 
-// command queues a change to the listeners the loop watches. A loop that
-// has ended lets go of a listener it is asked to add at once.
+// command queues a change to the listeners the loop watches; a loop that
+// has ended lets go at once of a listener it is asked to add.
 func (l *loop) command(op listenerOp) {
 	l.mu.Lock()
 	if l.exited {
@@ -114,12 +112,11 @@ func (l *loop) wakeLocked() {
 // run is the loop's goroutine.
 func (l *loop) run() {
 	var nextSweep, lastYield int64
-	sweepEvery := int64(l.e.sweepInterval())
-	l.sweepEvery = sweepEvery
+	l.sweepEvery = int64(l.e.sweepInterval())
 	for {
 		timeout := time.Duration(-1)
-		if sweepEvery > 0 {
-			timeout = time.Duration(sweepEvery)
+		if l.sweepEvery > 0 {
+			timeout = time.Duration(l.sweepEvery)
 		}
 		if resume := l.resumeListeners(); resume >= 0 && (timeout < 0 || resume < timeout) {
 			timeout = resume
@@ -131,18 +128,15 @@ func (l *loop) run() {
 		n, err := l.wait(ms)
 		if now := l.e.now(); now-lastYield > yieldEvery {
 			// A busy loop never blocks, so the runtime would preempt it
-			// every 10 ms, and its monitor would keep polling fast for
-			// a while after each time; yielding first costs less, and
-			// lets other goroutines share the processor.
+			// every 10 ms and keep its monitor polling; yielding costs
+			// less, and shares the processor.
 			runtime.Gosched()
 			lastYield = now
 		}
-		// After the yield: the time of progress the events bring, which
-		// the idle timeout counts from, must not be early.
+		// After the yield: the idle timeout counts from this.
 		l.now = l.e.now()
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			// Only a bug (a bad epfd) gets here; closing everything is
-			// the one safe answer.
+			// Only a bug (a bad epfd) gets here.
 			l.closeEverything(Failed, fmt.Errorf("epoll_wait: %w", err))
 			l.exit()
 			return
@@ -161,21 +155,20 @@ func (l *loop) run() {
 				}
 				continue
 			}
-			if c := l.lookup(int(ev.Fd)); c != nil {
-				l.handle(c, ev.Events)
+			if fd := int(ev.Fd); fd < len(l.conns) && l.conns[fd] != nil {
+				l.handle(l.conns[fd], ev.Events)
 			}
 		}
-		if sweepEvery > 0 && l.now >= nextSweep {
+		if l.sweepEvery > 0 && l.now >= nextSweep {
 			l.sweep()
-			nextSweep = l.now + sweepEvery
+			nextSweep = l.now + l.sweepEvery
 		}
 	}
 }
 
-// wait returns the ready events. Under load some are ready already: a
-// non-blocking poll that the scheduler never hears of finds them; only an
-// idle loop blocks, as a system call the scheduler knows about, so the
-// loop's processor can run other goroutines meanwhile.
+// wait returns the ready events. Under load a non-blocking poll that the
+// scheduler never hears of finds some; only an idle loop blocks, in a
+// system call the scheduler knows of, so its processor runs other work.
 func (l *loop) wait(timeout int) (int, error) {
 	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd),
 		uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
@@ -185,7 +178,7 @@ func (l *loop) wait(timeout int) (int, error) {
 	return unix.EpollWait(l.epfd, l.events[:], timeout)
 }
 
-// readInbox carries out the queued commands. It reports whether the loop
+// readInbox carries out the queued commands, and reports whether the loop
 // has ended.
 func (l *loop) readInbox() bool {
 	var b [8]byte
@@ -256,13 +249,6 @@ func (l *loop) register(c *conn) {
 	l.conns[fd] = c
 }
 
-func (l *loop) lookup(fd int) *conn {
-	if fd < 0 || fd >= len(l.conns) {
-		return nil
-	}
-	return l.conns[fd]
-}
-
 // close closes c's descriptor, forgets it and reports its end.
 func (l *loop) close(c *conn, r End, err error) {
 	l.conns[c.fd] = nil
@@ -276,14 +262,8 @@ func (l *loop) close(c *conn, r End, err error) {
 // report closes c's descriptor and tells the engine's owner c has ended.
 func (l *loop) report(c *conn, r End, err error) {
 	closeFD(int(c.fd))
-	l.e.cfg.OnClose(Ended{
-		Remote:   c.remote,
-		In:       c.in,
-		Out:      c.out,
-		Duration: time.Duration(l.now - c.start),
-		End:      r,
-		Err:      err,
-	})
+	l.e.cfg.OnClose(Ended{Remote: c.remote, In: c.in, Out: c.out,
+		Duration: time.Duration(l.now - c.start), End: r, Err: err})
 }
 
 // sweep closes the connections past a time limit.
@@ -313,12 +293,10 @@ func (l *loop) sweep() {
 	}
 }
 
-// checkUnsent records as progress any echo the client has taken off c's
-// send buffer since the last sweep. The kernel lets the loop write again
-// only once much of a full send buffer has drained, which takes a client
-// reading steadily at 1 MB/s seconds, so the writes alone would make it look
-// idle. The count comes from SIOCOUTQ; a write since the last look makes it
-// only a new baseline.
+// checkUnsent records as progress echo the client has taken off c's send
+// buffer since the last sweep (SIOCOUTQ; after a write, a new baseline).
+// The loop may write again only once much of a full send buffer drained,
+// which takes a steady 1 MB/s reader seconds: idle, by the writes alone.
 func (l *loop) checkUnsent(c *conn) {
 	q, err := unix.IoctlGetInt(int(c.fd), unix.SIOCOUTQ)
 	if err != nil {
@@ -332,9 +310,8 @@ func (l *loop) checkUnsent(c *conn) {
 }
 
 // sweepInterval is how often loops look for connections past a time limit:
-// a sixteenth of the shortest limit, and at most once a second, so that
-// progress seen by a sweep is at most that late, and a limit is enforced at
-// most that late again: an eighth in all. Zero means no time limits.
+// a sixteenth of the shortest, at most a second, so progress is seen and a
+// limit enforced each at most that late: an eighth in all. Zero: no limits.
 func (e *Engine) sweepInterval() time.Duration {
 	shortest := time.Duration(0)
 	limits := []time.Duration{e.cfg.IdleTimeout, e.cfg.MaxDuration}
@@ -354,8 +331,7 @@ func (e *Engine) sweepInterval() time.Duration {
 
 // closeFD closes a socket. Without SO_LINGER that never blocks, so the
 // scheduler need not hear of it (see read). Linux closes the descriptor
-// even when close reports EINTR, so a retry could close someone else's;
-// there is nothing to do about an error here.
+// even on EINTR, so it is never retried.
 func closeFD(fd int) {
 	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 }
@@ -368,8 +344,8 @@ func resetFD(fd int) {
 	closeFD(fd)
 }
 
-// setNoDelay turns off Nagle's algorithm, as net does for its
-// connections: it would hold small echoes back.
+// setNoDelay turns off Nagle's algorithm, which would hold small echoes
+// back, as net does.
 func setNoDelay(fd int) {
 	one := int32(1)
 	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,

@@ -9,14 +9,12 @@ import (
 )
 
 // bulkSize is the read from which a connection counts as a bulk stream and
-// is echoed with splice(2) through its loop's pipe: the kernel moves the
-// pages from socket to socket without copying them into the loop's buffer
-// and back. Small messages take the plain read and write, which cost less
-// per call than splicing.
+// is echoed with splice(2) through its loop's pipe, without copying the
+// bytes into the loop's buffer and back. Small messages take read and
+// write, which cost less per call.
 const bulkSize = 16 << 10
 
-// newPipe makes a loop's pipe for splicing, or returns -1s when the kernel
-// will not: then every connection is echoed by read and write.
+// newPipe makes a loop's pipe for splicing, or returns -1s if it cannot.
 func newPipe() [2]int {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
@@ -32,24 +30,12 @@ func newPipe() [2]int {
 }
 
 // spliceEcho is handle's read and write for a bulk stream: up to limit
-// bytes from the socket into the pipe and from the pipe back to the socket.
-// What the socket does not take is moved from the pipe into c's tail, as
-// write does with the shared buffer, so the pipe is empty again for the
-// next connection whatever happens.
+// bytes from the socket into the pipe and back. What the socket does not
+// take is moved into c's tail, so the pipe is empty again for the next.
 func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 	n, err := splice(int(c.fd), l.pipe[1], limit)
-	switch {
-	case n > 0:
-	case err == nil:
-		l.close(c, EOF, nil) // as in handle
-		return
-	case err == unix.EAGAIN || err == unix.EINTR:
-		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.close(c, Reset, nil)
-		}
-		return
-	default:
-		l.closeErr(c, err)
+	if n == 0 {
+		l.readNothing(c, err, events)
 		return
 	}
 	l.received(c, n)
@@ -71,24 +57,19 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		break
 	}
 	if left > 0 {
-		tail := l.tails.get(left)
-		if !l.drainPipe(tail) {
-			// The pipe no longer holds what it should; nothing can be
-			// echoed exactly from here.
-			l.tails.put(tail)
-			l.close(c, Failed, errPipe)
-			return
-		}
-		if werr != nil {
-			l.tails.put(tail)
+		// Closing c gives the tail back to the pool.
+		c.tail, c.tailOff = l.tails.get(left), 0
+		switch {
+		case !l.drainPipe(c.tail):
+			l.close(c, Failed, errPipe) // nothing can be echoed exactly now
+		case werr != nil:
 			l.closeErr(c, werr)
-			return
+		default:
+			l.watch(c, unix.EPOLLOUT)
 		}
-		c.tail, c.tailOff = tail, 0
-		l.watch(c, unix.EPOLLOUT)
 		return
 	}
-	if max := l.e.cfg.MaxBytes; max > 0 && c.in >= max {
+	if l.atLimit(c) {
 		l.endAtLimit(c)
 	}
 }
