@@ -1,0 +1,54 @@
+package target
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// handshakeWith dials addr and runs Handshake on it, with a deadline.
+func handshakeWith(t *testing.T, addr string) error {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tc, err := Handshake(ctx, c, &tls.Config{InsecureSkipVerify: true})
+	if err == nil {
+		tc.Close()
+	}
+	return err
+}
+
+// A web server on a tls:// address answers the client hello with an HTTP
+// 400: the error says it is a web server, not Go's "first record does not
+// look like a TLS handshake".
+func TestHandshakeWithAWebServer(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	err := handshakeWith(t, srv.Listener.Addr().String())
+	if !errors.Is(err, ErrAnsweredHTTP) {
+		t.Fatalf("Handshake with a web server: %v, want %v", err, ErrAnsweredHTTP)
+	}
+	if strings.Contains(err.Error(), "first record") {
+		t.Errorf("error %q speaks of TLS records", err)
+	}
+}
+
+// A TLS server still completes the handshake.
+func TestHandshakeWithATLSServer(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	if err := handshakeWith(t, srv.Listener.Addr().String()); err != nil {
+		t.Fatalf("Handshake with a TLS server: %v", err)
+	}
+}
