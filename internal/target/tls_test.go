@@ -52,3 +52,47 @@ func TestHandshakeWithATLSServer(t *testing.T) {
 		t.Fatalf("Handshake with a TLS server: %v", err)
 	}
 }
+
+// A UDP echo server answers the probe; a closed port and a silent socket
+// do not.
+func TestAnswersUDP(t *testing.T) {
+	echo, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := echo.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			echo.WriteTo(buf[:n], from)
+		}
+	}()
+	t.Cleanup(func() { echo.Close(); <-done })
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	closed, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.LocalAddr().String()
+	closed.Close()
+	ctx := context.Background()
+	if !AnswersUDP(ctx, echo.LocalAddr().String()) {
+		t.Error("a UDP echo server does not answer")
+	}
+	if AnswersUDP(ctx, silent.LocalAddr().String()) {
+		t.Error("a silent UDP socket answers")
+	}
+	if AnswersUDP(ctx, closedAddr) {
+		t.Error("a closed UDP port answers")
+	}
+}
