@@ -134,10 +134,16 @@ func (r Report) OK() bool { return r.Failed() == 0 && r.Passed() > 0 }
 type UnreachableError struct {
 	Addr string
 	Err  error
+	// UDPAnswers is set when TCP was refused but a UDP echo server
+	// answered at Addr: the person meant udp://.
+	UDPAnswers bool
 }
 
 func (e *UnreachableError) Error() string {
-	if errors.Is(e.Err, syscall.ECONNREFUSED) {
+	switch {
+	case errors.Is(e.Err, syscall.ECONNREFUSED) && e.UDPAnswers:
+		return "nothing is listening on " + e.Addr + " over TCP, but UDP echo answers there: use udp://" + e.Addr
+	case errors.Is(e.Err, syscall.ECONNREFUSED):
 		return "nothing is listening on " + e.Addr
 	}
 	return fmt.Sprintf("cannot connect to %s: %v", e.Addr, e.Err)
@@ -259,7 +265,8 @@ func (t *Target) probe(ctx context.Context) error {
 		} else {
 			err = bareNetError(err)
 		}
-		return &UnreachableError{Addr: t.Addr, Err: err}
+		refused := errors.Is(err, syscall.ECONNREFUSED)
+		return &UnreachableError{Addr: t.Addr, Err: err, UDPAnswers: refused && target.AnswersUDP(ctx, t.Addr)}
 	}
 	defer c.Close()
 	if t.TLS == nil {

@@ -110,9 +110,24 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		return fmt.Errorf("%w: bench stopped after %.1fs of measuring", errInterrupted, res.Seconds)
 	}
 	if err := res.Err(); err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %w%s", err, refusedHint(ctx, tgt, res))
 	}
 	return nil
+}
+
+// refusedHint says what a run whose every connection was refused means,
+// as send and check do: nothing listens there, or only UDP echo does.
+func refusedHint(ctx context.Context, tgt target.Target, res *bench.Result) string {
+	refused := res.ErrorsByKind["connect refused"] + res.ErrorsByKind["refused"]
+	switch {
+	case res.Ops > 0 || res.Errors == 0 || refused != res.Errors:
+		return ""
+	case tgt.Transport == target.UDP:
+		return fmt.Sprintf(": nothing is listening on %s (the port is closed)", tgt)
+	case target.AnswersUDP(ctx, tgt.Addr()):
+		return fmt.Sprintf(": nothing is listening on %s over TCP, but UDP echo answers there: bench udp://%s", tgt.Addr(), tgt.Addr())
+	}
+	return fmt.Sprintf(": nothing is listening on %s", tgt.Addr())
 }
 
 // isTerminal reports whether w is a terminal, where a line that rewrites

@@ -158,8 +158,31 @@ func TestBenchReportsRefusedConnections(t *testing.T) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", addr)
-	if code != 1 || !strings.Contains(stderr, "connection refused") || !strings.Contains(stdout, "connect refused") {
+	if code != 1 || !strings.Contains(stderr, "connection refused") || !strings.Contains(stdout, "connect refused") ||
+		!strings.HasSuffix(stderr, ": nothing is listening on "+addr+"\n") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+}
+
+// bench at a UDP-only echo server's port without udp:// says so, and bench
+// udp:// at a closed port says nothing listens, not "sendmmsg: connection
+// refused" alone.
+func TestBenchRefusedNamesTheCause(t *testing.T) {
+	addrs, _ := startServeAll(t, 1, "-udp-listen", "127.0.0.1:0")
+	udp := addrs["udp"][0]
+	_, _, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", udp)
+	if want := ": nothing is listening on " + udp + " over TCP, but UDP echo answers there: bench udp://" + udp + "\n"; !strings.HasSuffix(stderr, want) {
+		t.Errorf("bench TCP at a UDP-only server: stderr %q, want it to end %q", stderr, want)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := pc.LocalAddr().String()
+	pc.Close()
+	code, _, stderr := runCmd(t, nil, "bench", "-d", "200ms", "-warmup", "0", "udp://"+closed)
+	if want := ": nothing is listening on udp://" + closed + " (the port is closed)\n"; code != 1 || !strings.HasSuffix(stderr, want) {
+		t.Errorf("bench udp:// at a closed port: exit %d, stderr %q, want it to end %q", code, stderr, want)
 	}
 }
 

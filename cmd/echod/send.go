@@ -102,6 +102,9 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 	conn, err := d.DialContext(ctx, "tcp", tgt.Addr())
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
+			if target.AnswersUDP(ctx, tgt.Addr()) {
+				return fmt.Errorf("nothing is listening on %s over TCP, but UDP echo answers there: send to udp://%s", tgt.Addr(), tgt.Addr())
+			}
 			return fmt.Errorf("nothing is listening on %s", tgt.Addr())
 		}
 		return fmt.Errorf("connect to %s: %w", tgt.Addr(), err)

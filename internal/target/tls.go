@@ -14,9 +14,14 @@ import (
 // server is a plain echo server, not TLS.
 var ErrEchoedHandshake = errors.New("the server echoed the TLS handshake: it is a plain echo server, not TLS")
 
+// ErrAnsweredHTTP means that the server answered the TLS client hello with
+// a plain HTTP response, as a web server does to bytes it cannot parse.
+var ErrAnsweredHTTP = errors.New("the server answered the TLS handshake with plain HTTP: it is a web server, not TLS")
+
 // Handshake runs a TLS client handshake with cfg on c, a connection to a
 // server under test. It returns ErrEchoedHandshake, wrapped, when the
-// server sent the client's hello straight back. The returned connection's
+// server sent the client's hello straight back, and ErrAnsweredHTTP when
+// it answered in plain HTTP. The returned connection's
 // NetConn has a NetConn method too, which returns c.
 func Handshake(ctx context.Context, c net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 	rec := &recorder{Conn: c}
@@ -24,6 +29,9 @@ func Handshake(ctx context.Context, c net.Conn, cfg *tls.Config) (*tls.Conn, err
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if len(rec.read) >= 5 && bytes.HasPrefix(rec.written, rec.read[:5]) {
 			return nil, ErrEchoedHandshake
+		}
+		if bytes.HasPrefix(rec.read, []byte("HTTP/")) {
+			return nil, ErrAnsweredHTTP
 		}
 		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
