@@ -277,6 +277,10 @@ func TestShutdownPastItsDeadlineCloses(t *testing.T) {
 	h := &Handler{}
 	srv := serve(t, h)
 	dial(t, wsURL(srv, "/")) // never reads, so never answers the close
+	// The client's dial returns once it has read the 101, which may be
+	// before the server has counted the session: a Shutdown then would find
+	// nothing to wait for.
+	testkit.WaitFor(t, "the server to count the WebSocket", func() bool { return h.Stats().WebSockets == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if err := h.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
