@@ -463,3 +463,26 @@ func TestSendNamesOtherProtocols(t *testing.T) {
 		}
 	}
 }
+
+// send -verify to a server that closes at its session limit while input
+// remains: send ends with the shortfall, it does not wait forever on the
+// bytes it kept to verify.
+func TestSendVerifyAgainstASessionLimit(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0", "-max-session-bytes", "100000")[0]
+	input := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	done := make(chan struct{})
+	var code int
+	var stderr string
+	go func() {
+		defer close(done)
+		code, _, stderr = runCmd(t, bytes.NewReader(input), "send", "-verify", addr)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("send -verify still running 30s after the server's session limit")
+	}
+	if code != 1 || !strings.Contains(stderr, "the server closed after 100000 bytes") {
+		t.Errorf("exit %d, stderr %q; want 1 and the shortfall", code, stderr)
+	}
+}

@@ -221,14 +221,17 @@ func (x *exchange) run(src io.Reader, out io.Writer) error {
 	}
 	rerr := x.copyReply(dst)
 	if rerr != nil {
-		// Unblock the writer: it may wait on the server or on sent.
+		// Unblock the writer: it may wait on the server.
 		x.conn.Close()
-		if sent != nil {
-			go func() {
-				for range sent {
-				}
-			}()
-		}
+	}
+	if sent != nil {
+		// Nothing verifies from here on, even after a clean EOF (a server
+		// that closed early, at a session limit, while input remains): the
+		// writer must not wait on sent.
+		go func() {
+			for range sent {
+			}
+		}()
 	}
 	w := <-wrote
 	switch {
@@ -236,10 +239,10 @@ func (x *exchange) run(src io.Reader, out io.Writer) error {
 		return &stallError{sent: w.n, received: x.received.Load()}
 	case rerr != nil:
 		return replyError(rerr)
-	case w.err != nil:
-		return w.err
 	case v != nil && v.Verified() < w.n:
 		return fmt.Errorf("reply is %s shorter than the %d sent: the server closed after %d bytes", plural(int(w.n-v.Verified()), "byte"), w.n, v.Verified())
+	case w.err != nil:
+		return w.err
 	}
 	return nil
 }
