@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"maps"
+	"math"
 	"math/bits"
 	"net"
 	"net/netip"
@@ -121,12 +122,16 @@ func checkSource(src netip.AddrPort, allowPrivileged bool, localPorts map[uint16
 // rate limits, and a client repeating the same bytes from one port more
 // often is answered about once per maxReflectWindow.
 //
-// The log is a fixed table of atomic words indexed by the fingerprint, so
-// memory is fixed and readers take no lock. An overwritten entry is
-// forgotten (one more answer); a false match needs 36 more bits to agree.
+// The log is a fixed table of atomic words, so memory is fixed and readers
+// take no lock. A fingerprint has a set of replyLogWays places, and a new
+// one replaces the entry answered longest ago: loops whose fingerprints
+// share a set each keep their entry (with one place each, two would
+// overwrite each other's at every round and never die), until a flood of
+// more than the log holds, which the rate limits are for. A false match
+// needs 36 more bits to agree.
 type replyLog struct {
-	seed  maphash.Seed
-	slots [replyLogSize]atomic.Uint64
+	seed maphash.Seed
+	sets [replyLogSize / replyLogWays][replyLogWays]atomic.Uint64
 }
 
 const (
@@ -134,8 +139,10 @@ const (
 	// datagram its fingerprint covers.
 	fingerprintSample = 1 << 10
 
-	// replyLogSize is how many replies the log holds at most (8 bytes each).
+	// replyLogSize is how many replies the log holds at most (8 bytes
+	// each), replyLogWays of them in each set.
 	replyLogSize = 1 << 16
+	replyLogWays = 4
 
 	// reflectWindow is longer than the round trip to most hosts (the
 	// doubling catches the rest, such as satellite paths), and shorter than
@@ -188,21 +195,32 @@ func (l *replyLog) fingerprint(src netip.AddrPort, p []byte) uint64 {
 // now, may be answered; if so, storing entry in slot records the answer
 // (the caller's, which may yet refuse the datagram).
 func (l *replyLog) admit(f, now uint64) (slot *atomic.Uint64, entry uint64, ok bool) {
-	slot = &l.slots[f%replyLogSize]
+	set := &l.sets[f%uint64(len(l.sets))]
 	// Bit tagShift is set, so no entry is 0, which an unused slot is.
 	tag := f&^(1<<tagShift-1) | 1<<tagShift
-	level := uint64(0)
-	if old := slot.Load(); old&^(1<<tagShift-1) == tag {
-		k := old & levelMask
+	var oldest uint64
+	for i := range set {
+		old := set[i].Load()
 		age := (now - old>>levelBits) & tickMask
-		if age < windowTicks(k) {
-			return nil, 0, false
+		if old&^(1<<tagShift-1) == tag {
+			k := old & levelMask
+			if age < windowTicks(k) {
+				return nil, 0, false
+			}
+			level := uint64(0)
+			if age < ticks(forgetAfter) {
+				level = min(k+1, levelMask)
+			}
+			return &set[i], tag | (now&tickMask)<<levelBits | level, true
 		}
-		if age < ticks(forgetAfter) {
-			level = min(k+1, levelMask)
+		if old == 0 {
+			age = math.MaxUint64
+		}
+		if slot == nil || age > oldest {
+			slot, oldest = &set[i], age
 		}
 	}
-	return slot, tag | (now&tickMask)<<levelBits | level, true
+	return slot, tag | (now&tickMask)<<levelBits, true
 }
 
 // tokenBucket is a rate limiter whose budget refills continuously at a rate

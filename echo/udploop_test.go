@@ -322,6 +322,44 @@ func TestReplyLogWindows(t *testing.T) {
 	}
 }
 
+// TestReplyLogCollidingLoopsDie: loops whose fingerprints fall in the same
+// place in the log each die at their first reflection, as any other loop.
+// Forgetting one to remember the other made two such loops overwrite each
+// other's entry at every round and live forever: one in about forty runs of
+// TestUDPLoopThroughAnEchoPeerDies's 60 loops hit it.
+func TestReplyLogCollidingLoopsDie(t *testing.T) {
+	var l replyLog
+	// The same index bits, different tags.
+	var loops []uint64
+	for i := range uint64(replyLogWays) {
+		loops = append(loops, 0x1234_5678_9abc_def0^i<<40)
+	}
+	// Each reply comes back 100ms later, well within the window, until
+	// one is dropped and its loop is over.
+	alive := make([]bool, len(loops))
+	for round := range 10 {
+		at := time.Duration(round) * 100 * time.Millisecond
+		n := 0
+		for i, f := range loops {
+			if round > 0 && !alive[i] {
+				continue
+			}
+			slot, entry, ok := l.admit(f, ticks(at))
+			if ok {
+				slot.Store(entry)
+				n++
+			}
+			alive[i] = ok
+		}
+		if round == 0 && n != len(loops) {
+			t.Fatalf("first round: %d of %d answered", n, len(loops))
+		}
+		if round > 0 && n > 0 {
+			t.Fatalf("round %d: %d of %d loops in one place in the log still answered", round, n, len(loops))
+		}
+	}
+}
+
 // TestUDPGuardIsBounded: however many sources send, the guard's memory
 // does not grow, and deciding allocates nothing.
 func TestUDPGuardIsBounded(t *testing.T) {
