@@ -1,8 +1,14 @@
 package echo
 
 import (
+	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 func TestReserveHoldsPlacesUnderMaxConns(t *testing.T) {
@@ -112,5 +118,59 @@ func TestReserveRefusesWhenClosing(t *testing.T) {
 		if n != 0 {
 			t.Errorf("Limited[%v] = %d after a refusal for closing; want it counted under no limit", r, n)
 		}
+	}
+}
+
+// releasingListener is a wrapper whose Close waits for a goroutine that
+// gives back a Reserve place, as a PROXY header reader does.
+type releasingListener struct {
+	net.Listener
+	release func()
+}
+
+func (l *releasingListener) Close() error {
+	err := l.Listener.Close()
+	done := make(chan struct{})
+	go func() {
+		l.release()
+		close(done)
+	}()
+	<-done
+	return err
+}
+
+// Shutdown closes listeners without holding the lock that Reserve's release
+// takes: it once deadlocked under -proxy-protocol with headers in flight.
+func TestShutdownWhileAWrapperGivesBackAPlace(t *testing.T) {
+	srv := &Server{Engine: EngineGoroutine, MaxConns: 10}
+	release, ok := srv.Reserve(netip.MustParseAddr("192.0.2.1"))
+	if !ok {
+		t.Fatal("Reserve refused")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), &releasingListener{Listener: l, release: release}) }()
+	if !testkit.Eventually(10*time.Second, func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.listeners) == 1
+	}) {
+		t.Fatal("Serve never tracked its listener")
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown deadlocked with a listener whose Close gives back a Reserve place")
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve returned %v, want ErrServerClosed", err)
 	}
 }

@@ -219,8 +219,10 @@ const (
 // and would make a map panic. untrack forgets the call and calls stop.
 func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing {
+		s.mu.Unlock()
+		// Not under s.mu: closing a wrapper may wait for goroutines that
+		// need it (a PROXY header reader giving back its Reserve place).
 		stop()
 		return nil, false
 	}
@@ -230,6 +232,7 @@ func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	id := s.calls
 	s.calls++
 	s.listeners[id] = stop
+	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
 		delete(s.listeners, id)
@@ -423,10 +426,13 @@ func (s *Server) isClosing() bool {
 func (s *Server) beginClose() {
 	s.mu.Lock()
 	s.closing = true
-	for _, stop := range s.listeners {
+	stops := slices.Collect(maps.Values(s.listeners))
+	s.mu.Unlock()
+	// Outside the lock: closing a wrapper may wait for goroutines that
+	// take it (a PROXY header reader giving back its Reserve place).
+	for _, stop := range stops {
 		stop()
 	}
-	s.mu.Unlock()
 	// What the throttle held back is not lost at exit.
 	s.logLimits()
 }
