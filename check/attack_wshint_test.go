@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,9 +11,8 @@ import (
 )
 
 // The wrong scheme on a WebSocket URL gets a reason that names the right
-// address, as tls:// and plain addresses already do.
+// address, as tls:// and plain addresses do.
 func TestWebSocketWrongSchemeHints(t *testing.T) {
-	t.Skip("known defect: check/websocket_client.go's wss:// dial does not use target.Handshake, and its 'straight back' hint drops the tls://")
 	insecure := &tls.Config{InsecureSkipVerify: true}
 	tlsEcho := serveTLS(t)
 	plainEcho := serveTCP(t, echoConn)
@@ -23,21 +23,26 @@ func TestWebSocketWrongSchemeHints(t *testing.T) {
 		name, url string
 		want      string // in the error
 	}{
-		// Today: "... it is a plain echo server, not WebSocket; check it as ADDR"
+		// Was: "... it is a plain echo server, not WebSocket; check it as ADDR"
 		// (without tls://, so a TLS echo server is checked in plain text).
 		{"wss to a TLS echo server", "wss://" + tlsEcho + "/", "check it as tls://" + tlsEcho},
-		// Today: "TLS handshake with ADDR: tls: received unexpected handshake
+		// Was: "TLS handshake with ADDR: tls: received unexpected handshake
 		// message of type *tls.clientHelloMsg when waiting for *tls.serverHelloMsg".
 		{"wss to a plain echo server", "wss://" + plainEcho + "/", "it is a plain echo server, not TLS"},
-		// Today: "TLS handshake with ADDR: tls: first record does not look like a TLS handshake".
+		// Was: "TLS handshake with ADDR: tls: first record does not look like a TLS handshake".
 		{"wss to a plain web server", "wss://" + webAddr + "/", "web server"},
-		// Today: "read the answer to the WebSocket upgrade request: unexpected EOF".
+		// Was: "read the answer to the WebSocket upgrade request: unexpected EOF".
 		{"ws to a TLS echo server", "ws://" + tlsEcho + "/", "wss://"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Run(context.Background(), Config{URL: tt.url, TLS: insecure, Patience: testPatience})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("check %s: %v, want an error containing %q", tt.url, err, tt.want)
+			}
+			// echod send dials the same way, and hears the same hint.
+			err = SendWebSocket(context.Background(), SendConfig{URL: tt.url, TLS: insecure, Patience: testPatience}, strings.NewReader("hello"), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("send %s: %v, want an error containing %q", tt.url, err, tt.want)
 			}
 		})
 	}

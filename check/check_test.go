@@ -227,6 +227,16 @@ func TestUDPNothingListening(t *testing.T) {
 	}
 }
 
+// UDP asked of a TCP-only echo server: the reason says how to serve UDP.
+func TestUDPOnlyTCPListening(t *testing.T) {
+	addr := serveTCP(t, echoConn)
+	r := runChecks(t, Config{UDPAddr: addr}, "udp-sizes")["udp-sizes"]
+	want := "nothing is listening on UDP " + addr + " (the port is closed), but TCP echo answers there: start echod serve with -udp"
+	if r.Status != Fail || r.Reason != want {
+		t.Errorf("udp-sizes: %s %q, want it to fail with %q", r.Status, r.Reason, want)
+	}
+}
+
 func TestUnreachable(t *testing.T) {
 	addr := testkit.FreeAddr(t, "tcp")
 	rep, err := Run(context.Background(), Config{Addr: addr})

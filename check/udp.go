@@ -83,7 +83,7 @@ func (u *udpClient) exchange(ctx context.Context, p []byte) ([]byte, error) {
 	buf := make([]byte, 64<<10+1)
 	for range udpTries {
 		if _, err := u.conn.Write(p); err != nil {
-			return nil, u.explain(err)
+			return nil, u.explain(ctx, err)
 		}
 		setReadDeadline(ctx, u.conn, u.wait)
 		for {
@@ -98,7 +98,7 @@ func (u *udpClient) exchange(ctx context.Context, p []byte) ([]byte, error) {
 				return nil, fmt.Errorf("no reply to a %d-byte datagram", len(p))
 			}
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil, u.explain(err)
+				return nil, u.explain(ctx, err)
 			}
 			break
 		}
@@ -116,8 +116,12 @@ func (u *udpClient) late(reply []byte) bool {
 	return false
 }
 
-func (u *udpClient) explain(err error) error {
+func (u *udpClient) explain(ctx context.Context, err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) {
+		// The common slip: echod serve started without -udp.
+		if target.AnswersTCP(ctx, u.addr) {
+			return fmt.Errorf("nothing is listening on UDP %s (the port is closed), but TCP echo answers there: start echod serve with -udp", u.addr)
+		}
 		return fmt.Errorf("nothing is listening on UDP %s (the port is closed)", u.addr)
 	}
 	return err
@@ -221,7 +225,7 @@ func checkUDPOneReply(ctx context.Context, t *Target) (string, error) {
 				return fmt.Errorf("replies to %d datagrams so far", sum(counts))
 			}
 			if err != nil {
-				return u.explain(err)
+				return u.explain(ctx, err)
 			}
 			found := false
 			for i, p := range sent {
@@ -243,7 +247,7 @@ func checkUDPOneReply(ctx context.Context, t *Target) (string, error) {
 		for counts[i] == 0 && tries[i] < udpTries {
 			tries[i]++
 			if _, err := u.conn.Write(sent[i]); err != nil {
-				return "", u.explain(err)
+				return "", u.explain(ctx, err)
 			}
 			if err := listen(u.wait, i); err != nil {
 				return "", err

@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/echod/echod/internal/target"
 )
 
 // This file is a WebSocket client (RFC 6455) written for judging servers:
@@ -148,24 +150,33 @@ func dialWebSocket(ctx context.Context, raw string, tlsConfig *tls.Config, patie
 			cfg.ServerName = u.Hostname()
 		}
 		cfg.NextProtos = []string{"http/1.1"} // WebSocket upgrades HTTP/1.1
-		tc := tls.Client(c, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
+		// target.Handshake knows the servers that answer a hello with
+		// something other than TLS, and says which.
+		tc, err := target.Handshake(ctx, c, cfg)
+		if err != nil {
 			ws.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+			switch {
+			case errors.Is(err, target.ErrEchoedHandshake):
+				return nil, fmt.Errorf("wss://%s: %v; check it as %s", addr, err, addr)
+			case errors.Is(err, target.ErrAnsweredHTTP):
+				return nil, fmt.Errorf("wss://%s: %v; check it as ws://%s%s", addr, err, addr, u.RequestURI())
+			}
+			return nil, fmt.Errorf("wss://%s: %w", addr, err)
 		}
 		ws.c = tc
 	}
 	ws.br = bufio.NewReader(ws.c)
 	ws.setDeadline(ctx, patience)
-	if err := ws.handshake(u, patience); err != nil {
+	if err := ws.handshake(ctx, u, addr, patience); err != nil {
 		ws.Close()
 		return nil, err
 	}
 	return ws, nil
 }
 
-// handshake sends the upgrade request and checks the server's answer.
-func (ws *wsConn) handshake(u *url.URL, patience time.Duration) error {
+// handshake sends the upgrade request to u, at addr, and checks the
+// server's answer.
+func (ws *wsConn) handshake(ctx context.Context, u *url.URL, addr string, patience time.Duration) error {
 	var nonce [16]byte
 	rand.Read(nonce[:])
 	key := base64.StdEncoding.EncodeToString(nonce[:])
@@ -186,13 +197,27 @@ func (ws *wsConn) handshake(u *url.URL, patience time.Duration) error {
 	if _, err := io.WriteString(ws.c, b.String()); err != nil {
 		return fmt.Errorf("send the upgrade request: %w", err)
 	}
-	if head, err := ws.br.Peek(4); err == nil && string(head) == "GET " {
-		return fmt.Errorf("the server sent the WebSocket upgrade request straight back: it is a plain echo server, not WebSocket; check it as %s", u.Host)
+	head, _ := ws.br.Peek(5)
+	if string(head[:min(len(head), 4)]) == "GET " {
+		plain := addr
+		if u.Scheme == "wss" {
+			// Through TLS: a TLS echo server.
+			plain = "tls://" + addr
+		}
+		return fmt.Errorf("the server sent the WebSocket upgrade request straight back: it is a plain echo server, not WebSocket; check it as %s", plain)
 	}
 	resp, err := http.ReadResponse(ws.br, req)
 	if err != nil {
 		if isTimeout(err) {
 			return fmt.Errorf("no answer to the WebSocket upgrade request within %v", patience)
+		}
+		// A TLS server closes, or sends an alert, on an HTTP request.
+		if u.Scheme == "ws" && !strings.HasPrefix(string(head), "HTTP/") && ctx.Err() == nil {
+			pctx, cancel := context.WithTimeout(ctx, patience)
+			defer cancel()
+			if target.SpeaksTLS(pctx, addr) {
+				return fmt.Errorf("the server gave no HTTP answer to the WebSocket upgrade request, and it speaks TLS; check it as wss://%s%s", addr, u.RequestURI())
+			}
 		}
 		return fmt.Errorf("read the answer to the WebSocket upgrade request: %w", err)
 	}

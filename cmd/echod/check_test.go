@@ -176,13 +176,15 @@ func TestCheckTimeoutOnSilentServer(t *testing.T) {
 	}
 }
 
-// Asked for UDP where only TCP is served, check says so plainly.
+// Asked for UDP where only TCP is served, check says so plainly, and how
+// to serve UDP, over IPv4 and IPv6.
 func TestCheckUDPWhereNoneIsServed(t *testing.T) {
-	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
-	code, out, _ := runCmd(t, nil, "check", "-udp", "-run", "^udp-sizes$", addr)
-	want := "FAIL udp-sizes: nothing is listening on UDP " + addr + " (the port is closed)\n"
-	if code != 1 || !strings.HasPrefix(out, want) {
-		t.Errorf("exit %d, stdout\n%s\nwant exit 1 and\n%s", code, out, want)
+	for _, addr := range startServe(t, 2, "-listen", "127.0.0.1:0", "-listen", "[::1]:0") {
+		code, out, _ := runCmd(t, nil, "check", "-udp", "-run", "^udp-sizes$", addr)
+		want := "FAIL udp-sizes: nothing is listening on UDP " + addr + " (the port is closed), but TCP echo answers there: start echod serve with -udp\n"
+		if code != 1 || !strings.HasPrefix(out, want) {
+			t.Errorf("exit %d, stdout\n%s\nwant exit 1 and\n%s", code, out, want)
+		}
 	}
 }
 

@@ -66,7 +66,7 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	fs.BoolVar(&cfg.UDP, "udp", false, "also serve UDP echo on every -listen address (off by default: UDP echo is a reflection and loop vector)")
 	fs.IntVar(&srv.MaxConns, "max-conns", daemon.DefaultMaxConns(), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")
 	fs.IntVar(&srv.MaxConnsPerIP, "max-conns-per-ip", 0, "most TCP `connections` open at once from one address (IPv6: one /64); 0: no limit")
-	fs.DurationVar(&srv.IdleTimeout, "idle-timeout", 5*time.Minute, "close a TCP connection with no traffic either way for this `duration`; 0: never")
+	fs.DurationVar(&srv.IdleTimeout, "idle-timeout", 5*time.Minute, "close a TCP connection or WebSocket with no traffic either way (WebSocket pings do not count) for this `duration`; 0: never")
 	fs.DurationVar(&srv.MaxSessionDuration, "max-session-duration", 0, "close a TCP connection this `duration` after it opened; 0: never")
 	fs.Int64Var(&srv.MaxSessionBytes, "max-session-bytes", 0, "close a TCP connection once it has sent this many `bytes`, all echoed; 0: no limit")
 	fs.BoolVar(&srv.UDPAllowPrivilegedPorts, "udp-allow-privileged-ports", false, "answer UDP datagrams from source ports below 1024 (where echo and chargen loops start)")

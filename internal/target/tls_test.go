@@ -96,3 +96,53 @@ func TestAnswersUDP(t *testing.T) {
 		t.Error("a closed UDP port answers")
 	}
 }
+
+// A TCP echo server answers the probe; a closed port and a server that
+// accepts and stays silent do not.
+func TestAnswersTCP(t *testing.T) {
+	listen := func(handle func(net.Conn)) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			handle(c)
+		}()
+		t.Cleanup(func() { l.Close(); <-done })
+		return l.Addr().String()
+	}
+	echo := listen(func(c net.Conn) {
+		// Byte by byte: the probe must be read back across pieces.
+		b := make([]byte, 1)
+		for {
+			if _, err := c.Read(b); err != nil {
+				return
+			}
+			c.Write(b)
+		}
+	})
+	silent := listen(func(c net.Conn) { c.Read(make([]byte, 1)) })
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	ctx := context.Background()
+	if !AnswersTCP(ctx, echo) {
+		t.Error("a TCP echo server does not answer")
+	}
+	if AnswersTCP(ctx, silent) {
+		t.Error("a silent TCP server answers")
+	}
+	if AnswersTCP(ctx, closedAddr) {
+		t.Error("a closed TCP port answers")
+	}
+}
