@@ -217,10 +217,12 @@ const (
 // Shutdown and Close to call (at once if the server is closing). Calls are
 // tracked by id: a net.Listener or net.PacketConn need not be comparable,
 // and would make a map panic. untrack forgets the call and calls stop.
+// Nothing calls stop under s.mu: closing a listener wrapper may wait for
+// goroutines that give back places they took with Reserve, which takes it.
 func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing {
+		s.mu.Unlock()
 		stop()
 		return nil, false
 	}
@@ -230,6 +232,7 @@ func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	id := s.calls
 	s.calls++
 	s.listeners[id] = stop
+	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
 		delete(s.listeners, id)
@@ -423,10 +426,13 @@ func (s *Server) isClosing() bool {
 func (s *Server) beginClose() {
 	s.mu.Lock()
 	s.closing = true
-	for _, stop := range s.listeners {
+	stops := slices.Collect(maps.Values(s.listeners))
+	s.mu.Unlock()
+	// Outside the lock (see trackListener); no listener is tracked after
+	// closing is set.
+	for _, stop := range stops {
 		stop()
 	}
-	s.mu.Unlock()
 	// What the throttle held back is not lost at exit.
 	s.logLimits()
 }
