@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,56 +122,75 @@ func TestReserveRefusesWhenClosing(t *testing.T) {
 	}
 }
 
-// releasingListener is a wrapper whose Close waits for a goroutine that
-// gives back a Reserve place, as a PROXY header reader does.
-type releasingListener struct {
+// reservingListener holds a place with Reserve, as a wrapper does for a
+// connection it has not handed to Serve yet (internal/proxied, while the
+// PROXY header is read), and gives it back when it is closed, before Close
+// returns: Close waits for the goroutines that hold places to let go.
+type reservingListener struct {
 	net.Listener
-	release func()
+	release   func()
+	accepting chan struct{} // closed by the first Accept
+	once      sync.Once
 }
 
-func (l *releasingListener) Close() error {
+func (l *reservingListener) Accept() (net.Conn, error) {
+	l.once.Do(func() { close(l.accepting) })
+	return l.Listener.Accept()
+}
+
+func (l *reservingListener) Close() error {
 	err := l.Listener.Close()
-	done := make(chan struct{})
-	go func() {
-		l.release()
-		close(done)
-	}()
-	<-done
+	l.release()
 	return err
 }
 
-// Shutdown closes listeners without holding the lock that Reserve's release
-// takes: it once deadlocked under -proxy-protocol with headers in flight.
-func TestShutdownWhileAWrapperGivesBackAPlace(t *testing.T) {
-	srv := &Server{Engine: EngineGoroutine, MaxConns: 10}
-	release, ok := srv.Reserve(netip.MustParseAddr("192.0.2.1"))
-	if !ok {
-		t.Fatal("Reserve refused")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background(), &releasingListener{Listener: l, release: release}) }()
-	if !testkit.Eventually(10*time.Second, func() bool {
-		srv.mu.Lock()
-		defer srv.mu.Unlock()
-		return len(srv.listeners) == 1
-	}) {
-		t.Fatal("Serve never tracked its listener")
-	}
-	shut := make(chan error, 1)
-	go func() { shut <- srv.Shutdown(context.Background()) }()
-	select {
-	case err := <-shut:
-		if err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Shutdown deadlocked with a listener whose Close gives back a Reserve place")
-	}
-	if err := <-served; !errors.Is(err, ErrServerClosed) {
-		t.Fatalf("Serve returned %v, want ErrServerClosed", err)
+// Shutdown, Close, and a Serve that comes after them close a listener
+// without holding the server's lock: the listener's Close may give back
+// places it reserved, which takes that lock. Shutdown closing the PROXY
+// listener during a silent flood deadlocked so (found by
+// TestPROXYSilentFloodDoesNotStallOthers under go test -race -cpu 1).
+func TestClosingAListenerMayReleaseReservedPlaces(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		stop func(*Server) error
+	}{
+		{"Shutdown", func(s *Server) error { return s.Shutdown(context.Background()) }},
+		{"Close", (*Server).Close},
+		{"Serve after Close", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := &Server{}
+			release, ok := srv.Reserve(netip.MustParseAddr("192.0.2.1"))
+			if !ok {
+				t.Fatal("Reserve refused on a fresh server")
+			}
+			l := &reservingListener{Listener: testkit.Listen(t), release: release, accepting: make(chan struct{})}
+			served := make(chan error, 1)
+			if tt.stop == nil {
+				srv.Close()
+				go func() { served <- srv.Serve(context.Background(), l) }()
+			} else {
+				go func() { served <- srv.Serve(context.Background(), l) }()
+				<-l.accepting
+				stopped := make(chan error, 1)
+				go func() { stopped <- tt.stop(srv) }()
+				select {
+				case err := <-stopped:
+					if err != nil {
+						t.Fatalf("%s = %v", tt.name, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s still waiting after 10s", tt.name)
+				}
+			}
+			select {
+			case err := <-served:
+				if !errors.Is(err, ErrServerClosed) {
+					t.Fatalf("Serve = %v, want ErrServerClosed", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Serve still running 10s after the server was closed")
+			}
+		})
 	}
 }

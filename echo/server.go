@@ -217,12 +217,12 @@ const (
 // Shutdown and Close to call (at once if the server is closing). Calls are
 // tracked by id: a net.Listener or net.PacketConn need not be comparable,
 // and would make a map panic. untrack forgets the call and calls stop.
+// Nothing calls stop under s.mu: closing a listener wrapper may wait for
+// goroutines that give back places they took with Reserve, which takes it.
 func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		// Not under s.mu: closing a wrapper may wait for goroutines that
-		// need it (a PROXY header reader giving back its Reserve place).
 		stop()
 		return nil, false
 	}
@@ -428,8 +428,8 @@ func (s *Server) beginClose() {
 	s.closing = true
 	stops := slices.Collect(maps.Values(s.listeners))
 	s.mu.Unlock()
-	// Outside the lock: closing a wrapper may wait for goroutines that
-	// take it (a PROXY header reader giving back its Reserve place).
+	// Outside the lock (see trackListener); no listener is tracked after
+	// closing is set.
 	for _, stop := range stops {
 		stop()
 	}

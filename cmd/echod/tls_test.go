@@ -287,8 +287,10 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := testkit.Dial(t, addr)
+			// The server's clock starts after this one: at its accept,
+			// which may come before a busy machine returns from the dial.
 			start := time.Now()
+			c := testkit.Dial(t, addr)
 			c.Write(tt.send)
 			// A valid client is served while this handshake hangs.
 			tc := dialTLS(t, addr, cfg)
