@@ -118,14 +118,16 @@ func (l *admitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		var addr netip.Addr
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			addr = ap.Addr().Unmap()
+		var addr netip.Addr // the zero Addr for a peer that is not IP
+		if ta, isTCP := c.RemoteAddr().(*net.TCPAddr); isTCP {
+			addr = ta.AddrPort().Addr().Unmap()
 		}
 		release, ok := l.reserve(addr)
 		if !ok {
-			if tc, isTCP := c.(*net.TCPConn); isTCP {
-				tc.SetLinger(0) // a reset, as for the echo's own refusals
+			// A reset, as for the echo's own refusals; a PROXY
+			// connection offers SetLinger too.
+			if lc, canReset := c.(interface{ SetLinger(int) error }); canReset {
+				lc.SetLinger(0)
 			}
 			c.Close()
 			continue
