@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/echod/echod/internal/testkit"
 )
 
 // singleConn hides a *net.UDPConn's type, so that ServeUDP reads it one
@@ -25,17 +27,6 @@ var udpPaths = []struct {
 }{
 	{"batches", func(c *net.UDPConn) net.PacketConn { return c }},
 	{"one at a time", func(c *net.UDPConn) net.PacketConn { return singleConn{c} }},
-}
-
-// listenUDP opens a UDP socket on addr until the test ends.
-func listenUDP(t *testing.T, addr string) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-	if err != nil {
-		t.Skipf("no UDP on %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // serveUDPOn serves UDP echo with srv on pc until the test ends.
@@ -61,7 +52,7 @@ func TestUDPLoopBetweenTwoServersDies(t *testing.T) {
 			sourceRate, global int
 		}{{"no rate limits", 0, 0}, {"echod serve's rate limits", 1000, 20000}} {
 			t.Run(path.name+", "+limits.name, func(t *testing.T) {
-				pa, pb := listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0")
+				pa, pb := testkit.ListenUDP(t, "127.0.0.1:0"), testkit.ListenUDP(t, "127.0.0.1:0")
 				// What an attacker forges to B with A's address is what A's
 				// own socket sends.
 				if _, err := pa.WriteTo([]byte("loop, forever"), pb.LocalAddr()); err != nil {
@@ -96,7 +87,7 @@ func TestUDPLoopBetweenTwoServersDies(t *testing.T) {
 // its socket and a count of the datagrams it got.
 func echoPeer(t *testing.T, delay time.Duration) (*net.UDPConn, *atomic.Int64) {
 	t.Helper()
-	c := listenUDP(t, "127.0.0.1:0")
+	c := testkit.ListenUDP(t, "127.0.0.1:0")
 	type pending struct {
 		p   []byte
 		to  netip.AddrPort
@@ -188,7 +179,7 @@ func TestUDPClientsWithNewBytesLoseNothing(t *testing.T) {
 	for _, path := range udpPaths {
 		t.Run(path.name, func(t *testing.T) {
 			srv := &Server{}
-			pc := listenUDP(t, "127.0.0.1:0")
+			pc := testkit.ListenUDP(t, "127.0.0.1:0")
 			serveUDPOn(t, srv, path.wrap(pc))
 			server := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 			c := udpClient(t, netip.MustParseAddrPort("127.0.0.1:0"))
