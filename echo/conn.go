@@ -18,7 +18,10 @@ const bufferSize = 32 << 10
 // net.Conn need not be comparable.
 type conn struct {
 	net.Conn
-	source netip.Addr // as admission counted it; the zero Addr if not IP
+	source netip.Addr     // as admission counted it; the zero Addr if not IP
+	remote netip.AddrPort // the client's, when Adopt was told it
+	prefix []byte         // read before Adopt, served first
+	proc   Processor      // nil: echo
 }
 
 // serveConn is the goroutine engine, the specification the event loops must
@@ -34,34 +37,53 @@ func (s *Server) serveConn(c *conn) {
 	r := s.newReader(c.Conn, sock) // an idle connection holds no buffer: idlebuffer.go
 	var in, out int64
 	var err error
+	var procOut []byte // a Processor's output, reused
 	for err == nil {
 		var data []byte
-		data, err = r.read(p.readLimit(in))
+		if len(c.prefix) > 0 {
+			n := min(len(c.prefix), p.readLimit(in))
+			data, c.prefix = c.prefix[:n], c.prefix[n:]
+		} else {
+			data, err = r.read(p.readLimit(in))
+		}
 		if len(data) > 0 {
 			in += int64(len(data))
 			w.moved.Add(int64(len(data)))
 			s.counts.tcpBytesIn.Add(uint64(len(data)))
+			reply := data
+			if c.proc != nil {
+				var end bool
+				procOut, end = c.proc.Process(procOut[:0], data)
+				reply = procOut
+				if end && err == nil {
+					err = errProcessorEnd
+				}
+			}
 			// Write back the bytes read, never the whole buffer: the
 			// classic bug that pads every reply with stale bytes.
-			n, werr := w.write(c.Conn, data)
+			n, werr := w.write(c.Conn, reply)
 			out += int64(n)
 			s.counts.tcpBytesOut.Add(uint64(n))
 			if werr != nil {
 				err = werr
-			} else if p.MaxBytes > 0 && in >= p.MaxBytes {
+			} else if err == nil && p.MaxBytes > 0 && in >= p.MaxBytes {
 				err = errSessionBytes
 			}
 		}
 		r.release()
 	}
-	if err == errSessionBytes {
+	if err == errSessionBytes || err == errProcessorEnd {
 		s.discardAfterLimit(c.Conn, sock, r, w)
 	}
 	// io.EOF is the client's half-close: everything it sent has been
 	// written back above, so closing now loses nothing.
 	c.Close()
 	reason, err := endReason(err, w)
-	s.connEnded(c, c.RemoteAddr().String, ended{
+	remote := c.RemoteAddr().String
+	if c.remote.IsValid() {
+		remote = c.remote.String
+	}
+	s.connEnded(c, remote, ended{
 		source: c.source, in: in, out: out, duration: time.Since(start),
 		reason: reason, err: err,
 	})
@@ -70,11 +92,17 @@ func (s *Server) serveConn(c *conn) {
 // errSessionBytes ends a connection that has sent MaxSessionBytes.
 var errSessionBytes = errors.New("session byte limit reached")
 
+// errProcessorEnd ends a connection whose Processor asked to end it.
+var errProcessorEnd = errors.New("processor ended the session")
+
 // endReason names why a connection ended, given the error that ended its
 // loop, which it returns when unexpected.
 func endReason(err error, w *watchdog) (Reason, error) {
 	if err == errSessionBytes {
 		return ReasonMaxSessionBytes, nil
+	}
+	if err == errProcessorEnd {
+		return endDone, nil
 	}
 	if r, ok := w.ended(); ok {
 		return r, nil

@@ -57,6 +57,7 @@ const (
 	endReset                             // the client reset or vanished
 	endClosed                            // Shutdown or Close ended it (or refused it)
 	endFailed                            // an unexpected error, logged beside it
+	endDone                              // its Processor ended it (a WebSocket close handshake)
 )
 
 // Reasons returns every Reason, in a fixed order.
@@ -82,6 +83,7 @@ var reasonNames = [...]string{
 	ReasonUDPBadSource: "udp-bad-source", ReasonUDPBadDestination: "udp-bad-destination",
 	ReasonUDPLoop: "udp-loop", ReasonUDPRateLimit: "udp-rate-limit", ReasonUDPGlobalCap: "udp-global-cap",
 	endEOF: "eof", endReset: "reset by client", endClosed: "closed by server", endFailed: "failed",
+	endDone: "done",
 }
 
 // Stats is a snapshot of the server's counters, for metrics. Counters only

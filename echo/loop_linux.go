@@ -131,3 +131,8 @@ func dupSocket(tl *net.TCPListener) (int, error) {
 	}
 	return fd, dupErr
 }
+
+// adoptLoop hands c, admitted, to the event loops.
+// TODO(limits): until the loops take over a descriptor, c is served on a
+// goroutine.
+func (s *Server) adoptLoop(_ *net.TCPConn, c *conn) error { return s.adoptGoroutine(c) }

@@ -21,3 +21,5 @@ func (s *Server) serveLoop(_ context.Context, tl *net.TCPListener) error {
 	tl.Close()
 	return errors.New("the epoll engine runs only on Linux")
 }
+
+func (s *Server) adoptLoop(_ *net.TCPConn, c *conn) error { return s.adoptGoroutine(c) }

@@ -312,6 +312,12 @@ func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
 // admit admits a connection from source that this server serves: on a
 // goroutine as c, which Close closes, or in the event loops with c nil.
 func (s *Server) admit(source netip.Addr, c *conn) bool {
+	_, ok := s.admitReason(source, c)
+	return ok
+}
+
+// admitReason is admit, saying why it refused.
+func (s *Server) admitReason(source netip.Addr, c *conn) (Reason, bool) {
 	s.mu.Lock()
 	r, ok := s.admitLocked(source)
 	if ok {
@@ -329,7 +335,7 @@ func (s *Server) admit(source netip.Addr, c *conn) bool {
 	if !ok {
 		s.limited(r)
 	}
-	return ok
+	return r, ok
 }
 
 // refuse resets a connection that admission refused: the client learns at
