@@ -2,10 +2,14 @@ package echo
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"github.com/echod/echod/internal/proxied"
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -145,4 +149,88 @@ func TestAdoptRefusesOverALimit(t *testing.T) {
 		}
 		roundTrip(t, first, []byte("still served"))
 	})
+}
+
+func TestAdoptStopsTheProcessorAtALimit(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine, IdleTimeout: 200 * time.Millisecond}
+		addr, _ := adoptFrom(t, srv, 4, func() Processor { return upper{} })
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("HDR:hi")); err != nil {
+			t.Fatal(err)
+		}
+		// The goodbye, then EOF: the client's close ends it.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rest, err := io.ReadAll(c)
+		if string(rest) != "HIBYE" || err != nil {
+			t.Fatalf("idle session read %q, %v; want %q then EOF", rest, err, "HIBYE")
+		}
+		c.Close()
+		waitFor(t, "the idle end to count", func() bool {
+			return srv.Stats().Limited[ReasonIdleTimeout] == 1 && srv.Stats().Conns == 0
+		})
+	})
+}
+
+func TestShutdownSaysGoodbyeThroughTheProcessor(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine}
+		addr, _ := adoptFrom(t, srv, 4, func() Processor { return upper{} })
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("HDR:hi")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 2)
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "HI" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+		shutdown := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			shutdown <- srv.Shutdown(ctx)
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rest, err := io.ReadAll(c)
+		if string(rest) != "BYE" || err != nil {
+			t.Fatalf("during the drain read %q, %v; want %q then EOF", rest, err, "BYE")
+		}
+		c.Close()
+		if err := <-shutdown; err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+	})
+}
+
+// TestProxyConnectionsIdleWithoutAGoroutine serves PROXY protocol
+// connections whose header arrives with their first bytes: the event loops
+// serve them after the header, with no goroutine left for any of them.
+func TestProxyConnectionsIdleWithoutAGoroutine(t *testing.T) {
+	if !eventLoopSupported {
+		t.Skip("no event loop here")
+	}
+	const n = 50
+	srv := &Server{Engine: EngineEpoll}
+	l := proxied.NewListener(loopbackListener(t), proxied.Config{})
+	serveOn(t, srv, l)
+	var before int
+	for i := range n + 1 {
+		if i == 1 {
+			// The first started the loops and whatever else runs.
+			before = runtime.NumGoroutine()
+		}
+		c := dial(t, l.Addr().String())
+		msg := fmt.Sprintf("echo %d", i)
+		if _, err := io.WriteString(c, "PROXY TCP4 192.0.2.1 127.0.0.1 40000 7007\r\n"+msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+			t.Fatalf("echo after the header = %q, %v; want %q", got, err, msg)
+		}
+	}
+	waitFor(t, "the connections to be served", func() bool { return srv.Stats().Conns == n+1 })
+	if after := runtime.NumGoroutine(); after-before >= n {
+		t.Fatalf("%d goroutines for %d idle PROXY connections, %d before them", after, n, before)
+	}
 }

@@ -128,9 +128,7 @@ func (s *Server) Stats() Stats {
 	for r := range Reason(numReasons) {
 		st.Limited[r] = s.counts.limited[r].Load()
 	}
-	s.mu.Lock()
-	st.Conns = s.served
-	s.mu.Unlock()
+	st.Conns = int(s.served.Load())
 	return st
 }
 
@@ -169,7 +167,11 @@ type limitLog struct {
 // limited counts limit r (an r that is no limit is ignored) and makes sure
 // a summary line will tell of it. It takes no lock unless a line is to be
 // scheduled, as it may be called for every datagram of a flood.
-func (s *Server) limited(r Reason) {
+func (s *Server) limited(r Reason) { s.count(r, false) }
+
+// count is limited, writing the line it is due on a goroutine of its own
+// if later.
+func (s *Server) count(r Reason, later bool) {
 	if r >= numReasons {
 		return
 	}
@@ -186,8 +188,18 @@ func (s *Server) limited(r Reason) {
 		return
 	}
 	l.mu.Unlock()
+	if later {
+		// Not on an event loop: the line is written on a goroutine of its
+		// own, at once.
+		go s.logLimits()
+		return
+	}
 	s.logLimits()
 }
+
+// limitedLater is limited for an event loop, which never writes a log line
+// itself.
+func (s *Server) limitedLater(r Reason) { s.count(r, true) }
 
 // logLimits logs the counts since the previous summary, if there are any.
 func (s *Server) logLimits() {

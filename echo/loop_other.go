@@ -14,8 +14,9 @@ const eventLoopSupported = false
 // starts one, since Server.engine never chooses it.
 type eventLoop struct{}
 
-func (*eventLoop) CloseAll() {}
-func (*eventLoop) Stop()     {}
+func (*eventLoop) CloseAll()   {}
+func (*eventLoop) SayGoodbye() {}
+func (*eventLoop) Stop()       {}
 
 func (s *Server) serveLoop(_ context.Context, tl *net.TCPListener) error {
 	tl.Close()
