@@ -234,3 +234,43 @@ func TestProxyConnectionsIdleWithoutAGoroutine(t *testing.T) {
 		t.Fatalf("%d goroutines for %d idle PROXY connections, %d before them", after, n, before)
 	}
 }
+
+// pinger echoes, and says input of "ping"s only was a keep-alive.
+type pinger struct{ quiet bool }
+
+func (p *pinger) Process(out, in []byte) ([]byte, bool) {
+	p.quiet = len(in) > 0 && len(bytes.ReplaceAll(in, []byte("ping"), nil)) == 0
+	return append(out, in...), false
+}
+
+func (*pinger) Stop(out []byte) []byte { return out }
+func (p *pinger) Quiet() bool          { return p.quiet }
+
+func TestAProcessorsKeepAlivesAreNoProgress(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine, IdleTimeout: 400 * time.Millisecond}
+		addr, _ := adoptFrom(t, srv, 4, func() Processor { return &pinger{} })
+		c := dial(t, addr)
+		c.Write([]byte("HDR:real data"))
+		if _, err := io.ReadFull(c, make([]byte, len("real data"))); err != nil {
+			t.Fatal(err)
+		}
+		// Pings every 50 ms, echoed, yet idle: the timeout ends it.
+		start := time.Now()
+		for time.Since(start) < 5*time.Second {
+			if _, err := c.Write([]byte("ping")); err != nil {
+				break
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond) // the client's pace, not synchronisation
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("pings kept the session echoing for %v", d)
+		}
+		c.Close()
+		waitFor(t, "the idle end to count", func() bool { return srv.Stats().Limited[ReasonIdleTimeout] == 1 })
+	})
+}
