@@ -75,6 +75,9 @@ var ErrRefused = errors.New("echo: connection refused by a limit")
 // connection) when a limit refuses it, and ErrServerClosed after Shutdown
 // or Close (having closed it).
 func (s *Server) Adopt(h Handoff) error {
+	if h.Conn == nil {
+		return errors.New("echo: Adopt: no connection in the Handoff")
+	}
 	engine, err := s.engine()
 	if err != nil {
 		h.Conn.Close()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -273,4 +274,12 @@ func TestAProcessorsKeepAlivesAreNoProgress(t *testing.T) {
 		c.Close()
 		waitFor(t, "the idle end to count", func() bool { return srv.Stats().Limited[ReasonIdleTimeout] == 1 })
 	})
+}
+
+func TestAdoptWithoutAConnectionIsAnError(t *testing.T) {
+	srv := &Server{}
+	defer srv.Close()
+	if err := srv.Adopt(Handoff{}); err == nil || !strings.Contains(err.Error(), "no connection") {
+		t.Fatalf("Adopt(Handoff{}) = %v, want an error naming the missing connection", err)
+	}
 }
