@@ -103,7 +103,7 @@ func (l *loop) command(op op) {
 		switch {
 		case op.conn != nil:
 			closeFD(int(op.conn.fd))
-			if end := (Ended{Remote: op.conn.remote, End: session.Closed}); l.e.cfg.Closed(end) {
+			if end := (Ended{Remote: op.conn.remote.addrPort(), End: session.Closed}); l.e.cfg.Closed(end) {
 				l.e.ends.hand([]Ended{end})
 			}
 		case op.add:
@@ -353,7 +353,7 @@ func (l *loop) report(c *conn, io session.End, err error) {
 	if end != session.Failed {
 		err = nil
 	}
-	e := Ended{Remote: c.remote, In: c.st.In(), Out: c.st.Out(),
+	e := Ended{Remote: c.remote.addrPort(), In: c.st.In(), Out: c.st.Out(),
 		Duration: c.st.Duration(l.now), End: end, Err: err}
 	if l.e.cfg.Closed(e) {
 		l.ended = append(l.ended, e)
