@@ -122,6 +122,9 @@ func (p *Policy) Read(s *State, n int, now int64) (atCap bool) {
 	if n > 0 {
 		s.in += int64(n)
 		s.last = now
+		// Its echo is about to be written, and a blocking write may wait
+		// long before Wrote: the unsent count is worth a look meanwhile.
+		s.unsent = -1
 	}
 	return p.AtCap(s)
 }

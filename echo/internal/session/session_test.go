@@ -109,13 +109,20 @@ func TestAClientTakingEchoOffTheSendBufferIsProgress(t *testing.T) {
 			t.Fatalf("Due = %v a second and a half after the client stopped reading, want Close", a)
 		}
 		// Once the buffer is seen empty, there is nothing to ask until
-		// the next write.
+		// the next read or write.
 		s2 := p.Start(c.now())
 		p.Wrote(&s2, 10, c.now())
 		p.Unsent(&s2, 0, c.now())
 		time.Sleep(time.Second / 2)
 		if p.WantUnsent(&s2, c.now(), time.Second/16) {
 			t.Fatal("WantUnsent after the send buffer was seen empty")
+		}
+		// A read: its echo's write may block for long before it is
+		// reported, and the client taking it is progress meanwhile.
+		p.Read(&s2, 10, c.now())
+		time.Sleep(time.Second / 2)
+		if !p.WantUnsent(&s2, c.now(), time.Second/16) {
+			t.Fatal("WantUnsent = false while a read's echo may be waiting to be written")
 		}
 	})
 }
