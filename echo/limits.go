@@ -57,6 +57,7 @@ const (
 	endReset                             // the client reset or vanished
 	endClosed                            // Shutdown or Close ended it (or refused it)
 	endFailed                            // an unexpected error, logged beside it
+	endDone                              // its Processor ended it (a WebSocket close handshake)
 )
 
 // Reasons returns every Reason, in a fixed order.
@@ -82,6 +83,7 @@ var reasonNames = [...]string{
 	ReasonUDPBadSource: "udp-bad-source", ReasonUDPBadDestination: "udp-bad-destination",
 	ReasonUDPLoop: "udp-loop", ReasonUDPRateLimit: "udp-rate-limit", ReasonUDPGlobalCap: "udp-global-cap",
 	endEOF: "eof", endReset: "reset by client", endClosed: "closed by server", endFailed: "failed",
+	endDone: "done",
 }
 
 // Stats is a snapshot of the server's counters, for metrics. Counters only
@@ -126,9 +128,7 @@ func (s *Server) Stats() Stats {
 	for r := range Reason(numReasons) {
 		st.Limited[r] = s.counts.limited[r].Load()
 	}
-	s.mu.Lock()
-	st.Conns = s.served
-	s.mu.Unlock()
+	st.Conns = int(s.served.Load())
 	return st
 }
 
@@ -167,7 +167,11 @@ type limitLog struct {
 // limited counts limit r (an r that is no limit is ignored) and makes sure
 // a summary line will tell of it. It takes no lock unless a line is to be
 // scheduled, as it may be called for every datagram of a flood.
-func (s *Server) limited(r Reason) {
+func (s *Server) limited(r Reason) { s.count(r, false) }
+
+// count is limited, writing the line it is due on a goroutine of its own
+// if later.
+func (s *Server) count(r Reason, later bool) {
 	if r >= numReasons {
 		return
 	}
@@ -178,8 +182,10 @@ func (s *Server) limited(r Reason) {
 	l := &s.limitLog
 	l.mu.Lock()
 	wait := time.Until(l.last.Add(l.interval()))
-	if wait > 0 && !l.stopped {
-		l.timer = time.AfterFunc(wait, s.logLimits)
+	if (wait > 0 || later) && !l.stopped {
+		// An event loop's line is written at once, but by the timer's
+		// goroutine, which Shutdown and Close stop with the others.
+		l.timer = time.AfterFunc(max(wait, 0), s.logLimits)
 		l.mu.Unlock()
 		return
 	}
@@ -187,11 +193,14 @@ func (s *Server) limited(r Reason) {
 	s.logLimits()
 }
 
+// limitedLater is limited for an event loop, which never writes a log line
+// itself.
+func (s *Server) limitedLater(r Reason) { s.count(r, true) }
+
 // logLimits logs the counts since the previous summary, if there are any.
 func (s *Server) logLimits() {
 	l := &s.limitLog
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	// Cleared first: a count added after this schedules the next line.
 	l.pending.Store(false)
 	if l.timer != nil {
@@ -207,12 +216,14 @@ func (s *Server) logLimits() {
 		}
 	}
 	if len(attrs) == 0 || s.Logger == nil {
+		l.mu.Unlock()
 		return
 	}
 	l.last = time.Now()
-	s.Logger.Info("limits applied",
-		slog.Group("count", attrs...),
-		"next_summary_in", l.interval())
+	every := l.interval()
+	// Written outside the lock, which an event loop may take to count.
+	l.mu.Unlock()
+	s.Logger.Info("limits applied", slog.Group("count", attrs...), "next_summary_in", every)
 }
 
 func (l *limitLog) interval() time.Duration {

@@ -7,24 +7,54 @@ import (
 	"net/netip"
 	"unsafe"
 
+	"github.com/echod/echod/echo/internal/session"
 	"golang.org/x/sys/unix"
 )
 
-// conn is one connection's state: about a hundred bytes while idle.
+// conn is one connection's state: 112 bytes while idle, its fields ordered
+// and its address packed to stay in that allocation class.
 type conn struct {
 	fd      int32
 	tailOff int32  // start of the unsent part of tail
-	tail    []byte // unsent echo (from tailOff); nil when everything was sent
-	in, out int64
-	start   int64 // engine clock when added
-	last    int64 // engine clock of the last read or write
-	remote  netip.AddrPort
-	// unsent is the socket's count of bytes the client has not taken, as
-	// the sweep last saw it: -1 after a write (look again), 0 for none
-	// (no need to look until the next write).
-	unsent   int32
-	bulk     bool // the last read was large: echo through the loop's pipe
-	draining bool // the connection echoed MaxBytes: its input is thrown away; see endAtLimit
+	tail    []byte // unsent output (from tailOff); nil when everything was sent
+	st      session.State
+	proc    Processor // nil: echo
+	remote  addr
+	bulk    bool // the last read was large: echo through the loop's pipe
+	// endAfter says the processor asked to end once its output is sent.
+	endAfter bool
+	// shut says the write side is shut down: the session is finishing
+	// and everything was sent, so its input is thrown away (discard).
+	shut bool
+}
+
+// addr is a connection's remote address in 19 bytes rather than
+// netip.AddrPort's 32 (a zone is dropped): what an idle connection costs is
+// the engine's memory.
+type addr struct {
+	ip   [16]byte
+	port uint16
+	v4   bool
+}
+
+func packAddr(ap netip.AddrPort) addr {
+	a := ap.Addr()
+	return addr{ip: a.As16(), port: ap.Port(), v4: a.Is4()}
+}
+
+func (a addr) addrPort() netip.AddrPort {
+	ip := netip.AddrFrom16(a.ip)
+	if a.v4 {
+		ip = ip.Unmap()
+	}
+	return netip.AddrPortFrom(ip, a.port)
+}
+
+// Processor turns a connection's input into its output (echo.Processor,
+// whose optional Quiet the loop asks too).
+type Processor interface {
+	Process(out, in []byte) ([]byte, bool)
+	Stop(out []byte) []byte
 }
 
 // handle reacts to the events epoll reported for c. While c has a tail it
@@ -35,17 +65,14 @@ func (l *loop) handle(c *conn, events uint32) {
 		l.flush(c, events)
 		return
 	}
-	if c.draining {
+	if c.shut {
 		l.discard(c, events)
 		return
 	}
 	// One read per wakeup keeps the loop fair: a busy connection cannot
 	// starve the others, and level-triggered epoll reports it again.
-	buf := l.buf
-	if max := l.e.cfg.MaxBytes; max > 0 && int64(len(buf)) > max-c.in {
-		buf = buf[:max-c.in]
-	}
-	if c.bulk && l.pipe[0] >= 0 {
+	buf := l.buf[:l.e.policy.ReadLimit(&c.st, len(l.buf))]
+	if c.bulk && c.proc == nil && l.pipe[0] >= 0 {
 		l.spliceEcho(c, len(buf), events)
 		return
 	}
@@ -54,9 +81,84 @@ func (l *loop) handle(c *conn, events uint32) {
 		l.readNothing(c, err, events)
 		return
 	}
+	last := c.st.Last()
 	l.received(c, n)
-	if l.write(c, buf[:n]) && c.tail == nil && l.atLimit(c) {
-		l.endAtLimit(c)
+	l.serve(c, buf[:n], last)
+}
+
+// serve writes back what was read, or what c's processor makes of it, and
+// finishes c once that is sent if the policy or the processor says so.
+// last is when c made progress before data was read.
+func (l *loop) serve(c *conn, data []byte, last int64) {
+	out := data
+	quiet := false
+	if c.proc != nil {
+		var end bool
+		out, end = c.proc.Process(l.scratch[:0], data)
+		l.scratch = out[:0]
+		c.endAfter = c.endAfter || end
+		if q, ok := c.proc.(interface{ Quiet() bool }); ok {
+			quiet = q.Quiet()
+		}
+	}
+	if len(out) > 0 && !l.write(c, out) {
+		return
+	}
+	if quiet {
+		l.e.policy.Quiet(&c.st, last)
+	}
+	if c.tail == nil {
+		l.sentAll(c)
+	}
+}
+
+// sentAll is called when c has no output pending: it finishes c if it is
+// at its byte cap or its processor asked, and shuts its write side down if
+// it is finishing.
+func (l *loop) sentAll(c *conn) {
+	p := l.e.policy
+	switch {
+	case c.endAfter:
+		l.finish(c, session.Done)
+	case p.AtCap(&c.st):
+		l.finish(c, session.MaxBytes)
+		if c.proc != nil {
+			l.goodbye(c) // which comes back here to shut the write side
+			return
+		}
+	}
+	if c.st.Finishing() && !c.shut {
+		l.shutWrite(c)
+	}
+}
+
+// finish starts the end of c for why.
+func (l *loop) finish(c *conn, why session.End) {
+	if !c.st.Finishing() {
+		l.e.policy.Finish(&c.st, why, l.now)
+		l.finishing++
+	}
+}
+
+// goodbye writes the last message of c's processor, for an end the
+// policy decided (already finishing): c ends as after its byte cap.
+func (l *loop) goodbye(c *conn) {
+	out := c.proc.Stop(l.scratch[:0])
+	l.scratch = out[:0]
+	if c.tail != nil {
+		// After what is pending: one tail with both.
+		rest := c.tail[c.tailOff:]
+		t := l.tails.get(len(rest) + len(out))
+		copy(t[copy(t, rest):], out)
+		l.tails.put(c.tail)
+		c.tail, c.tailOff = t, 0
+		return
+	}
+	if len(out) > 0 && !l.write(c, out) {
+		return
+	}
+	if c.tail == nil {
+		l.sentAll(c)
 	}
 }
 
@@ -66,22 +168,17 @@ func (l *loop) readNothing(c *conn, err error, events uint32) {
 	case err == nil:
 		// EOF: everything the client sent has been written back (with a
 		// tail, c would not be read), so closing loses nothing.
-		l.close(c, EOF, nil)
+		l.close(c, session.EOF, nil)
 	case err == unix.EAGAIN || err == unix.EINTR:
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.close(c, Reset, nil)
+			l.close(c, session.Reset, nil)
 		}
 	default:
 		l.closeErr(c, err)
 	}
 }
 
-// atLimit reports whether c has echoed Config.MaxBytes.
-func (l *loop) atLimit(c *conn) bool {
-	return l.e.cfg.MaxBytes > 0 && c.in >= l.e.cfg.MaxBytes
-}
-
-// write echoes p to c; what the socket does not take now becomes c's tail.
+// write writes p to c; what the socket does not take now becomes c's tail.
 // It reports whether c is still open.
 func (l *loop) write(c *conn, p []byte) bool {
 	for {
@@ -108,7 +205,7 @@ func (l *loop) write(c *conn, p []byte) bool {
 }
 
 // flush writes what it can of c's tail; once the tail is gone, c is read
-// again, or closed if it had reached its byte limit.
+// again, or finished.
 func (l *loop) flush(c *conn, events uint32) {
 	p := c.tail[c.tailOff:]
 	for len(p) > 0 {
@@ -124,7 +221,7 @@ func (l *loop) flush(c *conn, events uint32) {
 			continue
 		case unix.EAGAIN, nil:
 			if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-				l.close(c, Reset, nil)
+				l.close(c, session.Reset, nil)
 			}
 			return
 		default:
@@ -134,60 +231,57 @@ func (l *loop) flush(c *conn, events uint32) {
 	}
 	l.tails.put(c.tail)
 	c.tail = nil
-	if l.watch(c, unix.EPOLLIN) && l.atLimit(c) {
-		l.endAtLimit(c)
+	if l.watch(c, unix.EPOLLIN) {
+		l.sentAll(c)
 	}
 }
 
-// endAtLimit ends c, which has echoed MaxBytes, as echo's discardAfterLimit
-// does: its write side is shut down, and its input thrown away (discard)
-// until the client closes its side, or takes no echo for Config.Linger. c
-// must be watched for readability.
-func (l *loop) endAtLimit(c *conn) {
+// shutWrite shuts down c's write side, as echo's discardAfterLimit does:
+// the client reads EOF after everything, and c's input is thrown away
+// (discard) until the client closes its side, or the policy's linger
+// passes. c must be watched for readability.
+func (l *loop) shutWrite(c *conn) {
 	if err := unix.Shutdown(int(c.fd), unix.SHUT_WR); err != nil {
 		l.closeErr(c, err)
 		return
 	}
-	c.draining = true
-	c.last = l.now
-	c.unsent = -1
+	c.shut = true
 }
 
-// discard reads and throws away the input of a connection past its byte
-// limit, whose end, however it comes, is the limit's.
+// discard reads and throws away the input of a finishing connection, whose
+// end, however it comes, is the policy's.
 func (l *loop) discard(c *conn, events uint32) {
 	n, err := read(int(c.fd), l.buf)
 	switch {
 	case n > 0:
 	case err == unix.EAGAIN || err == unix.EINTR:
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.close(c, MaxBytes, nil)
+			l.close(c, session.Reset, nil)
 		}
+	case err == nil:
+		l.close(c, session.EOF, nil)
 	default:
-		l.close(c, MaxBytes, nil)
+		l.closeErr(c, err)
 	}
 }
 
 // received and sent are the one place where bytes moved on c are counted.
 func (l *loop) received(c *conn, n int) {
-	c.in += int64(n)
+	l.e.policy.Read(&c.st, n, l.now)
 	l.e.cfg.BytesIn.Add(uint64(n))
-	c.last = l.now
 	c.bulk = n >= bulkSize
 }
 
 func (l *loop) sent(c *conn, n int) {
-	c.out += int64(n)
+	l.e.policy.Wrote(&c.st, n, l.now)
 	l.e.cfg.BytesOut.Add(uint64(n))
-	c.last = l.now
-	c.unsent = -1 // the sweep's count is out of date
 }
 
 // watch changes the events epoll reports for c, closing c if it cannot.
 func (l *loop) watch(c *conn, events uint32) bool {
 	ev := unix.EpollEvent{Events: events, Fd: c.fd}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
-		l.close(c, Failed, err)
+		l.close(c, session.Failed, err)
 		return false
 	}
 	return true
@@ -196,10 +290,10 @@ func (l *loop) watch(c *conn, events uint32) bool {
 // closeErr closes c after a read or write error.
 func (l *loop) closeErr(c *conn, err error) {
 	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ETIMEDOUT) {
-		l.close(c, Reset, nil)
+		l.close(c, session.Reset, nil)
 		return
 	}
-	l.close(c, Failed, err)
+	l.close(c, session.Failed, err)
 }
 
 // read and write are the plain system calls on a non-blocking socket, made
@@ -240,7 +334,8 @@ const (
 )
 
 // tailClass returns the pool class and buffer size for a tail of n bytes;
-// a tail is what is left of one read, so never more than readSize.
+// a tail is what is left of one read (or of a processor's output, which
+// may be more: get allocates it exactly).
 func tailClass(n int) (class, size int) {
 	switch {
 	case n <= tailSmall:
@@ -254,6 +349,10 @@ func tailClass(n int) (class, size int) {
 
 func (p *tailPool) get(n int) []byte {
 	class, size := tailClass(n)
+	if n > size {
+		// A processor's output may outgrow a read: kept only while sent.
+		return make([]byte, n)
+	}
 	if k := len(p.free[class]); k > 0 {
 		b := p.free[class][k-1]
 		p.free[class] = p.free[class][:k-1]

@@ -5,6 +5,7 @@ package epoll
 import (
 	"errors"
 
+	"github.com/echod/echod/echo/internal/session"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +62,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		c.tail, c.tailOff = l.tails.get(left), 0
 		switch {
 		case !l.drainPipe(c.tail):
-			l.close(c, Failed, errPipe) // nothing can be echoed exactly now
+			l.close(c, session.Failed, errPipe) // nothing can be echoed exactly now
 		case werr != nil:
 			l.closeErr(c, werr)
 		default:
@@ -69,9 +70,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		}
 		return
 	}
-	if l.atLimit(c) {
-		l.endAtLimit(c)
-	}
+	l.sentAll(c)
 }
 
 // drainPipe reads exactly len(p) bytes out of the loop's pipe.
