@@ -166,3 +166,20 @@ func scrapeText(t *testing.T, admin string) string {
 	return body
 }
 
+// -http-max-requests-per-ip bounds the requests in flight from one
+// address: one past it is answered 429.
+func TestServeWebMaxRequestsPerIP(t *testing.T) {
+	byProto, _ := startServeAll(t, 1, "-http-listen", "127.0.0.1:0", "-http-max-requests-per-ip", "1")
+	addr := byProto["http"][0]
+	held := testkit.Dial(t, addr)
+	io.WriteString(held, "POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+	if !testkit.Eventually(10*time.Second, func() bool {
+		code, _ := getFrom(t, "127.0.0.1", "http://"+addr+"/second", nil)
+		return code == http.StatusTooManyRequests
+	}) {
+		t.Fatal("a second request beside one in flight was never answered 429 under -http-max-requests-per-ip 1")
+	}
+	if code, err := getFrom(t, "127.0.0.2", "http://"+addr+"/other", nil); code != 200 {
+		t.Fatalf("another address: %d, %v", code, err)
+	}
+}
