@@ -35,17 +35,46 @@ func (c *counter) WriteString(s string) (int, error) {
 }
 
 // encoder writes e as JSON to w, with body in place of e.Body: as text or
-// in base64, as e.BodyEncoding says. Write errors are kept in err and end
-// the writing.
+// in base64, as e.BodyEncoding says. It gathers small pieces (an escape is
+// one) in buf, so that w sees few writes. Write errors are kept in err
+// and end the writing.
 type encoder struct {
 	w   jsonWriter
+	buf []byte
 	err error
 }
 
+// encoderBuffer is the size of an encoder's buffer; a piece as long as
+// half of it goes to w directly.
+const encoderBuffer = 8 << 10
+
 func (en *encoder) raw(s string) {
-	if en.err == nil && s != "" {
-		_, en.err = en.w.WriteString(s)
+	if en.err != nil || s == "" {
+		return
 	}
+	if len(en.buf)+len(s) > cap(en.buf) {
+		en.flush()
+	}
+	if len(s) >= encoderBuffer/2 {
+		if en.err == nil {
+			_, en.err = en.w.WriteString(s)
+		}
+		return
+	}
+	en.buf = append(en.buf, s...)
+}
+
+// Write lets the base64 encoder write through en.
+func (en *encoder) Write(p []byte) (int, error) {
+	en.raw(unsafe.String(unsafe.SliceData(p), len(p)))
+	return len(p), en.err
+}
+
+func (en *encoder) flush() {
+	if en.err == nil && len(en.buf) > 0 {
+		_, en.err = en.w.Write(en.buf)
+	}
+	en.buf = en.buf[:0]
 }
 
 // jsonSize is the length of the JSON of e with body.
@@ -58,7 +87,7 @@ func jsonSize(e *Request, body []byte) int64 {
 // writeJSON writes the echo e, its body body, as json.MarshalIndent would,
 // and a newline.
 func writeJSON(w jsonWriter, e *Request, body []byte) error {
-	en := &encoder{w: w}
+	en := &encoder{w: w, buf: make([]byte, 0, encoderBuffer)}
 	en.raw("{\n")
 	en.field("method", 1)
 	en.str(e.Method)
@@ -77,13 +106,9 @@ func writeJSON(w jsonWriter, e *Request, body []byte) error {
 	en.next("body")
 	if e.BodyEncoding == "base64" {
 		en.raw(`"`)
-		if en.err == nil {
-			b64 := base64.NewEncoder(base64.StdEncoding, w)
-			_, en.err = b64.Write(body)
-			if en.err == nil {
-				en.err = b64.Close()
-			}
-		}
+		b64 := base64.NewEncoder(base64.StdEncoding, en)
+		b64.Write(body) // errors stay in en.err
+		b64.Close()
 		en.raw(`"`)
 	} else {
 		en.strBytes(body)
@@ -130,6 +155,7 @@ func writeJSON(w jsonWriter, e *Request, body []byte) error {
 	en.next("hostname")
 	en.str(e.Hostname)
 	en.raw("\n}\n")
+	en.flush()
 	return en.err
 }
 

@@ -56,8 +56,8 @@ type Handler struct {
 	MaxDelay time.Duration
 	// BodyMemory bounds the memory the request echoes hold at once, over
 	// all requests: their bodies as they arrive, and their headers until
-	// the echo is written. One client address (IPv6: its /64) may hold a
-	// quarter of it, one connection a sixteenth (never less than one body
+	// the echo is written. One client address (IPv6: its /64) may hold
+	// half of it, one connection a sixteenth (never less than one body
 	// of MaxBody). A body that does not fit is cut where it stopped
 	// fitting, and its echo says so (CutMemory); a request without a body
 	// never waits behind bodies. Zero means DefaultBodyMemory; it is never
@@ -291,7 +291,7 @@ func (h *Handler) budget() *budget {
 		// its headers fit in a connection's share.
 		one := h.maxBody() + 1 + webHeaderMemory
 		perConn := max(total/16, one)
-		perAddr := max(total/4, perConn)
+		perAddr := max(total/2, perConn)
 		total = max(total, perAddr)
 		h.mem = &budget{
 			total:       total,

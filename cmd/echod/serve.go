@@ -50,7 +50,7 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	fs.Var((*addrList)(&cfg.HTTPSListen), "https-listen", "serve the web echo over HTTPS (and HTTP/2) on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
 	wsMax := fs.Int64("ws-max-message", web.DefaultMaxMessage, "largest WebSocket message echoed, in `bytes`; a larger one closes the connection with 1009")
 	httpMaxBody := fs.Int64("http-max-body", web.DefaultMaxBody, "most `bytes` of an HTTP request's body the request echo includes")
-	httpBodyMemory := fs.Int64("http-body-memory", web.DefaultBodyMemory, "most `bytes` the request echoes hold at once: bodies as they arrive, headers until answered; one address may hold a quarter, one connection a sixteenth; a body past it is cut, and its echo says so")
+	httpBodyMemory := fs.Int64("http-body-memory", web.DefaultBodyMemory, "most `bytes` the request echoes hold at once: bodies as they arrive, headers until answered; one address may hold half, one connection a sixteenth; a body past it is cut, and its echo says so")
 	httpMaxRequests := fs.Int("http-max-requests-per-ip", web.DefaultMaxRequestsPerAddr, "most HTTP `requests` in flight at once from one address (IPv6: one /64), HTTP/2 streams included; more are answered 429; 0: no limit")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen and -https-listen; reread on SIGHUP")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM) for -tls-listen and -https-listen; reread on SIGHUP")
