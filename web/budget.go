@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // budget bounds the memory the request echoes hold, charged as it is
@@ -16,20 +18,25 @@ import (
 // what it has sent.
 //
 // A body never waits for memory: when its next piece does not fit, the
-// body is cut there and the echo says so. Headers wait, but only behind
+// body is cut there and the echo says so, and every upload that has sent
+// nothing for stallGrace gives its share back: it is cut where it stalled
+// and answered (CutStalled). Headers wait, but only behind
 // the requests of their own connection or address, or behind other
 // headers: bodies may fill the whole budget only up to headroom below it.
 // So a request without a body is never held up by bodies.
 type budget struct {
 	total, perAddr, perConn int64
-	headroom                int64 // of total, that bodies may not take
-	maxRequests             int   // in flight per address
+	headroom                int64         // of total, that bodies may not take
+	maxRequests             int           // in flight per address
+	stallGrace              time.Duration // an upload quiet this long gives way
 
 	mu    sync.Mutex
 	used  int64
 	addrs map[netip.Prefix]*share
 	conns map[string]*share
 	freed chan struct{} // closed and replaced when memory is given back
+	// uploads are the accounts reading a body into memory now.
+	uploads map[*account]struct{}
 }
 
 // share is what one address or connection holds.
@@ -47,6 +54,12 @@ type account struct {
 	addr netip.Prefix
 	conn string
 	held int64
+
+	// While its body is read: interrupt ends the read at once, and
+	// heard is when the last bytes came (unix nanoseconds).
+	interrupt   func()
+	heard       atomic.Int64
+	interrupted atomic.Bool
 }
 
 // addrKey is the share an address counts against: the address itself, or
@@ -101,6 +114,37 @@ func fitsLocked(used, n, most int64) bool {
 	return used == 0 || used+n <= most
 }
 
+// startUpload marks a as reading a body, which interrupt ends; endUpload
+// marks the end.
+func (a *account) startUpload(interrupt func()) {
+	a.interrupt = interrupt
+	a.heard.Store(time.Now().UnixNano())
+	a.b.mu.Lock()
+	defer a.b.mu.Unlock()
+	if a.b.uploads == nil {
+		a.b.uploads = make(map[*account]struct{})
+	}
+	a.b.uploads[a] = struct{}{}
+}
+
+func (a *account) endUpload() {
+	a.b.mu.Lock()
+	defer a.b.mu.Unlock()
+	delete(a.b.uploads, a)
+}
+
+// reclaimLocked interrupts the uploads other than asker that hold memory
+// and have sent nothing for stallGrace, so that they give it back.
+func (b *budget) reclaimLocked(asker *account) {
+	quiet := time.Now().Add(-b.stallGrace).UnixNano()
+	for u := range b.uploads {
+		if u != asker && u.held > 0 && u.heard.Load() <= quiet && u.interrupted.CompareAndSwap(false, true) {
+			u.interrupt()
+			delete(b.uploads, u)
+		}
+	}
+}
+
 // take charges n bytes, at once or never for a body (errNoRoom), waiting
 // until ctx ends for headers.
 func (a *account) take(ctx context.Context, n int64, body bool) error {
@@ -121,6 +165,7 @@ func (a *account) take(ctx context.Context, n int64, body bool) error {
 			return nil
 		}
 		if body {
+			b.reclaimLocked(a)
 			b.mu.Unlock()
 			return errNoRoom
 		}

@@ -67,6 +67,9 @@ const (
 	// of the body (BodyMemory, or the share of one address or
 	// connection).
 	CutMemory = "memory"
+	// CutStalled: the body stopped coming while others needed the memory
+	// it held. The connection is closed after the echo.
+	CutStalled = "stalled"
 )
 
 // Memory a request echo is charged beyond its body: what net/http holds
@@ -113,7 +116,7 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
 		return // the client gave up waiting
 	}
 	h.stats.requests.Add(1)
-	echo, body, err := h.describe(r, acct)
+	echo, body, err := h.describe(w, r, acct)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -184,12 +187,12 @@ func servePreflight(w http.ResponseWriter, r *http.Request) {
 // of a body it cut is read and discarded, so that net/http keeps the
 // connection, or at least does not close it with a reset that loses the
 // echo.
-func (h *Handler) describe(r *http.Request, acct *account) (*Request, []byte, error) {
-	body, cut, err := h.readBody(r, acct)
+func (h *Handler) describe(w http.ResponseWriter, r *http.Request, acct *account) (*Request, []byte, error) {
+	body, cut, err := h.readBody(w, r, acct)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read body: %w", err)
 	}
-	if cut != "" {
+	if cut == CutMaxBody || cut == CutMemory {
 		io.Copy(io.Discard, r.Body) // bounded by the server's ReadTimeout
 	}
 	e := &Request{
@@ -234,13 +237,18 @@ const firstPiece = 4 << 10
 // as it arrives, never ahead: a client that declares a megabyte and sends
 // two bytes holds a few kilobytes. When the next piece does not fit the
 // budget, the body is cut there (CutMemory) rather than waiting for
-// memory that other bodies, perhaps stalled, hold.
-func (h *Handler) readBody(r *http.Request, acct *account) (body []byte, cut string, err error) {
+// memory that other bodies hold, and those that have stalled are
+// interrupted, through w, to give theirs back (CutStalled).
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, acct *account) (body []byte, cut string, err error) {
 	most := h.maxBody()
 	// One byte past MaxBody tells that there was more.
 	room := most + 1
 	if r.ContentLength >= 0 {
 		room = min(room, r.ContentLength+1)
+	}
+	if rc := http.NewResponseController(w); r.ContentLength != 0 {
+		acct.startUpload(func() { rc.SetReadDeadline(time.Now()) })
+		defer acct.endUpload()
 	}
 	var buf []byte
 	for {
@@ -258,12 +266,18 @@ func (h *Handler) readBody(r *http.Request, acct *account) (body []byte, cut str
 			buf = next
 		}
 		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		if n > 0 {
+			acct.heard.Store(time.Now().UnixNano())
+		}
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > most {
 			return buf[:most], CutMaxBody, nil
 		}
 		if err == io.EOF {
 			return buf, "", nil
+		}
+		if err != nil && acct.interrupted.Load() {
+			return buf, CutStalled, nil
 		}
 		if err != nil {
 			return nil, "", err
@@ -326,14 +340,16 @@ func textTo(w jsonWriter, e *Request, writeBody func(jsonWriter) error, endsInNe
 			printf("\n")
 		}
 		switch e.BodyCut {
+		case CutMaxBody:
+			printf("(body cut here at the most echoed; the rest was read and discarded)\n")
 		case CutMemory:
 			printf("(body cut here: no memory to hold more; the rest was read and discarded)\n")
-		case "":
+		case CutStalled:
+			printf("(body cut here: it stalled while others needed the memory it held)\n")
+		default:
 			if e.BodyTruncated {
 				printf("(body cut here: the rest was not read)\n")
 			}
-		default:
-			printf("(body cut here at the most echoed; the rest was read and discarded)\n")
 		}
 		printf("\n")
 	}

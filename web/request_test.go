@@ -408,13 +408,16 @@ func TestBodilessRequestIsNotHeldUpByStalledUploads(t *testing.T) {
 // memory that a stalled upload holds.
 func TestBodyCutWhenTheBudgetIsFull(t *testing.T) {
 	h := &Handler{MaxBody: 1 << 20, BodyMemory: 1}
+	b := h.budget()
+	b.mu.Lock()
+	b.stallGrace = time.Hour // the stalled upload keeps its memory
+	b.mu.Unlock()
 	srv := serve(t, h)
 	c := testkit.Dial(t, strings.TrimPrefix(srv.URL, "http://"))
 	// 600 KB of a megabyte, then a stall: the body's buffer has grown to
 	// its whole megabyte, nearly all the budget.
 	io.WriteString(c, "POST /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
 	c.Write(bytes.Repeat([]byte("s"), 600_000))
-	b := h.budget()
 	testkit.WaitFor(t, "the stalled upload to hold its megabyte", func() bool {
 		used, _ := b.usage()
 		return used > 1<<20
@@ -443,6 +446,43 @@ func TestBodyCutWhenTheBudgetIsFull(t *testing.T) {
 		t.Fatalf("stalled upload, finished: %d bytes, truncated %v, %v", first.BodyBytes, first.BodyTruncated, err)
 	}
 	testkit.WaitFor(t, "the budget to be given back", func() bool { used, _ := b.usage(); return used == 0 })
+}
+
+// An upload that stalls gives its memory back when a body needs it: it is
+// answered with what it sent, cut and marked so, and the next body fits.
+func TestStalledUploadGivesItsMemoryBack(t *testing.T) {
+	h := &Handler{MaxBody: 1 << 20, BodyMemory: 1}
+	b := h.budget()
+	b.mu.Lock()
+	b.stallGrace = 0 // quiet at all is stalled
+	b.mu.Unlock()
+	srv := serve(t, h)
+	c := testkit.Dial(t, strings.TrimPrefix(srv.URL, "http://"))
+	io.WriteString(c, "POST /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+	c.Write(bytes.Repeat([]byte("s"), 600_000))
+	testkit.WaitFor(t, "the stalled upload to hold its megabyte", func() bool {
+		used, _ := b.usage()
+		return used > 1<<20
+	})
+
+	body := bytes.Repeat([]byte("z"), 1<<20)
+	if _, _, out := do(t, newRequestBody(t, srv.URL+"/cut", bytes.NewReader(body))); decode(t, out).BodyCut != CutMemory {
+		t.Fatalf("the first upload beside a full budget was not cut for memory: %.300s", out)
+	}
+	// The stalled upload was answered with what it sent.
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stalled Request
+	if err := json.NewDecoder(resp.Body).Decode(&stalled); err != nil || stalled.BodyCut != CutStalled || stalled.BodyBytes != 600_000 {
+		t.Fatalf("stalled upload: %d bytes, cut %q, %v; want its 600000 bytes, cut %q", stalled.BodyBytes, stalled.BodyCut, err, CutStalled)
+	}
+	testkit.WaitFor(t, "the budget to be given back", func() bool { used, _ := b.usage(); return used == 0 })
+	if _, _, out := do(t, newRequestBody(t, srv.URL+"/whole", bytes.NewReader(body))); decode(t, out).BodyBytes != len(body) {
+		t.Fatalf("the next upload was not echoed whole: %.300s", out)
+	}
 }
 
 // Requests in flight from one address are bounded: the one past

@@ -299,10 +299,15 @@ func (h *Handler) budget() *budget {
 			perConn:     perConn,
 			headroom:    min(total/8, total-one),
 			maxRequests: h.maxRequests(),
+			stallGrace:  stallGrace,
 		}
 	})
 	return h.mem
 }
+
+// stallGrace is how long an upload may send nothing before it gives its
+// memory back to a body that has no room.
+const stallGrace = time.Second
 
 // webHeaderMemory is room for one request's headers: net/http reads at
 // most 1 MiB of them, and echod's own server 64 KiB.
