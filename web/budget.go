@@ -17,10 +17,11 @@ import (
 // or connection can take the whole budget, and one that stalls holds only
 // what it has sent.
 //
-// A body never waits for memory: when its next piece does not fit, the
-// body is cut there and the echo says so, and every upload that has sent
-// nothing for stallGrace gives its share back: it is cut where it stalled
-// and answered (CutStalled). Headers wait, but only behind
+// A body does not wait for memory that others hold: when its next piece
+// does not fit, the body is cut there and the echo says so. Except that
+// every upload that holds memory and has sent nothing for stallGrace
+// first gives it back, dropping what it sent and answered 408 (see
+// errStalled), and the body waits a moment for that. Headers wait, but only behind
 // the requests of their own connection or address, or behind other
 // headers: bodies may fill the whole budget only up to headroom below it.
 // So a request without a body is never held up by bodies.
@@ -47,6 +48,10 @@ type share struct {
 
 // errNoRoom cuts a body that the budget has no room for.
 var errNoRoom = errors.New("no room in the request echo's memory budget")
+
+// errStalled ends the read of a body that stalled while another needed
+// the memory it held.
+var errStalled = errors.New("the body stopped coming while others needed the memory it held")
 
 // account is one request's part of the budget.
 type account struct {
@@ -133,16 +138,24 @@ func (a *account) endUpload() {
 	delete(a.b.uploads, a)
 }
 
+// reclaimWait is how long a body waits for the memory of stalled uploads
+// it interrupted.
+const reclaimWait = time.Second
+
 // reclaimLocked interrupts the uploads other than asker that hold memory
-// and have sent nothing for stallGrace, so that they give it back.
-func (b *budget) reclaimLocked(asker *account) {
+// and have sent nothing for stallGrace, so that they give it back, and
+// returns how many.
+func (b *budget) reclaimLocked(asker *account) int {
+	n := 0
 	quiet := time.Now().Add(-b.stallGrace).UnixNano()
 	for u := range b.uploads {
 		if u != asker && u.held > 0 && u.heard.Load() <= quiet && u.interrupted.CompareAndSwap(false, true) {
 			u.interrupt()
 			delete(b.uploads, u)
+			n++
 		}
 	}
+	return n
 }
 
 // take charges n bytes, at once or never for a body (errNoRoom), waiting
@@ -153,6 +166,7 @@ func (a *account) take(ctx context.Context, n int64, body bool) error {
 	if body {
 		limit -= b.headroom
 	}
+	var reclaiming <-chan time.Time // set once stalled uploads are giving way
 	for {
 		b.mu.Lock()
 		as, cs := b.addrs[a.addr], b.conns[a.conn]
@@ -164,10 +178,15 @@ func (a *account) take(ctx context.Context, n int64, body bool) error {
 			b.mu.Unlock()
 			return nil
 		}
-		if body {
-			b.reclaimLocked(a)
-			b.mu.Unlock()
-			return errNoRoom
+		if body && reclaiming == nil {
+			if b.reclaimLocked(a) == 0 {
+				b.mu.Unlock()
+				return errNoRoom
+			}
+			// They give their memory back at once: a moment's wait.
+			t := time.NewTimer(reclaimWait)
+			defer t.Stop()
+			reclaiming = t.C
 		}
 		if b.freed == nil {
 			b.freed = make(chan struct{})
@@ -176,6 +195,8 @@ func (a *account) take(ctx context.Context, n int64, body bool) error {
 		b.mu.Unlock()
 		select {
 		case <-freed:
+		case <-reclaiming:
+			return errNoRoom
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -3,6 +3,7 @@ package web
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -67,9 +68,6 @@ const (
 	// of the body (BodyMemory, or the share of one address or
 	// connection).
 	CutMemory = "memory"
-	// CutStalled: the body stopped coming while others needed the memory
-	// it held. The connection is closed after the echo.
-	CutStalled = "stalled"
 )
 
 // Memory a request echo is charged beyond its body: what net/http holds
@@ -117,6 +115,11 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	h.stats.requests.Add(1)
 	echo, body, err := h.describe(w, r, acct)
+	if errors.Is(err, errStalled) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, err.Error(), http.StatusRequestTimeout)
+		return
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -192,7 +195,7 @@ func (h *Handler) describe(w http.ResponseWriter, r *http.Request, acct *account
 	if err != nil {
 		return nil, nil, fmt.Errorf("read body: %w", err)
 	}
-	if cut == CutMaxBody || cut == CutMemory {
+	if cut != "" {
 		io.Copy(io.Discard, r.Body) // bounded by the server's ReadTimeout
 	}
 	e := &Request{
@@ -237,8 +240,8 @@ const firstPiece = 4 << 10
 // as it arrives, never ahead: a client that declares a megabyte and sends
 // two bytes holds a few kilobytes. When the next piece does not fit the
 // budget, the body is cut there (CutMemory) rather than waiting for
-// memory that other bodies hold, and those that have stalled are
-// interrupted, through w, to give theirs back (CutStalled).
+// memory that other bodies hold; those that have stalled are
+// interrupted, through w, to give theirs back (errStalled).
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, acct *account) (body []byte, cut string, err error) {
 	most := h.maxBody()
 	// One byte past MaxBody tells that there was more.
@@ -277,7 +280,8 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, acct *account
 			return buf, "", nil
 		}
 		if err != nil && acct.interrupted.Load() {
-			return buf, CutStalled, nil
+			acct.give(int64(cap(buf)))
+			return nil, "", errStalled
 		}
 		if err != nil {
 			return nil, "", err
@@ -344,8 +348,6 @@ func textTo(w jsonWriter, e *Request, writeBody func(jsonWriter) error, endsInNe
 			printf("(body cut here at the most echoed; the rest was read and discarded)\n")
 		case CutMemory:
 			printf("(body cut here: no memory to hold more; the rest was read and discarded)\n")
-		case CutStalled:
-			printf("(body cut here: it stalled while others needed the memory it held)\n")
 		default:
 			if e.BodyTruncated {
 				printf("(body cut here: the rest was not read)\n")
