@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/echod/echod/internal/testcert"
 	"github.com/echod/echod/internal/testkit"
 )
@@ -181,5 +183,32 @@ func TestServeWebMaxRequestsPerIP(t *testing.T) {
 	}
 	if code, err := getFrom(t, "127.0.0.2", "http://"+addr+"/other", nil); code != 200 {
 		t.Fatalf("another address: %d, %v", code, err)
+	}
+}
+
+// One HTTP/2 connection carries at most 32 requests at once (net/http
+// offered 250), so that -max-conns-per-ip bounds requests too.
+func TestServeHTTPSOffersFewStreams(t *testing.T) {
+	addr, cfg := startHTTPS(t)
+	cfg.NextProtos = []string{"h2"}
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := f.(*http2.SettingsFrame)
+	if !ok {
+		t.Fatalf("first frame %v, want SETTINGS", f)
+	}
+	if n, ok := s.Value(http2.SettingMaxConcurrentStreams); !ok || n != 32 {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d (given %v), want 32", n, ok)
 	}
 }
