@@ -44,7 +44,7 @@ type encoder struct {
 	err error
 }
 
-// encoderBuffer is the size of an encoder's buffer; a piece as long as
+// encoderBuffer is the most an encoder's buffer holds; a piece as long as
 // half of it goes to w directly.
 const encoderBuffer = 8 << 10
 
@@ -55,7 +55,7 @@ func (en *encoder) raw(s string) {
 	if len(en.buf)+len(s) > cap(en.buf) {
 		en.flush()
 	}
-	if len(s) >= encoderBuffer/2 {
+	if len(s) >= cap(en.buf)/2 {
 		if en.err == nil {
 			_, en.err = en.w.WriteString(s)
 		}
@@ -80,14 +80,18 @@ func (en *encoder) flush() {
 // jsonSize is the length of the JSON of e with body.
 func jsonSize(e *Request, body []byte) int64 {
 	var c counter
-	writeJSON(&c, e, body)
+	writeJSON(&c, e, body, 0)
 	return c.n
 }
 
 // writeJSON writes the echo e, its body body, as json.MarshalIndent would,
-// and a newline.
-func writeJSON(w jsonWriter, e *Request, body []byte) error {
-	en := &encoder{w: w, buf: make([]byte, 0, encoderBuffer)}
+// and a newline. size is its length, from jsonSize, for the buffer; 0
+// writes through, as for counting.
+func writeJSON(w jsonWriter, e *Request, body []byte, size int64) error {
+	en := &encoder{w: w}
+	if size > 0 {
+		en.buf = make([]byte, 0, min(size, encoderBuffer))
+	}
 	en.raw("{\n")
 	en.field("method", 1)
 	en.str(e.Method)

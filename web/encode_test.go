@@ -29,7 +29,7 @@ func checkJSON(t testing.TB, e Request, body []byte) {
 	t.Helper()
 	want := wantJSON(t, e, body)
 	var got bytes.Buffer
-	if err := writeJSON(&got, &e, body); err != nil {
+	if err := writeJSON(&got, &e, body, int64(len(want))); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.Bytes(), want) {

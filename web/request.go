@@ -150,11 +150,11 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var size counter
-	write(&size, echo, body)
+	write(&size, echo, body, 0)
 	hdr.Set("Content-Length", strconv.FormatInt(size.n, 10))
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
-		write(w.(jsonWriter), echo, body) // an error is the client's: nothing to tell it
+		write(w.(jsonWriter), echo, body, size.n) // an error is the client's: nothing to tell it
 	}
 }
 
@@ -301,8 +301,9 @@ func (e *Request) Text() string {
 	return b.String()
 }
 
-// writeText writes the echo e as Text does, body in place of e.Body.
-func writeText(w jsonWriter, e *Request, body []byte) error {
+// writeText writes the echo e as Text does, body in place of e.Body; its
+// size is writeJSON's, and unused.
+func writeText(w jsonWriter, e *Request, body []byte, _ int64) error {
 	return textTo(w, e, func(w jsonWriter) error {
 		if e.BodyEncoding != "base64" {
 			_, err := w.Write(body)
