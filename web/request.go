@@ -243,16 +243,18 @@ const firstPiece = 4 << 10
 // memory that other bodies hold; those that have stalled are
 // interrupted, through w, to give theirs back (errStalled).
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, acct *account) (body []byte, cut string, err error) {
+	if r.ContentLength == 0 {
+		return nil, "", nil
+	}
 	most := h.maxBody()
 	// One byte past MaxBody tells that there was more.
 	room := most + 1
 	if r.ContentLength >= 0 {
 		room = min(room, r.ContentLength+1)
 	}
-	if rc := http.NewResponseController(w); r.ContentLength != 0 {
-		acct.startUpload(func() { rc.SetReadDeadline(time.Now()) })
-		defer acct.endUpload()
-	}
+	rc := http.NewResponseController(w)
+	acct.startUpload(func() { rc.SetReadDeadline(time.Now()) })
+	defer acct.endUpload()
 	var buf []byte
 	for {
 		if len(buf) == cap(buf) {
