@@ -154,9 +154,22 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Content-Length", strconv.FormatInt(size.n, 10))
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
-		write(w.(jsonWriter), echo, body, size.n) // an error is the client's: nothing to tell it
+		write(toJSONWriter(w), echo, body, size.n) // an error is the client's: nothing to tell it
 	}
 }
+
+// toJSONWriter returns w as a jsonWriter: net/http's ResponseWriters have
+// WriteString, a wrapper around one may not.
+func toJSONWriter(w io.Writer) jsonWriter {
+	if jw, ok := w.(jsonWriter); ok {
+		return jw
+	}
+	return stringWriter{w}
+}
+
+type stringWriter struct{ io.Writer }
+
+func (w stringWriter) WriteString(s string) (int, error) { return w.Write([]byte(s)) }
 
 // headerSize is about what r's request line and headers take in memory.
 func headerSize(r *http.Request) int64 {

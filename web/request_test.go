@@ -515,6 +515,20 @@ func TestRequestsPerAddressAreBounded(t *testing.T) {
 	}
 }
 
+// A ResponseWriter without WriteString, as a middleware's may be, gets the
+// same echo.
+func TestRequestEchoThroughAPlainResponseWriter(t *testing.T) {
+	h := &Handler{Hostname: "x"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(struct{ http.ResponseWriter }{w}, r)
+	}))
+	t.Cleanup(srv.Close)
+	code, _, body := do(t, newRequest(t, "POST", srv.URL+"/plain", "héllo\x01"))
+	if e := decode(t, body); code != http.StatusOK || e.Body != "héllo\x01" || e.Path != "/plain" {
+		t.Fatalf("%d %+v", code, e)
+	}
+}
+
 // An informational ?status= goes ahead of the echo only to clients that
 // know informational responses: not to HTTP/1.0 (RFC 9110, 15.2).
 func TestInformationalStatusNotSentToHTTP10(t *testing.T) {
