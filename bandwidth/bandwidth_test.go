@@ -1,0 +1,306 @@
+package bandwidth
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newLimiter(t *testing.T, cfg Config) *Limiter {
+	t.Helper()
+	l, err := New(time.Now(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// send has f send total bytes in reads of up to chunk, as an engine does:
+// it sizes each read by Allow, waits when told to, spends, and waits again
+// before writing. It returns the bytes sent once the clock reached end.
+func send(f *Flow, chunk int, end time.Time) int64 {
+	var sent int64
+	for {
+		n, wait := f.Allow(time.Now())
+		if wait > 0 {
+			time.Sleep(wait)
+			continue
+		}
+		n = min(n, chunk)
+		time.Sleep(f.Spend(time.Now(), n))
+		if time.Now().After(end) {
+			return sent
+		}
+		sent += int64(n)
+	}
+}
+
+// window is how long the rate tests measure: long enough that one burst
+// is a small part of what is counted.
+const window = 10 * time.Second
+
+func TestFlowRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, Config{PerConn: 1e6})
+		f := l.Open(time.Now(), netip.MustParseAddr("192.0.2.1"))
+		defer f.Close()
+		got := send(f, 32<<10, time.Now().Add(window))
+		// A burst of a tenth of a second, plus the rate.
+		if lo, hi := int64(1e6*window.Seconds()), int64(1e6*(window.Seconds()+burstTime)); got < lo-32<<10 || got > hi {
+			t.Errorf("sent %d bytes in %v at 1MB/s, want %d to %d", got, window, lo, hi)
+		}
+	})
+}
+
+// TestAddressShared is the promise of the per-address budget: 16
+// connections of one address share one rate, while another address gets
+// all of its own.
+func TestAddressShared(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, Config{PerAddr: 1e6})
+		end := time.Now().Add(window)
+		var mu sync.Mutex
+		sent := map[string]int64{}
+		var wg sync.WaitGroup
+		for i := range 17 {
+			addr := "192.0.2.1"
+			if i == 16 {
+				addr = "192.0.2.2"
+			}
+			wg.Go(func() {
+				f := l.Open(time.Now(), netip.MustParseAddr(addr))
+				defer f.Close()
+				n := send(f, 32<<10, end)
+				mu.Lock()
+				sent[addr] += n
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		for addr, n := range sent {
+			rate := float64(n) / window.Seconds()
+			if rate > 1.1e6 || rate < 0.95e6 {
+				t.Errorf("%s was sent %.0f bytes/s, want 0.95 to 1.1 MB/s", addr, rate)
+			}
+		}
+	})
+}
+
+func TestAllowSizesReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, Config{PerConn: 1e6, PerAddr: 2e6})
+		f := l.Open(time.Now(), netip.MustParseAddr("2001:db8::1"))
+		defer f.Close()
+		// A fresh bucket holds its burst: a tenth of a second.
+		if n, wait := f.Allow(time.Now()); n != 100e3 || wait != 0 {
+			t.Fatalf("Allow = %d, %v; want the burst of 100000 bytes", n, wait)
+		}
+		if wait := f.Spend(time.Now(), 100e3); wait != 0 {
+			t.Fatalf("Spend of the burst waits %v, want none", wait)
+		}
+		n, wait := f.Allow(time.Now())
+		if n != 0 || wait <= 0 || wait > 20*time.Millisecond {
+			t.Fatalf("Allow after the burst = %d, %v; want a wait of at most 20ms", n, wait)
+		}
+		// Spending past the burst asks for a wait as long as the debt.
+		if wait := f.Spend(time.Now(), 50e3); wait != 50*time.Millisecond {
+			t.Fatalf("Spend past the burst waits %v, want 50ms", wait)
+		}
+		// The same /64 shares the address bucket: 150 KB taken of 200 KB.
+		g := l.Open(time.Now(), netip.MustParseAddr("2001:db8::2"))
+		defer g.Close()
+		if n, _ := g.Allow(time.Now()); n != 50e3 {
+			t.Errorf("another connection of the /64 may send %d, want the 50000 its address has left", n)
+		}
+		time.Sleep(time.Second)
+		if n, _ := g.Allow(time.Now()); n != 100e3 {
+			t.Errorf("a second later it may send %d, want 100000", n)
+		}
+	})
+}
+
+func TestNilLimiter(t *testing.T) {
+	l, err := New(time.Now(), Config{})
+	if l != nil || err != nil {
+		t.Fatalf("New with no limits = %v, %v; want nil, nil", l, err)
+	}
+	f := l.Open(time.Now(), netip.MustParseAddr("192.0.2.1"))
+	if n, wait := f.Allow(time.Now()); n <= 0 || wait != 0 {
+		t.Errorf("nil Flow Allow = %d, %v", n, wait)
+	}
+	if wait := f.Spend(time.Now(), 1<<30); wait != 0 {
+		t.Errorf("nil Flow Spend waits %v", wait)
+	}
+	f.Close()
+	if !l.Datagram(time.Now(), netip.MustParseAddr("192.0.2.1"), 65507) || l.Admit(time.Now()) != nil {
+		t.Error("a nil Limiter limited something")
+	}
+}
+
+func TestDatagram(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, Config{PerAddr: 1e6})
+		a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:192.0.2.2")
+		var passed int
+		for range 100 {
+			if l.Datagram(time.Now(), a, 10e3) {
+				passed++
+			}
+		}
+		// The burst: 100 KB.
+		if passed != 10 {
+			t.Errorf("%d datagrams of 10 KB passed at once, want 10 (a burst of 100 KB)", passed)
+		}
+		if !l.Datagram(time.Now(), b, 10e3) {
+			t.Error("another address's datagram was dropped")
+		}
+		time.Sleep(10 * time.Millisecond)
+		if !l.Datagram(time.Now(), a, 10e3) {
+			t.Error("a datagram 10ms later was dropped: the bucket does not refill")
+		}
+	})
+}
+
+// TestAddressFlood forges datagrams from a million addresses: the buckets
+// kept stay within MaxAddrs, an address known before keeps its own, and
+// once the flood has passed the buckets it left are forgotten.
+func TestAddressFlood(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const most = 4096
+		l := newLimiter(t, Config{PerAddr: 1e6, MaxAddrs: most})
+		victim := netip.MustParseAddr("198.51.100.7")
+		f := l.Open(time.Now(), victim)
+		defer f.Close()
+		f.Spend(time.Now(), 50e3) // half its burst
+		for i := range 1 << 20 {
+			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			l.Datagram(time.Now(), a, 1000)
+			if i%1024 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if n := l.Stats(time.Now()).Addresses; n > most {
+			t.Errorf("%d buckets kept after the flood, want at most %d", n, most)
+		}
+		// The victim's bucket is its own: half full still, not shared.
+		if n, _ := f.Allow(time.Now()); n < 50e3 {
+			t.Errorf("the known address may send %d bytes, want its own bucket's 50000 or more", n)
+		}
+		// A second later, a thousand other addresses (about 16 in each
+		// shard) sweep the flood's buckets away.
+		time.Sleep(time.Second)
+		const later = 1024
+		for i := range later {
+			l.Datagram(time.Now(), netip.AddrFrom4([4]byte{172, 16, byte(i >> 8), byte(i)}), 1000)
+		}
+		if n := l.Stats(time.Now()).Addresses; n > later+1 {
+			t.Errorf("%d buckets kept a second after the flood, want the %d since and the victim's", n, later)
+		}
+	})
+}
+
+func TestEgressBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		budget := Budget{Bytes: 10e6, Period: time.Hour}
+		l := newLimiter(t, Config{Egress: budget, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		f := l.Open(time.Now(), netip.MustParseAddr("192.0.2.1"))
+		defer f.Close()
+		addr := netip.MustParseAddr("192.0.2.9")
+
+		if wait := f.Spend(time.Now(), 8.9e6); wait != 0 {
+			t.Fatalf("spending 89%% of the budget waits %v", wait)
+		}
+		if st := l.Stats(time.Now()); st.Stage != StageNormal || st.Used != 8.9e6 {
+			t.Fatalf("at 89%%: %+v, want normal", st)
+		}
+		// Past 90%, everything goes at the average rate: 10 MB an hour
+		// is 2777 bytes a second, in bursts of at least 64 KiB.
+		f.Spend(time.Now(), 0.2e6)
+		if st := l.Stats(time.Now()); st.Stage != StageSlow {
+			t.Fatalf("at 91%%: stage %v, want slow", st.Stage)
+		}
+		if !strings.Contains(log.String(), "egress budget nearly spent") {
+			t.Errorf("no log line on slowing down: %q", log.String())
+		}
+		if wait := f.Spend(time.Now(), 2777*10); wait < 9*time.Second {
+			t.Errorf("10 seconds' worth of the average rate waits %v, want about 10s less the burst", wait)
+		}
+		if err := l.Admit(time.Now()); err != nil {
+			t.Errorf("a session is refused while slow: %v", err)
+		}
+		// Spent: new sessions and datagrams are refused, with the reason.
+		f.Spend(time.Now(), 1e6)
+		err := l.Admit(time.Now())
+		var spent *ErrBudgetSpent
+		if !errors.As(err, &spent) || !strings.Contains(err.Error(), "egress budget of 10MB/1h0m0s spent") {
+			t.Fatalf("Admit once spent = %v, want ErrBudgetSpent", err)
+		}
+		if l.Datagram(time.Now(), addr, 10) {
+			t.Error("a datagram was answered once the budget was spent")
+		}
+		if !strings.Contains(log.String(), "egress budget spent") {
+			t.Errorf("no log line on the budget spent: %q", log.String())
+		}
+		// The next period starts an hour after the first.
+		time.Sleep(time.Until(spent.Renews))
+		if err := l.Admit(time.Now()); err != nil {
+			t.Errorf("Admit once the period renewed = %v", err)
+		}
+		if st := l.Stats(time.Now()); st.Stage != StageNormal || st.Used != 0 {
+			t.Errorf("after renewal: %+v, want normal and nothing used", st)
+		}
+		if !l.Datagram(time.Now(), addr, 10) {
+			t.Error("a datagram was dropped once the period renewed")
+		}
+		if !strings.Contains(log.String(), "egress budget renewed") {
+			t.Errorf("no log line on renewal: %q", log.String())
+		}
+	})
+}
+
+func TestNewRefuses(t *testing.T) {
+	for _, cfg := range []Config{
+		{PerConn: -1},
+		{Egress: Budget{Bytes: 1, Period: time.Second}},
+	} {
+		if _, err := New(time.Now(), cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+}
+
+// BenchmarkSpend is the cost on the hot path: one read's Allow and Spend,
+// under a per-connection, a per-address and an egress budget, too large to
+// ever wait.
+func BenchmarkSpend(b *testing.B) {
+	l, _ := New(time.Now(), Config{PerConn: 1e15, PerAddr: 1e15, Egress: Budget{Bytes: 1e18, Period: time.Hour}})
+	f := l.Open(time.Now(), netip.MustParseAddr("192.0.2.1"))
+	defer f.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		now := time.Now()
+		f.Allow(now)
+		f.Spend(now, 32<<10)
+	}
+}
+
+// BenchmarkDatagram is the cost per UDP reply under a per-address budget.
+func BenchmarkDatagram(b *testing.B) {
+	l, _ := New(time.Now(), Config{PerAddr: 1e15, Egress: Budget{Bytes: 1e18, Period: time.Hour}})
+	a := netip.MustParseAddr("192.0.2.1")
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Datagram(time.Now(), a, 512)
+	}
+}
