@@ -112,10 +112,15 @@ func (e *ErrBudgetSpent) Error() string {
 // Admit reports whether a new session (a connection, a WebSocket, an HTTP
 // request) may start at now: nil, unless the egress budget is spent.
 func (l *Limiter) Admit(now time.Time) error {
-	if l == nil || l.egress == nil || l.egress.current(l.clock(now)) != StageSpent {
+	if !l.Spent(now) {
 		return nil
 	}
 	return &ErrBudgetSpent{Budget: l.cfg.Egress, Renews: l.epoch.Add(time.Duration(l.egress.end.Load()))}
+}
+
+// Spent reports whether the egress budget is spent at now; see Admit.
+func (l *Limiter) Spent(now time.Time) bool {
+	return l != nil && l.egress != nil && l.egress.current(l.clock(now)) == StageSpent
 }
 
 // Datagram reports whether a reply of n bytes to addr may be sent at now,

@@ -50,6 +50,9 @@ func (d *daemon) snapshot() admin.Snapshot {
 	s.WebSocketMessages, s.WebSocketBytes = ws.Messages, ws.MessageBytes
 	s.HTTPRequests = ws.Requests
 	s.Rejected[web.ReasonMaxMessage] = ws.TooBig
+	bw := d.bandwidth.Stats(time.Now())
+	s.EgressBudgetBytes, s.EgressUsedBytes, s.EgressStage = bw.Budget.Bytes, bw.Used, int(bw.Stage)
+	s.BandwidthThrottled, s.BandwidthAddresses = bw.Throttled, bw.Addresses
 	return s
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/internal/tlscert"
@@ -89,6 +90,12 @@ type Config struct {
 	// one /64) waiting for their PROXY header at once; more are refused
 	// (-proxy-pending-per-ip). Zero means DefaultProxyPendingPerIP.
 	ProxyPendingPerIP int
+
+	// Bandwidth is the budgets of bytes per second and of egress
+	// (-rate-per-conn, -rate-per-ip, -egress-budget), shared by every
+	// transport: one Limiter made from it throttles the echo server (as
+	// its Bandwidth, unless Server has its own) and the web echo.
+	Bandwidth bandwidth.Config
 
 	// Admin is the HOST:PORT of the HTTP admin endpoints, /metrics,
 	// /healthz and /readyz (-admin); empty serves none.
@@ -187,6 +194,7 @@ type daemon struct {
 	admin     net.Listener        // nil without Config.Admin
 	proxies   []*proxied.Listener // for their rejection counts
 	certs     *tlscert.Reloader   // nil without TLS
+	bandwidth *bandwidth.Limiter  // nil without budgets
 }
 
 func (d *daemon) add(ep endpoint) { d.endpoints = append(d.endpoints, ep) }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -19,6 +20,36 @@ const bufferSize = 32 << 10
 type conn struct {
 	net.Conn
 	source netip.Addr // as admission counted it; the zero Addr if not IP
+
+	// With Server.Bandwidth: closed by Close, or when the watchdog ends
+	// the connection, to end a pause for the budget at once.
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+// Close closes the connection, ending a pause.
+func (c *conn) Close() error {
+	c.endPause()
+	return c.Conn.Close()
+}
+
+func (c *conn) endPause() {
+	if c.stop != nil {
+		c.stopOnce.Do(func() { close(c.stop) })
+	}
+}
+
+// pause waits d for the bandwidth budget, and reports false if the
+// connection was closed meanwhile.
+func (c *conn) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.stop:
+		return false
+	}
 }
 
 // serveConn is the goroutine engine, the specification the event loops must
@@ -31,16 +62,41 @@ func (s *Server) serveConn(c *conn) {
 	sock := socketOf(c.Conn)
 	w := startWatchdog(c.Conn, sock, p, start) // the time limits: watchdog.go
 	defer w.stop()
+	// The bandwidth budgets: a connection reads only what it may send
+	// now, and waits before sending more, reading nothing meanwhile.
+	flow := s.Bandwidth.Open(start, c.source)
+	defer flow.Close()
+	if flow != nil {
+		w.mu.Lock()
+		w.onClose = c.endPause
+		w.mu.Unlock()
+	}
 	r := s.newReader(c.Conn, sock) // an idle connection holds no buffer: idlebuffer.go
 	var in, out int64
 	var err error
 	for err == nil {
+		limit := p.readLimit(in)
+		if flow != nil {
+			n, wait := flow.Allow(time.Now())
+			if wait > 0 {
+				if !c.pause(wait) {
+					err = net.ErrClosed
+				}
+				continue
+			}
+			limit = min(limit, n)
+		}
 		var data []byte
-		data, err = r.read(p.readLimit(in))
+		data, err = r.read(limit)
 		if len(data) > 0 {
 			in += int64(len(data))
 			w.moved.Add(int64(len(data)))
 			s.counts.tcpBytesIn.Add(uint64(len(data)))
+			if wait := flow.Spend(time.Now(), len(data)); wait > 0 && !c.pause(wait) {
+				r.release()
+				err = net.ErrClosed
+				break
+			}
 			// Write back the bytes read, never the whole buffer: the
 			// classic bug that pads every reply with stale bytes.
 			n, werr := w.write(c.Conn, data)

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/echo/internal/backoff"
 )
 
@@ -79,6 +80,17 @@ type Server struct {
 	// UDPGlobalRate is how many datagrams per second ServeUDP answers in
 	// all, in bursts of up to one second's worth. Zero means no limit.
 	UDPGlobalRate int
+
+	// Bandwidth, if set, holds echo to its budgets of bytes per second
+	// (per connection, per address) and its egress budget: a TCP
+	// connection is read only as fast as its echo may be sent, so a client
+	// that sends faster meets TCP backpressure and loses nothing; a UDP
+	// reply past its address's budget is dropped; while the egress budget
+	// is spent, new connections are refused and datagrams dropped
+	// (ReasonEgressBudget). Share one Limiter with the other servers of
+	// the same clients, such as a web.Handler's listener, so that an
+	// address has one budget over all of them. Nil limits nothing.
+	Bandwidth *bandwidth.Limiter
 
 	mu        sync.Mutex
 	closing   bool               // set once by Shutdown or Close; no connection starts after it
@@ -143,6 +155,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		}
 		pause = 0
 		c := &conn{Conn: nc}
+		if s.Bandwidth != nil {
+			c.stop = make(chan struct{})
+		}
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			c.source = ta.AddrPort().Addr().Unmap()
 		}
@@ -312,6 +327,12 @@ func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
 // admit admits a connection from source that this server serves: on a
 // goroutine as c, which Close closes, or in the event loops with c nil.
 func (s *Server) admit(source netip.Addr, c *conn) bool {
+	// Not in admitLocked: Reserve's callers may refuse in their own
+	// words, as the web echo answers 503.
+	if s.Bandwidth.Spent(time.Now()) {
+		s.limited(ReasonEgressBudget)
+		return false
+	}
 	s.mu.Lock()
 	r, ok := s.admitLocked(source)
 	if ok {

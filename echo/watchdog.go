@@ -29,6 +29,7 @@ type watchdog struct {
 	unsent  int       // the socket's unsent bytes at the last check; -1: not known
 	reason  Reason    // why the watchdog closed the connection
 	closed  bool
+	onClose func() // also called when the watchdog closes it
 }
 
 // startWatchdog watches c, whose socket is sock (or nil), under p.
@@ -108,6 +109,9 @@ func (w *watchdog) close(r Reason) {
 	w.closed = true
 	w.reason = r
 	w.sock.Close()
+	if w.onClose != nil {
+		w.onClose()
+	}
 }
 
 // linger switches to the time after MaxSessionBytes: only echo the client

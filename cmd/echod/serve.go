@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/proxied"
@@ -72,6 +73,10 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	fs.BoolVar(&srv.UDPAllowPrivilegedPorts, "udp-allow-privileged-ports", false, "answer UDP datagrams from source ports below 1024 (where echo and chargen loops start)")
 	fs.IntVar(&srv.UDPSourceRate, "udp-source-rate", 1000, "most UDP `datagrams` per second answered for one source address (IPv6: one /64); 0: no limit")
 	fs.IntVar(&srv.UDPGlobalRate, "udp-global-rate", 20000, "most UDP `datagrams` per second answered in all; 0: no limit")
+	bw := &cfg.Bandwidth
+	fs.TextVar(&bw.PerConn, "rate-per-conn", bandwidth.Rate(0), "most each connection (TCP, TLS, WebSocket, HTTP) is sent, in `bytes/s` with a unit: 1MB/s, 512KiB (per second implied); 0: no limit")
+	fs.TextVar(&bw.PerAddr, "rate-per-ip", bandwidth.Rate(0), "most one address (IPv6: one /64) is sent over all its connections, requests and UDP datagrams, in `bytes/s` with a unit: 1MB/s; reading slows down to match (UDP past it is dropped); 0: no limit")
+	fs.TextVar(&bw.Egress, "egress-budget", bandwidth.Budget{}, "most sent in all per period, as `SIZE/PERIOD`: 500GB/30d, 10GiB/1d; past 90% all echo slows to the budget's average rate, and once spent new sessions are refused until the period renews; 0: none")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/echod/echod/internal/testkit"
+)
+
+// hog sends to c as fast as it takes, and counts into got what comes back,
+// until ctx ends: a client after all the bandwidth it can get.
+func hog(ctx context.Context, wg *sync.WaitGroup, c net.Conn, got *atomic.Int64) {
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	wg.Go(func() {
+		chunk := make([]byte, 16<<10)
+		for ctx.Err() == nil {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	wg.Go(func() {
+		defer stop()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			got.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+}
+
+// dialWebSocket opens a WebSocket echo from the loopback address src, as a
+// net.Conn of binary messages.
+func dialWebSocket(ctx context.Context, t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("WebSocket from %s: %v", src, err)
+	}
+	c.SetReadLimit(1 << 20)
+	return websocket.NetConn(ctx, c, websocket.MessageBinary)
+}
+
+// TestRatePerIPAcrossTransports is issue 20's "done when": with a 1 MB/s
+// budget per address, one address with 8 TCP connections and 8 WebSockets
+// is sent at most 1.1 MB/s, and a second address, beside it, its own full
+// budget. The bounds are on bytes counted over a window of seconds, so a
+// slow machine can only make them easier to meet.
+func TestRatePerIPAcrossTransports(t *testing.T) {
+	for _, engine := range []string{"goroutine"} {
+		t.Run(engine, func(t *testing.T) {
+			byProto, _ := startServeAll(t, 2, "-engine", engine, "-listen", "127.0.0.1:0",
+				"-http-listen", "127.0.0.1:0", "-rate-per-ip", "1MB/s")
+			tcp, web := byProto["tcp"][0], byProto["http"][0]
+			testkit.DialFrom(t, "127.0.0.2", tcp).Close() // skips where 127.0.0.2 is not usable
+
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer cancel()
+			var hogged, other atomic.Int64
+			for range 8 {
+				hog(ctx, &wg, testkit.DialFrom(t, "127.0.0.1", tcp), &hogged)
+				hog(ctx, &wg, dialWebSocket(ctx, t, "127.0.0.1", web), &hogged)
+			}
+			hog(ctx, &wg, testkit.DialFrom(t, "127.0.0.2", tcp), &other)
+			hog(ctx, &wg, dialWebSocket(ctx, t, "127.0.0.2", web), &other)
+
+			// The first second spends the bursts; then a window of three.
+			testkit.WaitFor(t, "echo to flow", func() bool { return hogged.Load() > 0 && other.Load() > 0 })
+			time.Sleep(time.Second) // a measurement window, not synchronization
+			start, h0, o0 := time.Now(), hogged.Load(), other.Load()
+			time.Sleep(3 * time.Second)
+			took := time.Since(start).Seconds()
+			h, o := float64(hogged.Load()-h0)/took, float64(other.Load()-o0)/took
+			t.Logf("%s: 127.0.0.1 (8 TCP + 8 WebSocket) got %.3f MB/s, 127.0.0.2 (1 + 1) got %.3f MB/s", engine, h/1e6, o/1e6)
+			if h > 1.1e6+64e3/took {
+				t.Errorf("the address with 16 connections got %.0f bytes/s, want at most 1.1 MB/s", h)
+			}
+			if o < 0.5e6 {
+				t.Errorf("the other address got %.0f bytes/s, want its own budget, 1 MB/s", o)
+			}
+		})
+	}
+}
+
+// TestBandwidthFlagsUsage checks that a wrong rate or budget is a usage
+// error naming the flag and what is wrong.
+func TestBandwidthFlagsUsage(t *testing.T) {
+	for _, tc := range []struct{ args, want string }{
+		{"-rate-per-ip 8Mb/s", `-rate-per-ip: "8Mb" is in bits`},
+		{"-rate-per-conn 1MB/h", `-rate-per-conn: "1MB/h" is not per second`},
+		{"-rate-per-ip -1MB", `-rate-per-ip: "-1MB" is negative`},
+		{"-egress-budget 500GB", `-egress-budget: "500GB" has no period`},
+		{"-egress-budget 500GB/2s", "out of range"},
+	} {
+		code, _, stderr := runCmd(t, nil, append([]string{"serve"}, strings.Fields(tc.args)...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("serve %s: exit %d, %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
