@@ -45,6 +45,7 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 		MaxDuration: p.MaxDuration,
 		MaxBytes:    p.MaxBytes,
 		Linger:      limitLinger,
+		Bandwidth:   s.Bandwidth,
 		Admit: func(remote netip.AddrPort) bool {
 			return s.admit(remote.Addr(), nil)
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,7 @@ func dialWebSocket(ctx context.Context, t *testing.T, src, addr string) net.Conn
 // budget. The bounds are on bytes counted over a window of seconds, so a
 // slow machine can only make them easier to meet.
 func TestRatePerIPAcrossTransports(t *testing.T) {
-	for _, engine := range []string{"goroutine"} {
+	for _, engine := range engines() {
 		t.Run(engine, func(t *testing.T) {
 			byProto, _ := startServeAll(t, 2, "-engine", engine, "-listen", "127.0.0.1:0",
 				"-http-listen", "127.0.0.1:0", "-rate-per-ip", "1MB/s")
@@ -113,4 +114,12 @@ func TestBandwidthFlagsUsage(t *testing.T) {
 			t.Errorf("serve %s: exit %d, %q; want 2 and %q", tc.args, code, stderr, tc.want)
 		}
 	}
+}
+
+// engines lists the engines to test a behaviour with: both, where both run.
+func engines() []string {
+	if runtime.GOOS == "linux" {
+		return []string{"goroutine", "epoll"}
+	}
+	return []string{"goroutine"}
 }

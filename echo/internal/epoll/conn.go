@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/echod/echod/bandwidth"
 )
 
 // conn is one connection's state: about a hundred bytes while idle.
@@ -25,6 +27,10 @@ type conn struct {
 	unsent   int32
 	bulk     bool // the last read was large: echo through the loop's pipe
 	draining bool // the connection echoed MaxBytes: its input is thrown away; see endAtLimit
+	// flow is its share of Config.Bandwidth (nil: none); while resumeAt
+	// is set, it waits for its budget and is not read: see pace.go.
+	flow     *bandwidth.Flow
+	resumeAt int64
 }
 
 // handle reacts to the events epoll reported for c. While c has a tail it
@@ -39,11 +45,28 @@ func (l *loop) handle(c *conn, events uint32) {
 		l.discard(c, events)
 		return
 	}
+	if c.resumeAt != 0 {
+		// Paused, so watched for nothing: only a reset or hang-up.
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.close(c, Reset, nil)
+		}
+		return
+	}
 	// One read per wakeup keeps the loop fair: a busy connection cannot
 	// starve the others, and level-triggered epoll reports it again.
 	buf := l.buf
 	if max := l.e.cfg.MaxBytes; max > 0 && int64(len(buf)) > max-c.in {
 		buf = buf[:max-c.in]
+	}
+	if c.flow != nil {
+		// Read no more than may be sent now.
+		n, wait := c.flow.Allow(l.clock())
+		if wait > 0 {
+			l.pauseFor(c, wait)
+			l.watch(c, 0)
+			return
+		}
+		buf = buf[:min(len(buf), n)]
 	}
 	if c.bulk && l.pipe[0] >= 0 {
 		l.spliceEcho(c, len(buf), events)
@@ -55,8 +78,19 @@ func (l *loop) handle(c *conn, events uint32) {
 		return
 	}
 	l.received(c, n)
-	if l.write(c, buf[:n]) && c.tail == nil && l.atLimit(c) {
+	if l.write(c, buf[:n]) && c.tail == nil {
+		l.afterEcho(c)
+	}
+}
+
+// afterEcho is what follows an echo written whole: the end at the byte
+// limit, or a pause for the bandwidth budget.
+func (l *loop) afterEcho(c *conn) {
+	switch {
+	case l.atLimit(c):
 		l.endAtLimit(c)
+	case c.resumeAt != 0:
+		l.watch(c, 0)
 	}
 }
 
@@ -134,7 +168,7 @@ func (l *loop) flush(c *conn, events uint32) {
 	}
 	l.tails.put(c.tail)
 	c.tail = nil
-	if l.watch(c, unix.EPOLLIN) && l.atLimit(c) {
+	if l.watch(c, readEvents(c)) && l.atLimit(c) {
 		l.endAtLimit(c)
 	}
 }
@@ -174,6 +208,9 @@ func (l *loop) received(c *conn, n int) {
 	l.e.cfg.BytesIn.Add(uint64(n))
 	c.last = l.now
 	c.bulk = n >= bulkSize
+	if c.flow != nil {
+		l.spent(c, n)
+	}
 }
 
 func (l *loop) sent(c *conn, n int) {

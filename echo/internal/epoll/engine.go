@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/echod/echod/bandwidth"
 )
 
 // End is why a connection ended; the engine's owner maps it to its own
@@ -63,6 +65,10 @@ type Config struct {
 	// each admitted connection is closed. It must not block and must not
 	// call Stop.
 	OnClose func(Ended)
+	// Bandwidth, if set, paces each connection's echo: one is read only
+	// as fast as its budget allows it to be sent, and not at all while it
+	// waits for more.
+	Bandwidth *bandwidth.Limiter
 	// BytesIn and BytesOut, which must be set, count every byte the loops
 	// read and write, as they move.
 	BytesIn, BytesOut *atomic.Uint64

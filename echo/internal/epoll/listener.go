@@ -154,7 +154,7 @@ func (l *loop) accept(i int, ll *loopListener) {
 			resetFD(fd)
 			continue
 		}
-		l.register(&conn{fd: int32(fd), remote: remote})
+		l.register(&conn{fd: int32(fd), remote: remote, flow: l.e.cfg.Bandwidth.Open(l.clock(), remote.Addr())})
 	}
 }
 

@@ -40,6 +40,7 @@ type loop struct {
 	events [maxEvents]unix.EpollEvent
 
 	listeners []*loopListener
+	paused    []pausedConn        // waiting for their bandwidth budget: a min-heap by time
 	rsa       unix.RawSockaddrAny // accept4's scratch space
 
 	mu     sync.Mutex
@@ -119,6 +120,9 @@ func (l *loop) run() {
 			timeout = time.Duration(l.sweepEvery)
 		}
 		if resume := l.resumeListeners(); resume >= 0 && (timeout < 0 || resume < timeout) {
+			timeout = resume
+		}
+		if resume := l.resumePaused(); resume >= 0 && (timeout < 0 || resume < timeout) {
 			timeout = resume
 		}
 		ms := -1
@@ -262,6 +266,7 @@ func (l *loop) close(c *conn, r End, err error) {
 // report closes c's descriptor and tells the engine's owner c has ended.
 func (l *loop) report(c *conn, r End, err error) {
 	closeFD(int(c.fd))
+	c.flow.Close()
 	l.e.cfg.OnClose(Ended{Remote: c.remote, In: c.in, Out: c.out,
 		Duration: time.Duration(l.now - c.start), End: r, Err: err})
 }

@@ -69,9 +69,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		}
 		return
 	}
-	if l.atLimit(c) {
-		l.endAtLimit(c)
-	}
+	l.afterEcho(c)
 }
 
 // drainPipe reads exactly len(p) bytes out of the loop's pipe.

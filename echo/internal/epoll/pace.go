@@ -1,0 +1,104 @@
+//go:build linux
+
+package epoll
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The bandwidth budgets (Config.Bandwidth) in the loop: a connection reads
+// only what its Flow allows now, and once its echo has taken it past its
+// budget it is paused (watched for nothing) until the Flow says more may
+// go. The client meets TCP backpressure meanwhile, and nothing is lost.
+
+// pausedConn is a paused connection and the time it may go on.
+type pausedConn struct {
+	at int64
+	c  *conn
+}
+
+// clock is the loop's time as the bandwidth budgets take it.
+func (l *loop) clock() time.Time { return l.e.epoch.Add(time.Duration(l.now)) }
+
+// spent charges n bytes about to be echoed to c's Flow, and marks c paused
+// if they take it past its budget. The caller stops reading c (afterEcho).
+func (l *loop) spent(c *conn, n int) {
+	if wait := c.flow.Spend(l.clock(), n); wait > 0 {
+		l.pauseFor(c, wait)
+	}
+}
+
+// pauseFor marks c paused for d from now; it is watched again once that has
+// passed (resumePaused).
+func (l *loop) pauseFor(c *conn, d time.Duration) {
+	c.resumeAt = max(l.now+int64(d), 1)
+	l.paused = pushPaused(l.paused, pausedConn{at: c.resumeAt, c: c})
+}
+
+// readEvents is what c is watched for when it has no tail to flush.
+func readEvents(c *conn) uint32 {
+	if c.resumeAt != 0 && !c.draining {
+		return 0 // epoll reports errors and hang-ups still
+	}
+	return unix.EPOLLIN
+}
+
+// resumePaused watches again the paused connections whose time has come,
+// and returns how long until the next one's does (-1: none is paused).
+func (l *loop) resumePaused() time.Duration {
+	for len(l.paused) > 0 {
+		p := l.paused[0]
+		if p.c.resumeAt != p.at || int(p.c.fd) >= len(l.conns) || l.conns[p.c.fd] != p.c {
+			// Closed since, or paused again for longer.
+			l.paused = popPaused(l.paused)
+			continue
+		}
+		if p.at > l.now {
+			return time.Duration(p.at - l.now)
+		}
+		l.paused = popPaused(l.paused)
+		p.c.resumeAt = 0
+		if p.c.tail == nil {
+			l.watch(p.c, unix.EPOLLIN)
+		}
+	}
+	return -1
+}
+
+// pushPaused and popPaused keep h a min-heap by time, without allocating
+// once h has grown.
+func pushPaused(h []pausedConn, p pausedConn) []pausedConn {
+	h = append(h, p)
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if h[parent].at <= h[i].at {
+			break
+		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
+	}
+	return h
+}
+
+func popPaused(h []pausedConn) []pausedConn {
+	last := len(h) - 1
+	h[0] = h[last]
+	h[last] = pausedConn{}
+	h = h[:last]
+	for i := 0; ; {
+		small, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && h[l].at < h[small].at {
+			small = l
+		}
+		if r < len(h) && h[r].at < h[small].at {
+			small = r
+		}
+		if small == i {
+			return h
+		}
+		h[i], h[small] = h[small], h[i]
+		i = small
+	}
+}
