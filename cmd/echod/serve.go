@@ -68,8 +68,8 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	fs.IntVar(&srv.MaxConns, "max-conns", daemon.DefaultMaxConns(), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")
 	fs.IntVar(&srv.MaxConnsPerIP, "max-conns-per-ip", 0, "most TCP `connections` open at once from one address (IPv6: one /64); 0: no limit")
 	fs.DurationVar(&srv.IdleTimeout, "idle-timeout", 5*time.Minute, "close a TCP connection or WebSocket with no traffic either way (WebSocket pings do not count) for this `duration`; 0: never")
-	fs.DurationVar(&srv.MaxSessionDuration, "max-session-duration", 0, "close a TCP connection this `duration` after it opened; 0: never")
-	fs.Int64Var(&srv.MaxSessionBytes, "max-session-bytes", 0, "close a TCP connection once it has sent this many `bytes`, all echoed; 0: no limit")
+	fs.DurationVar(&srv.MaxSessionDuration, "max-session-duration", 0, "close a TCP connection or WebSocket this `duration` after it opened; 0: never")
+	fs.Int64Var(&srv.MaxSessionBytes, "max-session-bytes", 0, "close a TCP connection or WebSocket once it has sent this many `bytes`, all echoed (a WebSocket's messages whole); 0: no limit")
 	fs.BoolVar(&srv.UDPAllowPrivilegedPorts, "udp-allow-privileged-ports", false, "answer UDP datagrams from source ports below 1024 (where echo and chargen loops start)")
 	fs.IntVar(&srv.UDPSourceRate, "udp-source-rate", 1000, "most UDP `datagrams` per second answered for one source address (IPv6: one /64); 0: no limit")
 	fs.IntVar(&srv.UDPGlobalRate, "udp-global-rate", 20000, "most UDP `datagrams` per second answered in all; 0: no limit")
@@ -133,7 +133,8 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 		return nil, &usageError{cmd: "serve", err: err}
 	}
 	srv.Logger = cfg.Logger
-	cfg.Web = &web.Handler{MaxMessage: *wsMax, MaxBody: *httpMaxBody, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger}
+	cfg.Web = &web.Handler{MaxMessage: *wsMax, MaxBody: *httpMaxBody, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger,
+		MaxSessionDuration: srv.MaxSessionDuration, MaxSessionBytes: srv.MaxSessionBytes}
 	return cfg, nil
 }
 
