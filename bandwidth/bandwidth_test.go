@@ -25,9 +25,9 @@ func newLimiter(t *testing.T, cfg Config) *Limiter {
 	return l
 }
 
-// send has f send total bytes in reads of up to chunk, as an engine does:
-// it sizes each read by Allow, waits when told to, spends, and waits again
-// before writing. It returns the bytes sent once the clock reached end.
+// send has f send in reads of up to chunk, as an engine does: it sizes
+// each read by Allow, waits when told to, spends, and waits again before
+// writing. It returns the bytes sent, headers included (Wire), by end.
 func send(f *Flow, chunk int, end time.Time) int64 {
 	var sent int64
 	for {
@@ -41,7 +41,16 @@ func send(f *Flow, chunk int, end time.Time) int64 {
 		if time.Now().After(end) {
 			return sent
 		}
-		sent += int64(n)
+		sent += int64(Wire(n))
+	}
+}
+
+// payload returns the payload that costs w bytes on the wire (see Wire).
+func payload(w int) int {
+	for p := 1; ; p++ {
+		if n := w - p*PacketOverhead; Wire(n) == w {
+			return n
+		}
 	}
 }
 
@@ -105,15 +114,16 @@ func TestAllowSizesReads(t *testing.T) {
 		if n, wait := f.Allow(time.Now()); n != 100e3 || wait != 0 {
 			t.Fatalf("Allow = %d, %v; want the burst of 100000 bytes", n, wait)
 		}
-		if wait := f.Spend(time.Now(), 100e3); wait != 0 {
+		if wait := f.Spend(time.Now(), payload(100e3)); wait != 0 {
 			t.Fatalf("Spend of the burst waits %v, want none", wait)
 		}
 		n, wait := f.Allow(time.Now())
 		if n != 0 || wait <= 0 || wait > 20*time.Millisecond {
 			t.Fatalf("Allow after the burst = %d, %v; want a wait of at most 20ms", n, wait)
 		}
-		// Spending past the burst asks for a wait as long as the debt.
-		if wait := f.Spend(time.Now(), 50e3); wait != 50*time.Millisecond {
+		// Spending past the burst asks for a wait as long as the debt:
+		// 50,000 bytes on the wire.
+		if wait := f.Spend(time.Now(), payload(50e3)); wait != 50*time.Millisecond {
 			t.Fatalf("Spend past the burst waits %v, want 50ms", wait)
 		}
 		// The same /64 shares the address bucket: 150 KB taken of 200 KB.
@@ -153,7 +163,8 @@ func TestDatagram(t *testing.T) {
 		a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:192.0.2.2")
 		var passed int
 		for range 100 {
-			if l.Datagram(time.Now(), a, 10e3) {
+			// 10,000 bytes on the wire.
+			if l.Datagram(time.Now(), a, payload(10e3)) {
 				passed++
 			}
 		}
@@ -165,7 +176,7 @@ func TestDatagram(t *testing.T) {
 			t.Error("another address's datagram was dropped")
 		}
 		time.Sleep(10 * time.Millisecond)
-		if !l.Datagram(time.Now(), a, 10e3) {
+		if !l.Datagram(time.Now(), a, payload(10e3)) {
 			t.Error("a datagram 10ms later was dropped: the bucket does not refill")
 		}
 	})
@@ -218,23 +229,26 @@ func TestEgressBudget(t *testing.T) {
 		defer f.Close()
 		addr := netip.MustParseAddr("192.0.2.9")
 
-		if wait := f.Spend(time.Now(), 8.9e6); wait != 0 {
-			t.Fatalf("spending 89%% of the budget waits %v", wait)
+		for range 89 {
+			// 100,000 bytes on the wire.
+			if wait := f.Spend(time.Now(), payload(100e3)); wait != 0 {
+				t.Fatalf("spending 89%% of the budget waits %v", wait)
+			}
 		}
 		if st := l.Stats(time.Now()); st.Stage != StageNormal || st.Used != 8.9e6 {
 			t.Fatalf("at 89%%: %+v, want normal", st)
 		}
 		// Past 90%, everything goes at the average rate: 10 MB an hour
 		// is 2777 bytes a second, in bursts of at least 64 KiB.
-		f.Spend(time.Now(), 0.2e6)
+		crossing := f.Spend(time.Now(), payload(100e3))
 		if st := l.Stats(time.Now()); st.Stage != StageSlow {
 			t.Fatalf("at 91%%: stage %v, want slow", st.Stage)
 		}
 		if !strings.Contains(log.String(), "egress budget nearly spent") {
 			t.Errorf("no log line on slowing down: %q", log.String())
 		}
-		if wait := f.Spend(time.Now(), 2777*10); wait < 9*time.Second {
-			t.Errorf("10 seconds' worth of the average rate waits %v, want about 10s less the burst", wait)
+		if wait := f.Spend(time.Now(), payload(27770)) - crossing; wait < 9900*time.Millisecond || wait > 10100*time.Millisecond {
+			t.Errorf("10 seconds' worth of the average rate waits %v more, want 10s", wait)
 		}
 		if err := l.Admit(time.Now()); err != nil {
 			t.Errorf("a session is refused while slow: %v", err)
