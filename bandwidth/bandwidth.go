@@ -192,33 +192,34 @@ func (f *Flow) Close() {
 	f.l.addrs.release(f.key, f.addr)
 }
 
-// Allow returns how many bytes (headers included, see Wire) f may send at
-// now without waiting, to size the next read; or, when that is too few to be worth one, zero and how
-// long until it is worth it. It spends nothing.
-func (f *Flow) Allow(now time.Time) (int, time.Duration) {
-	n, wait := math.MaxInt32, int64(0)
+// MinRead is the least Allow returns: what a connection in debt reads to
+// take its turn. Reading and then waiting in Spend, rather than waiting to
+// read, is what queues an address's connections fairly: each charges what
+// it read and waits behind the others' charges, where waiting for credit
+// would leave it to whichever connection looked first.
+const MinRead = 4 << 10
+
+// Allow returns how many bytes f should read next: what may be sent at now
+// without waiting (headers included, see Wire), or MinRead when that is
+// less. It spends nothing.
+func (f *Flow) Allow(now time.Time) int {
+	n := math.MaxInt32
 	if f == nil {
-		return n, 0
+		return n
 	}
 	t := f.l.clock(now)
-	limit := func(m int, w int64) {
-		if m >= 0 {
-			n, wait = min(n, m), max(wait, w)
-		}
-	}
 	if f.l.perConn != nil {
-		limit(f.own.allow(t, f.l.perConn))
+		n = min(n, f.own.allow(t, f.l.perConn))
 	}
 	if f.addr != nil {
-		limit(f.addr.allow(t, f.l.perAddr))
+		n = min(n, f.addr.allow(t, f.l.perAddr))
 	}
 	if f.l.egress != nil {
-		limit(f.l.egress.allow(t))
+		if m := f.l.egress.allow(t); m >= 0 {
+			n = min(n, m)
+		}
 	}
-	if n == 0 {
-		return 0, time.Duration(wait)
-	}
-	return n, 0
+	return max(n, MinRead)
 }
 
 // Spend counts n bytes of payload that f is about to send in one write (so

@@ -26,17 +26,12 @@ func newLimiter(t *testing.T, cfg Config) *Limiter {
 }
 
 // send has f send in reads of up to chunk, as an engine does: it sizes
-// each read by Allow, waits when told to, spends, and waits again before
-// writing. It returns the bytes sent, headers included (Wire), by end.
+// each read by Allow, spends, and waits before writing. It returns the
+// bytes sent, headers included (Wire), by end.
 func send(f *Flow, chunk int, end time.Time) int64 {
 	var sent int64
 	for {
-		n, wait := f.Allow(time.Now())
-		if wait > 0 {
-			time.Sleep(wait)
-			continue
-		}
-		n = min(n, chunk)
+		n := min(f.Allow(time.Now()), chunk)
 		time.Sleep(f.Spend(time.Now(), n))
 		if time.Now().After(end) {
 			return sent
@@ -111,15 +106,15 @@ func TestAllowSizesReads(t *testing.T) {
 		f := l.Open(time.Now(), netip.MustParseAddr("2001:db8::1"))
 		defer f.Close()
 		// A fresh bucket holds its burst: a tenth of a second.
-		if n, wait := f.Allow(time.Now()); n != 100e3 || wait != 0 {
-			t.Fatalf("Allow = %d, %v; want the burst of 100000 bytes", n, wait)
+		if n := f.Allow(time.Now()); n != 100e3 {
+			t.Fatalf("Allow = %d; want the burst of 100000 bytes", n)
 		}
 		if wait := f.Spend(time.Now(), payload(100e3)); wait != 0 {
 			t.Fatalf("Spend of the burst waits %v, want none", wait)
 		}
-		n, wait := f.Allow(time.Now())
-		if n != 0 || wait <= 0 || wait > 20*time.Millisecond {
-			t.Fatalf("Allow after the burst = %d, %v; want a wait of at most 20ms", n, wait)
+		// In debt, a connection still reads a little, to take its turn.
+		if n := f.Allow(time.Now()); n != MinRead {
+			t.Fatalf("Allow after the burst = %d; want MinRead", n)
 		}
 		// Spending past the burst asks for a wait as long as the debt:
 		// 50,000 bytes on the wire.
@@ -129,13 +124,40 @@ func TestAllowSizesReads(t *testing.T) {
 		// The same /64 shares the address bucket: 150 KB taken of 200 KB.
 		g := l.Open(time.Now(), netip.MustParseAddr("2001:db8::2"))
 		defer g.Close()
-		if n, _ := g.Allow(time.Now()); n != 50e3 {
+		if n := g.Allow(time.Now()); n != 50e3 {
 			t.Errorf("another connection of the /64 may send %d, want the 50000 its address has left", n)
 		}
 		time.Sleep(time.Second)
-		if n, _ := g.Allow(time.Now()); n != 100e3 {
+		if n := g.Allow(time.Now()); n != 100e3 {
 			t.Errorf("a second later it may send %d, want 100000", n)
 		}
+	})
+}
+
+// TestAddressFairness: a connection with one byte to send, beside 16 that
+// take all their address's budget, waits its turn rather than forever.
+func TestAddressFairness(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, Config{PerAddr: 1e6})
+		end := time.Now().Add(window)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				f := l.Open(time.Now(), netip.MustParseAddr("192.0.2.1"))
+				defer f.Close()
+				send(f, 64<<10, end)
+			})
+		}
+		time.Sleep(time.Second)
+		f := l.Open(time.Now(), netip.MustParseAddr("192.0.2.1"))
+		defer f.Close()
+		f.Allow(time.Now())
+		// Its turn comes after what the others have charged: 16 reads
+		// of up to 64 KiB at most, a second at 1 MB/s.
+		if wait := f.Spend(time.Now(), 1); wait > 1100*time.Millisecond {
+			t.Errorf("one byte waits %v behind 16 hogs, want a second at most", wait)
+		}
+		wg.Wait()
 	})
 }
 
@@ -145,8 +167,8 @@ func TestNilLimiter(t *testing.T) {
 		t.Fatalf("New with no limits = %v, %v; want nil, nil", l, err)
 	}
 	f := l.Open(time.Now(), netip.MustParseAddr("192.0.2.1"))
-	if n, wait := f.Allow(time.Now()); n <= 0 || wait != 0 {
-		t.Errorf("nil Flow Allow = %d, %v", n, wait)
+	if n := f.Allow(time.Now()); n < 1<<20 {
+		t.Errorf("nil Flow Allow = %d", n)
 	}
 	if wait := f.Spend(time.Now(), 1<<30); wait != 0 {
 		t.Errorf("nil Flow Spend waits %v", wait)
@@ -204,7 +226,7 @@ func TestAddressFlood(t *testing.T) {
 			t.Errorf("%d buckets kept after the flood, want at most %d", n, most)
 		}
 		// The victim's bucket is its own: half full still, not shared.
-		if n, _ := f.Allow(time.Now()); n < 50e3 {
+		if n := f.Allow(time.Now()); n < 50e3 {
 			t.Errorf("the known address may send %d bytes, want its own bucket's 50000 or more", n)
 		}
 		// A second later, a thousand other addresses (about 16 in each

@@ -19,9 +19,8 @@ type bucket struct {
 
 // pace is a rate as a bucket applies it.
 type pace struct {
-	perByte  float64 // nanoseconds per byte: the rate's inverse
-	burst    int64   // nanoseconds of credit: the burst's bytes times perByte
-	lowWater int64   // nanoseconds of credit worth waking up for
+	perByte float64 // nanoseconds per byte: the rate's inverse
+	burst   int64   // nanoseconds of credit: the burst's bytes times perByte
 }
 
 // burstTime is how much a bucket lets go at once, as time at its rate: a
@@ -36,7 +35,7 @@ const minBurst = 64 << 10
 func newPace(r Rate) pace {
 	perByte := 1e9 / float64(r)
 	burst := max(burstTime*float64(r), minBurst) * perByte
-	return pace{perByte: perByte, burst: int64(burst), lowWater: int64(burst / 8)}
+	return pace{perByte: perByte, burst: int64(burst)}
 }
 
 // cost is what n bytes take from a bucket.
@@ -73,14 +72,11 @@ func (b *bucket) trySpend(now int64, n int, p *pace) bool {
 	}
 }
 
-// allow returns how many bytes may go now, or, when too few to be worth a
-// read, none and how long until there are. It spends nothing.
-func (b *bucket) allow(now int64, p *pace) (n int, wait int64) {
+// allow returns how many bytes may go now without waiting: none while the
+// bucket is in debt. It spends nothing.
+func (b *bucket) allow(now int64, p *pace) int {
 	credit := now + p.burst - max(b.tat.Load(), now)
-	if credit < p.lowWater {
-		return 0, p.lowWater - credit
-	}
-	return int(min(float64(credit)/p.perByte, math.MaxInt32)), 0
+	return int(min(max(float64(credit)/p.perByte, 0), math.MaxInt32))
 }
 
 // full reports whether the bucket is full at now: it then holds nothing a

@@ -108,9 +108,9 @@ func (e *egress) trySpend(now int64, n int) bool {
 }
 
 // allow is bucket.allow for the slow stages; -1 means no limit.
-func (e *egress) allow(now int64) (int, int64) {
+func (e *egress) allow(now int64) int {
 	if e.current(now) == StageNormal {
-		return -1, 0
+		return -1
 	}
 	return e.slow.allow(now, &e.pace)
 }

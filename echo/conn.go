@@ -62,8 +62,9 @@ func (s *Server) serveConn(c *conn) {
 	sock := socketOf(c.Conn)
 	w := startWatchdog(c.Conn, sock, p, start) // the time limits: watchdog.go
 	defer w.stop()
-	// The bandwidth budgets: a connection reads only what it may send
-	// now, and waits before sending more, reading nothing meanwhile.
+	// The bandwidth budgets: a connection reads about what it may send
+	// now, and waits before sending what takes it past its budget,
+	// reading nothing meanwhile.
 	flow := s.Bandwidth.Open(start, c.source)
 	defer flow.Close()
 	if flow != nil {
@@ -77,14 +78,7 @@ func (s *Server) serveConn(c *conn) {
 	for err == nil {
 		limit := p.readLimit(in)
 		if flow != nil {
-			n, wait := flow.Allow(time.Now())
-			if wait > 0 {
-				if !c.pause(wait) {
-					err = net.ErrClosed
-				}
-				continue
-			}
-			limit = min(limit, n)
+			limit = min(limit, flow.Allow(time.Now()))
 		}
 		var data []byte
 		data, err = r.read(limit)

@@ -41,7 +41,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 }
 
 // parseServe parses and checks the flags of echod serve.
-func parseServe(args []string, std stdio) (*daemon.Config, error) {
+func parseServe(args []string, std stdio) (_ *daemon.Config, err error) {
 	cfg := &daemon.Config{Server: &echo.Server{}}
 	srv := cfg.Server
 	fs := newFlagSet("serve", "echod serve [flags]", std.out)
@@ -77,11 +77,18 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	fs.TextVar(&bw.PerConn, "rate-per-conn", bandwidth.Rate(0), "most each connection (TCP, TLS, WebSocket, HTTP) is sent, in `bytes/s` with a unit: 1MB/s, 512KiB (per second implied); 0: no limit")
 	fs.TextVar(&bw.PerAddr, "rate-per-ip", bandwidth.Rate(0), "most one address (IPv6: one /64) is sent over all its connections, requests and UDP datagrams, in `bytes/s` with a unit: 1MB/s; reading slows down to match (UDP past it is dropped); 0: no limit")
 	fs.TextVar(&bw.Egress, "egress-budget", bandwidth.Budget{}, "most sent in all per period, as `SIZE/PERIOD`: 500GB/30d, 10GiB/1d; past 90% all echo slows to the budget's average rate, and once spent new sessions are refused until the period renews; 0: none")
+	public := fs.Bool("public", false, "turn on every guard for clients on the public internet, each at the value docs/limits.md gives unless set explicitly: "+publicSummary())
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usagef("serve", "unexpected argument %q", fs.Arg(0))
+	}
+	var applied []any
+	if *public {
+		if applied, err = applyPublic(fs); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkLimits(cfg); err != nil {
 		return nil, err
@@ -123,19 +130,63 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 		return nil, needsProxy
 	}
 	if *proxyFrom != "" {
-		var err error
 		if cfg.TrustedProxies, err = proxied.ParseCIDRs(*proxyFrom); err != nil {
 			return nil, usagef("serve", "-proxy-protocol-from: %v", err)
 		}
 	}
-	var err error
 	if cfg.Logger, err = newLogger(std.err, *logFormat, *logLevel); err != nil {
 		return nil, &usageError{cmd: "serve", err: err}
+	}
+	if *public {
+		cfg.Logger.Info("public profile", applied...)
 	}
 	srv.Logger = cfg.Logger
 	cfg.Web = &web.Handler{MaxMessage: *wsMax, MaxBody: *httpMaxBody, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger,
 		MaxSessionDuration: srv.MaxSessionDuration, MaxSessionBytes: srv.MaxSessionBytes}
 	return cfg, nil
+}
+
+// publicProfile is what -public sets, flag by flag, where the command line
+// does not: the guards for clients that reach echod straight from the
+// internet. docs/limits.md says why each value, and what it costs.
+func publicProfile() []struct{ flag, value string } {
+	return []struct{ flag, value string }{
+		{"max-conns-per-ip", "50"},
+		{"max-session-duration", "1h"},
+		{"max-session-bytes", "1000000000"},
+		{"rate-per-ip", "1MB/s"},
+		{"egress-budget", "100GB/30d"},
+	}
+}
+
+func publicSummary() string {
+	var b strings.Builder
+	for i, p := range publicProfile() {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "-%s %s", p.flag, p.value)
+	}
+	return b.String()
+}
+
+// applyPublic sets the flags of the public profile that were not given,
+// and returns them as log attributes.
+func applyPublic(fs *flag.FlagSet) ([]any, error) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var applied []any
+	for _, p := range publicProfile() {
+		if given[p.flag] {
+			applied = append(applied, p.flag, fs.Lookup(p.flag).Value.String()+" (given)")
+			continue
+		}
+		if err := fs.Set(p.flag, p.value); err != nil {
+			return nil, fmt.Errorf("-public: set -%s: %w", p.flag, err)
+		}
+		applied = append(applied, p.flag, p.value)
+	}
+	return applied, nil
 }
 
 // maxDuration bounds every duration flag: longer is a mistake (a year is

@@ -37,19 +37,19 @@ type conn struct {
 // is watched for writability only, and not read: the backpressure a client
 // that does not read its echo meets.
 func (l *loop) handle(c *conn, events uint32) {
+	if c.resumeAt != 0 {
+		// Paused, so watched for nothing: only a reset or hang-up.
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.close(c, Reset, nil)
+		}
+		return
+	}
 	if c.tail != nil {
 		l.flush(c, events)
 		return
 	}
 	if c.draining {
 		l.discard(c, events)
-		return
-	}
-	if c.resumeAt != 0 {
-		// Paused, so watched for nothing: only a reset or hang-up.
-		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.close(c, Reset, nil)
-		}
 		return
 	}
 	// One read per wakeup keeps the loop fair: a busy connection cannot
@@ -59,14 +59,8 @@ func (l *loop) handle(c *conn, events uint32) {
 		buf = buf[:max-c.in]
 	}
 	if c.flow != nil {
-		// Read no more than may be sent now.
-		n, wait := c.flow.Allow(l.clock())
-		if wait > 0 {
-			l.pauseFor(c, wait)
-			l.watch(c, 0)
-			return
-		}
-		buf = buf[:min(len(buf), n)]
+		// Read about what may be sent now.
+		buf = buf[:min(len(buf), c.flow.Allow(l.clock()))]
 	}
 	if c.bulk && l.pipe[0] >= 0 {
 		l.spliceEcho(c, len(buf), events)
@@ -78,19 +72,12 @@ func (l *loop) handle(c *conn, events uint32) {
 		return
 	}
 	l.received(c, n)
-	if l.write(c, buf[:n]) && c.tail == nil {
-		l.afterEcho(c)
+	if c.resumeAt != 0 {
+		l.hold(c, buf[:n])
+		return
 	}
-}
-
-// afterEcho is what follows an echo written whole: the end at the byte
-// limit, or a pause for the bandwidth budget.
-func (l *loop) afterEcho(c *conn) {
-	switch {
-	case l.atLimit(c):
+	if l.write(c, buf[:n]) && c.tail == nil && l.atLimit(c) {
 		l.endAtLimit(c)
-	case c.resumeAt != 0:
-		l.watch(c, 0)
 	}
 }
 

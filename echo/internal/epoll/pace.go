@@ -9,9 +9,11 @@ import (
 )
 
 // The bandwidth budgets (Config.Bandwidth) in the loop: a connection reads
-// only what its Flow allows now, and once its echo has taken it past its
-// budget it is paused (watched for nothing) until the Flow says more may
-// go. The client meets TCP backpressure meanwhile, and nothing is lost.
+// about what its Flow allows now, and when what it read takes it past its
+// budget, the echo waits in its tail and the connection is paused (watched
+// for nothing) until the Flow says it may go: then the tail is flushed, and
+// reading resumes. The client meets TCP backpressure meanwhile, and nothing
+// is lost.
 
 // pausedConn is a paused connection and the time it may go on.
 type pausedConn struct {
@@ -23,7 +25,7 @@ type pausedConn struct {
 func (l *loop) clock() time.Time { return l.e.epoch.Add(time.Duration(l.now)) }
 
 // spent charges n bytes about to be echoed to c's Flow, and marks c paused
-// if they take it past its budget. The caller stops reading c (afterEcho).
+// if they take it past its budget; the caller then holds them (hold).
 func (l *loop) spent(c *conn, n int) {
 	if wait := c.flow.Spend(l.clock(), n); wait > 0 {
 		l.pauseFor(c, wait)
@@ -35,6 +37,14 @@ func (l *loop) spent(c *conn, n int) {
 func (l *loop) pauseFor(c *conn, d time.Duration) {
 	c.resumeAt = max(l.now+int64(d), 1)
 	l.paused = pushPaused(l.paused, pausedConn{at: c.resumeAt, c: c})
+}
+
+// hold keeps p, read from the paused c, as c's tail, to be flushed when c
+// resumes, and watches c for nothing meanwhile.
+func (l *loop) hold(c *conn, p []byte) {
+	c.tail, c.tailOff = l.tails.get(len(p)), 0
+	copy(c.tail, p)
+	l.watch(c, 0)
 }
 
 // readEvents is what c is watched for when it has no tail to flush.
@@ -60,7 +70,9 @@ func (l *loop) resumePaused() time.Duration {
 		}
 		l.paused = popPaused(l.paused)
 		p.c.resumeAt = 0
-		if p.c.tail == nil {
+		if p.c.tail != nil {
+			l.watch(p.c, unix.EPOLLOUT)
+		} else {
 			l.watch(p.c, unix.EPOLLIN)
 		}
 	}

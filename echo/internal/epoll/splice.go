@@ -39,6 +39,16 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		return
 	}
 	l.received(c, n)
+	if c.resumeAt != 0 {
+		// Over its budget: the echo waits in c's tail.
+		c.tail, c.tailOff = l.tails.get(n), 0
+		if !l.drainPipe(c.tail) {
+			l.close(c, Failed, errPipe)
+			return
+		}
+		l.watch(c, 0)
+		return
+	}
 	left := n
 	var werr error
 	for left > 0 {
@@ -69,7 +79,9 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		}
 		return
 	}
-	l.afterEcho(c)
+	if l.atLimit(c) {
+		l.endAtLimit(c)
+	}
 }
 
 // drainPipe reads exactly len(p) bytes out of the loop's pipe.
