@@ -65,7 +65,7 @@ func TestBandwidthPausedConnectionCloses(t *testing.T) {
 		c := dial(t, addr)
 		go io.Copy(io.Discard, c)
 		c.Write(make([]byte, 256<<10)) // the burst, then a wait of minutes
-		testkit.WaitFor(t, "the echo to start", func() bool { return srv.Stats().TCPBytesOut >= 32<<10 })
+		testkit.WaitFor(t, "the server to read", func() bool { return srv.Stats().TCPBytesIn >= 32<<10 })
 		start := time.Now()
 		srv.Close()
 		if took := time.Since(start); took > 5*time.Second {

@@ -6,8 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/echod/echod/echo/internal/session"
 )
 
 // bufferSize is how much of a client's data a connection holds at most: the
@@ -19,15 +22,19 @@ const bufferSize = 32 << 10
 // net.Conn need not be comparable.
 type conn struct {
 	net.Conn
-	source netip.Addr // as admission counted it; the zero Addr if not IP
+	source netip.Addr     // as admission counted it; the zero Addr if not IP
+	remote netip.AddrPort // the client's, when Adopt was told it
+	prefix []byte         // read before Adopt, served first
+	proc   Processor      // nil: echo
+	watch  atomic.Pointer[watchdog]
 
 	// With Server.Bandwidth: closed by Close, or when the watchdog ends
-	// the connection, to end a pause for the budget at once.
+	// the connection, to end a wait for the budget at once.
 	stop     chan struct{}
 	stopOnce sync.Once
 }
 
-// Close closes the connection, ending a pause.
+// Close closes the connection, ending a wait for the budget.
 func (c *conn) Close() error {
 	c.endPause()
 	return c.Conn.Close()
@@ -53,14 +60,16 @@ func (c *conn) pause(d time.Duration) bool {
 }
 
 // serveConn is the goroutine engine, the specification the event loops must
-// agree with: read what has arrived, write back exactly those bytes, repeat,
-// until the client half-closes or goes away, or a limit, Shutdown or Close
-// ends the connection. Then it closes c and reports why it ended.
+// agree with: read what has arrived, write back exactly those bytes (or
+// what its processor makes of them), repeat, until the client half-closes
+// or goes away, or a limit, Shutdown or Close ends the connection. Its
+// session policy (echo/internal/session, driven by watchdog.go) decides
+// every limit and why the connection ended. Then it closes c and reports.
 func (s *Server) serveConn(c *conn) {
 	start := time.Now()
-	p := s.sessionPolicy()
 	sock := socketOf(c.Conn)
-	w := startWatchdog(c.Conn, sock, p, start) // the time limits: watchdog.go
+	w := startWatchdog(c.Conn, sock, s.policy(), start, c.proc != nil)
+	c.watch.Store(w)
 	defer w.stop()
 	// The bandwidth budgets: a connection reads about what it may send
 	// now, and waits before sending what takes it past its budget,
@@ -68,117 +77,157 @@ func (s *Server) serveConn(c *conn) {
 	flow := s.Bandwidth.Open(start, c.source)
 	defer flow.Close()
 	if flow != nil {
-		w.mu.Lock()
-		w.onClose = c.endPause
-		w.mu.Unlock()
+		c.stop = make(chan struct{})
+		w.onClose(c.endPause)
 	}
 	r := s.newReader(c.Conn, sock) // an idle connection holds no buffer: idlebuffer.go
-	var in, out int64
+	var procOut []byte             // a processor's output, reused
 	var err error
 	for err == nil {
-		limit := p.readLimit(in)
+		if w.stopping.Load() {
+			err = s.writeGoodbye(c, w)
+			break
+		}
+		var data []byte
+		limit := bufferSize
 		if flow != nil {
 			limit = min(limit, flow.Allow(time.Now()))
 		}
-		var data []byte
-		data, err = r.read(limit)
+		if len(c.prefix) > 0 {
+			n := w.readLimit(min(len(c.prefix), limit))
+			data, c.prefix = c.prefix[:n], c.prefix[n:]
+		} else {
+			data, err = r.read(w.readLimit(limit))
+		}
 		if len(data) > 0 {
-			in += int64(len(data))
-			w.moved.Add(int64(len(data)))
+			atCap := w.read(len(data))
 			s.counts.tcpBytesIn.Add(uint64(len(data)))
-			if wait := flow.Spend(time.Now(), len(data)); wait > 0 && !c.pause(wait) {
+			// Write back the bytes read, never the whole buffer: the
+			// classic bug that pads every reply with stale bytes.
+			reply, end := data, false
+			if c.proc != nil {
+				procOut, end = c.proc.Process(procOut[:0], data)
+				reply = procOut
+			}
+			if wait := flow.Spend(time.Now(), len(reply)); wait > 0 && !c.pause(wait) {
 				r.release()
 				err = net.ErrClosed
 				break
 			}
-			// Write back the bytes read, never the whole buffer: the
-			// classic bug that pads every reply with stale bytes.
-			n, werr := w.write(c.Conn, data)
-			out += int64(n)
+			n, werr := w.write(c.Conn, reply)
 			s.counts.tcpBytesOut.Add(uint64(n))
-			if werr != nil {
+			switch {
+			case werr != nil:
 				err = werr
-			} else if p.MaxBytes > 0 && in >= p.MaxBytes {
-				err = errSessionBytes
+			case end:
+				w.finish(session.Done)
+				err = errFinishing
+			case atCap:
+				w.finish(session.MaxBytes)
+				err = errFinishing
 			}
 		}
 		r.release()
+		if err != nil && err != errFinishing && w.stopping.Load() {
+			err = s.writeGoodbye(c, w)
+		}
 	}
-	if err == errSessionBytes {
-		s.discardAfterLimit(c.Conn, sock, r, w)
+	if err == errFinishing {
+		s.discardAfterLimit(c.Conn, sock, r)
 	}
 	// io.EOF is the client's half-close: everything it sent has been
 	// written back above, so closing now loses nothing.
 	c.Close()
-	reason, err := endReason(err, w)
-	s.connEnded(c, c.RemoteAddr().String, ended{
+	io, err := ioEnd(err)
+	end, in, out := w.ended(io)
+	if end != session.Failed {
+		err = nil
+	}
+	remote := c.RemoteAddr().String
+	if c.remote.IsValid() {
+		remote = c.remote.String
+	}
+	s.connEnded(c, remote, ended{
 		source: c.source, in: in, out: out, duration: time.Since(start),
-		reason: reason, err: err,
+		reason: reasonOf(end), err: err,
 	})
 }
 
-// errSessionBytes ends a connection that has sent MaxSessionBytes.
-var errSessionBytes = errors.New("session byte limit reached")
+// writeGoodbye writes the last message of c's processor, for an end the
+// policy decided: then c finishes as after its byte cap.
+func (s *Server) writeGoodbye(c *conn, w *watchdog) error {
+	c.SetReadDeadline(time.Time{})
+	n, err := w.write(c.Conn, c.proc.Stop(nil))
+	s.counts.tcpBytesOut.Add(uint64(n))
+	if err != nil {
+		return err
+	}
+	return errFinishing
+}
 
-// endReason names why a connection ended, given the error that ended its
-// loop, which it returns when unexpected.
-func endReason(err error, w *watchdog) (Reason, error) {
-	if err == errSessionBytes {
-		return ReasonMaxSessionBytes, nil
-	}
-	if r, ok := w.ended(); ok {
-		return r, nil
-	}
+// errFinishing ends a connection's echo when its policy or processor
+// finishes it: see discardAfterLimit.
+var errFinishing = errors.New("session finishing")
+
+// ioEnd says how a connection's I/O ended, given the error that ended its
+// loop, which it returns when unexpected. The policy names the reason.
+func ioEnd(err error) (session.End, error) {
 	switch {
+	case err == errFinishing:
+		return session.Open, nil
 	case errors.Is(err, io.EOF):
-		return endEOF, nil
+		return session.EOF, nil
 	case errors.Is(err, net.ErrClosed):
-		return endClosed, nil
+		return session.Closed, nil
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ETIMEDOUT):
-		return endReset, nil
+		return session.Reset, nil
 	}
-	return endFailed, err
+	return session.Failed, err
 }
 
-// sessionPolicy is the limits both engines apply to an admitted connection.
-// Zero fields mean no limit.
-type sessionPolicy struct {
-	IdleTimeout time.Duration // no progress in either direction for this long ends it
-	MaxDuration time.Duration // it ends this long after it was accepted
-	MaxBytes    int64         // it ends once the client has sent this many bytes, all echoed
-}
-
-// longest is what a longer time limit is taken as: far enough from the
-// largest time.Duration that adding to it cannot overflow into the past.
-const longest = 100 * 365 * 24 * time.Hour
-
-func (s *Server) sessionPolicy() sessionPolicy {
-	return sessionPolicy{
-		IdleTimeout: max(min(s.IdleTimeout, longest), 0),
-		MaxDuration: max(min(s.MaxSessionDuration, longest), 0),
-		MaxBytes:    max(s.MaxSessionBytes, 0),
+// reasonOf names a session's end, as its policy decided it, in the
+// server's vocabulary: the one translation, for both engines.
+func reasonOf(e session.End) Reason {
+	switch e {
+	case session.IdleTimeout:
+		return ReasonIdleTimeout
+	case session.MaxDuration:
+		return ReasonMaxSessionDuration
+	case session.MaxBytes:
+		return ReasonMaxSessionBytes
+	case session.EOF:
+		return endEOF
+	case session.Reset:
+		return endReset
+	case session.Closed:
+		return endClosed
+	case session.Done:
+		return endDone
 	}
+	return endFailed
 }
 
-// readLimit is the most a connection that has sent in bytes may read next,
-// so that exactly MaxBytes are echoed.
-func (p sessionPolicy) readLimit(in int64) int {
-	if p.MaxBytes == 0 {
-		return bufferSize
-	}
-	return int(min(p.MaxBytes-in, bufferSize))
-}
-
-// limitLinger is how long a connection past MaxSessionBytes stays open once
-// the client stops taking its echo: see discardAfterLimit.
+// limitLinger is how long a finishing connection (past MaxSessionBytes,
+// or after a processor's goodbye) stays open once the client stops taking
+// what was written: see discardAfterLimit.
 const limitLinger = 2 * time.Second
 
-// discardAfterLimit ends a connection that has echoed its MaxSessionBytes
-// without losing that echo, which closing a socket with unread input would
-// (the kernel resets it): the write side is shut down, and input thrown away
-// until the client closes its side, or takes no echo for limitLinger.
-func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader, w *watchdog) {
-	w.linger(limitLinger)
+// policy returns the server's session policy, made from its fields once.
+func (s *Server) policy() *session.Policy {
+	s.policyOnce.Do(func() {
+		s.sessionPolicy = session.New(session.Limits{
+			Idle: s.IdleTimeout, Duration: s.MaxSessionDuration,
+			Bytes: s.MaxSessionBytes, Linger: limitLinger,
+		})
+	})
+	return s.sessionPolicy
+}
+
+// discardAfterLimit ends a connection whose session is finishing without
+// losing what was written, which closing a socket with unread input would
+// (the kernel resets it): the write side is shut down, and input thrown
+// away until the client closes its side, or the policy's linger passes.
+func (s *Server) discardAfterLimit(c net.Conn, sock socket, r *reader) {
 	// A TLS connection sends its close_notify, then the socket its FIN.
 	if cw, ok := c.(interface{ CloseWrite() error }); ok && c != net.Conn(sock) {
 		cw.CloseWrite()

@@ -13,8 +13,8 @@ import (
 	"github.com/echod/echod/internal/pattern"
 )
 
-// session sends payload, half-closes and returns everything read until EOF.
-func session(t *testing.T, addr string, payload []byte) []byte {
+// echoSession sends payload, half-closes and returns everything read until EOF.
+func echoSession(t *testing.T, addr string, payload []byte) []byte {
 	t.Helper()
 	c := dial(t, addr)
 	errc := make(chan error, 1)
@@ -44,7 +44,7 @@ func TestEchoesAllByteValuesExactly(t *testing.T) {
 		}
 		// An exact reply rules out the classic bugs: no leading zero bytes, no
 		// padding to the buffer size, nothing dropped.
-		if got := session(t, addr, payload); !bytes.Equal(got, payload) {
+		if got := echoSession(t, addr, payload); !bytes.Equal(got, payload) {
 			t.Fatalf("reply of %d bytes differs from the 256 sent: %v", len(got), pattern.FirstDiff(got, payload))
 		}
 	})
@@ -53,7 +53,7 @@ func TestEchoesAllByteValuesExactly(t *testing.T) {
 func TestEmptySessionGetsImmediateEOF(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		_, addr := startServer(t, engine)
-		if got := session(t, addr, nil); len(got) != 0 {
+		if got := echoSession(t, addr, nil); len(got) != 0 {
 			t.Fatalf("empty session got %d bytes back", len(got))
 		}
 	})
@@ -108,7 +108,7 @@ func TestHalfCloseFlushesEverythingInFlight(t *testing.T) {
 		// half-closes; all of them must arrive before the EOF.
 		payload := make([]byte, 8<<20)
 		pattern.NewStream(5).Read(payload)
-		got := session(t, addr, payload)
+		got := echoSession(t, addr, payload)
 		if len(got) != len(payload) {
 			t.Fatalf("got %d of %d bytes before EOF", len(got), len(payload))
 		}
@@ -167,7 +167,7 @@ func TestClientResetDoesNotDisturbServer(t *testing.T) {
 		c.SetLinger(0)
 		c.Close()
 
-		if got := session(t, addr, []byte("still here")); string(got) != "still here" {
+		if got := echoSession(t, addr, []byte("still here")); string(got) != "still here" {
 			t.Fatalf("after a reset, a new session got %q", got)
 		}
 	})

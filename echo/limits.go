@@ -63,6 +63,7 @@ const (
 	endReset                             // the client reset or vanished
 	endClosed                            // Shutdown or Close ended it (or refused it)
 	endFailed                            // an unexpected error, logged beside it
+	endDone                              // its Processor ended it (a WebSocket close handshake)
 )
 
 // Reasons returns every Reason, in a fixed order.
@@ -89,6 +90,7 @@ var reasonNames = [...]string{
 	ReasonUDPLoop: "udp-loop", ReasonUDPRateLimit: "udp-rate-limit", ReasonUDPGlobalCap: "udp-global-cap",
 	ReasonEgressBudget: "egress-budget", ReasonUDPBandwidth: "udp-bandwidth",
 	endEOF: "eof", endReset: "reset by client", endClosed: "closed by server", endFailed: "failed",
+	endDone: "done",
 }
 
 // Stats is a snapshot of the server's counters, for metrics. Counters only
@@ -133,9 +135,7 @@ func (s *Server) Stats() Stats {
 	for r := range Reason(numReasons) {
 		st.Limited[r] = s.counts.limited[r].Load()
 	}
-	s.mu.Lock()
-	st.Conns = s.served
-	s.mu.Unlock()
+	st.Conns = int(s.served.Load())
 	return st
 }
 
@@ -174,7 +174,11 @@ type limitLog struct {
 // limited counts limit r (an r that is no limit is ignored) and makes sure
 // a summary line will tell of it. It takes no lock unless a line is to be
 // scheduled, as it may be called for every datagram of a flood.
-func (s *Server) limited(r Reason) {
+func (s *Server) limited(r Reason) { s.count(r, false) }
+
+// count is limited, writing the line it is due on a goroutine of its own
+// if later.
+func (s *Server) count(r Reason, later bool) {
 	if r >= numReasons {
 		return
 	}
@@ -191,8 +195,18 @@ func (s *Server) limited(r Reason) {
 		return
 	}
 	l.mu.Unlock()
+	if later {
+		// Not on an event loop: the line is written on a goroutine of its
+		// own, at once.
+		go s.logLimits()
+		return
+	}
 	s.logLimits()
 }
+
+// limitedLater is limited for an event loop, which never writes a log line
+// itself.
+func (s *Server) limitedLater(r Reason) { s.count(r, true) }
 
 // logLimits logs the counts since the previous summary, if there are any.
 func (s *Server) logLimits() {

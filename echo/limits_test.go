@@ -169,9 +169,9 @@ func TestMaxConnsPerIP(t *testing.T) {
 		a2.Close()
 		waitFor(t, "the server to close a2", func() bool { return srv.Stats().Conns == 5 })
 		roundTrip(t, dialFrom(t, "127.0.0.1", addr), []byte("a3"))
-		srv.mu.Lock()
-		entries := len(srv.perIP)
-		srv.mu.Unlock()
+		srv.places.mu.Lock()
+		entries := len(srv.places.perIP)
+		srv.places.mu.Unlock()
 		if entries != 3 {
 			t.Errorf("per-IP table has %d entries for 3 addresses", entries)
 		}

@@ -14,22 +14,18 @@ import (
 
 const eventLoopSupported = true
 
-// eventLoop is the epoll engine (echo/internal/epoll) as the server runs it.
-type eventLoop = epoll.Engine
-
-// loopEnds names the event loop's ends in the server's vocabulary.
-var loopEnds = [...]Reason{
-	epoll.EOF:         endEOF,
-	epoll.Reset:       endReset,
-	epoll.Closed:      endClosed,
-	epoll.IdleTimeout: ReasonIdleTimeout,
-	epoll.MaxDuration: ReasonMaxSessionDuration,
-	epoll.MaxBytes:    ReasonMaxSessionBytes,
-	epoll.Failed:      endFailed,
+// eventLoop is the epoll engine (echo/internal/epoll) as the server runs
+// it: the loops do the I/O and the policy's bidding, and hand the ends of
+// their connections to a goroutine of the server's (countEnds), which
+// counts and logs them off the loops.
+type eventLoop struct {
+	e    *epoll.Engine
+	stop chan struct{} // closed once the loops have stopped
+	done chan struct{} // closed by countEnds once every end is counted
 }
 
 // eventLoop returns the server's event loops, starting them for the first
-// Serve that needs them; Shutdown and Close stop them.
+// Serve or Adopt that needs them; Shutdown and Close stop them.
 func (s *Server) eventLoop() (*eventLoop, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -39,21 +35,14 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 	if s.loop != nil {
 		return s.loop, nil
 	}
-	p := s.sessionPolicy()
 	e, err := epoll.Start(epoll.Config{
-		IdleTimeout: p.IdleTimeout,
-		MaxDuration: p.MaxDuration,
-		MaxBytes:    p.MaxBytes,
-		Linger:      limitLinger,
-		Bandwidth:   s.Bandwidth,
+		Policy:    s.policy(),
+		Bandwidth: s.Bandwidth,
 		Admit: func(remote netip.AddrPort) bool {
 			return s.admit(remote.Addr(), nil)
 		},
-		OnClose: func(end epoll.Ended) {
-			s.connEnded(nil, end.Remote.String, ended{
-				source: end.Remote.Addr(), in: end.In, out: end.Out, duration: end.Duration,
-				reason: loopEnds[end.End], err: end.Err,
-			})
+		Left: func(remote netip.AddrPort) {
+			s.places.leave(s, remote.Addr().Unmap())
 		},
 		BytesIn:  &s.counts.tcpBytesIn,
 		BytesOut: &s.counts.tcpBytesOut,
@@ -61,8 +50,43 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.loop = e
-	return e, nil
+	s.loop = &eventLoop{e: e, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.countEnds(s.loop)
+	return s.loop, nil
+}
+
+// countEnds counts, logs and gives back the places of the connections the
+// loops ended, until the loops have stopped and their last ends are in.
+func (s *Server) countEnds(l *eventLoop) {
+	defer close(l.done)
+	var batch []epoll.Ended
+	for stopped := false; !stopped; {
+		select {
+		case <-l.e.Ended():
+		case <-l.stop:
+			stopped = true
+		}
+		batch = l.e.TakeEnded(batch[:0])
+		for _, end := range batch {
+			s.connEnded(nil, end.Remote.String, ended{
+				source: end.Remote.Addr(), in: end.In, out: end.Out, duration: end.Duration,
+				reason: reasonOf(end.End), err: end.Err, left: true,
+			})
+		}
+	}
+}
+
+// CloseAll closes every connection in the loops, and every one to come.
+func (l *eventLoop) CloseAll() { l.e.CloseAll() }
+
+// SayGoodbye starts the end of every connection with a processor.
+func (l *eventLoop) SayGoodbye() { l.e.SayGoodbye() }
+
+// Stop stops the loops, once every end is counted.
+func (l *eventLoop) Stop() {
+	l.e.Stop()
+	close(l.stop)
+	<-l.done
 }
 
 // serveLoop is Serve for a TCP listener whose connections the event loops
@@ -89,7 +113,7 @@ func (s *Server) serveLoop(ctx context.Context, tl *net.TCPListener) error {
 		return fmt.Errorf("serve %s: %w", tl.Addr(), err)
 	}
 	failed := make(chan error, 1)
-	ln, err := e.Listen(fd, func(err error, pause time.Duration) bool {
+	ln, err := e.e.Listen(fd, func(err error, pause time.Duration) bool {
 		if isTemporary(err) {
 			s.acceptFailed(tl.Addr(), err, pause)
 			return true
@@ -131,4 +155,46 @@ func dupSocket(tl *net.TCPListener) (int, error) {
 		return -1, err
 	}
 	return fd, dupErr
+}
+
+// adoptLoop admits c, whose socket is tc, and hands its descriptor to the
+// event loops; tc itself is closed, and with it the runtime's hold on it.
+func (s *Server) adoptLoop(tc *net.TCPConn, c *conn) error {
+	l, err := s.eventLoop()
+	if err != nil {
+		tc.Close()
+		return err
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		tc.Close()
+		return fmt.Errorf("adopt: %w", err)
+	}
+	fd, dupErr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
+		err = dupErr
+	}
+	if err != nil {
+		tc.Close()
+		return fmt.Errorf("adopt: duplicate socket: %w", err)
+	}
+	if r, ok := s.admitReason(c.source, nil); !ok {
+		refuse(tc)
+		unix.Close(fd)
+		if r == endClosed {
+			return ErrServerClosed
+		}
+		return ErrRefused
+	}
+	tc.Close()
+	var buffered []byte
+	if len(c.prefix) > 0 {
+		buffered = append([]byte(nil), c.prefix...)
+	}
+	var proc epoll.Processor
+	if c.proc != nil {
+		proc = c.proc
+	}
+	l.e.Adopt(fd, c.remote, buffered, proc)
+	return nil
 }

@@ -14,10 +14,13 @@ const eventLoopSupported = false
 // starts one, since Server.engine never chooses it.
 type eventLoop struct{}
 
-func (*eventLoop) CloseAll() {}
-func (*eventLoop) Stop()     {}
+func (*eventLoop) CloseAll()   {}
+func (*eventLoop) SayGoodbye() {}
+func (*eventLoop) Stop()       {}
 
 func (s *Server) serveLoop(_ context.Context, tl *net.TCPListener) error {
 	tl.Close()
 	return errors.New("the epoll engine runs only on Linux")
 }
+
+func (s *Server) adoptLoop(_ *net.TCPConn, c *conn) error { return s.adoptGoroutine(c) }

@@ -15,11 +15,13 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/echo/internal/backoff"
+	"github.com/echod/echod/echo/internal/session"
 )
 
 // ErrServerClosed is returned by Serve after a call to Shutdown or Close.
@@ -40,8 +42,10 @@ type Server struct {
 	// reference engine. "epoll" (Linux only) serves them from event loops,
 	// one per usable CPU, at a fraction of the memory and CPU. "auto" (or
 	// "") is "epoll" on Linux and "goroutine" elsewhere. A listener that
-	// wraps its connections (TLS, PROXY protocol) is served on goroutines
-	// whatever the engine. Every limit below holds in both engines.
+	// wraps its connections in TLS is served on goroutines whatever the
+	// engine; a PROXY protocol one (internal/proxied) reads each header on
+	// a goroutine, then hands the connection to the loops (see Adopt).
+	// Every limit below holds in both engines.
 	Engine string
 
 	// MaxConns is how many TCP connections may be open at once, over all
@@ -83,10 +87,11 @@ type Server struct {
 
 	// Bandwidth, if set, holds echo to its budgets of bytes per second
 	// (per connection, per address) and its egress budget: a TCP
-	// connection is read only as fast as its echo may be sent, so a client
-	// that sends faster meets TCP backpressure and loses nothing; a UDP
-	// reply past its address's budget is dropped; while the egress budget
-	// is spent, new connections are refused and datagrams dropped
+	// connection is read only about as fast as its echo may be sent, and
+	// what takes it past its budget waits, reading nothing meanwhile, so a
+	// client that sends faster meets TCP backpressure and loses nothing; a
+	// UDP reply past its address's budget is dropped; while the egress
+	// budget is spent, new connections are refused and datagrams dropped
 	// (ReasonEgressBudget). Share one Limiter with the other servers of
 	// the same clients, such as a web.Handler's listener, so that an
 	// address has one budget over all of them. Nil limits nothing.
@@ -97,13 +102,15 @@ type Server struct {
 	listeners map[uint64]func()  // what stops each Serve or ServeUDP call, by call
 	calls     uint64             // Serve and ServeUDP calls so far, for their ids
 	conns     map[*conn]struct{} // served on goroutines, for Close to close
-	served    int                // connections open, in either engine
-	reserved  int                // places held through Reserve
-	perIP     map[netip.Addr]int // places by source key, when MaxConnsPerIP is set
 	udpGuard  *udpGuard          // made by the first ServeUDP
 	wg        sync.WaitGroup     // one count per open connection and UDP reader
+	places    places             // the admission check's counts, under their own lock
+	served    atomic.Int64       // connections open, in either engine, for Stats
 	loop      *eventLoop         // from the first Serve that needs it until Shutdown or Close
 	buffers   sync.Pool          // of *[bufferSize]byte, shared by all connections
+
+	policyOnce    sync.Once
+	sessionPolicy *session.Policy // the limits of every session, from the fields above
 
 	counts      counters
 	limitLog    limitLog
@@ -154,10 +161,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		pause = 0
-		c := &conn{Conn: nc}
-		if s.Bandwidth != nil {
-			c.stop = make(chan struct{})
+		if d, ok := nc.(detachable); ok && engine == EngineEpoll {
+			s.handOff(nc, d)
+			continue
 		}
+		c := &conn{Conn: nc}
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			c.source = ta.AddrPort().Addr().Unmap()
 		}
@@ -167,6 +175,25 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		}
 		go s.serveConn(c)
 	}
+}
+
+// detachable is a connection that is a socket and the bytes a wrapper read
+// ahead of it, and nothing more once they are read: the PROXY protocol's
+// (internal/proxied), after its header.
+type detachable interface {
+	Detach() (sock net.Conn, buffered []byte)
+}
+
+// handOff serves nc, which d is, through Adopt: a connection whose start
+// took a goroutine is served by the event loops like a plain one.
+func (s *Server) handOff(nc net.Conn, d detachable) {
+	h := Handoff{}
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		h.Remote = ta.AddrPort()
+	}
+	h.Conn, h.Buffered = d.Detach()
+	// A refusal is counted, and the connection reset, by Adopt.
+	s.Adopt(h)
 }
 
 // Shutdown stops the server gracefully: it closes every listener at once, so
@@ -256,48 +283,6 @@ func (s *Server) trackListener(stop func()) (untrack func(), ok bool) {
 	}, true
 }
 
-// admitLocked is the one admission check, for Reserve and both engines: it
-// refuses a connection from source (the zero Addr if not IP) while the
-// server is closing or over a limit, and otherwise takes its per-IP place.
-// Checking and counting under s.mu makes the limits exact however fast
-// connections arrive, and keeps Shutdown's Wait from racing a late Add.
-func (s *Server) admitLocked(source netip.Addr) (Reason, bool) {
-	if s.closing {
-		return endClosed, false
-	}
-	if s.MaxConns > 0 && s.served+s.reserved >= s.MaxConns {
-		return ReasonMaxConns, false
-	}
-	if key, ok := s.perIPKey(source); ok {
-		if s.perIP[key] >= s.MaxConnsPerIP {
-			return ReasonMaxConnsPerIP, false
-		}
-		if s.perIP == nil {
-			s.perIP = make(map[netip.Addr]int)
-		}
-		s.perIP[key]++
-	}
-	return 0, true
-}
-
-// leaveLocked gives back the per-source place admitLocked took; entries go
-// at zero, so the table holds at most one per open connection.
-func (s *Server) leaveLocked(source netip.Addr) {
-	if key, ok := s.perIPKey(source); ok {
-		if s.perIP[key]--; s.perIP[key] <= 0 {
-			delete(s.perIP, key)
-		}
-	}
-}
-
-// perIPKey returns the key source counts under for MaxConnsPerIP, if any.
-func (s *Server) perIPKey(source netip.Addr) (netip.Addr, bool) {
-	if s.MaxConnsPerIP <= 0 || !source.IsValid() {
-		return netip.Addr{}, false
-	}
-	return sourceKey(source), true
-}
-
 // Reserve holds a place for one connection from addr under MaxConns and
 // MaxConnsPerIP until release is called (more than once is fine), for
 // connections a listener wrapper holds before Serve sees them, or another
@@ -306,51 +291,60 @@ func (s *Server) perIPKey(source netip.Addr) (netip.Addr, bool) {
 // under MaxConns only. A reserved place is no connection of this server:
 // Stats.Conns and Stats.Accepted leave it out; Shutdown does not wait for it.
 func (s *Server) Reserve(addr netip.Addr) (release func(), ok bool) {
-	s.mu.Lock()
-	r, ok := s.admitLocked(addr)
-	if ok {
-		s.reserved++
-	}
-	s.mu.Unlock()
+	r, ok := s.places.take(s, addr, false)
 	if !ok {
 		s.limited(r)
 		return func() {}, false
 	}
-	return sync.OnceFunc(func() {
-		s.mu.Lock()
-		s.reserved--
-		s.leaveLocked(addr)
-		s.mu.Unlock()
-	}), true
+	return sync.OnceFunc(func() { s.places.leave(s, addr) }), true
 }
 
 // admit admits a connection from source that this server serves: on a
 // goroutine as c, which Close closes, or in the event loops with c nil.
 func (s *Server) admit(source netip.Addr, c *conn) bool {
-	// Not in admitLocked: Reserve's callers may refuse in their own
+	_, ok := s.admitReason(source, c)
+	return ok
+}
+
+// admitReason is admit, saying why it refused. A connection on a goroutine
+// is admitted under s.mu too, so that Close finds it among s.conns.
+func (s *Server) admitReason(source netip.Addr, c *conn) (Reason, bool) {
+	// Here, not in places.take: Reserve's callers may refuse in their own
 	// words, as the web echo answers 503.
 	if s.Bandwidth.Spent(time.Now()) {
-		s.limited(ReasonEgressBudget)
-		return false
+		if c == nil {
+			s.limitedLater(ReasonEgressBudget) // on a loop, which must not log
+		} else {
+			s.limited(ReasonEgressBudget)
+		}
+		return ReasonEgressBudget, false
+	}
+	if c == nil {
+		return s.admitLoop(source)
 	}
 	s.mu.Lock()
-	r, ok := s.admitLocked(source)
+	r, ok := s.places.take(s, source, true)
 	if ok {
-		s.served++
-		s.wg.Add(1)
-		s.counts.accepted.Add(1)
-		if c != nil {
-			if s.conns == nil {
-				s.conns = make(map[*conn]struct{})
-			}
-			s.conns[c] = struct{}{}
+		if s.conns == nil {
+			s.conns = make(map[*conn]struct{})
 		}
+		s.conns[c] = struct{}{}
 	}
 	s.mu.Unlock()
 	if !ok {
 		s.limited(r)
 	}
-	return ok
+	return r, ok
+}
+
+// admitLoop admits a connection the event loops serve, on a loop: it takes
+// no lock but the places', and logs nothing there.
+func (s *Server) admitLoop(source netip.Addr) (Reason, bool) {
+	r, ok := s.places.take(s, source, true)
+	if !ok {
+		s.limitedLater(r)
+	}
+	return r, ok
 }
 
 // refuse resets a connection that admission refused: the client learns at
@@ -369,10 +363,11 @@ type ended struct {
 	duration time.Duration
 	reason   Reason
 	err      error // why, when reason is endFailed: the log names the end by it
+	left     bool  // its place was given back already (the loops do at once)
 }
 
 // connEnded is admit's counterpart for both engines: it counts the limit
-// that ended the connection, logs the end, and gives its places back.
+// that ended the connection, logs the end, and gives its place back.
 // remote is called only for the debug log: nothing is formatted otherwise.
 func (s *Server) connEnded(c *conn, remote func() string, e ended) {
 	s.limited(e.reason)
@@ -385,11 +380,15 @@ func (s *Server) connEnded(c *conn, remote func() string, e ended) {
 		s.Logger.Debug("connection closed", "remote", remote(), "bytes_in", e.in, "bytes_out", e.out,
 			"duration", e.duration, "reason", reason)
 	}
-	s.mu.Lock()
-	s.served--
-	delete(s.conns, c)
-	s.leaveLocked(e.source)
-	s.mu.Unlock()
+	if c != nil {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}
+	if !e.left {
+		s.places.leave(s, e.source)
+	}
+	s.served.Add(-1)
 	s.wg.Done()
 }
 
@@ -447,6 +446,7 @@ func (s *Server) isClosing() bool {
 func (s *Server) beginClose() {
 	s.mu.Lock()
 	s.closing = true
+	s.places.close()
 	stops := slices.Collect(maps.Values(s.listeners))
 	s.mu.Unlock()
 	// Outside the lock (see trackListener); no listener is tracked after
@@ -454,8 +454,26 @@ func (s *Server) beginClose() {
 	for _, stop := range stops {
 		stop()
 	}
+	s.sayGoodbye()
 	// What the throttle held back is not lost at exit.
 	s.logLimits()
+}
+
+// sayGoodbye starts the end of every connection with a processor, which
+// writes its last message (a WebSocket close frame) and then ends as after
+// MaxSessionBytes: a drain. Plain echo connections go on until they end.
+func (s *Server) sayGoodbye() {
+	s.mu.Lock()
+	conns := slices.Collect(maps.Keys(s.conns))
+	if s.loop != nil {
+		s.loop.SayGoodbye()
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		if w := c.watch.Load(); w != nil {
+			w.sayGoodbye()
+		}
+	}
 }
 
 // closeConns closes every open connection; those on goroutines outside the

@@ -6,56 +6,61 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/echod/echod/echo/internal/session"
 )
 
-// watchdog applies a connection's time limits on the goroutine engine by
-// closing its socket, which ends any read or write blocked on it. Deadlines
-// would not do: crypto/tls makes a write past one fail for good, and they
-// miss progress while a write waits, which the watchdog sees (on Linux) as
-// bytes the client takes off the send buffer. It checks eight times per idle
-// timeout, so a busy connection costs an atomic add per read and write.
+// watchdog drives a connection's session policy on the goroutine engine:
+// the goroutine reports the bytes it moves, and a timer asks the policy,
+// eight times per idle timeout, whether a time limit is due. It enforces
+// one by closing the socket, which ends any read or write blocked on it.
+// Deadlines would not do: crypto/tls makes a write past one fail for good,
+// and they miss progress while a write waits, which the watchdog sees (on
+// Linux) as bytes the client takes off the send buffer.
 type watchdog struct {
+	p     *session.Policy
+	conn  net.Conn        // its read deadline interrupts a read for a goodbye
 	sock  net.Conn        // closed to end it; closing a TLS connection would write
 	raw   syscall.RawConn // asked for the unsent count; nil where not known
-	moved atomic.Int64    // bytes read and written
+	epoch time.Time       // the session's clock starts here
+	// goodbye says the connection has a processor, which says goodbye at
+	// a time limit rather than being cut off.
+	goodbye bool
+	// stopping is set when the processor is to say goodbye: the read it
+	// waits in is interrupted, and the goroutine writes it.
+	stopping atomic.Bool
 
 	mu      sync.Mutex
+	closed  func() // called when the watchdog closes the socket; see onClose
+	st      session.State
 	timer   *time.Timer // nil: no limit to watch
 	stopped bool
-	idle    time.Duration
-	end     time.Time // when MaxDuration runs out; zero: never
-	last    time.Time // the last progress seen
-	seen    int64     // moved at the last check
-	unsent  int       // the socket's unsent bytes at the last check; -1: not known
-	reason  Reason    // why the watchdog closed the connection
-	closed  bool
-	onClose func() // also called when the watchdog closes it
 }
 
-// startWatchdog watches c, whose socket is sock (or nil), under p.
-func startWatchdog(c net.Conn, sock socket, p sessionPolicy, start time.Time) *watchdog {
-	w := &watchdog{sock: c, idle: p.IdleTimeout, last: start}
+// startWatchdog watches c, whose socket is sock (or nil), under p from
+// start; goodbye says whether it has a processor.
+func startWatchdog(c net.Conn, sock socket, p *session.Policy, start time.Time, goodbye bool) *watchdog {
+	w := &watchdog{p: p, conn: c, sock: c, epoch: start, goodbye: goodbye}
 	if sock != nil {
 		w.sock = sock
 		if unsentSupported {
 			w.raw, _ = sock.SyscallConn()
 		}
 	}
-	if p.MaxDuration > 0 {
-		w.end = start.Add(p.MaxDuration)
-	}
 	w.mu.Lock()
-	w.arm(start)
+	w.st = p.Start(0)
+	w.arm(0)
 	w.mu.Unlock()
 	return w
 }
 
+// now is the session's clock.
+func (w *watchdog) now() int64 { return int64(time.Since(w.epoch)) }
+
 // arm sets the timer for the next check, if there is a limit to check.
-func (w *watchdog) arm(now time.Time) {
-	next := w.idle / 8
-	if !w.end.IsZero() && (w.idle == 0 || w.end.Sub(now) < next) {
-		next = w.end.Sub(now)
-	} else if w.idle == 0 {
+func (w *watchdog) arm(now int64) {
+	next := w.p.Next(&w.st, now)
+	if next <= 0 {
 		return
 	}
 	if w.timer == nil {
@@ -68,70 +73,86 @@ func (w *watchdog) arm(now time.Time) {
 func (w *watchdog) check() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.stopped || w.closed {
+	if w.stopped {
 		return
 	}
-	now := time.Now()
-	if w.progressed() {
-		w.last = now
+	now := w.now()
+	if w.raw != nil && w.p.WantUnsent(&w.st, now, 0) {
+		if q, ok := unsentBytes(w.raw); ok {
+			w.p.Unsent(&w.st, q, now)
+		}
 	}
-	switch {
-	case !w.end.IsZero() && !now.Before(w.end):
-		w.close(ReasonMaxSessionDuration)
-	case w.idle > 0 && now.Sub(w.last) >= w.idle:
-		w.close(ReasonIdleTimeout)
-	default:
-		w.arm(now)
+	switch w.p.Due(&w.st, now, w.goodbye) {
+	case session.Close:
+		w.sock.Close()
+		if w.closed != nil {
+			w.closed()
+		}
+		return
+	case session.Stop:
+		w.interrupt()
 	}
-}
-
-// progressed reports whether bytes moved since the last check, including
-// off the send buffer while a write waits.
-func (w *watchdog) progressed() bool {
-	m := w.moved.Load()
-	moved := m != w.seen
-	w.seen = m
-	if w.raw == nil || !moved && w.unsent == 0 {
-		// Nothing was written since the send buffer was seen empty.
-		return moved
-	}
-	q, ok := unsentBytes(w.raw)
-	if !ok {
-		return moved
-	}
-	// When something was written, the count is only a new baseline.
-	took := !moved && w.unsent > 0 && q < w.unsent
-	w.unsent = q
-	return moved || took
-}
-
-func (w *watchdog) close(r Reason) {
-	w.closed = true
-	w.reason = r
-	w.sock.Close()
-	if w.onClose != nil {
-		w.onClose()
-	}
-}
-
-// linger switches to the time after MaxSessionBytes: only echo the client
-// takes off the send buffer is progress now, and d without it ends it.
-func (w *watchdog) linger(d time.Duration) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	now := time.Now()
-	w.idle = d
-	w.last = now
-	w.unsent = -1
-	w.seen = w.moved.Load()
 	w.arm(now)
 }
 
-// ended reports whether the watchdog closed the connection, and why.
-func (w *watchdog) ended() (Reason, bool) {
+// onClose has f called when the watchdog closes the connection for a
+// limit, to end a wait for the bandwidth budget.
+func (w *watchdog) onClose(f func()) {
+	w.mu.Lock()
+	w.closed = f
+	w.mu.Unlock()
+}
+
+// interrupt wakes the goroutine from its read to write the goodbye.
+func (w *watchdog) interrupt() {
+	w.stopping.Store(true)
+	w.conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// sayGoodbye starts the end of a connection with a processor for Shutdown.
+func (w *watchdog) sayGoodbye() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.reason, w.closed
+	if w.stopped || !w.goodbye || w.st.Finishing() {
+		return
+	}
+	now := w.now()
+	w.p.Finish(&w.st, session.Closed, now)
+	w.interrupt()
+	w.arm(now)
+}
+
+// readLimit is how much the connection may read next, at most max.
+func (w *watchdog) readLimit(max int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.p.ReadLimit(&w.st, max)
+}
+
+// read records n bytes read, and reports whether the session is at its
+// byte cap.
+func (w *watchdog) read(n int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.p.Read(&w.st, n, w.now())
+}
+
+// finish starts the end of the session for why (its byte cap, or its
+// processor's end): the echo was written; see discardAfterLimit.
+func (w *watchdog) finish(why session.End) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.now()
+	w.p.Finish(&w.st, why, now)
+	w.arm(now)
+}
+
+// ended names why the session ended, given how its I/O ended, and its
+// bytes.
+func (w *watchdog) ended(io session.End) (session.End, int64, int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.p.Ended(&w.st, io), w.st.In(), w.st.Out()
 }
 
 // stop stops watching once the connection has ended.
@@ -148,17 +169,19 @@ func (w *watchdog) stop() {
 // not known, so that a slow reader's progress shows between the pieces.
 const progressStep = 4 << 10
 
-// write writes all of p to c, counting what it moves.
+// write writes all of p to c, reporting what it moves.
 func (w *watchdog) write(c net.Conn, p []byte) (int, error) {
 	step := len(p)
-	if w.raw == nil && w.idle > 0 {
+	if w.raw == nil && w.p.Limits().Idle > 0 {
 		step = progressStep
 	}
 	var written int
 	for written < len(p) {
 		n, err := c.Write(p[written:min(written+step, len(p))])
 		written += n
-		w.moved.Add(int64(n))
+		w.mu.Lock()
+		w.p.Wrote(&w.st, n, w.now())
+		w.mu.Unlock()
 		if err != nil {
 			return written, err
 		}

@@ -103,6 +103,18 @@ func (c *Conn) Read(p []byte) (int, error) {
 // not read yet are in c, not in the socket.
 func (c *Conn) NetConn() net.Conn { return c.Conn }
 
+// Detach returns the socket under the header and the bytes that arrived
+// after the header and were not read yet, which come before the socket's:
+// for a server that serves the connection from then on without c (echo's
+// event loops). c must not be used after.
+func (c *Conn) Detach() (sock net.Conn, buffered []byte) {
+	if c.rest != nil {
+		buffered, _ = c.rest.Peek(c.rest.Buffered())
+		c.rest = nil
+	}
+	return c.Conn, buffered
+}
+
 // RemoteAddr returns the client's address, as the header gives it.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 

@@ -7,30 +7,36 @@ import (
 	"net/netip"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/echod/echod/bandwidth"
+	"github.com/echod/echod/echo/internal/session"
+	"golang.org/x/sys/unix"
 )
 
 // conn is one connection's state: about a hundred bytes while idle.
 type conn struct {
 	fd      int32
 	tailOff int32  // start of the unsent part of tail
-	tail    []byte // unsent echo (from tailOff); nil when everything was sent
-	in, out int64
-	start   int64 // engine clock when added
-	last    int64 // engine clock of the last read or write
+	tail    []byte // unsent output (from tailOff); nil when everything was sent
+	st      session.State
 	remote  netip.AddrPort
-	// unsent is the socket's count of bytes the client has not taken, as
-	// the sweep last saw it: -1 after a write (look again), 0 for none
-	// (no need to look until the next write).
-	unsent   int32
-	bulk     bool // the last read was large: echo through the loop's pipe
-	draining bool // the connection echoed MaxBytes: its input is thrown away; see endAtLimit
+	proc    Processor // nil: echo
+	bulk    bool      // the last read was large: echo through the loop's pipe
+	// endAfter says the processor asked to end once its output is sent.
+	endAfter bool
+	// shut says the write side is shut down: the session is finishing
+	// and everything was sent, so its input is thrown away (discard).
+	shut bool
 	// flow is its share of Config.Bandwidth (nil: none); while resumeAt
-	// is set, it waits for its budget and is not read: see pace.go.
+	// is set, it waits for its budget and is watched for nothing: see
+	// pace.go.
 	flow     *bandwidth.Flow
 	resumeAt int64
+}
+
+// Processor turns a connection's input into its output (echo.Processor).
+type Processor interface {
+	Process(out, in []byte) ([]byte, bool)
+	Stop(out []byte) []byte
 }
 
 // handle reacts to the events epoll reported for c. While c has a tail it
@@ -40,7 +46,7 @@ func (l *loop) handle(c *conn, events uint32) {
 	if c.resumeAt != 0 {
 		// Paused, so watched for nothing: only a reset or hang-up.
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.close(c, Reset, nil)
+			l.close(c, session.Reset, nil)
 		}
 		return
 	}
@@ -48,21 +54,19 @@ func (l *loop) handle(c *conn, events uint32) {
 		l.flush(c, events)
 		return
 	}
-	if c.draining {
+	if c.shut {
 		l.discard(c, events)
 		return
 	}
 	// One read per wakeup keeps the loop fair: a busy connection cannot
 	// starve the others, and level-triggered epoll reports it again.
 	buf := l.buf
-	if max := l.e.cfg.MaxBytes; max > 0 && int64(len(buf)) > max-c.in {
-		buf = buf[:max-c.in]
-	}
 	if c.flow != nil {
-		// Read about what may be sent now.
+		// About what may be sent now: see pace.go.
 		buf = buf[:min(len(buf), c.flow.Allow(l.clock()))]
 	}
-	if c.bulk && l.pipe[0] >= 0 {
+	buf = buf[:l.e.policy.ReadLimit(&c.st, len(buf))]
+	if c.bulk && c.proc == nil && l.pipe[0] >= 0 {
 		l.spliceEcho(c, len(buf), events)
 		return
 	}
@@ -72,12 +76,76 @@ func (l *loop) handle(c *conn, events uint32) {
 		return
 	}
 	l.received(c, n)
-	if c.resumeAt != 0 {
-		l.hold(c, buf[:n])
+	l.serve(c, buf[:n])
+}
+
+// serve writes back what was read, or what c's processor makes of it, and
+// finishes c once that is sent if the policy or the processor says so.
+func (l *loop) serve(c *conn, data []byte) {
+	out := data
+	if c.proc != nil {
+		var end bool
+		out, end = c.proc.Process(l.scratch[:0], data)
+		l.scratch = out[:0]
+		c.endAfter = c.endAfter || end
+	}
+	if c.flow != nil && len(out) > 0 {
+		if l.spent(c, len(out)) {
+			l.hold(c, out)
+			return
+		}
+	}
+	if len(out) > 0 && !l.write(c, out) {
 		return
 	}
-	if l.write(c, buf[:n]) && c.tail == nil && l.atLimit(c) {
-		l.endAtLimit(c)
+	if c.tail == nil {
+		l.sentAll(c)
+	}
+}
+
+// sentAll is called when c has no output pending: it finishes c if it is
+// at its byte cap or its processor asked, and shuts its write side down if
+// it is finishing.
+func (l *loop) sentAll(c *conn) {
+	p := l.e.policy
+	switch {
+	case c.endAfter:
+		l.finish(c, session.Done)
+	case p.AtCap(&c.st):
+		l.finish(c, session.MaxBytes)
+	}
+	if c.st.Finishing() && !c.shut {
+		l.shutWrite(c)
+	}
+}
+
+// finish starts the end of c for why.
+func (l *loop) finish(c *conn, why session.End) {
+	if !c.st.Finishing() {
+		l.e.policy.Finish(&c.st, why, l.now)
+		l.finishing++
+	}
+}
+
+// goodbye writes the last message of c's processor, for an end the
+// policy decided (already finishing): c ends as after its byte cap.
+func (l *loop) goodbye(c *conn) {
+	out := c.proc.Stop(l.scratch[:0])
+	l.scratch = out[:0]
+	if c.tail != nil {
+		// After what is pending: one tail with both.
+		rest := c.tail[c.tailOff:]
+		t := l.tails.get(len(rest) + len(out))
+		copy(t[copy(t, rest):], out)
+		l.tails.put(c.tail)
+		c.tail, c.tailOff = t, 0
+		return
+	}
+	if len(out) > 0 && !l.write(c, out) {
+		return
+	}
+	if c.tail == nil {
+		l.sentAll(c)
 	}
 }
 
@@ -87,22 +155,17 @@ func (l *loop) readNothing(c *conn, err error, events uint32) {
 	case err == nil:
 		// EOF: everything the client sent has been written back (with a
 		// tail, c would not be read), so closing loses nothing.
-		l.close(c, EOF, nil)
+		l.close(c, session.EOF, nil)
 	case err == unix.EAGAIN || err == unix.EINTR:
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.close(c, Reset, nil)
+			l.close(c, session.Reset, nil)
 		}
 	default:
 		l.closeErr(c, err)
 	}
 }
 
-// atLimit reports whether c has echoed Config.MaxBytes.
-func (l *loop) atLimit(c *conn) bool {
-	return l.e.cfg.MaxBytes > 0 && c.in >= l.e.cfg.MaxBytes
-}
-
-// write echoes p to c; what the socket does not take now becomes c's tail.
+// write writes p to c; what the socket does not take now becomes c's tail.
 // It reports whether c is still open.
 func (l *loop) write(c *conn, p []byte) bool {
 	for {
@@ -129,7 +192,7 @@ func (l *loop) write(c *conn, p []byte) bool {
 }
 
 // flush writes what it can of c's tail; once the tail is gone, c is read
-// again, or closed if it had reached its byte limit.
+// again, or finished.
 func (l *loop) flush(c *conn, events uint32) {
 	p := c.tail[c.tailOff:]
 	for len(p) > 0 {
@@ -145,7 +208,7 @@ func (l *loop) flush(c *conn, events uint32) {
 			continue
 		case unix.EAGAIN, nil:
 			if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-				l.close(c, Reset, nil)
+				l.close(c, session.Reset, nil)
 			}
 			return
 		default:
@@ -155,63 +218,57 @@ func (l *loop) flush(c *conn, events uint32) {
 	}
 	l.tails.put(c.tail)
 	c.tail = nil
-	if l.watch(c, readEvents(c)) && l.atLimit(c) {
-		l.endAtLimit(c)
+	if l.watch(c, unix.EPOLLIN) {
+		l.sentAll(c)
 	}
 }
 
-// endAtLimit ends c, which has echoed MaxBytes, as echo's discardAfterLimit
-// does: its write side is shut down, and its input thrown away (discard)
-// until the client closes its side, or takes no echo for Config.Linger. c
-// must be watched for readability.
-func (l *loop) endAtLimit(c *conn) {
+// shutWrite shuts down c's write side, as echo's discardAfterLimit does:
+// the client reads EOF after everything, and c's input is thrown away
+// (discard) until the client closes its side, or the policy's linger
+// passes. c must be watched for readability.
+func (l *loop) shutWrite(c *conn) {
 	if err := unix.Shutdown(int(c.fd), unix.SHUT_WR); err != nil {
 		l.closeErr(c, err)
 		return
 	}
-	c.draining = true
-	c.last = l.now
-	c.unsent = -1
+	c.shut = true
 }
 
-// discard reads and throws away the input of a connection past its byte
-// limit, whose end, however it comes, is the limit's.
+// discard reads and throws away the input of a finishing connection, whose
+// end, however it comes, is the policy's.
 func (l *loop) discard(c *conn, events uint32) {
 	n, err := read(int(c.fd), l.buf)
 	switch {
 	case n > 0:
 	case err == unix.EAGAIN || err == unix.EINTR:
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.close(c, MaxBytes, nil)
+			l.close(c, session.Reset, nil)
 		}
+	case err == nil:
+		l.close(c, session.EOF, nil)
 	default:
-		l.close(c, MaxBytes, nil)
+		l.closeErr(c, err)
 	}
 }
 
 // received and sent are the one place where bytes moved on c are counted.
 func (l *loop) received(c *conn, n int) {
-	c.in += int64(n)
+	l.e.policy.Read(&c.st, n, l.now)
 	l.e.cfg.BytesIn.Add(uint64(n))
-	c.last = l.now
 	c.bulk = n >= bulkSize
-	if c.flow != nil {
-		l.spent(c, n)
-	}
 }
 
 func (l *loop) sent(c *conn, n int) {
-	c.out += int64(n)
+	l.e.policy.Wrote(&c.st, n, l.now)
 	l.e.cfg.BytesOut.Add(uint64(n))
-	c.last = l.now
-	c.unsent = -1 // the sweep's count is out of date
 }
 
 // watch changes the events epoll reports for c, closing c if it cannot.
 func (l *loop) watch(c *conn, events uint32) bool {
 	ev := unix.EpollEvent{Events: events, Fd: c.fd}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
-		l.close(c, Failed, err)
+		l.close(c, session.Failed, err)
 		return false
 	}
 	return true
@@ -220,10 +277,10 @@ func (l *loop) watch(c *conn, events uint32) bool {
 // closeErr closes c after a read or write error.
 func (l *loop) closeErr(c *conn, err error) {
 	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ETIMEDOUT) {
-		l.close(c, Reset, nil)
+		l.close(c, session.Reset, nil)
 		return
 	}
-	l.close(c, Failed, err)
+	l.close(c, session.Failed, err)
 }
 
 // read and write are the plain system calls on a non-blocking socket, made
@@ -264,7 +321,8 @@ const (
 )
 
 // tailClass returns the pool class and buffer size for a tail of n bytes;
-// a tail is what is left of one read, so never more than readSize.
+// a tail is what is left of one read (or of a processor's output, which
+// may be more: get allocates it exactly).
 func tailClass(n int) (class, size int) {
 	switch {
 	case n <= tailSmall:
@@ -278,6 +336,10 @@ func tailClass(n int) (class, size int) {
 
 func (p *tailPool) get(n int) []byte {
 	class, size := tailClass(n)
+	if n > size {
+		// A processor's output may outgrow a read: kept only while sent.
+		return make([]byte, n)
+	}
 	if k := len(p.free[class]); k > 0 {
 		b := p.free[class][k-1]
 		p.free[class] = p.free[class][:k-1]

@@ -18,21 +18,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/bandwidth"
-)
-
-// End is why a connection ended; the engine's owner maps it to its own
-// vocabulary.
-type End uint8
-
-// The ends of a connection.
-const (
-	EOF         End = iota // the client half-closed and got all its echo
-	Reset                  // the client reset or vanished
-	Closed                 // CloseAll or Stop
-	IdleTimeout            // no progress in either direction for Config.IdleTimeout
-	MaxDuration            // open for Config.MaxDuration
-	MaxBytes               // echoed Config.MaxBytes
-	Failed                 // an unexpected error from the kernel; see Ended.Err
+	"github.com/echod/echod/echo/internal/session"
 )
 
 // Ended describes a connection that has ended, for logs and accounting.
@@ -40,34 +26,27 @@ type Ended struct {
 	Remote   netip.AddrPort
 	In, Out  int64 // bytes read from and written to the client
 	Duration time.Duration
-	End      End
-	Err      error // set when End is Failed
+	End      session.End // as the policy decided
+	Err      error       // set when End is session.Failed
 }
 
-// Config configures an Engine. Zero values mean no limit and, for Loops,
-// one per usable CPU.
+// Config configures an Engine. A zero Loops means one per usable CPU.
 type Config struct {
 	Loops int
-	// IdleTimeout closes a connection with no progress for this long:
-	// nothing read, written or taken by the client off the send buffer.
-	IdleTimeout time.Duration
-	// MaxDuration closes a connection this long after it was accepted.
-	MaxDuration time.Duration
-	// MaxBytes ends a connection once this many bytes have been echoed:
-	// its write side is shut down, its input thrown away, and it is closed
-	// when the client closes its side or takes none of its echo for Linger.
-	MaxBytes int64
-	Linger   time.Duration
+	// Policy decides every connection's limits and end; nil applies none.
+	Policy *session.Policy
 	// Admit is called on a loop's goroutine for each accepted connection;
 	// false resets it. It must not block. Nil admits every connection.
 	Admit func(remote netip.AddrPort) bool
-	// OnClose, which must be set, is called on a loop's goroutine after
-	// each admitted connection is closed. It must not block and must not
-	// call Stop.
-	OnClose func(Ended)
-	// Bandwidth, if set, paces each connection's echo: one is read only
-	// as fast as its budget allows it to be sent, and not at all while it
-	// waits for more.
+	// Left, if set, is called on a loop's goroutine as soon as an admitted
+	// or adopted connection is closed, before its end is handed over (see
+	// Ended): it gives back the connection's place under the limits at
+	// once, so that a client that reconnects at once is not refused. It
+	// must not block.
+	Left func(remote netip.AddrPort)
+	// Bandwidth, if set, paces each connection's output: one is read
+	// about as fast as its budget allows it to be sent, and what takes it
+	// past its budget waits, with the connection unread, until it may go.
 	Bandwidth *bandwidth.Limiter
 	// BytesIn and BytesOut, which must be set, count every byte the loops
 	// read and write, as they move.
@@ -79,13 +58,61 @@ var ErrStopped = errors.New("epoll engine stopped")
 
 // Engine runs the loops.
 type Engine struct {
-	cfg   Config
-	epoch time.Time // connection times are nanoseconds since epoch
-	loops []*loop
-	wg    sync.WaitGroup // one count per loop goroutine
+	cfg    Config
+	policy *session.Policy
+	next   atomic.Uint32 // the loop the next adopted connection goes to
+	ends   endQueue
+	epoch  time.Time // connection times are nanoseconds since epoch
+	loops  []*loop
+	wg     sync.WaitGroup // one count per loop goroutine
 
 	stopped  atomic.Bool
 	closeAll atomic.Bool // sticky: every connection, present or future, is closed
+	goodbye  atomic.Bool // sticky: connections with a processor say goodbye
+}
+
+// endQueue carries the ends of connections from the loops to the engine's
+// owner, which counts and logs them off the loops.
+type endQueue struct {
+	mu    sync.Mutex
+	ends  []Ended
+	ready chan struct{} // holds a token while ends is not empty
+}
+
+// Ended is ready to receive when TakeEnded has ends to return. The loops
+// never wait for them to be taken.
+func (e *Engine) Ended() <-chan struct{} { return e.ends.ready }
+
+// TakeEnded appends the ends reported since the last call to dst.
+func (e *Engine) TakeEnded(dst []Ended) []Ended {
+	q := &e.ends
+	q.mu.Lock()
+	dst = append(dst, q.ends...)
+	clear(q.ends)
+	q.ends = q.ends[:0]
+	q.mu.Unlock()
+	return dst
+}
+
+// hand passes a loop's batch of ends to the owner.
+func (q *endQueue) hand(batch []Ended) {
+	q.mu.Lock()
+	q.ends = append(q.ends, batch...)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Adopt serves fd, a connected TCP socket the engine owns from now on, in
+// one of its loops as if accepted from remote and admitted: buffered (which
+// the engine keeps) first, as if just read, then what arrives, through proc
+// unless it is nil. Its end comes back through TakeEnded like any other,
+// also if the engine has stopped.
+func (e *Engine) Adopt(fd int, remote netip.AddrPort, buffered []byte, proc Processor) {
+	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	l.command(op{conn: &conn{fd: int32(fd), remote: remote, proc: proc}, buffered: buffered})
 }
 
 // Start creates the loops and starts their goroutines.
@@ -97,7 +124,10 @@ func Start(cfg Config) (*Engine, error) {
 	if cfg.Admit == nil {
 		cfg.Admit = func(netip.AddrPort) bool { return true }
 	}
-	e := &Engine{cfg: cfg, epoch: time.Now()}
+	if cfg.Policy == nil {
+		cfg.Policy = session.New(session.Limits{})
+	}
+	e := &Engine{cfg: cfg, policy: cfg.Policy, epoch: time.Now(), ends: endQueue{ready: make(chan struct{}, 1)}}
 	for range n {
 		l, err := newLoop(e)
 		if err != nil {
@@ -114,6 +144,13 @@ func Start(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// left tells the owner a connection's place is free.
+func (e *Engine) left(remote netip.AddrPort) {
+	if e.cfg.Left != nil {
+		e.cfg.Left(remote)
+	}
+}
+
 // now returns the engine's monotonic clock.
 func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
 
@@ -125,8 +162,18 @@ func (e *Engine) CloseAll() {
 	}
 }
 
+// SayGoodbye starts the end of every connection with a processor, which
+// writes its last message (Processor.Stop): for a drain. Plain ones go on.
+func (e *Engine) SayGoodbye() {
+	e.goodbye.Store(true)
+	for _, l := range e.loops {
+		l.wake()
+	}
+}
+
 // Stop closes every connection and listener, ends the loops and frees
-// their descriptors.
+// their descriptors. The ends of the connections it closed are in
+// TakeEnded when it returns.
 func (e *Engine) Stop() {
 	if e.stopped.Swap(true) {
 		e.wg.Wait()

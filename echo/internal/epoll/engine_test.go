@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/echo/internal/session"
 	"github.com/echod/echod/internal/pattern"
 	"github.com/echod/echod/internal/testkit"
 	"go.uber.org/goleak"
@@ -29,19 +30,38 @@ type engine struct {
 	in, out atomic.Uint64
 }
 
-// start starts an engine with cfg (its OnClose and counters replaced) and
-// stops it when the test ends.
+// start starts an engine with cfg (its counters replaced) and stops it
+// when the test ends; the ends it hands over arrive on e.ended.
 func start(t *testing.T, cfg Config) *engine {
 	t.Helper()
 	e := &engine{ended: make(chan Ended, 16)}
 	cfg.Loops = 2
-	cfg.OnClose = func(end Ended) { e.ended <- end }
 	cfg.BytesIn, cfg.BytesOut = &e.in, &e.out
 	var err error
 	if e.Engine, err = Start(cfg); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Stop)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var batch []Ended
+		for stopped := false; !stopped; {
+			select {
+			case <-e.Ended():
+			case <-stop:
+				stopped = true
+			}
+			batch = e.TakeEnded(batch[:0])
+			for _, end := range batch {
+				e.ended <- end
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		e.Stop()
+		close(stop)
+		<-done
+	})
 	return e
 }
 
@@ -116,7 +136,7 @@ func TestEchoesUntilHalfClose(t *testing.T) {
 	}
 	end := e.next(t)
 	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
-	if end.End != EOF || end.In != int64(len(msg)) || end.Out != int64(len(msg)) || end.Remote != local {
+	if end.End != session.EOF || end.In != int64(len(msg)) || end.Out != int64(len(msg)) || end.Remote != local {
 		t.Errorf("ended %+v; want EOF after %d bytes each way from %v", end, len(msg), local)
 	}
 	if e.in.Load() != uint64(len(msg)) || e.out.Load() != uint64(len(msg)) {
@@ -132,7 +152,7 @@ func TestClientReset(t *testing.T) {
 	io.ReadFull(c, make([]byte, 1))
 	c.SetLinger(0)
 	c.Close()
-	if end := e.next(t); end.End != Reset {
+	if end := e.next(t); end.End != session.Reset {
 		t.Errorf("ended %+v, want Reset", end)
 	}
 }
@@ -164,11 +184,11 @@ func TestLimits(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  Config
-		want End
+		want session.End
 	}{
-		{"idle", Config{IdleTimeout: 200 * time.Millisecond}, IdleTimeout},
-		{"duration", Config{MaxDuration: 200 * time.Millisecond, IdleTimeout: time.Minute}, MaxDuration},
-		{"bytes", Config{MaxBytes: 3}, MaxBytes},
+		{"idle", Config{Policy: session.New(session.Limits{Idle: 200 * time.Millisecond})}, session.IdleTimeout},
+		{"duration", Config{Policy: session.New(session.Limits{Duration: 200 * time.Millisecond, Idle: time.Minute})}, session.MaxDuration},
+		{"bytes", Config{Policy: session.New(session.Limits{Bytes: 3})}, session.MaxBytes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := start(t, tc.cfg)
@@ -176,7 +196,7 @@ func TestLimits(t *testing.T) {
 			c := testkit.Dial(t, addr)
 			c.Write([]byte("abcdef"))
 			got, _ := io.ReadAll(c)
-			if tc.want == MaxBytes {
+			if tc.want == session.MaxBytes {
 				// Exactly the allowance, then EOF; the engine closes
 				// once the client does.
 				if string(got) != "abc" {
@@ -198,12 +218,12 @@ func TestCloseAllClosesPresentAndFutureConnections(t *testing.T) {
 	c.Write([]byte("x"))
 	io.ReadFull(c, make([]byte, 1))
 	e.CloseAll()
-	if end := e.next(t); end.End != Closed {
+	if end := e.next(t); end.End != session.Closed {
 		t.Errorf("ended %+v, want Closed", end)
 	}
 	// Accepted, then closed at once.
 	testkit.Dial(t, addr)
-	if end := e.next(t); end.End != Closed {
+	if end := e.next(t); end.End != session.Closed {
 		t.Errorf("a connection after CloseAll ended %+v, want Closed", end)
 	}
 }
@@ -230,7 +250,7 @@ func TestStopEndsEverything(t *testing.T) {
 	c.Write([]byte("x"))
 	io.ReadFull(c, make([]byte, 1)) // served: accepted, not just queued
 	e.Stop()
-	if end := e.next(t); end.End != Closed {
+	if end := e.next(t); end.End != session.Closed {
 		t.Errorf("ended %+v, want Closed", end)
 	}
 	<-ln.Done()
@@ -243,22 +263,6 @@ func TestStopEndsEverything(t *testing.T) {
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
 		t.Errorf("Listen after Stop left its socket open (%v)", err)
-	}
-}
-
-func TestSweepInterval(t *testing.T) {
-	for _, tc := range []struct {
-		idle, life, want time.Duration
-	}{
-		{0, 0, 0},
-		{time.Minute, 0, time.Second},
-		{time.Second, time.Minute, time.Second / 16},
-		{0, 5 * time.Millisecond, time.Millisecond},
-	} {
-		e := &Engine{cfg: Config{IdleTimeout: tc.idle, MaxDuration: tc.life}}
-		if got := e.sweepInterval(); got != tc.want {
-			t.Errorf("idle %v, duration %v: sweep every %v, want %v", tc.idle, tc.life, got, tc.want)
-		}
 	}
 }
 

@@ -42,7 +42,7 @@ func (e *Engine) Listen(fd int, failed func(err error, backoff time.Duration) (r
 	ln := &Listener{e: e, fd: fd, failed: failed, done: make(chan struct{})}
 	ln.registered.Store(int32(len(e.loops)))
 	for _, l := range e.loops {
-		l.command(listenerOp{ln: ln, add: true})
+		l.command(op{ln: ln, add: true})
 	}
 	return ln, nil
 }
@@ -51,7 +51,7 @@ func (e *Engine) Listen(fd int, failed func(err error, backoff time.Duration) (r
 // of it. It does not wait; Done is closed then.
 func (ln *Listener) Close() {
 	for _, l := range ln.e.loops {
-		l.command(listenerOp{ln: ln})
+		l.command(op{ln: ln})
 	}
 }
 
@@ -66,11 +66,6 @@ func (ln *Listener) release() {
 	}
 }
 
-type listenerOp struct {
-	ln  *Listener
-	add bool
-}
-
 // loopListener is a loop's view of a Listener.
 type loopListener struct {
 	ln      *Listener
@@ -82,7 +77,7 @@ type loopListener struct {
 // descriptor), telling them apart from a connection's.
 const listenerTag = 1
 
-func (l *loop) applyListenerOp(op listenerOp) {
+func (l *loop) applyListenerOp(op op) {
 	if op.add {
 		if err := l.watchListener(op.ln); err != nil {
 			op.ln.failed(os.NewSyscallError("epoll_ctl", err), 0)
@@ -154,7 +149,7 @@ func (l *loop) accept(i int, ll *loopListener) {
 			resetFD(fd)
 			continue
 		}
-		l.register(&conn{fd: int32(fd), remote: remote, flow: l.e.cfg.Bandwidth.Open(l.clock(), remote.Addr())})
+		l.register(&conn{fd: int32(fd), remote: remote})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/echod/echod/echo/internal/session"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,14 @@ type loop struct {
 	wakefd int // eventfd: a write wakes the loop to read its inbox
 	now    int64
 
-	sweepEvery int64 // nanoseconds between sweeps; 0: none
+	// Nanoseconds between sweeps (0: none), while no connection is
+	// finishing and while some are; finishing counts them.
+	sweepPlain, sweepFinishing int64
+	finishing                  int
+	saidGoodbye                bool // Engine.SayGoodbye was carried out
+
+	ended   []Ended // this turn's ends, handed to the owner after it
+	scratch []byte  // processors' output, reused
 
 	conns  []*conn // by descriptor; nil where the loop has none
 	buf    []byte  // shared read buffer
@@ -44,7 +52,7 @@ type loop struct {
 	rsa       unix.RawSockaddrAny // accept4's scratch space
 
 	mu     sync.Mutex
-	ops    []listenerOp
+	ops    []op
 	woken  bool // a wakeup is pending; later commands need not write again
 	exited bool // the loop has ended; command refuses
 }
@@ -78,13 +86,27 @@ func (l *loop) free() {
 	unix.Close(l.epfd)
 }
 
-// command queues a change to the listeners the loop watches; a loop that
-// has ended lets go at once of a listener it is asked to add.
-func (l *loop) command(op listenerOp) {
+// op is a command to a loop from another goroutine: a change to the
+// listeners it watches, or a connection to adopt.
+type op struct {
+	ln       *Listener
+	add      bool
+	conn     *conn // to adopt, with buffered
+	buffered []byte
+}
+
+// command queues op for the loop; a loop that has ended lets go at once of
+// a listener it is asked to add, and closes a connection.
+func (l *loop) command(op op) {
 	l.mu.Lock()
 	if l.exited {
 		l.mu.Unlock()
-		if op.add {
+		switch {
+		case op.conn != nil:
+			closeFD(int(op.conn.fd))
+			l.e.left(op.conn.remote)
+			l.e.ends.hand([]Ended{{Remote: op.conn.remote, End: session.Closed}})
+		case op.add:
 			op.ln.release()
 		}
 		return
@@ -113,11 +135,19 @@ func (l *loop) wakeLocked() {
 // run is the loop's goroutine.
 func (l *loop) run() {
 	var nextSweep, lastYield int64
-	l.sweepEvery = int64(l.e.sweepInterval())
+	l.sweepPlain = int64(l.e.policy.SweepEvery(false))
+	l.sweepFinishing = int64(l.e.policy.SweepEvery(true))
 	for {
+		every := l.sweepPlain
+		if l.finishing > 0 {
+			every = l.sweepFinishing
+		}
 		timeout := time.Duration(-1)
-		if l.sweepEvery > 0 {
-			timeout = time.Duration(l.sweepEvery)
+		if every > 0 {
+			timeout = time.Duration(every)
+			if nextSweep > l.now {
+				timeout = time.Duration(nextSweep - l.now)
+			}
 		}
 		if resume := l.resumeListeners(); resume >= 0 && (timeout < 0 || resume < timeout) {
 			timeout = resume
@@ -141,7 +171,7 @@ func (l *loop) run() {
 		l.now = l.e.now()
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			// Only a bug (a bad epfd) gets here.
-			l.closeEverything(Failed, fmt.Errorf("epoll_wait: %w", err))
+			l.closeEverything(session.Failed, fmt.Errorf("epoll_wait: %w", err))
 			l.exit()
 			return
 		}
@@ -163,10 +193,21 @@ func (l *loop) run() {
 				l.handle(l.conns[fd], ev.Events)
 			}
 		}
-		if l.sweepEvery > 0 && l.now >= nextSweep {
-			l.sweep()
-			nextSweep = l.now + l.sweepEvery
+		if every > 0 && l.now >= nextSweep {
+			l.sweep(every)
+			nextSweep = l.now + every
 		}
+		l.handEnds()
+	}
+}
+
+// handEnds gives this turn's ends to the engine's owner: the loop neither
+// counts nor logs them itself, and never waits for whoever does.
+func (l *loop) handEnds() {
+	if len(l.ended) > 0 {
+		l.e.ends.hand(l.ended)
+		clear(l.ended)
+		l.ended = l.ended[:0]
 	}
 }
 
@@ -195,10 +236,19 @@ func (l *loop) readInbox() bool {
 	l.mu.Unlock()
 
 	for _, op := range ops {
-		l.applyListenerOp(op)
+		l.apply(op)
 	}
 	if l.e.closeAll.Load() {
-		l.closeEverything(Closed, nil)
+		l.closeEverything(session.Closed, nil)
+	}
+	if l.e.goodbye.Load() && !l.saidGoodbye {
+		l.saidGoodbye = true
+		for _, c := range l.conns {
+			if c != nil && c.proc != nil && !c.st.Finishing() {
+				l.finish(c, session.Closed)
+				l.goodbye(c)
+			}
+		}
 	}
 	if l.e.stopped.Load() {
 		l.exit()
@@ -216,15 +266,44 @@ func (l *loop) exit() {
 	l.ops = nil
 	l.mu.Unlock()
 	for _, op := range ops {
-		l.applyListenerOp(op)
+		l.apply(op)
 	}
 	for len(l.listeners) > 0 {
 		l.dropListener(len(l.listeners) - 1)
 	}
-	l.closeEverything(Closed, nil)
+	l.closeEverything(session.Closed, nil)
+	l.handEnds()
 }
 
-func (l *loop) closeEverything(r End, err error) {
+// apply carries out a command.
+func (l *loop) apply(op op) {
+	if op.conn != nil {
+		l.adopt(op.conn, op.buffered)
+		return
+	}
+	l.applyListenerOp(op)
+}
+
+// adopt serves c, prepared on another goroutine, starting with what was
+// read of it already.
+func (l *loop) adopt(c *conn, buffered []byte) {
+	fd := int(c.fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		c.st = l.e.policy.Start(l.now)
+		l.report(c, session.Failed, fmt.Errorf("adopt: %w", err))
+		return
+	}
+	setNoDelay(fd)
+	if !l.register(c) {
+		return
+	}
+	if n := l.e.policy.ReadLimit(&c.st, len(buffered)); n > 0 {
+		l.received(c, n)
+		l.serve(c, buffered[:n])
+	}
+}
+
+func (l *loop) closeEverything(r session.End, err error) {
 	for _, c := range l.conns {
 		if c != nil {
 			l.close(c, r, err)
@@ -232,18 +311,19 @@ func (l *loop) closeEverything(r End, err error) {
 	}
 }
 
-func (l *loop) register(c *conn) {
-	c.start = l.now
-	c.last = l.now
+// register starts serving c, and reports whether it did.
+func (l *loop) register(c *conn) bool {
+	c.st = l.e.policy.Start(l.now)
+	c.flow = l.e.cfg.Bandwidth.Open(l.clock(), c.remote.Addr())
 	fd := int(c.fd)
 	if l.e.closeAll.Load() {
-		l.report(c, Closed, nil)
-		return
+		l.report(c, session.Closed, nil)
+		return false
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: c.fd}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		l.report(c, Failed, fmt.Errorf("epoll_ctl add: %w", err))
-		return
+		l.report(c, session.Failed, fmt.Errorf("epoll_ctl add: %w", err))
+		return false
 	}
 	if fd >= len(l.conns) {
 		grown := make([]*conn, max(2*len(l.conns), fd+1, 64))
@@ -251,87 +331,68 @@ func (l *loop) register(c *conn) {
 		l.conns = grown
 	}
 	l.conns[fd] = c
+	return true
 }
 
-// close closes c's descriptor, forgets it and reports its end.
-func (l *loop) close(c *conn, r End, err error) {
+// close closes c's descriptor, forgets it and reports its end; io is how
+// its I/O ended (session.Open: the policy ended it).
+func (l *loop) close(c *conn, io session.End, err error) {
 	l.conns[c.fd] = nil
 	if c.tail != nil {
 		l.tails.put(c.tail)
 		c.tail = nil
 	}
-	l.report(c, r, err)
+	l.report(c, io, err)
 }
 
-// report closes c's descriptor and tells the engine's owner c has ended.
-func (l *loop) report(c *conn, r End, err error) {
+// report closes c's descriptor and queues its end for the engine's owner,
+// with the reason the policy gives it.
+func (l *loop) report(c *conn, io session.End, err error) {
 	closeFD(int(c.fd))
 	c.flow.Close()
-	l.e.cfg.OnClose(Ended{Remote: c.remote, In: c.in, Out: c.out,
-		Duration: time.Duration(l.now - c.start), End: r, Err: err})
+	l.e.left(c.remote)
+	if c.st.Finishing() {
+		l.finishing--
+	}
+	end := l.e.policy.Ended(&c.st, io)
+	if end != session.Failed {
+		err = nil
+	}
+	l.ended = append(l.ended, Ended{Remote: c.remote, In: c.st.In(), Out: c.st.Out(),
+		Duration: c.st.Duration(l.now), End: end, Err: err})
 }
 
-// sweep closes the connections past a time limit.
-func (l *loop) sweep() {
-	idle, life := int64(l.e.cfg.IdleTimeout), int64(l.e.cfg.MaxDuration)
+// sweep applies the time limits to every connection, every nanoseconds
+// after the last sweep.
+func (l *loop) sweep(every int64) {
+	p := l.e.policy
 	for _, c := range l.conns {
 		if c == nil {
 			continue
 		}
-		if life > 0 && l.now-c.start >= life {
-			l.close(c, MaxDuration, nil)
-			continue
-		}
-		limit, r := idle, IdleTimeout
-		if c.draining {
-			limit, r = int64(l.e.cfg.Linger), MaxBytes
-		}
-		if limit <= 0 {
-			continue
-		}
-		if c.unsent != 0 && l.now-c.last >= l.sweepEvery {
+		if p.WantUnsent(&c.st, l.now, time.Duration(every)) {
 			l.checkUnsent(c)
 		}
-		if l.now-c.last >= limit {
-			l.close(c, r, nil)
+		switch p.Due(&c.st, l.now, c.proc != nil) {
+		case session.Close:
+			l.close(c, session.Open, nil)
+		case session.Stop:
+			l.finishing++ // Due started the end
+			l.goodbye(c)
 		}
 	}
 }
 
-// checkUnsent records as progress echo the client has taken off c's send
-// buffer since the last sweep (SIOCOUTQ; after a write, a new baseline).
-// The loop may write again only once much of a full send buffer drained,
-// which takes a steady 1 MB/s reader seconds: idle, by the writes alone.
+// checkUnsent tells the policy how much of c's output the client has not
+// taken off the send buffer (SIOCOUTQ): a slow reader's progress. The loop
+// may write again only once much of a full send buffer drained, which
+// takes a steady 1 MB/s reader seconds: idle, by the writes alone.
 func (l *loop) checkUnsent(c *conn) {
 	q, err := unix.IoctlGetInt(int(c.fd), unix.SIOCOUTQ)
 	if err != nil {
-		c.unsent = 0
-		return
+		q = 0
 	}
-	if c.unsent > 0 && int32(q) < c.unsent {
-		c.last = l.now
-	}
-	c.unsent = int32(q)
-}
-
-// sweepInterval is how often loops look for connections past a time limit:
-// a sixteenth of the shortest, at most a second, so progress is seen and a
-// limit enforced each at most that late: an eighth in all. Zero: no limits.
-func (e *Engine) sweepInterval() time.Duration {
-	shortest := time.Duration(0)
-	limits := []time.Duration{e.cfg.IdleTimeout, e.cfg.MaxDuration}
-	if e.cfg.MaxBytes > 0 {
-		limits = append(limits, e.cfg.Linger)
-	}
-	for _, d := range limits {
-		if d > 0 && (shortest == 0 || d < shortest) {
-			shortest = d
-		}
-	}
-	if shortest == 0 {
-		return 0
-	}
-	return min(max(shortest/16, time.Millisecond), time.Second)
+	l.e.policy.Unsent(&c.st, q, l.now)
 }
 
 // closeFD closes a socket. Without SO_LINGER that never blocks, so the

@@ -24,35 +24,25 @@ type pausedConn struct {
 // clock is the loop's time as the bandwidth budgets take it.
 func (l *loop) clock() time.Time { return l.e.epoch.Add(time.Duration(l.now)) }
 
-// spent charges n bytes about to be echoed to c's Flow, and marks c paused
-// if they take it past its budget; the caller then holds them (hold).
-func (l *loop) spent(c *conn, n int) {
-	if wait := c.flow.Spend(l.clock(), n); wait > 0 {
-		l.pauseFor(c, wait)
+// spent charges n bytes about to be sent on c to its Flow, and reports
+// whether they take c past its budget: then c is paused, and the caller
+// holds them (hold).
+func (l *loop) spent(c *conn, n int) bool {
+	wait := c.flow.Spend(l.clock(), n)
+	if wait <= 0 {
+		return false
 	}
-}
-
-// pauseFor marks c paused for d from now; it is watched again once that has
-// passed (resumePaused).
-func (l *loop) pauseFor(c *conn, d time.Duration) {
-	c.resumeAt = max(l.now+int64(d), 1)
+	c.resumeAt = max(l.now+int64(wait), 1)
 	l.paused = pushPaused(l.paused, pausedConn{at: c.resumeAt, c: c})
+	return true
 }
 
-// hold keeps p, read from the paused c, as c's tail, to be flushed when c
-// resumes, and watches c for nothing meanwhile.
+// hold keeps p as c's tail, to be sent when c resumes, and watches c for
+// nothing meanwhile.
 func (l *loop) hold(c *conn, p []byte) {
 	c.tail, c.tailOff = l.tails.get(len(p)), 0
 	copy(c.tail, p)
 	l.watch(c, 0)
-}
-
-// readEvents is what c is watched for when it has no tail to flush.
-func readEvents(c *conn) uint32 {
-	if c.resumeAt != 0 && !c.draining {
-		return 0 // epoll reports errors and hang-ups still
-	}
-	return unix.EPOLLIN
 }
 
 // resumePaused watches again the paused connections whose time has come,

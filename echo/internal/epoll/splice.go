@@ -5,6 +5,7 @@ package epoll
 import (
 	"errors"
 
+	"github.com/echod/echod/echo/internal/session"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,11 +40,11 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		return
 	}
 	l.received(c, n)
-	if c.resumeAt != 0 {
+	if c.flow != nil && l.spent(c, n) {
 		// Over its budget: the echo waits in c's tail.
 		c.tail, c.tailOff = l.tails.get(n), 0
 		if !l.drainPipe(c.tail) {
-			l.close(c, Failed, errPipe)
+			l.close(c, session.Failed, errPipe)
 			return
 		}
 		l.watch(c, 0)
@@ -71,7 +72,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		c.tail, c.tailOff = l.tails.get(left), 0
 		switch {
 		case !l.drainPipe(c.tail):
-			l.close(c, Failed, errPipe) // nothing can be echoed exactly now
+			l.close(c, session.Failed, errPipe) // nothing can be echoed exactly now
 		case werr != nil:
 			l.closeErr(c, werr)
 		default:
@@ -79,9 +80,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		}
 		return
 	}
-	if l.atLimit(c) {
-		l.endAtLimit(c)
-	}
+	l.sentAll(c)
 }
 
 // drainPipe reads exactly len(p) bytes out of the loop's pipe.

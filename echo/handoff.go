@@ -1,0 +1,101 @@
+package echo
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Handoff is a connection whose start needed blocking work on a goroutine
+// (reading a PROXY header, an HTTP upgrade), given to the server to serve
+// from then on: see Server.Adopt.
+type Handoff struct {
+	// Conn is the connection; the server owns it from now on. With the
+	// epoll engine, a *net.TCPConn is served by the event loops: its
+	// descriptor is taken over and Conn itself closed, so an idle one
+	// holds no goroutine and no buffer. Anything else (a TLS connection,
+	// net.Pipe) is served on a goroutine.
+	Conn net.Conn
+	// Remote is the client's address, which the limits count by and the
+	// log names; the zero value means Conn's RemoteAddr. A PROXY header
+	// gives it.
+	Remote netip.AddrPort
+	// Buffered holds bytes already read from Conn and not yet served:
+	// they are served first, as if they had just arrived. Adopt copies
+	// them.
+	Buffered []byte
+	// Processor, if not nil, turns what the client sends into what the
+	// server writes back (a WebSocket frame echo). Nil echoes the bytes
+	// unchanged, the plain echo with its zero-copy fast path.
+	Processor Processor
+}
+
+// Processor turns one connection's input into its output on the server's
+// read-to-write path, such as a WebSocket frame echo. The server calls it
+// from one goroutine at a time, never blocked on the network: whatever it
+// appends is written (and backpressure applied) by the engine.
+type Processor interface {
+	// Process consumes in, bytes just read from the client, and returns
+	// out with what to write back appended. in is only valid during the
+	// call: what Process needs of it later (part of a frame) it copies.
+	// end asks to end the connection once out is written: its write side
+	// is shut down and its input thrown away until the client closes
+	// (as after MaxSessionBytes). A Processor may keep a partial frame
+	// of its own; the connection's idle cost is what it keeps.
+	Process(out, in []byte) (_ []byte, end bool)
+	// Stop returns out with a last message appended for an end the
+	// server decides (IdleTimeout, MaxSessionDuration, MaxSessionBytes,
+	// Shutdown): a WebSocket close frame. It is written, then the
+	// connection ends as after end from Process. Stop is called at most
+	// once, and Process never after it.
+	Stop(out []byte) []byte
+}
+
+// ErrRefused is returned by Adopt for a connection over MaxConns or
+// MaxConnsPerIP; the refusal is counted in Stats under its Reason.
+var ErrRefused = errors.New("echo: connection refused by a limit")
+
+// Adopt serves h.Conn as if Serve had accepted it: admitted under MaxConns
+// and MaxConnsPerIP by h.Remote, then echoed (or processed) under the
+// session limits, on the engine's event loops or a goroutine (see
+// Handoff.Conn), until it ends; Shutdown waits for it like any other. It
+// does not block. A caller holding a place for the connection through
+// Reserve releases it first. Adopt returns ErrRefused (having reset the
+// connection) when a limit refuses it, and ErrServerClosed after Shutdown
+// or Close (having closed it).
+func (s *Server) Adopt(h Handoff) error {
+	engine, err := s.engine()
+	if err != nil {
+		h.Conn.Close()
+		return err
+	}
+	c := &conn{Conn: h.Conn, prefix: h.Buffered, proc: h.Processor}
+	if h.Remote.IsValid() {
+		c.remote = h.Remote
+	} else if ta, ok := h.Conn.RemoteAddr().(*net.TCPAddr); ok {
+		c.remote = ta.AddrPort()
+	}
+	c.source = c.remote.Addr().Unmap()
+	if engine == EngineEpoll {
+		if tc, ok := h.Conn.(*net.TCPConn); ok {
+			return s.adoptLoop(tc, c)
+		}
+	}
+	return s.adoptGoroutine(c)
+}
+
+// adoptGoroutine admits c and serves it on its own goroutine.
+func (s *Server) adoptGoroutine(c *conn) error {
+	if r, ok := s.admitReason(c.source, c); !ok {
+		refuse(c.Conn)
+		if r == endClosed {
+			return ErrServerClosed
+		}
+		return ErrRefused
+	}
+	if len(c.prefix) > 0 {
+		c.prefix = append([]byte(nil), c.prefix...)
+	}
+	go s.serveConn(c)
+	return nil
+}

@@ -1,0 +1,236 @@
+package echo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"github.com/echod/echod/internal/proxied"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// adoptFrom accepts connections on a loopback listener, reads the first
+// header bytes of each on the accepting goroutine, as a PROXY listener
+// would, and hands the connection to srv with what it read past them.
+// Each Adopt's result is sent on adopted, which holds 16.
+func adoptFrom(t *testing.T, srv *Server, header int, proc func() Processor) (addr string, adopted <-chan error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	results := make(chan error, 16)
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 256)
+			n, err := io.ReadAtLeast(c, buf, header)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			h := Handoff{Conn: c, Buffered: buf[header:n],
+				Remote: netip.MustParseAddrPort("192.0.2.1:40000")}
+			if proc != nil {
+				h.Processor = proc()
+			}
+			select {
+			case results <- srv.Adopt(h):
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		srv.Close()
+	})
+	return l.Addr().String(), results
+}
+
+func TestAdoptServesBufferedBytesFirst(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine}
+		addr, _ := adoptFrom(t, srv, 4, nil)
+		c := dial(t, addr)
+		// The header and the first bytes arrive in one write, so the
+		// adopting goroutine reads past the header.
+		if _, err := c.Write([]byte("HDR:first ")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len("first "))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "first " {
+			t.Fatalf("echo of the buffered bytes = %q, %v", got, err)
+		}
+		roundTrip(t, c, bytes.Repeat([]byte("then more "), 5000))
+		waitFor(t, "the adopted connection to count", func() bool { return srv.Stats().Conns == 1 })
+		c.CloseWrite()
+		if n, err := io.Copy(io.Discard, c); n != 0 || err != nil {
+			t.Fatalf("after half-close: %d bytes, %v; want EOF", n, err)
+		}
+		waitFor(t, "the connection to end", func() bool { return srv.Stats().Conns == 0 })
+	})
+}
+
+// upper is a Processor that writes back its input in upper case and ends
+// the connection after a '.'; Stop says "BYE".
+type upper struct{}
+
+func (upper) Process(out, in []byte) ([]byte, bool) {
+	for _, b := range in {
+		if 'a' <= b && b <= 'z' {
+			b -= 'a' - 'A'
+		}
+		out = append(out, b)
+		if b == '.' {
+			return out, true
+		}
+	}
+	return out, false
+}
+
+func (upper) Stop(out []byte) []byte { return append(out, "BYE"...) }
+
+func TestAdoptRunsTheProcessor(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine}
+		addr, _ := adoptFrom(t, srv, 4, func() Processor { return upper{} })
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("HDR:hello ")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len("HELLO "))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "HELLO " {
+			t.Fatalf("processed buffered bytes = %q, %v", got, err)
+		}
+		if _, err := c.Write([]byte("world.")); err != nil {
+			t.Fatal(err)
+		}
+		// The processor ends the session: its output, then EOF.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rest, err := io.ReadAll(c)
+		if string(rest) != "WORLD." || err != nil {
+			t.Fatalf("after the end = %q, %v; want %q then EOF", rest, err, "WORLD.")
+		}
+	})
+}
+
+func TestAdoptRefusesOverALimit(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine, MaxConnsPerIP: 1}
+		addr, adopted := adoptFrom(t, srv, 4, nil)
+		// Both come from the one address the handoff names.
+		first := dial(t, addr)
+		first.Write([]byte("HDR:"))
+		if err := <-adopted; err != nil {
+			t.Fatalf("Adopt of the first = %v", err)
+		}
+		roundTrip(t, first, []byte("served"))
+		second := dial(t, addr)
+		second.Write([]byte("HDR:"))
+		if err := <-adopted; !errors.Is(err, ErrRefused) {
+			t.Fatalf("Adopt over MaxConnsPerIP = %v, want ErrRefused", err)
+		}
+		if _, err := second.Read(make([]byte, 1)); err == nil {
+			t.Fatal("the refused connection is still open")
+		}
+		if n := srv.Stats().Limited[ReasonMaxConnsPerIP]; n != 1 {
+			t.Fatalf("Limited[max-conns-per-ip] = %d, want 1", n)
+		}
+		roundTrip(t, first, []byte("still served"))
+	})
+}
+
+func TestAdoptStopsTheProcessorAtALimit(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine, IdleTimeout: 200 * time.Millisecond}
+		addr, _ := adoptFrom(t, srv, 4, func() Processor { return upper{} })
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("HDR:hi")); err != nil {
+			t.Fatal(err)
+		}
+		// The goodbye, then EOF: the client's close ends it.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rest, err := io.ReadAll(c)
+		if string(rest) != "HIBYE" || err != nil {
+			t.Fatalf("idle session read %q, %v; want %q then EOF", rest, err, "HIBYE")
+		}
+		c.Close()
+		waitFor(t, "the idle end to count", func() bool {
+			return srv.Stats().Limited[ReasonIdleTimeout] == 1 && srv.Stats().Conns == 0
+		})
+	})
+}
+
+func TestShutdownSaysGoodbyeThroughTheProcessor(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine}
+		addr, _ := adoptFrom(t, srv, 4, func() Processor { return upper{} })
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("HDR:hi")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 2)
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "HI" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+		shutdown := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			shutdown <- srv.Shutdown(ctx)
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rest, err := io.ReadAll(c)
+		if string(rest) != "BYE" || err != nil {
+			t.Fatalf("during the drain read %q, %v; want %q then EOF", rest, err, "BYE")
+		}
+		c.Close()
+		if err := <-shutdown; err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+	})
+}
+
+// TestProxyConnectionsIdleWithoutAGoroutine serves PROXY protocol
+// connections whose header arrives with their first bytes: the event loops
+// serve them after the header, with no goroutine left for any of them.
+func TestProxyConnectionsIdleWithoutAGoroutine(t *testing.T) {
+	if !eventLoopSupported {
+		t.Skip("no event loop here")
+	}
+	const n = 50
+	srv := &Server{Engine: EngineEpoll}
+	l := proxied.NewListener(loopbackListener(t), proxied.Config{})
+	serveOn(t, srv, l)
+	var before int
+	for i := range n + 1 {
+		if i == 1 {
+			// The first started the loops and whatever else runs.
+			before = runtime.NumGoroutine()
+		}
+		c := dial(t, l.Addr().String())
+		msg := fmt.Sprintf("echo %d", i)
+		if _, err := io.WriteString(c, "PROXY TCP4 192.0.2.1 127.0.0.1 40000 7007\r\n"+msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+			t.Fatalf("echo after the header = %q, %v; want %q", got, err, msg)
+		}
+	}
+	waitFor(t, "the connections to be served", func() bool { return srv.Stats().Conns == n+1 })
+	if after := runtime.NumGoroutine(); after-before >= n {
+		t.Fatalf("%d goroutines for %d idle PROXY connections, %d before them", after, n, before)
+	}
+}
