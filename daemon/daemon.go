@@ -36,15 +36,41 @@ const (
 	// DefaultProxyPendingPerIP bounds the connections from one address
 	// (IPv6: one /64) that may wait for their PROXY header at once.
 	DefaultProxyPendingPerIP = 64
+	// DefaultShutdownTimeout is how long open sessions may take to finish
+	// once Run's context ends.
+	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes a connection (or WebSocket) with no
+	// traffic either way for this long.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultUDPSourceRate and DefaultUDPGlobalRate bound the UDP datagrams
+	// answered per second, for one source address and in all: UDP echo is
+	// a reflection vector.
+	DefaultUDPSourceRate = 1000
+	DefaultUDPGlobalRate = 20000
 )
 
+// NewServer returns the echo.Server that echod serve runs without flags:
+// the limits of its flags' defaults (DefaultMaxConns, DefaultIdleTimeout,
+// DefaultUDPSourceRate, DefaultUDPGlobalRate). A zero echo.Server applies
+// none, which is safe only behind something that does.
+func NewServer() *echo.Server {
+	return &echo.Server{
+		MaxConns:      DefaultMaxConns(),
+		IdleTimeout:   DefaultIdleTimeout,
+		UDPSourceRate: DefaultUDPSourceRate,
+		UDPGlobalRate: DefaultUDPGlobalRate,
+	}
+}
+
 // Config is what a running echod serves, and how. The zero value serves TCP
-// echo on DefaultListen with a zero echo.Server. The fields mirror the flags
-// of echod serve, named in each comment.
+// echo on DefaultListen with the same limits and timeouts as echod serve
+// without flags. The fields mirror the flags of echod serve, named in each
+// comment.
 type Config struct {
 	// Server echoes on every TCP, TLS and UDP socket; its fields are the
 	// engine and the limits. Run owns it: it drains and closes it. Nil
-	// means a zero echo.Server.
+	// means NewServer's, with the limits of the flags' defaults; a Server
+	// given is used as it is, its zero fields meaning no limit.
 	Server *echo.Server
 	// Logger receives the readiness lines ("listening", one per socket,
 	// once it accepts), the drain and failures. Nil discards them.
@@ -63,8 +89,9 @@ type Config struct {
 	// the page, served by Web. HTTPS uses TLSCert and TLSKey, and offers
 	// HTTP/2.
 	HTTPListen, HTTPSListen []string
-	// Web serves the web echo; nil means a zero web.Handler. Its limits
-	// are its fields; Run drains it.
+	// Web serves the web echo; nil means a web.Handler whose IdleTimeout
+	// is Server's, as the flags make it. Its limits are its fields; Run
+	// drains it.
 	Web *web.Handler
 
 	// TLSCert and TLSKey are the PEM files of the TLS certificate and key
@@ -103,7 +130,8 @@ type Config struct {
 
 	// ShutdownTimeout is how long open sessions may take to finish once
 	// the context of Run ends, before they are closed (-shutdown-timeout).
-	// Zero closes them at once.
+	// Zero means DefaultShutdownTimeout; negative closes them at once
+	// (the flag's 0).
 	ShutdownTimeout time.Duration
 
 	// Reload rereads the TLS certificate each time it receives (echod
@@ -134,10 +162,16 @@ func (e *ConfigError) Error() string { return e.Msg }
 
 func (c *Config) setDefaults() {
 	if c.Server == nil {
-		c.Server = &echo.Server{}
+		c.Server = NewServer()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Web == nil {
+		c.Web = &web.Handler{IdleTimeout: c.Server.IdleTimeout, Logger: c.Logger}
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.TLSHandshakeTimeout <= 0 {
 		c.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
@@ -236,7 +270,7 @@ func (d *daemon) run(ctx context.Context) error {
 			// Unready first, so load balancers stop sending new
 			// connections while the open ones finish.
 			adm.setReady(false)
-			d.log.Info("shutting down; waiting for open sessions", "timeout", d.cfg.ShutdownTimeout)
+			d.log.Info("shutting down; waiting for open sessions", "timeout", max(d.cfg.ShutdownTimeout, 0))
 			d.drain()
 			adm.stop()
 			if err := g.Wait(); err != nil {

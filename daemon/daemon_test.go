@@ -134,3 +134,26 @@ func TestRunConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A zero Config serves with echod serve's default limits; a Server given
+// is used as it is, its zero fields meaning no limit.
+func TestZeroConfigHasTheFlagsDefaults(t *testing.T) {
+	var c Config
+	c.setDefaults()
+	s := c.Server
+	if s.MaxConns != DefaultMaxConns() || s.IdleTimeout != DefaultIdleTimeout ||
+		s.UDPSourceRate != DefaultUDPSourceRate || s.UDPGlobalRate != DefaultUDPGlobalRate {
+		t.Errorf("a zero Config's server has max-conns %d, idle %v, UDP rates %d and %d; want the flags' defaults",
+			s.MaxConns, s.IdleTimeout, s.UDPSourceRate, s.UDPGlobalRate)
+	}
+	if c.ShutdownTimeout != DefaultShutdownTimeout || c.Web.IdleTimeout != DefaultIdleTimeout {
+		t.Errorf("a zero Config drains for %v and closes idle WebSockets after %v; want %v and %v",
+			c.ShutdownTimeout, c.Web.IdleTimeout, DefaultShutdownTimeout, DefaultIdleTimeout)
+	}
+	given := &echo.Server{}
+	c = Config{Server: given, ShutdownTimeout: -1}
+	c.setDefaults()
+	if c.Server != given || given.IdleTimeout != 0 || given.MaxConns != 0 || c.ShutdownTimeout != -1 {
+		t.Errorf("setDefaults changed what was given: %+v, shutdown %v", given, c.ShutdownTimeout)
+	}
+}

@@ -518,33 +518,49 @@ func TestAbsurdlyLongLimitsMeanVeryLong(t *testing.T) {
 }
 
 func TestLimitSummariesTellEveryCount(t *testing.T) {
+	forEachEngine(t, testLimitSummaries)
+}
+
+func testLimitSummaries(t *testing.T, engine string) {
 	var log testkit.Buffer
-	srv := &Server{MaxConns: 1, Logger: slogJSON(&log)}
-	srv.limitLog.every = 200 * time.Millisecond
+	srv := &Server{Engine: engine, MaxConns: 1, Logger: slogJSON(&log)}
+	srv.limitLog.every = 500 * time.Millisecond
 	addr := serveTCP(t, srv)
 	roundTrip(t, dial(t, addr), []byte("the one"))
 	const refused = 7
+	start := time.Now()
 	for range refused {
 		expectRefused(t, "127.0.0.1", addr)
 	}
-	// The first refusal is logged at once, the other six at the end of the
-	// interval, although no refusal follows to trigger a line.
-	sum := func() (n uint64, lines int) {
+	// The first refusal is logged at once (with any counted while its
+	// line is written), the others at the end of an interval, although no
+	// refusal follows to trigger a line: every count is in a line, and
+	// lines come at most one per interval.
+	type summary struct {
+		Time  time.Time
+		Msg   string
+		Count map[string]uint64
+	}
+	summaries := func() (lines []summary, n uint64) {
 		for line := range strings.Lines(log.String()) {
-			var rec struct {
-				Msg   string
-				Count map[string]uint64
-			}
+			var rec summary
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "limits applied" {
+				lines = append(lines, rec)
 				n += rec.Count["max-conns"]
-				lines++
 			}
 		}
-		return n, lines
+		return lines, n
 	}
-	waitFor(t, "the summaries to tell every refusal", func() bool { n, _ := sum(); return n == refused })
-	if n, lines := sum(); lines > refused {
-		t.Errorf("%d refusals in %d summary lines", n, lines)
+	waitFor(t, "the summaries to tell every refusal", func() bool { _, n := summaries(); return n == refused })
+	lines, _ := summaries()
+	if first := lines[0].Time.Sub(start); first >= srv.limitLog.every {
+		t.Errorf("the first summary came %v after the first refusal, held back for the %v interval", first, srv.limitLog.every)
+	}
+	for i := 1; i < len(lines); i++ {
+		// The time in a line is taken just after the throttle's.
+		if gap := lines[i].Time.Sub(lines[i-1].Time); gap < srv.limitLog.every-10*time.Millisecond {
+			t.Errorf("summary %d came %v after the one before, within the %v interval", i, gap, srv.limitLog.every)
+		}
 	}
 	if got := srv.Stats().Limited[ReasonMaxConns]; got != refused {
 		t.Errorf("Stats counts %d refusals, want %d", got, refused)

@@ -32,6 +32,9 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	cfg.Reload = hup
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = -1 // the flag's 0 closes at once; Config's means the default
+	}
 
 	err = daemon.Run(ctx, *cfg)
 	if ce, ok := err.(*daemon.ConfigError); ok {
@@ -61,18 +64,18 @@ func parseServe(args []string, std stdio) (_ *daemon.Config, err error) {
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug (a line per connection), info, warn or error")
 	fs.StringVar(&srv.Engine, "engine", echo.EngineAuto, "how connections are served: `engine` auto (epoll on Linux), goroutine (one goroutine each, portable) or epoll (Linux event loops)")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", daemon.DefaultShutdownTimeout, "on SIGINT or SIGTERM, how long open sessions may take to finish before they are closed")
 	fs.Var((*addrList)(&cfg.UDPListen), "udp-listen", "serve UDP echo on `HOST:PORT` alone, without TCP; repeat for more (fly.io: fly-global-services:PORT)")
 	fs.StringVar(&cfg.Admin, "admin", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on `HOST:PORT`; keep it private (default off)")
 	fs.BoolVar(&cfg.UDP, "udp", false, "also serve UDP echo on every -listen address (off by default: UDP echo is a reflection and loop vector)")
 	fs.IntVar(&srv.MaxConns, "max-conns", daemon.DefaultMaxConns(), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")
 	fs.IntVar(&srv.MaxConnsPerIP, "max-conns-per-ip", 0, "most TCP `connections` open at once from one address (IPv6: one /64); 0: no limit")
-	fs.DurationVar(&srv.IdleTimeout, "idle-timeout", 5*time.Minute, "close a TCP connection or WebSocket with no traffic either way (WebSocket pings do not count) for this `duration`; 0: never")
+	fs.DurationVar(&srv.IdleTimeout, "idle-timeout", daemon.DefaultIdleTimeout, "close a TCP connection or WebSocket with no traffic either way (WebSocket pings do not count) for this `duration`; 0: never")
 	fs.DurationVar(&srv.MaxSessionDuration, "max-session-duration", 0, "close a TCP connection or WebSocket this `duration` after it opened; 0: never")
 	fs.Int64Var(&srv.MaxSessionBytes, "max-session-bytes", 0, "close a TCP connection or WebSocket once it has sent this many `bytes`, all echoed (a WebSocket's messages whole); 0: no limit")
 	fs.BoolVar(&srv.UDPAllowPrivilegedPorts, "udp-allow-privileged-ports", false, "answer UDP datagrams from source ports below 1024 (where echo and chargen loops start)")
-	fs.IntVar(&srv.UDPSourceRate, "udp-source-rate", 1000, "most UDP `datagrams` per second answered for one source address (IPv6: one /64); 0: no limit")
-	fs.IntVar(&srv.UDPGlobalRate, "udp-global-rate", 20000, "most UDP `datagrams` per second answered in all; 0: no limit")
+	fs.IntVar(&srv.UDPSourceRate, "udp-source-rate", daemon.DefaultUDPSourceRate, "most UDP `datagrams` per second answered for one source address (IPv6: one /64); 0: no limit")
+	fs.IntVar(&srv.UDPGlobalRate, "udp-global-rate", daemon.DefaultUDPGlobalRate, "most UDP `datagrams` per second answered in all; 0: no limit")
 	bw := &cfg.Bandwidth
 	fs.TextVar(&bw.PerConn, "rate-per-conn", bandwidth.Rate(0), "most each connection (TCP, TLS, WebSocket, HTTP) is sent, in `bytes/s` with a unit: 1MB/s, 512KiB (per second implied); 0: no limit")
 	fs.TextVar(&bw.PerAddr, "rate-per-ip", bandwidth.Rate(0), "most one address (IPv6: one /64) is sent over all its connections, requests and UDP datagrams, in `bytes/s` with a unit: 1MB/s; reading slows down to match (UDP past it is dropped); 0: no limit")

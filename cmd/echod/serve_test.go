@@ -5,10 +5,13 @@ import (
 	"flag"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/echod/echod/daemon"
+	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/testkit"
 )
 
@@ -140,5 +143,30 @@ func TestServeHintsAtAPrivilegedPort(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, want) || strings.Count(errOut, "\n") != 1 {
 			t.Fatalf("exit %d, stderr %q; want exit 1 and one line with %q", code, errOut, want)
 		}
+	}
+}
+
+// echod serve without flags and daemon.Run with a zero Config serve with
+// the same limits: a program that embeds the daemon is as safe as the
+// command.
+func TestServeDefaultsAreTheZeroConfigs(t *testing.T) {
+	var out testkit.Buffer
+	cfg, err := parseServe(nil, stdio{in: strings.NewReader(""), out: &out, err: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := func(s *echo.Server) []any {
+		return []any{s.MaxConns, s.MaxConnsPerIP, s.IdleTimeout, s.MaxSessionDuration, s.MaxSessionBytes,
+			s.UDPAllowPrivilegedPorts, s.UDPSourceRate, s.UDPGlobalRate}
+	}
+	flags, zero := cfg.Server, daemon.NewServer()
+	if !reflect.DeepEqual(limits(flags), limits(zero)) {
+		t.Errorf("the flags' limits %v, daemon.NewServer's %v", limits(flags), limits(zero))
+	}
+	if cfg.ShutdownTimeout != daemon.DefaultShutdownTimeout {
+		t.Errorf("-shutdown-timeout defaults to %v, a zero Config's to %v", cfg.ShutdownTimeout, daemon.DefaultShutdownTimeout)
+	}
+	if cfg.Web.IdleTimeout != zero.IdleTimeout {
+		t.Errorf("the web echo's idle timeout defaults to %v, a zero Config's to %v", cfg.Web.IdleTimeout, zero.IdleTimeout)
 	}
 }
