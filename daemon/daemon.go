@@ -168,7 +168,8 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Web == nil {
-		c.Web = &web.Handler{IdleTimeout: c.Server.IdleTimeout, Logger: c.Logger}
+		c.Web = &web.Handler{IdleTimeout: c.Server.IdleTimeout, Logger: c.Logger,
+			MaxSessionDuration: c.Server.MaxSessionDuration, MaxSessionBytes: c.Server.MaxSessionBytes}
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
