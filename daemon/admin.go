@@ -46,6 +46,8 @@ func (d *daemon) snapshot() admin.Snapshot {
 	var ws web.Stats // zeros without web echo, so that rates start at zero
 	if d.web != nil {
 		ws = d.web.handler.Stats()
+		// Web connections hold places under -max-conns as TCP ones do.
+		s.ConnectionsActive += int(d.web.conns.Load())
 	}
 	s.WebSocketsActive, s.WebSocketsTotal = ws.WebSockets, ws.WebSocketsTotal
 	s.WebSocketMessages, s.WebSocketBytes = ws.Messages, ws.MessageBytes

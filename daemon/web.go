@@ -3,10 +3,12 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -26,6 +28,10 @@ const (
 	webWriteTimeout      = time.Minute
 	webMaxHeaderBytes    = 64 << 10
 	webIdleTimeout       = 2 * time.Minute // between requests, when -idle-timeout is 0
+	// webMaxStreams bounds the requests one HTTP/2 connection carries at
+	// once (net/http's default is 250), so that -max-conns-per-ip bounds
+	// requests too; the web.Handler bounds them per address as well.
+	webMaxStreams = 32
 )
 
 // webServer serves the web echo on every HTTP and HTTPS listener: one
@@ -33,6 +39,7 @@ const (
 type webServer struct {
 	http    *http.Server
 	handler *web.Handler
+	conns   atomic.Int64 // open now, upgraded or not
 }
 
 // Shutdown stops the listeners, lets requests in progress finish, and
@@ -75,6 +82,7 @@ func (d *daemon) webServer() *webServer {
 			WriteTimeout:      max(h.MaxDelay, web.DefaultMaxDelay) + webWriteTimeout,
 			IdleTimeout:       idle,
 			MaxHeaderBytes:    webMaxHeaderBytes,
+			HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: webMaxStreams},
 			// A bad client's TLS handshake or malformed request is its
 			// own business, not the operator's.
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
@@ -90,7 +98,7 @@ func (d *daemon) webServer() *webServer {
 // header, with -proxy-protocol, comes first, then TLS for HTTPS.
 func (d *daemon) addWeb(l net.Listener, proto string) {
 	w := d.webServer()
-	l = &admitListener{Listener: d.proxied(l), reserve: d.cfg.Server.Reserve}
+	l = &admitListener{Listener: d.proxied(l), reserve: d.cfg.Server.Reserve, open: &w.conns}
 	// Under TLS, so that what is counted is what is sent.
 	l = d.bandwidth.Listener(l)
 	if proto == "https" {
@@ -101,7 +109,7 @@ func (d *daemon) addWeb(l net.Listener, proto string) {
 		// A client certificate is asked for, never required or verified:
 		// the echo reports its subject.
 		tc.ClientAuth = tls.RequestClientCert
-		l = tls.NewListener(l, tc)
+		l = &webTLSListener{Listener: l, config: tc, timeout: d.cfg.TLSHandshakeTimeout}
 	}
 	d.add(endpoint{proto: proto, addr: l.Addr(), close: l.Close,
 		serve: func() error { return w.http.Serve(l) }})
@@ -112,6 +120,7 @@ func (d *daemon) addWeb(l net.Listener, proto string) {
 type admitListener struct {
 	net.Listener
 	reserve func(netip.Addr) (release func(), ok bool)
+	open    *atomic.Int64 // connections admitted and not yet closed
 }
 
 func (l *admitListener) Accept() (net.Conn, error) {
@@ -134,7 +143,11 @@ func (l *admitListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &admittedConn{Conn: c, release: release}, nil
+		l.open.Add(1)
+		return &admittedConn{Conn: c, release: func() {
+			release()
+			l.open.Add(-1)
+		}}, nil
 	}
 }
 
@@ -143,9 +156,48 @@ func (l *admitListener) Accept() (net.Conn, error) {
 type admittedConn struct {
 	net.Conn
 	release func()
+	closed  atomic.Bool
 }
 
 func (c *admittedConn) Close() error {
-	c.release()
+	if c.closed.CompareAndSwap(false, true) {
+		c.release()
+	}
 	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection, when the one inside can: net/http
+// does before it closes a connection with a request body left unread, so
+// that the client reads its answer rather than a reset.
+func (c *admittedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// webTLSListener serves TLS on the connections of an inner listener, and
+// ends each whose handshake has not finished within timeout: net/http
+// gives a handshake its ReadHeaderTimeout instead, and only the first
+// read of a *tls.Conn, as net/http needs for HTTP/2, may run it.
+type webTLSListener struct {
+	net.Listener
+	config  *tls.Config
+	timeout time.Duration
+}
+
+func (l *webTLSListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	expire := time.AfterFunc(l.timeout, func() { c.Close() })
+	cfg := l.config.Clone()
+	cfg.VerifyConnection = func(tls.ConnectionState) error {
+		if !expire.Stop() {
+			return errHandshakeTimeout // and the connection is closed
+		}
+		return nil
+	}
+	return tls.Server(c, cfg), nil
 }

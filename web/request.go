@@ -3,7 +3,7 @@ package web
 import (
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -27,12 +27,15 @@ type Request struct {
 	Headers  map[string][]string `json:"headers"` // canonical names; Host is in host
 	// Body is the request body, up to the Handler's MaxBody: as text when
 	// it is valid UTF-8 (BodyEncoding "text"), else in standard base64
-	// (BodyEncoding "base64"). BodyBytes is its length before encoding,
-	// and BodyTruncated says that more was sent and not read.
+	// (BodyEncoding "base64"). BodyBytes is its length before encoding.
+	// BodyTruncated says that more was sent than the echo holds, and
+	// BodyCut why: CutMaxBody or CutMemory. The rest is read and
+	// discarded, so that the echo is not lost to a reset.
 	Body          string `json:"body"`
 	BodyEncoding  string `json:"body_encoding"`
 	BodyBytes     int    `json:"body_bytes"`
 	BodyTruncated bool   `json:"body_truncated"`
+	BodyCut       string `json:"body_cut,omitempty"`
 	// Client is the client's address as echod sees it: the TCP peer, or
 	// under the PROXY protocol the source the proxy gave.
 	Client string `json:"client"`
@@ -57,9 +60,30 @@ type TLS struct {
 	ClientCertSubject string `json:"client_cert_subject,omitempty"`
 }
 
+// Why a request echo's body was cut (Request.BodyCut).
+const (
+	// CutMaxBody: the body was longer than MaxBody.
+	CutMaxBody = "max-body"
+	// CutMemory: the request echoes' memory budget had no room for more
+	// of the body (BodyMemory, or the share of one address or
+	// connection).
+	CutMemory = "memory"
+)
+
+// Memory a request echo is charged beyond its body: what net/http holds
+// for it and the echo's own state, beside its headers.
+const requestOverhead = 4 << 10
+
 // serveRequest answers with the request echo, after ?delay= and with
 // ?status=.
 func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
+	acct, ok := h.budget().open(r.RemoteAddr)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("too many requests in flight from your address: at most %d at once", h.maxRequests()), http.StatusTooManyRequests)
+		return
+	}
+	defer acct.close()
 	q := r.URL.Query()
 	status, err := parseStatus(q)
 	if err == nil {
@@ -82,19 +106,20 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	// The memory this echo may take, known up front from Content-Length
-	// when there is one.
-	cost := h.maxBody() + 1
-	if r.ContentLength >= 0 {
-		cost = min(cost, r.ContentLength+1)
-	}
-	cost *= bodyCost
-	if err := h.bodyMemory().Acquire(r.Context(), cost); err != nil {
+	// The headers are echoed, and held until the echo is written, which
+	// may be never for an HTTP/2 stream whose window stays shut: charged
+	// before anything is built, they bound how many such streams a
+	// connection or address holds.
+	if err := acct.take(r.Context(), headerSize(r)+requestOverhead, false); err != nil {
 		return // the client gave up waiting
 	}
-	defer h.bodyMemory().Release(cost)
 	h.stats.requests.Add(1)
-	echo, err := h.describe(r)
+	echo, body, err := h.describe(w, r, acct)
+	if errors.Is(err, errStalled) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, err.Error(), http.StatusRequestTimeout)
+		return
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -106,26 +131,56 @@ func (h *Handler) serveRequest(w http.ResponseWriter, r *http.Request) {
 	// reader itself sent.
 	hdr.Set("Access-Control-Allow-Origin", "*")
 	if status < 200 {
-		// An informational status goes ahead of the echo's own 200.
-		w.WriteHeader(status)
+		// An informational status goes ahead of the echo's own 200, to
+		// clients that know them: HTTP/1.0 has none (RFC 9110, 15.2).
+		if r.ProtoAtLeast(1, 1) {
+			w.WriteHeader(status)
+		}
 		status = http.StatusOK
 	}
-	var body []byte
+	write := writeJSON
 	if accepts(r, "text/plain") && !accepts(r, "application/json") {
 		hdr.Set("Content-Type", "text/plain; charset=utf-8")
-		body = []byte(echo.Text())
+		write = writeText
 	} else {
 		hdr.Set("Content-Type", "application/json")
-		body, _ = json.MarshalIndent(echo, "", "  ") // cannot fail: strings, maps and slices
-		body = append(body, '\n')
 	}
 	if !bodyAllowed(status) {
 		w.WriteHeader(status)
 		return
 	}
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	var size counter
+	write(&size, echo, body, 0)
+	hdr.Set("Content-Length", strconv.FormatInt(size.n, 10))
 	w.WriteHeader(status)
-	w.Write(body)
+	if r.Method != http.MethodHead {
+		write(toJSONWriter(w), echo, body, size.n) // an error is the client's: nothing to tell it
+	}
+}
+
+// toJSONWriter returns w as a jsonWriter: net/http's ResponseWriters have
+// WriteString, a wrapper around one may not.
+func toJSONWriter(w io.Writer) jsonWriter {
+	if jw, ok := w.(jsonWriter); ok {
+		return jw
+	}
+	return stringWriter{w}
+}
+
+type stringWriter struct{ io.Writer }
+
+func (w stringWriter) WriteString(s string) (int, error) { return w.Write([]byte(s)) }
+
+// headerSize is about what r's request line and headers take in memory.
+func headerSize(r *http.Request) int64 {
+	n := len(r.RequestURI) + len(r.Host) + len(r.Method)
+	for k, vs := range r.Header {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v) + 16 // and the string header
+		}
+	}
+	return int64(n)
 }
 
 // servePreflight allows a page on any origin the request it asks about
@@ -142,12 +197,19 @@ func servePreflight(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// describe builds the echo of r, reading up to MaxBody of its body.
-func (h *Handler) describe(r *http.Request) (*Request, error) {
-	max := h.maxBody()
-	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+// describe builds the echo of r, reading up to MaxBody of its body into
+// memory charged to acct; it returns the echo and the body, whose
+// encoding the echo names and whose bytes are not in echo.Body. The rest
+// of a body it cut is read and discarded, so that net/http keeps the
+// connection, or at least does not close it with a reset that loses the
+// echo.
+func (h *Handler) describe(w http.ResponseWriter, r *http.Request, acct *account) (*Request, []byte, error) {
+	body, cut, err := h.readBody(w, r, acct)
 	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
+		return nil, nil, fmt.Errorf("read body: %w", err)
+	}
+	if cut != "" {
+		io.Copy(io.Discard, r.Body) // bounded by the server's ReadTimeout
 	}
 	e := &Request{
 		Method:        r.Method,
@@ -162,15 +224,12 @@ func (h *Handler) describe(r *http.Request) (*Request, error) {
 		Forwarded:     r.Header.Values("Forwarded"),
 		Hostname:      h.serverName(),
 		BodyEncoding:  "text",
+		BodyBytes:     len(body),
+		BodyTruncated: cut != "",
+		BodyCut:       cut,
 	}
-	if int64(len(body)) > max {
-		body, e.BodyTruncated = body[:max], true
-	}
-	e.BodyBytes = len(body)
-	if utf8.Valid(body) {
-		e.Body = string(body)
-	} else {
-		e.Body, e.BodyEncoding = base64.StdEncoding.EncodeToString(body), "base64"
+	if !utf8.Valid(body) {
+		e.BodyEncoding = "base64"
 	}
 	if r.TLS != nil {
 		e.TLS = &TLS{
@@ -183,52 +242,153 @@ func (h *Handler) describe(r *http.Request) (*Request, error) {
 			e.TLS.ClientCertSubject = r.TLS.PeerCertificates[0].Subject.String()
 		}
 	}
-	return e, nil
+	return e, body, nil
+}
+
+// firstPiece is the memory a body is first given; it doubles from there
+// as the body arrives.
+const firstPiece = 4 << 10
+
+// readBody reads up to MaxBody of r's body, charging acct for the memory
+// as it arrives, never ahead: a client that declares a megabyte and sends
+// two bytes holds a few kilobytes. When the next piece does not fit the
+// budget, the body is cut there (CutMemory) rather than waiting for
+// memory that other bodies hold; those that have stalled are
+// interrupted, through w, to give theirs back (errStalled).
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, acct *account) (body []byte, cut string, err error) {
+	if r.ContentLength == 0 {
+		return nil, "", nil
+	}
+	most := h.maxBody()
+	// One byte past MaxBody tells that there was more.
+	room := most + 1
+	if r.ContentLength >= 0 {
+		room = min(room, r.ContentLength+1)
+	}
+	rc := http.NewResponseController(w)
+	acct.startUpload(func() { rc.SetReadDeadline(time.Now()) })
+	defer acct.endUpload()
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			grow := min(max(2*int64(cap(buf)), firstPiece), room)
+			if grow <= int64(cap(buf)) {
+				break // Content-Length was a lie: cut below
+			}
+			if acct.take(r.Context(), grow, true) != nil {
+				return buf, CutMemory, nil
+			}
+			next := make([]byte, len(buf), grow)
+			copy(next, buf)
+			acct.give(int64(cap(buf)))
+			buf = next
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		if n > 0 {
+			acct.heard.Store(time.Now().UnixNano())
+		}
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > most {
+			return buf[:most], CutMaxBody, nil
+		}
+		if err == io.EOF {
+			return buf, "", nil
+		}
+		if err != nil && acct.interrupted.Load() {
+			acct.give(int64(cap(buf)))
+			return nil, "", errStalled
+		}
+		if err != nil {
+			return nil, "", err
+		}
+	}
+	return buf, CutMaxBody, nil
 }
 
 // Text is the echo in a form for people: the request as received, then
 // what echod saw of its connection.
 func (e *Request) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s\n", e.Method, e.URI, e.Protocol)
-	fmt.Fprintf(&b, "Host: %s\n", e.Host)
+	textTo(&b, e, func(w jsonWriter) error {
+		_, err := w.WriteString(e.Body)
+		return err
+	}, strings.HasSuffix(e.Body, "\n"))
+	return b.String()
+}
+
+// writeText writes the echo e as Text does, body in place of e.Body; its
+// size is writeJSON's, and unused.
+func writeText(w jsonWriter, e *Request, body []byte, _ int64) error {
+	return textTo(w, e, func(w jsonWriter) error {
+		if e.BodyEncoding != "base64" {
+			_, err := w.Write(body)
+			return err
+		}
+		b64 := base64.NewEncoder(base64.StdEncoding, w)
+		if _, err := b64.Write(body); err != nil {
+			return err
+		}
+		return b64.Close()
+	}, e.BodyEncoding != "base64" && len(body) > 0 && body[len(body)-1] == '\n')
+}
+
+// textTo writes the echo e in text, its body by writeBody; endsInNewline
+// says whether the body as written ends a line.
+func textTo(w jsonWriter, e *Request, writeBody func(jsonWriter) error, endsInNewline bool) error {
+	var err error
+	printf := func(format string, args ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(w, format, args...)
+		}
+	}
+	printf("%s %s %s\n", e.Method, e.URI, e.Protocol)
+	printf("Host: %s\n", e.Host)
 	for _, name := range slices.Sorted(maps.Keys(e.Headers)) {
 		for _, v := range e.Headers[name] {
-			fmt.Fprintf(&b, "%s: %s\n", name, v)
+			printf("%s: %s\n", name, v)
 		}
 	}
-	b.WriteString("\n")
+	printf("\n")
 	if e.BodyBytes > 0 {
 		if e.BodyEncoding == "base64" {
-			fmt.Fprintf(&b, "(%d bytes of binary body, in base64)\n", e.BodyBytes)
+			printf("(%d bytes of binary body, in base64)\n", e.BodyBytes)
 		}
-		b.WriteString(e.Body)
-		if !strings.HasSuffix(e.Body, "\n") {
-			b.WriteString("\n")
+		if err == nil {
+			err = writeBody(w)
 		}
-		if e.BodyTruncated {
-			b.WriteString("(body cut here: the rest was not read)\n")
+		if !endsInNewline {
+			printf("\n")
 		}
-		b.WriteString("\n")
+		switch e.BodyCut {
+		case CutMaxBody:
+			printf("(body cut here at the most echoed; the rest was read and discarded)\n")
+		case CutMemory:
+			printf("(body cut here: no memory to hold more; the rest was read and discarded)\n")
+		default:
+			if e.BodyTruncated {
+				printf("(body cut here: the rest was not read)\n")
+			}
+		}
+		printf("\n")
 	}
-	fmt.Fprintf(&b, "client:   %s\n", e.Client)
+	printf("client:   %s\n", e.Client)
 	if e.TLS != nil {
-		fmt.Fprintf(&b, "tls:      %s, %s", e.TLS.Version, e.TLS.Cipher)
+		printf("tls:      %s, %s", e.TLS.Version, e.TLS.Cipher)
 		if e.TLS.ALPN != "" {
-			fmt.Fprintf(&b, ", ALPN %s", e.TLS.ALPN)
+			printf(", ALPN %s", e.TLS.ALPN)
 		}
 		if e.TLS.SNI != "" {
-			fmt.Fprintf(&b, ", SNI %s", e.TLS.SNI)
+			printf(", SNI %s", e.TLS.SNI)
 		}
 		if e.TLS.ClientCertSubject != "" {
-			fmt.Fprintf(&b, ", client certificate %s", e.TLS.ClientCertSubject)
+			printf(", client certificate %s", e.TLS.ClientCertSubject)
 		}
-		b.WriteString("\n")
+		printf("\n")
 	} else {
-		b.WriteString("tls:      none\n")
+		printf("tls:      none\n")
 	}
-	fmt.Fprintf(&b, "hostname: %s\n", e.Hostname)
-	return b.String()
+	printf("hostname: %s\n", e.Hostname)
+	return err
 }
 
 // bodyAllowed reports whether a response with status may have a body.

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -327,36 +329,221 @@ func FuzzParseDelay(f *testing.F) {
 	})
 }
 
-// Request echoes share a memory budget: with room for one body of MaxBody,
-// a second request waits until the first is answered.
-func TestRequestEchoesShareABodyBudget(t *testing.T) {
-	h := &Handler{MaxBody: 10, BodyMemory: 1}
+// stalledUploads opens n connections to srv that each send a request
+// whose body stalls: half declare a megabyte and send two bytes, half are
+// chunked and send no chunk. It returns the connections, each ready to
+// finish its body with finish.
+func stalledUploads(t *testing.T, srv *httptest.Server, n int) []net.Conn {
+	t.Helper()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c := testkit.Dial(t, addr)
+		head := "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\nab"
+		if i%2 == 1 {
+			head = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+		}
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	return conns
+}
+
+// inFlight is how many requests h is serving.
+func inFlight(h *Handler) int {
+	b := h.budget()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, s := range b.addrs {
+		n += s.requests
+	}
+	return n
+}
+
+// A request without a body is answered while uploads that stall are held:
+// they hold the memory of what they sent, not of what they declared, and
+// are still served whole when they go on.
+func TestBodilessRequestIsNotHeldUpByStalledUploads(t *testing.T) {
+	const uploads = 64
+	h := &Handler{}
 	srv := serve(t, h)
-	pr, pw := io.Pipe()
-	first := make(chan string, 1)
-	go func() {
-		// No Content-Length: the first may hold a whole MaxBody.
-		_, _, body := do(t, newRequestBody(t, srv.URL+"/first", pr))
-		first <- body
-	}()
-	pw.Write([]byte("12345"))
-	testkit.WaitFor(t, "the first request holds its budget", func() bool { return h.Stats().Requests == 1 })
-	second := make(chan string, 1)
-	go func() {
-		_, _, body := do(t, newRequest(t, "POST", srv.URL+"/second", "hello"))
-		second <- body
-	}()
-	select {
-	case b := <-second:
-		t.Fatalf("the second request was answered while the first held the budget: %s", b)
-	case <-time.After(300 * time.Millisecond):
+	conns := stalledUploads(t, srv, uploads)
+	testkit.WaitFor(t, "every upload to be in flight", func() bool { return inFlight(h) == uploads })
+
+	// The old budget reserved 8 MiB for each declared megabyte: 32 such
+	// uploads held all of it, and this waited for their timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req := newRequest(t, "GET", srv.URL+"/bodiless", "")
+	code, _, body := do(t, req.WithContext(ctx))
+	if code != http.StatusOK || decode(t, body).Path != "/bodiless" {
+		t.Fatalf("GET beside %d stalled uploads: %d %s", uploads, code, body)
 	}
-	pw.Close()
-	if e := decode(t, <-first); e.Body != "12345" {
-		t.Errorf("first: body %q", e.Body)
+	if n := inFlight(h); n != uploads+0 {
+		t.Fatalf("%d requests in flight after the GET, want the %d uploads still held", n, uploads)
 	}
-	if e := decode(t, <-second); e.Body != "hello" {
-		t.Errorf("second: body %q", e.Body)
+	if used, _ := h.budget().usage(); used > uploads*(firstPiece+2*requestOverhead) {
+		t.Errorf("stalled uploads hold %d bytes of the budget, more than what they sent and their headers", used)
+	}
+
+	// A stalled upload, finished, is echoed whole.
+	c := conns[1] // chunked
+	io.WriteString(c, "5\r\nhello\r\n0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e Request
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Body != "hello" || e.BodyTruncated {
+		t.Fatalf("finished upload: %+v, %v", e, err)
+	}
+}
+
+// When the budget has no room for more of a body, the body is cut where it
+// stopped fitting, and the echo, whole, says so; it does not wait for
+// memory that a stalled upload holds.
+func TestBodyCutWhenTheBudgetIsFull(t *testing.T) {
+	h := &Handler{MaxBody: 1 << 20, BodyMemory: 1}
+	b := h.budget()
+	b.mu.Lock()
+	b.stallGrace = time.Hour // the stalled upload keeps its memory
+	b.mu.Unlock()
+	srv := serve(t, h)
+	c := testkit.Dial(t, strings.TrimPrefix(srv.URL, "http://"))
+	// 600 KB of a megabyte, then a stall: the body's buffer has grown to
+	// its whole megabyte, nearly all the budget.
+	io.WriteString(c, "POST /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+	c.Write(bytes.Repeat([]byte("s"), 600_000))
+	testkit.WaitFor(t, "the stalled upload to hold its megabyte", func() bool {
+		used, _ := b.usage()
+		return used > 1<<20
+	})
+
+	body := bytes.Repeat([]byte("z"), 1<<20)
+	code, _, out := do(t, newRequestBody(t, srv.URL+"/cut", bytes.NewReader(body)))
+	e := decode(t, out)
+	if code != http.StatusOK || !e.BodyTruncated || e.BodyCut != CutMemory || e.BodyBytes >= len(body) || e.Body != string(body[:e.BodyBytes]) {
+		t.Fatalf("upload beside a full budget: %d, %d bytes, truncated %v, cut %q", code, e.BodyBytes, e.BodyTruncated, e.BodyCut)
+	}
+	_, _, text := do(t, newRequest(t, "POST", srv.URL+"/cut", string(body), "Accept", "text/plain"))
+	if !strings.Contains(text, "(body cut here: no memory to hold more") {
+		t.Errorf("text echo of a cut body does not say why:\n%.200s", text[len(text)-300:])
+	}
+
+	// The stalled upload goes on and gets its whole echo.
+	c.Write(bytes.Repeat([]byte("s"), 1<<20-600_000))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var first Request
+	if err := json.NewDecoder(resp.Body).Decode(&first); err != nil || first.BodyBytes != 1<<20 || first.BodyTruncated {
+		t.Fatalf("stalled upload, finished: %d bytes, truncated %v, %v", first.BodyBytes, first.BodyTruncated, err)
+	}
+	testkit.WaitFor(t, "the budget to be given back", func() bool { used, _ := b.usage(); return used == 0 })
+}
+
+// An upload that stalls gives its memory back when a body needs it: it is
+// answered 408 at once, without what it sent, and the body that needed
+// the memory is echoed whole.
+func TestStalledUploadGivesItsMemoryBack(t *testing.T) {
+	h := &Handler{MaxBody: 1 << 20, BodyMemory: 1}
+	b := h.budget()
+	b.mu.Lock()
+	b.stallGrace = 0 // quiet at all is stalled
+	b.mu.Unlock()
+	srv := serve(t, h)
+	c := testkit.Dial(t, strings.TrimPrefix(srv.URL, "http://"))
+	io.WriteString(c, "POST /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+	c.Write(bytes.Repeat([]byte("s"), 600_000))
+	testkit.WaitFor(t, "the stalled upload to hold its megabyte", func() bool {
+		used, _ := b.usage()
+		return used > 1<<20
+	})
+
+	body := bytes.Repeat([]byte("z"), 1<<20)
+	if _, _, out := do(t, newRequestBody(t, srv.URL+"/whole", bytes.NewReader(body))); decode(t, out).BodyBytes != len(body) {
+		t.Fatalf("the upload beside a stalled one was not echoed whole: %.300s", out)
+	}
+	// The stalled upload was answered 408, and its connection closed.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Fatalf("stalled upload: %s, close %v; want 408 and the connection closed", resp.Status, resp.Close)
+	}
+	testkit.WaitFor(t, "the budget to be given back", func() bool { used, _ := b.usage(); return used == 0 })
+}
+
+// Requests in flight from one address are bounded: the one past
+// MaxRequestsPerAddr is answered 429 at once.
+func TestRequestsPerAddressAreBounded(t *testing.T) {
+	h := &Handler{MaxRequestsPerAddr: 2}
+	srv := serve(t, h)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{}, 2)
+	for range 2 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			req := newRequest(t, "GET", srv.URL+"/?delay=10s", "")
+			resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	testkit.WaitFor(t, "two requests in flight", func() bool { return inFlight(h) == 2 })
+	code, hdr, body := do(t, newRequest(t, "GET", srv.URL+"/third", ""))
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" || !strings.Contains(body, "at most 2 at once") {
+		t.Fatalf("third request: %d %v %q; want 429 with Retry-After", code, hdr, body)
+	}
+	cancel()
+	<-done
+	<-done
+	testkit.WaitFor(t, "the delayed requests to end", func() bool { return inFlight(h) == 0 })
+	if code, _, _ := do(t, newRequest(t, "GET", srv.URL+"/again", "")); code != http.StatusOK {
+		t.Fatalf("after the others ended: %d, want 200", code)
+	}
+}
+
+// A ResponseWriter without WriteString, as a middleware's may be, gets the
+// same echo.
+func TestRequestEchoThroughAPlainResponseWriter(t *testing.T) {
+	h := &Handler{Hostname: "x"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(struct{ http.ResponseWriter }{w}, r)
+	}))
+	t.Cleanup(srv.Close)
+	code, _, body := do(t, newRequest(t, "POST", srv.URL+"/plain", "héllo\x01"))
+	if e := decode(t, body); code != http.StatusOK || e.Body != "héllo\x01" || e.Path != "/plain" {
+		t.Fatalf("%d %+v", code, e)
+	}
+}
+
+// An informational ?status= goes ahead of the echo only to clients that
+// know informational responses: not to HTTP/1.0 (RFC 9110, 15.2).
+func TestInformationalStatusNotSentToHTTP10(t *testing.T) {
+	srv := serve(t, &Handler{})
+	for _, tc := range []struct{ proto, want string }{
+		{"HTTP/1.0", "HTTP/1.0 200 OK\r\n"},
+		{"HTTP/1.1", "HTTP/1.1 103 Early Hints\r\n"},
+	} {
+		c := testkit.Dial(t, strings.TrimPrefix(srv.URL, "http://"))
+		io.WriteString(c, "GET /?status=103 "+tc.proto+"\r\nHost: x\r\nConnection: close\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || line != tc.want {
+			t.Errorf("%s: first line %q, %v; want %q", tc.proto, line, err, tc.want)
+		}
 	}
 }
 

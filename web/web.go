@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/sync/semaphore"
 )
 
 // Defaults for the Handler's zero-valued fields.
@@ -26,14 +25,13 @@ const (
 	DefaultMaxBody    = 1 << 20
 	DefaultMaxDelay   = 10 * time.Second
 	DefaultBodyMemory = 256 << 20
+	// DefaultMaxRequestsPerAddr is the most requests in flight from one
+	// address when MaxRequestsPerAddr is zero.
+	DefaultMaxRequestsPerAddr = 256
 )
 
 // MostBody is the largest MaxBody: the body is held in memory.
 const MostBody = 1 << 30
-
-// bodyCost is the memory a request echo takes per byte of body: the body,
-// and its echo in JSON, where a control character takes 6 bytes.
-const bodyCost = 8
 
 // ReasonMaxMessage is the reason, in echod's vocabulary of limits, for a
 // WebSocket closed with 1009 for a message above MaxMessage.
@@ -57,10 +55,19 @@ type Handler struct {
 	// DefaultMaxDelay.
 	MaxDelay time.Duration
 	// BodyMemory bounds the memory the request echoes hold at once, over
-	// all requests, at about 8 bytes per byte of body (the body and its
-	// echo); a request waits for room. Zero means DefaultBodyMemory; it is
-	// never less than one request of MaxBody needs.
+	// all requests: their bodies as they arrive, and their headers until
+	// the echo is written. One client address (IPv6: its /64) may hold
+	// half of it, one connection a sixteenth (never less than one body
+	// of MaxBody). A body that does not fit is cut where it stopped
+	// fitting, and its echo says so (CutMemory); a request without a body
+	// never waits behind bodies. Zero means DefaultBodyMemory; it is never
+	// less than one request of MaxBody needs.
 	BodyMemory int64
+	// MaxRequestsPerAddr bounds the requests in flight at once from one
+	// client address (IPv6: its /64), HTTP/2 streams included; more are
+	// answered 429 Too Many Requests. Zero means
+	// DefaultMaxRequestsPerAddr; negative, no limit.
+	MaxRequestsPerAddr int
 	// IdleTimeout closes, with status 1001, a WebSocket connection that
 	// moves no message byte either way for this long. Zero means never.
 	// (net/http's own timeouts stop at the upgrade.)
@@ -84,8 +91,8 @@ type Handler struct {
 	hostOnce sync.Once
 	hostname string
 
-	bodyOnce sync.Once
-	bodyMem  *semaphore.Weighted
+	budgetOnce sync.Once
+	mem        *budget
 
 	bufs sync.Pool // *[bufferSize]byte, only while a message is in flight
 
@@ -288,16 +295,47 @@ func (h *Handler) maxBody() int64 {
 	return DefaultMaxBody
 }
 
-// bodyMemory returns the budget of the request echoes.
-func (h *Handler) bodyMemory() *semaphore.Weighted {
-	h.bodyOnce.Do(func() {
-		n := h.BodyMemory
-		if n <= 0 {
-			n = DefaultBodyMemory
+// budget returns the request echoes' memory budget, made on first use.
+func (h *Handler) budget() *budget {
+	h.budgetOnce.Do(func() {
+		total := h.BodyMemory
+		if total <= 0 {
+			total = DefaultBodyMemory
 		}
-		h.bodyMem = semaphore.NewWeighted(max(n, bodyCost*(h.maxBody()+1)))
+		// A body of MaxBody, one byte more to tell it was longer, and
+		// its headers fit in a connection's share.
+		one := h.maxBody() + 1 + webHeaderMemory
+		perConn := max(total/16, one)
+		perAddr := max(total/2, perConn)
+		total = max(total, perAddr)
+		h.mem = &budget{
+			total:       total,
+			perAddr:     perAddr,
+			perConn:     perConn,
+			headroom:    min(total/8, total-one),
+			maxRequests: h.maxRequests(),
+			stallGrace:  stallGrace,
+		}
 	})
-	return h.bodyMem
+	return h.mem
+}
+
+// stallGrace is how long an upload may send nothing before it gives its
+// memory back to a body that has no room.
+const stallGrace = time.Second
+
+// webHeaderMemory is room for one request's headers: net/http reads at
+// most 1 MiB of them, and echod's own server 64 KiB.
+const webHeaderMemory = 1 << 20
+
+func (h *Handler) maxRequests() int {
+	switch {
+	case h.MaxRequestsPerAddr < 0:
+		return 0
+	case h.MaxRequestsPerAddr == 0:
+		return DefaultMaxRequestsPerAddr
+	}
+	return h.MaxRequestsPerAddr
 }
 
 func (h *Handler) maxDelay() time.Duration {

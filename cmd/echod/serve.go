@@ -54,6 +54,8 @@ func parseServe(args []string, std stdio) (_ *daemon.Config, err error) {
 	fs.Var((*addrList)(&cfg.HTTPSListen), "https-listen", "serve the web echo over HTTPS (and HTTP/2) on `HOST:PORT`; repeat for more addresses (needs -tls-cert and -tls-key)")
 	wsMax := fs.Int64("ws-max-message", web.DefaultMaxMessage, "largest WebSocket message echoed, in `bytes`; a larger one closes the connection with 1009")
 	httpMaxBody := fs.Int64("http-max-body", web.DefaultMaxBody, "most `bytes` of an HTTP request's body the request echo includes")
+	httpBodyMemory := fs.Int64("http-body-memory", web.DefaultBodyMemory, "most `bytes` the request echoes hold at once: bodies as they arrive, headers until answered; one address may hold half, one connection a sixteenth; a body past it is cut, and its echo says so")
+	httpMaxRequests := fs.Int("http-max-requests-per-ip", web.DefaultMaxRequestsPerAddr, "most HTTP `requests` in flight at once from one address (IPv6: one /64), HTTP/2 streams included; more are answered 429; 0: no limit")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain `file` (PEM) for -tls-listen and -https-listen; reread on SIGHUP")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM) for -tls-listen and -https-listen; reread on SIGHUP")
 	fs.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol (v1 or v2) header on every TCP and TLS connection, and use the client address it gives; connections without one are rejected")
@@ -105,10 +107,13 @@ func parseServe(args []string, std stdio) (_ *daemon.Config, err error) {
 	for _, n := range []struct {
 		name string
 		v    int64
-	}{{"ws-max-message", *wsMax}, {"http-max-body", *httpMaxBody}} {
+	}{{"ws-max-message", *wsMax}, {"http-max-body", *httpMaxBody}, {"http-body-memory", *httpBodyMemory}} {
 		if n.v <= 0 {
 			return nil, usagef("serve", "-%s must be at least 1 byte, got %d", n.name, n.v)
 		}
+	}
+	if *httpMaxRequests < 0 {
+		return nil, usagef("serve", "-http-max-requests-per-ip must not be negative, got %d (0 means no limit)", *httpMaxRequests)
 	}
 	if *httpMaxBody > web.MostBody {
 		return nil, usagef("serve", "-http-max-body must be at most %d (1 GiB), got %d: the body is held in memory", web.MostBody, *httpMaxBody)
@@ -144,7 +149,12 @@ func parseServe(args []string, std stdio) (_ *daemon.Config, err error) {
 		cfg.Logger.Info("public profile", applied...)
 	}
 	srv.Logger = cfg.Logger
-	cfg.Web = &web.Handler{MaxMessage: *wsMax, MaxBody: *httpMaxBody, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger,
+	maxRequests := *httpMaxRequests
+	if maxRequests == 0 {
+		maxRequests = -1 // no limit, to web.Handler
+	}
+	cfg.Web = &web.Handler{MaxMessage: *wsMax, MaxBody: *httpMaxBody, BodyMemory: *httpBodyMemory,
+		MaxRequestsPerAddr: maxRequests, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger,
 		MaxSessionDuration: srv.MaxSessionDuration, MaxSessionBytes: srv.MaxSessionBytes}
 	return cfg, nil
 }

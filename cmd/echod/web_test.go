@@ -143,6 +143,8 @@ func TestServeWebUsage(t *testing.T) {
 		{[]string{"-http-listen", "127.0.0.1"}, "want HOST:PORT"},
 		{[]string{"-http-listen", "127.0.0.1:0", "-ws-max-message", "0"}, "-ws-max-message must be at least 1 byte, got 0"},
 		{[]string{"-http-listen", "127.0.0.1:0", "-http-max-body", "-5"}, "-http-max-body must be at least 1 byte, got -5"},
+		{[]string{"-http-listen", "127.0.0.1:0", "-http-body-memory", "0"}, "-http-body-memory must be at least 1 byte, got 0"},
+		{[]string{"-http-listen", "127.0.0.1:0", "-http-max-requests-per-ip", "-1"}, "-http-max-requests-per-ip must not be negative, got -1 (0 means no limit)"},
 		{[]string{"-http-listen", "127.0.0.1:0", "-http-max-body", "9223372036854775807"}, "-http-max-body must be at most 1073741824 (1 GiB), got 9223372036854775807: the body is held in memory"},
 	} {
 		code, _, stderr := runCmd(t, nil, append([]string{"serve"}, tc.args...)...)

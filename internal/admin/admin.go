@@ -18,7 +18,9 @@ import (
 
 // Snapshot is what the server reports at a scrape. Counters only grow.
 type Snapshot struct {
-	// ConnectionsActive is the number of TCP and TLS connections open now.
+	// ConnectionsActive is the number of connections open now that hold a
+	// place under the server's connection limits: TCP and TLS, and HTTP
+	// and HTTPS (WebSockets included).
 	ConnectionsActive int
 	// ConnectionsTotal counts the TCP and TLS connections accepted and
 	// served (not those refused by a limit).
@@ -101,7 +103,7 @@ func (h *Handler) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	}
 	family(w, "echod_ready", "gauge", "1 when echod accepts new connections, 0 before it starts and while it drains.")
 	fmt.Fprintf(w, "echod_ready %d\n", ready)
-	family(w, "echod_connections_active", "gauge", "TCP and TLS connections open now.")
+	family(w, "echod_connections_active", "gauge", "Connections open now, each holding a place under -max-conns: TCP, TLS, HTTP and HTTPS (WebSockets included).")
 	fmt.Fprintf(w, "echod_connections_active %d\n", s.ConnectionsActive)
 	family(w, "echod_connections_total", "counter", "TCP and TLS connections accepted and served.")
 	fmt.Fprintf(w, "echod_connections_total %d\n", s.ConnectionsTotal)
