@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -69,12 +70,13 @@ func victim(t *testing.T, src, tcp, udp, web string) {
 	}
 }
 
-// TestPublicProfileUnderAttack runs the attacks of issue 20 that echod's
-// own guards answer against echod serve -public, together and bounded in
-// time, from 127.0.0.1: a bandwidth hog over TCP and WebSocket, a flood of
-// connections and one of datagrams. A client on 127.0.0.2 is served
-// throughout; the attacker gets its 1 MB/s and its 50 connections, no
-// more; and /metrics tells what happened.
+// TestPublicProfileUnderAttack runs the attacks of issue 20 against echod
+// serve -public, together and bounded in time: from 127.0.0.1 a bandwidth
+// hog over TCP and WebSocket, a flood of connections and one of datagrams;
+// from 127.0.0.3 slow uploads; from 127.0.0.4 big bodies read slowly. A
+// client on 127.0.0.2 is served throughout (TCP, WebSocket, HTTP and UDP
+// echo); the hog gets its 1 MB/s and its 50 connections, no more; and
+// /metrics tells what happened.
 func TestPublicProfileUnderAttack(t *testing.T) {
 	byProto, _ := startServeAll(t, 4, "-public", "-listen", "127.0.0.1:0", "-udp",
 		"-http-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0")
@@ -128,6 +130,29 @@ func TestPublicProfileUnderAttack(t *testing.T) {
 	ua, _ := net.ResolveUDPAddr("udp", udp)
 	for i := range 3000 {
 		pc.WriteTo([]byte{byte(i), byte(i >> 8), 1, 2, 3}, ua)
+	}
+
+	// Slow uploads: 32 requests from another address that declare a
+	// 1 MiB body and send 2 bytes of it (issue 20's first defect).
+	for range 32 {
+		c := testkit.DialFrom(t, "127.0.0.3", web)
+		fmt.Fprintf(c, "POST /slow HTTP/1.1\r\nHost: echod\r\nContent-Length: 1048576\r\n\r\nxx")
+	}
+	// Big bodies: 4 clients from a fourth address post 1 MiB of 0x01
+	// bytes, each 6 bytes of JSON in the echo, and read the answer slowly.
+	for range 4 {
+		c := testkit.DialFrom(t, "127.0.0.4", web)
+		wg.Go(func() {
+			fmt.Fprintf(c, "POST /big HTTP/1.1\r\nHost: echod\r\nContent-Length: %d\r\n\r\n", 1<<20)
+			c.Write(bytes.Repeat([]byte{1}, 1<<20))
+			buf := make([]byte, 1024)
+			for ctx.Err() == nil {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond) // a slow reader, by design
+			}
+		})
 	}
 
 	start, h0 := time.Now(), hogged.Load()
