@@ -132,6 +132,18 @@ func (c *Conn) Close() error {
 	return c.Conn.Close()
 }
 
+// Release gives back c's hold on its budgets and returns the connection
+// under it, for a server that throttles it from now on by the same Limiter
+// (echo.Server.Adopt does): its bytes are charged once. c must not be used
+// after.
+func (c *Conn) Release() net.Conn {
+	c.once.Do(func() {
+		close(c.closed)
+		c.flow.Close()
+	})
+	return c.Conn
+}
+
 // CloseWrite shuts down the writing side, if the connection under c can:
 // net/http does after its last response, so the client gets all of it
 // before the connection closes.

@@ -129,3 +129,39 @@ func TestUDPBandwidthDropsPastTheBudget(t *testing.T) {
 		t.Errorf("another address got %d bytes, %v; want its echo", n, err)
 	}
 }
+
+// TestAdoptChargesAThrottledConnectionOnce: a connection the web echo's
+// listener throttles, handed to the server that shares its Limiter, is
+// charged for its bytes once, not by both.
+func TestAdoptChargesAThrottledConnectionOnce(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		lim := newLimiter(t, bandwidth.Config{Egress: bandwidth.Budget{Bytes: 1e12, Period: time.Hour}})
+		srv := &Server{Engine: engine, Bandwidth: lim}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		t.Cleanup(func() { srv.Close() })
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			srv.Adopt(Handoff{Conn: lim.Conn(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())})
+		}()
+		c := dial(t, l.Addr().String())
+		const size = 200e3
+		go func() {
+			c.Write(make([]byte, size))
+			c.CloseWrite()
+		}()
+		got, err := io.ReadAll(c)
+		if err != nil || len(got) != size {
+			t.Fatalf("echo: %d bytes, %v", len(got), err)
+		}
+		if used := lim.Stats(time.Now()).Used; used < size || used > 1.5*size {
+			t.Errorf("the budget counted %d bytes for an echo of %d, want it counted once (with headers)", used, int(size))
+		}
+	})
+}
