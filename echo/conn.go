@@ -29,7 +29,8 @@ type conn struct {
 	watch  atomic.Pointer[watchdog]
 
 	// With Server.Bandwidth: closed by Close, or when the watchdog ends
-	// the connection, to end a wait for the budget at once.
+	// the connection, to end a wait for the budget at once. Made before
+	// the connection is admitted, as Close may come from then on.
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -77,7 +78,6 @@ func (s *Server) serveConn(c *conn) {
 	flow := s.Bandwidth.Open(start, c.source)
 	defer flow.Close()
 	if flow != nil {
-		c.stop = make(chan struct{})
 		w.onClose(c.endPause)
 	}
 	r := s.newReader(c.Conn, sock) // an idle connection holds no buffer: idlebuffer.go

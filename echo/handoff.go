@@ -77,6 +77,9 @@ func (s *Server) Adopt(h Handoff) error {
 		h.Conn = bc.Release()
 	}
 	c := &conn{Conn: h.Conn, prefix: h.Buffered, proc: h.Processor}
+	if s.Bandwidth != nil {
+		c.stop = make(chan struct{})
+	}
 	if h.Remote.IsValid() {
 		c.remote = h.Remote
 	} else if ta, ok := h.Conn.RemoteAddr().(*net.TCPAddr); ok {

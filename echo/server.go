@@ -166,6 +166,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		c := &conn{Conn: nc}
+		if s.Bandwidth != nil {
+			c.stop = make(chan struct{})
+		}
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			c.source = ta.AddrPort().Addr().Unmap()
 		}
