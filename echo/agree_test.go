@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/internal/testkit"
 )
 
@@ -21,6 +22,10 @@ import (
 type scenario struct {
 	name   string
 	config func(*Server)
+	// proxy serves the scenario behind a PROXY protocol listener
+	// (internal/proxied), whose connections reach the event loops through
+	// Adopt.
+	proxy bool
 	// script plays the client's part and describes what it saw in words
 	// that must be the same whichever engine served it: saw.
 	script func(t *testing.T, srv *Server, addr string) string
@@ -81,7 +86,14 @@ func playScenario(t *testing.T, sc scenario, engine string) outcome {
 	if sc.config != nil {
 		sc.config(srv)
 	}
-	addr := serveTCP(t, srv)
+	var addr string
+	if sc.proxy {
+		l := proxied.NewListener(loopbackListener(t), proxied.Config{})
+		serveOn(t, srv, l)
+		addr = l.Addr().String()
+	} else {
+		addr = serveTCP(t, srv)
+	}
 	saw := sc.script(t, srv, addr)
 	waitFor(t, "every connection to end", func() bool { return srv.Stats().Conns == 0 })
 	st := srv.Stats()
@@ -106,6 +118,9 @@ func playScenario(t *testing.T, sc scenario, engine string) outcome {
 	slices.Sort(o.Reasons)
 	return o
 }
+
+// proxyHeader is a PROXY protocol v1 header naming a client.
+const proxyHeader = "PROXY TCP4 192.0.2.1 127.0.0.1 40000 7007\r\n"
 
 // readAll reads c to its end, closes it, and describes what arrived against
 // what was sent, leaving out how the connection ended (a FIN or a reset may
@@ -249,6 +264,42 @@ func agreeScenarios() []scenario {
 			c := dial(t, addr)
 			msg := payload(23, 64<<10)
 			go c.Write(msg)
+			got, err := io.ReadAll(c)
+			c.Close()
+			return fmt.Sprintf("%d bytes back, the first sent: %v, then EOF: %v",
+				len(got), bytes.Equal(got, msg[:min(len(got), len(msg))]), err == nil)
+		},
+		saw:        "1000 bytes back, the first sent: true, then EOF: true",
+		reasons:    []string{"max-session-bytes"},
+		limited:    map[Reason]uint64{ReasonMaxSessionBytes: 1},
+		exactBytes: true, bytes: 1000,
+	}, {
+		name:  "PROXY header with the first bytes",
+		proxy: true,
+		script: func(t *testing.T, _ *Server, addr string) string {
+			c := dial(t, addr)
+			if _, err := io.WriteString(c, proxyHeader+"hello"); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 5)
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Fatal(err)
+			}
+			roundTrip(t, c, []byte(" and more"))
+			c.CloseWrite()
+			return string(got) + "; " + readAll(c, nil)
+		},
+		saw:        "hello; 0 bytes back, the first 0 sent: true",
+		reasons:    []string{"eof"},
+		exactBytes: true, bytes: uint64(len("hello and more")),
+	}, {
+		name:   "PROXY with max-session-bytes",
+		proxy:  true,
+		config: func(s *Server) { s.MaxSessionBytes = 1000 },
+		script: func(t *testing.T, _ *Server, addr string) string {
+			c := dial(t, addr)
+			msg := payload(24, 64<<10)
+			go c.Write(append([]byte(proxyHeader), msg...))
 			got, err := io.ReadAll(c)
 			c.Close()
 			return fmt.Sprintf("%d bytes back, the first sent: %v, then EOF: %v",

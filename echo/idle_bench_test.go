@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +23,7 @@ import (
 )
 
 // idleConns is how many idle connections BenchmarkIdleConnMemory opens.
-const idleConns = 1000
+var idleConns = flag.Int("idle-conns", 1000, "how many idle connections BenchmarkIdleConnMemory opens")
 
 // idleClientsEnv tells this test binary, run as BenchmarkIdleConnMemory's
 // child, to be the clients: "KIND ADDR N CERTFILE".
@@ -30,7 +31,7 @@ const idleClientsEnv = "ECHOD_IDLE_CLIENTS"
 
 // BenchmarkIdleConnMemory measures what an idle connection costs the
 // server after one 32 KiB echo, for each kind of connection and engine: the
-// growth of the heap and of goroutine stacks over idleConns connections,
+// growth of the heap and of goroutine stacks over -idle-conns connections,
 // divided by their number. The clients run in a child process (this test
 // binary, see TestIdleClients), so that what is measured is the server's
 // alone. The iteration count does not matter; run it once:
@@ -67,8 +68,9 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 					}
 				}()
 				heap0, stack0 := memInUse()
+				goroutines0 := runtime.NumGoroutine()
 				cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClients$")
-				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %s", idleClientsEnv, kind, l.Addr(), idleConns, certFile))
+				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %s", idleClientsEnv, kind, l.Addr(), *idleConns, certFile))
 				cmd.Stderr = os.Stderr
 				stdin, err := cmd.StdinPipe()
 				if err != nil {
@@ -91,15 +93,16 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				if lines.Err() != nil {
 					b.Fatal(lines.Err())
 				}
-				for deadline := time.Now().Add(10 * time.Second); srv.Stats().Conns != idleConns; time.Sleep(10 * time.Millisecond) {
+				for deadline := time.Now().Add(10 * time.Second); srv.Stats().Conns != *idleConns; time.Sleep(10 * time.Millisecond) {
 					if time.Now().After(deadline) {
-						b.Fatalf("%d connections open, want %d", srv.Stats().Conns, idleConns)
+						b.Fatalf("%d connections open, want %d", srv.Stats().Conns, *idleConns)
 					}
 				}
 				heap1, stack1 := memInUse()
-				b.ReportMetric(float64(int64(heap1)-int64(heap0))/idleConns, "heap-B/conn")
-				b.ReportMetric(float64(int64(stack1)-int64(stack0))/idleConns, "stack-B/conn")
-				b.ReportMetric(float64(int64(heap1+stack1)-int64(heap0+stack0))/idleConns, "B/conn")
+				b.ReportMetric(float64(runtime.NumGoroutine()-goroutines0)/float64(*idleConns), "goroutines/conn")
+				b.ReportMetric(float64(int64(heap1)-int64(heap0))/float64(*idleConns), "heap-B/conn")
+				b.ReportMetric(float64(int64(stack1)-int64(stack0))/float64(*idleConns), "stack-B/conn")
+				b.ReportMetric(float64(int64(heap1+stack1)-int64(heap0+stack0))/float64(*idleConns), "B/conn")
 				go io.Copy(io.Discard, stdout)
 			})
 		}

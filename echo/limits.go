@@ -189,18 +189,14 @@ func (s *Server) count(r Reason, later bool) {
 	l := &s.limitLog
 	l.mu.Lock()
 	wait := time.Until(l.last.Add(l.interval()))
-	if wait > 0 && !l.stopped {
-		l.timer = time.AfterFunc(wait, s.logLimits)
+	if (wait > 0 || later) && !l.stopped {
+		// An event loop's line is written at once, but by the timer's
+		// goroutine, which Shutdown and Close stop with the others.
+		l.timer = time.AfterFunc(max(wait, 0), s.logLimits)
 		l.mu.Unlock()
 		return
 	}
 	l.mu.Unlock()
-	if later {
-		// Not on an event loop: the line is written on a goroutine of its
-		// own, at once.
-		go s.logLimits()
-		return
-	}
 	s.logLimits()
 }
 

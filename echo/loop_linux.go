@@ -15,9 +15,9 @@ import (
 const eventLoopSupported = true
 
 // eventLoop is the epoll engine (echo/internal/epoll) as the server runs
-// it: the loops do the I/O and the policy's bidding, and hand the ends of
-// their connections to a goroutine of the server's (countEnds), which
-// counts and logs them off the loops.
+// it: the loops do the I/O and the policy's bidding, count each end as it
+// comes without the server's mutex, and hand the ends to log to a
+// goroutine of the server's (countEnds).
 type eventLoop struct {
 	e    *epoll.Engine
 	stop chan struct{} // closed once the loops have stopped
@@ -41,8 +41,13 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 		Admit: func(remote netip.AddrPort) bool {
 			return s.admit(remote.Addr(), nil)
 		},
-		Left: func(remote netip.AddrPort) {
-			s.places.leave(s, remote.Addr().Unmap())
+		Closed: func(end epoll.Ended) bool {
+			s.countEnd(end.Remote.Addr().Unmap(), reasonOf(end.End), true)
+			if s.logsEnds() {
+				return true // countEnds logs it, then calls closed
+			}
+			s.closed()
+			return false
 		},
 		BytesIn:  &s.counts.tcpBytesIn,
 		BytesOut: &s.counts.tcpBytesOut,
@@ -55,8 +60,9 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 	return s.loop, nil
 }
 
-// countEnds counts, logs and gives back the places of the connections the
-// loops ended, until the loops have stopped and their last ends are in.
+// countEnds logs the ends of the connections the loops closed (only when
+// connection ends are logged: Config.Closed counted them already), until
+// the loops have stopped and their last ends are in.
 func (s *Server) countEnds(l *eventLoop) {
 	defer close(l.done)
 	var batch []epoll.Ended
@@ -68,10 +74,11 @@ func (s *Server) countEnds(l *eventLoop) {
 		}
 		batch = l.e.TakeEnded(batch[:0])
 		for _, end := range batch {
-			s.connEnded(nil, end.Remote.String, ended{
-				source: end.Remote.Addr(), in: end.In, out: end.Out, duration: end.Duration,
-				reason: reasonOf(end.End), err: end.Err, left: true,
+			s.logEnd(end.Remote.String, ended{
+				in: end.In, out: end.Out, duration: end.Duration,
+				reason: reasonOf(end.End), err: end.Err,
 			})
+			s.closed()
 		}
 	}
 }

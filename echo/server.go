@@ -366,33 +366,55 @@ type ended struct {
 	duration time.Duration
 	reason   Reason
 	err      error // why, when reason is endFailed: the log names the end by it
-	left     bool  // its place was given back already (the loops do at once)
 }
 
-// connEnded is admit's counterpart for both engines: it counts the limit
-// that ended the connection, logs the end, and gives its place back.
-// remote is called only for the debug log: nothing is formatted otherwise.
+// connEnded is admit's counterpart for the goroutine engine: it counts the
+// end, logs it, and gives its place back. remote is called only for the
+// debug log: nothing is formatted otherwise.
 func (s *Server) connEnded(c *conn, remote func() string, e ended) {
-	s.limited(e.reason)
-	if s.Logger != nil && s.Logger.Enabled(context.Background(), slog.LevelDebug) {
-		reason := e.reason.String()
-		if e.err != nil {
-			// Such as a wrapper's (tls-handshake-timeout).
-			reason = e.err.Error()
-		}
-		s.Logger.Debug("connection closed", "remote", remote(), "bytes_in", e.in, "bytes_out", e.out,
-			"duration", e.duration, "reason", reason)
-	}
+	s.logEnd(remote, e)
 	if c != nil {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}
-	if !e.left {
-		s.places.leave(s, e.source)
-	}
+	s.countEnd(e.source, e.reason, false)
+	s.closed()
+}
+
+// countEnd is what every engine does at once as a connection ends: it
+// counts the reason and gives back the connection's place. On an event
+// loop (later), a summary line this makes due is written by a timer's
+// goroutine.
+func (s *Server) countEnd(source netip.Addr, r Reason, later bool) {
+	s.count(r, later)
+	s.places.leave(s, source)
+}
+
+// closed is the last of a connection's end, once it is logged: Stats no
+// longer counts it, and Shutdown no longer waits for it.
+func (s *Server) closed() {
 	s.served.Add(-1)
 	s.wg.Done()
+}
+
+// logsEnds reports whether connection ends are logged (at debug level).
+func (s *Server) logsEnds() bool {
+	return s.Logger != nil && s.Logger.Enabled(context.Background(), slog.LevelDebug)
+}
+
+// logEnd writes the debug line about a connection's end.
+func (s *Server) logEnd(remote func() string, e ended) {
+	if !s.logsEnds() {
+		return
+	}
+	reason := e.reason.String()
+	if e.err != nil {
+		// Such as a wrapper's (tls-handshake-timeout).
+		reason = e.err.Error()
+	}
+	s.Logger.Debug("connection closed", "remote", remote(), "bytes_in", e.in, "bytes_out", e.out,
+		"duration", e.duration, "reason", reason)
 }
 
 // guardUDP returns the server's UDP guard, made by the first ServeUDP,

@@ -38,12 +38,14 @@ type Config struct {
 	// Admit is called on a loop's goroutine for each accepted connection;
 	// false resets it. It must not block. Nil admits every connection.
 	Admit func(remote netip.AddrPort) bool
-	// Left, if set, is called on a loop's goroutine as soon as an admitted
-	// or adopted connection is closed, before its end is handed over (see
-	// Ended): it gives back the connection's place under the limits at
-	// once, so that a client that reconnects at once is not refused. It
-	// must not block.
-	Left func(remote netip.AddrPort)
+	// Closed, which must be set, is called on a loop's goroutine as each
+	// admitted or adopted connection is closed: it counts the end and
+	// gives back the connection's place under the limits at once, so that
+	// a client that reconnects at once is not refused. It must not block,
+	// log or wait for a lock held longer than it takes to count. It
+	// reports whether the owner wants the end handed over (to log it):
+	// then it comes through TakeEnded.
+	Closed func(Ended) (handOver bool)
 	// Bandwidth, if set, paces each connection's output: one is read
 	// about as fast as its budget allows it to be sent, and what takes it
 	// past its budget waits, with the connection unread, until it may go.
@@ -72,15 +74,15 @@ type Engine struct {
 }
 
 // endQueue carries the ends of connections from the loops to the engine's
-// owner, which counts and logs them off the loops.
+// owner, which logs them off the loops.
 type endQueue struct {
 	mu    sync.Mutex
 	ends  []Ended
 	ready chan struct{} // holds a token while ends is not empty
 }
 
-// Ended is ready to receive when TakeEnded has ends to return. The loops
-// never wait for them to be taken.
+// Ended is ready to receive when TakeEnded has ends to return: those
+// Config.Closed asked for. The loops never wait for them to be taken.
 func (e *Engine) Ended() <-chan struct{} { return e.ends.ready }
 
 // TakeEnded appends the ends reported since the last call to dst.
@@ -108,8 +110,8 @@ func (q *endQueue) hand(batch []Ended) {
 // Adopt serves fd, a connected TCP socket the engine owns from now on, in
 // one of its loops as if accepted from remote and admitted: buffered (which
 // the engine keeps) first, as if just read, then what arrives, through proc
-// unless it is nil. Its end comes back through TakeEnded like any other,
-// also if the engine has stopped.
+// unless it is nil. Its end is reported like any other, also if the engine
+// has stopped.
 func (e *Engine) Adopt(fd int, remote netip.AddrPort, buffered []byte, proc Processor) {
 	l := e.loops[int(e.next.Add(1))%len(e.loops)]
 	l.command(op{conn: &conn{fd: int32(fd), remote: remote, proc: proc}, buffered: buffered})
@@ -142,13 +144,6 @@ func Start(cfg Config) (*Engine, error) {
 		e.wg.Go(l.run)
 	}
 	return e, nil
-}
-
-// left tells the owner a connection's place is free.
-func (e *Engine) left(remote netip.AddrPort) {
-	if e.cfg.Left != nil {
-		e.cfg.Left(remote)
-	}
 }
 
 // now returns the engine's monotonic clock.

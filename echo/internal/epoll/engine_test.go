@@ -37,6 +37,7 @@ func start(t *testing.T, cfg Config) *engine {
 	e := &engine{ended: make(chan Ended, 16)}
 	cfg.Loops = 2
 	cfg.BytesIn, cfg.BytesOut = &e.in, &e.out
+	cfg.Closed = func(Ended) bool { return true }
 	var err error
 	if e.Engine, err = Start(cfg); err != nil {
 		t.Fatal(err)

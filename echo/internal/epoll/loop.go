@@ -38,7 +38,7 @@ type loop struct {
 	finishing                  int
 	saidGoodbye                bool // Engine.SayGoodbye was carried out
 
-	ended   []Ended // this turn's ends, handed to the owner after it
+	ended   []Ended // this turn's ends to hand to the owner after it
 	scratch []byte  // processors' output, reused
 
 	conns  []*conn // by descriptor; nil where the loop has none
@@ -104,8 +104,9 @@ func (l *loop) command(op op) {
 		switch {
 		case op.conn != nil:
 			closeFD(int(op.conn.fd))
-			l.e.left(op.conn.remote)
-			l.e.ends.hand([]Ended{{Remote: op.conn.remote, End: session.Closed}})
+			if end := (Ended{Remote: op.conn.remote, End: session.Closed}); l.e.cfg.Closed(end) {
+				l.e.ends.hand([]Ended{end})
+			}
 		case op.add:
 			op.ln.release()
 		}
@@ -201,8 +202,8 @@ func (l *loop) run() {
 	}
 }
 
-// handEnds gives this turn's ends to the engine's owner: the loop neither
-// counts nor logs them itself, and never waits for whoever does.
+// handEnds gives this turn's ends that the owner asked for to it: the loop
+// never logs them itself, and never waits for whoever does.
 func (l *loop) handEnds() {
 	if len(l.ended) > 0 {
 		l.e.ends.hand(l.ended)
@@ -350,7 +351,6 @@ func (l *loop) close(c *conn, io session.End, err error) {
 func (l *loop) report(c *conn, io session.End, err error) {
 	closeFD(int(c.fd))
 	c.flow.Close()
-	l.e.left(c.remote)
 	if c.st.Finishing() {
 		l.finishing--
 	}
@@ -358,8 +358,11 @@ func (l *loop) report(c *conn, io session.End, err error) {
 	if end != session.Failed {
 		err = nil
 	}
-	l.ended = append(l.ended, Ended{Remote: c.remote, In: c.st.In(), Out: c.st.Out(),
-		Duration: c.st.Duration(l.now), End: end, Err: err})
+	e := Ended{Remote: c.remote, In: c.st.In(), Out: c.st.Out(),
+		Duration: c.st.Duration(l.now), End: end, Err: err}
+	if l.e.cfg.Closed(e) {
+		l.ended = append(l.ended, e)
+	}
 }
 
 // sweep applies the time limits to every connection, every nanoseconds

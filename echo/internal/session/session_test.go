@@ -1,6 +1,7 @@
 package session
 
 import (
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,15 +17,21 @@ func (c clock) since() string { return time.Since(c.epoch).String() }
 
 // watch drives s under p as the goroutine engine's watchdog does, checking
 // at p.Next, until Due says to close or stop; it returns the action and
-// when it came.
-func watch(p *Policy, s *State, c clock, goodbye bool) (Action, time.Duration) {
+// when it came. mu guards s, which a client goroutine may be moving bytes
+// on.
+func watch(p *Policy, s *State, mu *sync.Mutex, c clock, goodbye bool) (Action, time.Duration) {
 	for {
+		mu.Lock()
 		next := p.Next(s, c.now())
+		mu.Unlock()
 		if next <= 0 {
 			return Continue, 0
 		}
 		time.Sleep(next)
-		if a := p.Due(s, c.now(), goodbye); a != Continue {
+		mu.Lock()
+		a := p.Due(s, c.now(), goodbye)
+		mu.Unlock()
+		if a != Continue {
 			return a, time.Duration(c.now())
 		}
 	}
@@ -35,16 +42,22 @@ func TestIdleEndsASessionWithoutProgress(t *testing.T) {
 		p := New(Limits{Idle: time.Second})
 		c := newClock()
 		s := p.Start(c.now())
+		var mu sync.Mutex
 		// A client that sends every 300 ms is never idle.
+		done := make(chan struct{})
 		go func() {
+			defer close(done)
 			for range 10 {
 				time.Sleep(300 * time.Millisecond)
+				mu.Lock()
 				p.Read(&s, 10, c.now())
 				p.Wrote(&s, 10, c.now())
 				p.Unsent(&s, 0, c.now())
+				mu.Unlock()
 			}
 		}()
-		a, at := watch(p, &s, c, false)
+		a, at := watch(p, &s, &mu, c, false)
+		<-done
 		if a != Close {
 			t.Fatalf("Due = %v, want Close", a)
 		}
@@ -112,15 +125,18 @@ func TestDurationEndsEvenABusySession(t *testing.T) {
 		p := New(Limits{Idle: time.Second, Duration: 3 * time.Second})
 		c := newClock()
 		s := p.Start(c.now())
+		var mu sync.Mutex
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			for range 40 {
 				time.Sleep(100 * time.Millisecond)
+				mu.Lock()
 				p.Read(&s, 1, c.now())
+				mu.Unlock()
 			}
 		}()
-		a, at := watch(p, &s, c, false)
+		a, at := watch(p, &s, &mu, c, false)
 		if a != Close || at != 3*time.Second {
 			t.Fatalf("Due = %v at %v, want Close at exactly 3s", a, at)
 		}
@@ -154,7 +170,7 @@ func TestTheByteCapFinishesThenLingers(t *testing.T) {
 			t.Fatalf("after Finish: Finishing %v, AtCap %v; want true, false", s.Finishing(), p.AtCap(&s))
 		}
 		// The client takes nothing: the linger, not the idle time, ends it.
-		a, at := watch(p, &s, c, false)
+		a, at := watch(p, &s, new(sync.Mutex), c, false)
 		if a != Close || at < 2*time.Second || at > 2*time.Second+2*time.Second/8 {
 			t.Fatalf("Due = %v at %v, want Close an eighth or less after the 2s linger", a, at)
 		}
@@ -191,7 +207,7 @@ func TestATimeLimitAsksAProcessorToSayGoodbye(t *testing.T) {
 		p := New(Limits{Idle: time.Second, Linger: 2 * time.Second})
 		c := newClock()
 		s := p.Start(c.now())
-		a, at := watch(p, &s, c, true)
+		a, at := watch(p, &s, new(sync.Mutex), c, true)
 		if a != Stop || at < time.Second || at > time.Second+time.Second/8 {
 			t.Fatalf("Due = %v at %v, want Stop once idle", a, at)
 		}
@@ -201,7 +217,7 @@ func TestATimeLimitAsksAProcessorToSayGoodbye(t *testing.T) {
 		// The goodbye is written and taken; then nothing.
 		p.Wrote(&s, 4, c.now())
 		p.Unsent(&s, 0, c.now())
-		a, at = watch(p, &s, c, true)
+		a, at = watch(p, &s, new(sync.Mutex), c, true)
 		if a != Close || at < 3*time.Second {
 			t.Fatalf("Due = %v at %v, want Close after the linger", a, at)
 		}
