@@ -123,3 +123,49 @@ func engines() []string {
 	}
 	return []string{"goroutine"}
 }
+
+// TestEgressBudgetSpentRefusesEverySession: once the egress budget is
+// spent, every transport refuses new sessions and says why where it can: a
+// TCP connection is reset, an HTTP request and a WebSocket upgrade get 503
+// with the reason, a datagram goes unanswered; the log and /metrics say so.
+func TestEgressBudgetSpentRefusesEverySession(t *testing.T) {
+	byProto, log := startServeAll(t, 4, "-listen", "127.0.0.1:0", "-udp", "-http-listen", "127.0.0.1:0",
+		"-admin", "127.0.0.1:0", "-egress-budget", "100KB/1h")
+	tcp, udp, web, admin := byProto["tcp"][0], byProto["udp"][0], byProto["http"][0], byProto["http"][1]
+
+	c := testkit.Dial(t, tcp)
+	echoOn(t, c, strings.Repeat("x", 100e3))
+	testkit.WaitFor(t, "the log to say the budget is spent", func() bool {
+		return strings.Contains(log.String(), "egress budget spent")
+	})
+
+	if !refused(tcp) {
+		t.Error("a TCP connection was served once the budget was spent")
+	}
+	code, body := testkit.Get(t, "http://"+web+"/")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "egress budget of 100KB/1h0m0s spent") {
+		t.Errorf("GET once spent: %d %q; want 503 naming the budget", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	if _, resp, err := websocket.Dial(ctx, "ws://"+web+"/", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}}); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("WebSocket upgrade once spent: %v; want 503", err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ua, _ := net.ResolveUDPAddr("udp", udp)
+	pc.WriteTo([]byte("anyone?"), ua)
+	m := waitMetric(t, admin, "the dropped datagram", func(m map[string]float64) bool {
+		return m[`echod_rejected_total{reason="egress-budget"}`] >= 2
+	})
+	if m["echod_egress_stage"] != 2 || m["echod_egress_used_bytes"] < 100e3 {
+		t.Errorf("stage %v, used %v; want 2 (spent) and 100 KB or more", m["echod_egress_stage"], m["echod_egress_used_bytes"])
+	}
+	// The open session goes on, slowly.
+	echoOn(t, c, "still here")
+}
