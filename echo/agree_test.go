@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/bandwidth"
+	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/internal/testkit"
 )
 

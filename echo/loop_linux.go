@@ -178,7 +178,7 @@ func (s *Server) adoptLoop(tc *net.TCPConn, c *conn) error {
 		return fmt.Errorf("adopt: %w", err)
 	}
 	fd, dupErr := -1, error(nil)
-	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
+	if err = rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
 		err = dupErr
 	}
 	if err != nil {
