@@ -100,6 +100,10 @@ func (s *Server) serveConn(c *conn) {
 			data, err = r.read(w.readLimit(limit))
 		}
 		if len(data) > 0 {
+			var last int64
+			if c.proc != nil {
+				last = w.last()
+			}
 			atCap := w.read(len(data))
 			s.counts.tcpBytesIn.Add(uint64(len(data)))
 			// Write back the bytes read, never the whole buffer: the
@@ -116,6 +120,9 @@ func (s *Server) serveConn(c *conn) {
 			}
 			n, werr := w.write(c.Conn, reply)
 			s.counts.tcpBytesOut.Add(uint64(n))
+			if c.proc != nil && quiet(c.proc) {
+				w.quiet(last)
+			}
 			switch {
 			case werr != nil:
 				err = werr

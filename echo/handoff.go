@@ -36,6 +36,11 @@ type Handoff struct {
 // read-to-write path, such as a WebSocket frame echo. The server calls it
 // from one goroutine at a time, never blocked on the network: whatever it
 // appends is written (and backpressure applied) by the engine.
+//
+// A Processor may also have a method Quiet() bool, asked after each
+// Process: true says that what it consumed and wrote back was keep-alive
+// traffic only (WebSocket pings and pongs), which IdleTimeout does not
+// count as progress.
 type Processor interface {
 	// Process consumes in, bytes just read from the client, and returns
 	// out with what to write back appended. in is only valid during the
@@ -53,6 +58,12 @@ type Processor interface {
 	Stop(out []byte) []byte
 }
 
+// quiet reports whether p says its last Process moved keep-alives only.
+func quiet(p Processor) bool {
+	q, ok := p.(interface{ Quiet() bool })
+	return ok && q.Quiet()
+}
+
 // ErrRefused is returned by Adopt for a connection over MaxConns or
 // MaxConnsPerIP; the refusal is counted in Stats under its Reason.
 var ErrRefused = errors.New("echo: connection refused by a limit")
@@ -66,6 +77,9 @@ var ErrRefused = errors.New("echo: connection refused by a limit")
 // connection) when a limit refuses it, and ErrServerClosed after Shutdown
 // or Close (having closed it).
 func (s *Server) Adopt(h Handoff) error {
+	if h.Conn == nil {
+		return errors.New("echo: Adopt: no connection in the Handoff")
+	}
 	engine, err := s.engine()
 	if err != nil {
 		h.Conn.Close()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -232,5 +233,53 @@ func TestProxyConnectionsIdleWithoutAGoroutine(t *testing.T) {
 	waitFor(t, "the connections to be served", func() bool { return srv.Stats().Conns == n+1 })
 	if after := runtime.NumGoroutine(); after-before >= n {
 		t.Fatalf("%d goroutines for %d idle PROXY connections, %d before them", after, n, before)
+	}
+}
+
+// pinger echoes, and says input of "ping"s only was a keep-alive.
+type pinger struct{ quiet bool }
+
+func (p *pinger) Process(out, in []byte) ([]byte, bool) {
+	p.quiet = len(in) > 0 && len(bytes.ReplaceAll(in, []byte("ping"), nil)) == 0
+	return append(out, in...), false
+}
+
+func (*pinger) Stop(out []byte) []byte { return out }
+func (p *pinger) Quiet() bool          { return p.quiet }
+
+func TestAProcessorsKeepAlivesAreNoProgress(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine, IdleTimeout: 400 * time.Millisecond}
+		addr, _ := adoptFrom(t, srv, 4, func() Processor { return &pinger{} })
+		c := dial(t, addr)
+		c.Write([]byte("HDR:real data"))
+		if _, err := io.ReadFull(c, make([]byte, len("real data"))); err != nil {
+			t.Fatal(err)
+		}
+		// Pings every 50 ms, echoed, yet idle: the timeout ends it.
+		start := time.Now()
+		for time.Since(start) < 5*time.Second {
+			if _, err := c.Write([]byte("ping")); err != nil {
+				break
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond) // the client's pace, not synchronisation
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("pings kept the session echoing for %v", d)
+		}
+		c.Close()
+		waitFor(t, "the idle end to count", func() bool { return srv.Stats().Limited[ReasonIdleTimeout] == 1 })
+	})
+}
+
+func TestAdoptWithoutAConnectionIsAnError(t *testing.T) {
+	srv := &Server{}
+	defer srv.Close()
+	if err := srv.Adopt(Handoff{}); err == nil || !strings.Contains(err.Error(), "no connection") {
+		t.Fatalf("Adopt(Handoff{}) = %v, want an error naming the missing connection", err)
 	}
 }

@@ -208,7 +208,6 @@ func (s *Server) limitedLater(r Reason) { s.count(r, true) }
 func (s *Server) logLimits() {
 	l := &s.limitLog
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	// Cleared first: a count added after this schedules the next line.
 	l.pending.Store(false)
 	if l.timer != nil {
@@ -224,12 +223,14 @@ func (s *Server) logLimits() {
 		}
 	}
 	if len(attrs) == 0 || s.Logger == nil {
+		l.mu.Unlock()
 		return
 	}
 	l.last = time.Now()
-	s.Logger.Info("limits applied",
-		slog.Group("count", attrs...),
-		"next_summary_in", l.interval())
+	every := l.interval()
+	// Written outside the lock, which an event loop may take to count.
+	l.mu.Unlock()
+	s.Logger.Info("limits applied", slog.Group("count", attrs...), "next_summary_in", every)
 }
 
 func (l *limitLog) interval() time.Duration {

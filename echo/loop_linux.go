@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/echod/echod/echo/internal/epoll"
@@ -151,9 +152,9 @@ func (s *Server) serveLoop(ctx context.Context, tl *net.TCPListener) error {
 	return err
 }
 
-// dupSocket returns a duplicate of tl's socket, close-on-exec.
-func dupSocket(tl *net.TCPListener) (int, error) {
-	rc, err := tl.SyscallConn()
+// dupSocket returns a duplicate of a socket, close-on-exec.
+func dupSocket(sc syscall.Conn) (int, error) {
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return -1, err
 	}
@@ -172,15 +173,7 @@ func (s *Server) adoptLoop(tc *net.TCPConn, c *conn) error {
 		tc.Close()
 		return err
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		tc.Close()
-		return fmt.Errorf("adopt: %w", err)
-	}
-	fd, dupErr := -1, error(nil)
-	if err = rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
-		err = dupErr
-	}
+	fd, err := dupSocket(tc)
 	if err != nil {
 		tc.Close()
 		return fmt.Errorf("adopt: duplicate socket: %w", err)

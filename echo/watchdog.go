@@ -137,6 +137,20 @@ func (w *watchdog) read(n int) bool {
 	return w.p.Read(&w.st, n, w.now())
 }
 
+// last returns when the session last made progress.
+func (w *watchdog) last() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.st.Last()
+}
+
+// quiet takes back the progress since last: keep-alives only.
+func (w *watchdog) quiet(last int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.p.Quiet(&w.st, last)
+}
+
 // finish starts the end of the session for why (its byte cap, or its
 // processor's end): the echo was written; see discardAfterLimit.
 func (w *watchdog) finish(why session.End) {

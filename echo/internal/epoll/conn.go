@@ -33,7 +33,8 @@ type conn struct {
 	resumeAt int64
 }
 
-// Processor turns a connection's input into its output (echo.Processor).
+// Processor turns a connection's input into its output (echo.Processor,
+// whose optional Quiet the loop asks too).
 type Processor interface {
 	Process(out, in []byte) ([]byte, bool)
 	Stop(out []byte) []byte
@@ -75,19 +76,25 @@ func (l *loop) handle(c *conn, events uint32) {
 		l.readNothing(c, err, events)
 		return
 	}
+	last := c.st.Last()
 	l.received(c, n)
-	l.serve(c, buf[:n])
+	l.serve(c, buf[:n], last)
 }
 
 // serve writes back what was read, or what c's processor makes of it, and
 // finishes c once that is sent if the policy or the processor says so.
-func (l *loop) serve(c *conn, data []byte) {
+// last is when c made progress before data was read.
+func (l *loop) serve(c *conn, data []byte, last int64) {
 	out := data
+	quiet := false
 	if c.proc != nil {
 		var end bool
 		out, end = c.proc.Process(l.scratch[:0], data)
 		l.scratch = out[:0]
 		c.endAfter = c.endAfter || end
+		if q, ok := c.proc.(interface{ Quiet() bool }); ok {
+			quiet = q.Quiet()
+		}
 	}
 	if c.flow != nil && len(out) > 0 {
 		if l.spent(c, len(out)) {
@@ -97,6 +104,9 @@ func (l *loop) serve(c *conn, data []byte) {
 	}
 	if len(out) > 0 && !l.write(c, out) {
 		return
+	}
+	if quiet {
+		l.e.policy.Quiet(&c.st, last)
 	}
 	if c.tail == nil {
 		l.sentAll(c)

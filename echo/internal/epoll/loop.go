@@ -299,8 +299,9 @@ func (l *loop) adopt(c *conn, buffered []byte) {
 		return
 	}
 	if n := l.e.policy.ReadLimit(&c.st, len(buffered)); n > 0 {
+		last := c.st.Last()
 		l.received(c, n)
-		l.serve(c, buffered[:n])
+		l.serve(c, buffered[:n], last)
 	}
 }
 

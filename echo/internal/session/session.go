@@ -68,6 +68,9 @@ type State struct {
 func (s *State) In() int64  { return s.in }
 func (s *State) Out() int64 { return s.out }
 
+// Last returns when the session last made progress.
+func (s *State) Last() int64 { return s.last }
+
 // Duration returns how long the session has been open at now.
 func (s *State) Duration(now int64) time.Duration { return time.Duration(now - s.start) }
 
@@ -143,6 +146,13 @@ func (p *Policy) Wrote(s *State, n int, now int64) {
 func (p *Policy) Progress(s *State, now int64) {
 	s.last = now
 	s.unsent = -1
+}
+
+// Quiet takes back the progress recorded since last (what Last returned
+// before): traffic that does not count, such as a processor's keep-alives
+// (WebSocket pings and their pongs). The bytes stay counted.
+func (p *Policy) Quiet(s *State, last int64) {
+	s.last = min(s.last, last)
 }
 
 // Finish ends the session for why (MaxBytes at the cap, Done when its

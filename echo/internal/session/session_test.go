@@ -227,6 +227,29 @@ func TestATimeLimitAsksAProcessorToSayGoodbye(t *testing.T) {
 	})
 }
 
+func TestQuietTrafficIsNoProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := New(Limits{Idle: time.Second})
+		c := newClock()
+		s := p.Start(c.now())
+		// A keep-alive every 200 ms, read and answered, taken back.
+		for range 4 {
+			time.Sleep(200 * time.Millisecond)
+			last := s.Last()
+			p.Read(&s, 4, c.now())
+			p.Wrote(&s, 4, c.now())
+			p.Quiet(&s, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if a := p.Due(&s, c.now(), false); a != Close || p.Ended(&s, Open) != IdleTimeout {
+			t.Fatalf("Due = %v after a second of keep-alives only, want Close for IdleTimeout", a)
+		}
+		if s.In() != 16 || s.Out() != 16 {
+			t.Fatalf("counted %d in, %d out; the keep-alives' bytes count as bytes", s.In(), s.Out())
+		}
+	})
+}
+
 func TestEndsOfTheIO(t *testing.T) {
 	p := New(Limits{})
 	for _, io := range []End{EOF, Reset, Closed, Failed} {
