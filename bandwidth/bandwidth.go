@@ -7,6 +7,7 @@
 package bandwidth
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -48,8 +49,8 @@ type Config struct {
 	// MaxAddrs bounds how many addresses' buckets are kept at once; zero
 	// means DefaultMaxAddrs.
 	MaxAddrs int
-	// Logger receives a line when the egress budget's stage changes. Nil
-	// discards.
+	// Logger receives, from Run, a line when the egress budget's stage
+	// changes. Nil discards.
 	Logger *slog.Logger
 }
 
@@ -105,6 +106,24 @@ func New(now time.Time, cfg Config) (*Limiter, error) {
 		l.egress = newEgress(cfg.Egress, cfg.Logger, now)
 	}
 	return l, nil
+}
+
+// Run logs the egress budget's changes of stage as they happen, until ctx
+// ends: the connections that cause them never write a log line themselves
+// (an event loop must not block on one). Without Run they are not logged;
+// /metrics shows them all the same.
+func (l *Limiter) Run(ctx context.Context) {
+	if l == nil || l.egress == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.egress.changed:
+			l.egress.logChanges()
+		}
+	}
 }
 
 // Config returns what l limits; the zero Config for a nil l.

@@ -2,6 +2,7 @@ package bandwidth
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -247,6 +248,9 @@ func TestEgressBudget(t *testing.T) {
 		var log bytes.Buffer
 		budget := Budget{Bytes: 10e6, Period: time.Hour}
 		l := newLimiter(t, Config{Egress: budget, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go l.Run(ctx)
 		f := l.Open(time.Now(), netip.MustParseAddr("192.0.2.1"))
 		defer f.Close()
 		addr := netip.MustParseAddr("192.0.2.9")
@@ -266,6 +270,7 @@ func TestEgressBudget(t *testing.T) {
 		if st := l.Stats(time.Now()); st.Stage != StageSlow {
 			t.Fatalf("at 91%%: stage %v, want slow", st.Stage)
 		}
+		synctest.Wait() // for Run to write its line
 		if !strings.Contains(log.String(), "egress budget nearly spent") {
 			t.Errorf("no log line on slowing down: %q", log.String())
 		}
@@ -285,6 +290,7 @@ func TestEgressBudget(t *testing.T) {
 		if l.Datagram(time.Now(), addr, 10) {
 			t.Error("a datagram was answered once the budget was spent")
 		}
+		synctest.Wait() // for Run to write its line
 		if !strings.Contains(log.String(), "egress budget spent") {
 			t.Errorf("no log line on the budget spent: %q", log.String())
 		}
@@ -299,6 +305,7 @@ func TestEgressBudget(t *testing.T) {
 		if !l.Datagram(time.Now(), addr, 10) {
 			t.Error("a datagram was dropped once the period renewed")
 		}
+		synctest.Wait() // for Run to write its line
 		if !strings.Contains(log.String(), "egress budget renewed") {
 			t.Errorf("no log line on renewal: %q", log.String())
 		}

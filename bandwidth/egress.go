@@ -53,19 +53,25 @@ type egress struct {
 	stage atomic.Uint32 // a Stage
 	slow  bucket        // from StageSlow on
 
-	mu sync.Mutex // orders changes of stage and period, and their lines
+	mu sync.Mutex // orders changes of stage and period
+
+	changed     chan struct{} // a token when there is something for Run to log
+	loggedStage Stage         // as of the last lines Run wrote, under mu
+	loggedEnd   int64         // the period they were about, under mu
 }
 
 func newEgress(b Budget, log *slog.Logger, epoch time.Time) *egress {
 	e := &egress{
-		budget: b,
-		slowAt: int64(SlowAt * float64(b.Bytes)),
-		period: int64(b.Period),
-		pace:   newPace(b.Rate()),
-		log:    log,
-		epoch:  epoch,
+		budget:  b,
+		slowAt:  int64(SlowAt * float64(b.Bytes)),
+		period:  int64(b.Period),
+		pace:    newPace(b.Rate()),
+		log:     log,
+		epoch:   epoch,
+		changed: make(chan struct{}, 1),
 	}
 	e.end.Store(e.period)
+	e.loggedEnd = e.period
 	return e
 }
 
@@ -125,7 +131,7 @@ func (e *egress) stageOf(used int64) Stage {
 	return StageNormal
 }
 
-// enter moves to stage st, if it is further on, and says so in the log.
+// enter moves to stage st, if it is further on, and tells Run.
 func (e *egress) enter(st Stage, now int64) Stage {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -134,17 +140,11 @@ func (e *egress) enter(st Stage, now int64) Stage {
 		return cur
 	}
 	e.stage.Store(uint32(st))
-	renews := e.epoch.Add(time.Duration(e.end.Load())).Round(time.Second)
-	switch st {
-	case StageSlow:
+	if st == StageSlow {
 		// From now on the slow bucket starts full.
 		e.slow.tat.Store(now)
-		e.log.Warn("egress budget nearly spent: all echo slowed to the budget's average rate",
-			"used", FormatSize(e.used.Load()), "budget", e.budget.String(), "rate", e.budget.Rate().String(), "renews", renews)
-	case StageSpent:
-		e.log.Warn("egress budget spent: new sessions refused until it renews; open ones go on slowly",
-			"used", FormatSize(e.used.Load()), "budget", e.budget.String(), "renews", renews)
 	}
+	e.notify()
 	return st
 }
 
@@ -159,6 +159,42 @@ func (e *egress) renew(now int64) {
 	e.end.Store(end + ((now-end)/e.period+1)*e.period)
 	e.used.Store(0)
 	if Stage(e.stage.Swap(uint32(StageNormal))) != StageNormal {
+		e.notify()
+	}
+}
+
+// notify wakes Run, without waiting: the engines' event loops change
+// stages, and must neither log nor block.
+func (e *egress) notify() {
+	select {
+	case e.changed <- struct{}{}:
+	default:
+	}
+}
+
+// logChanges logs what changed since the last call: a renewal, and the
+// stages entered since.
+func (e *egress) logChanges() {
+	e.mu.Lock()
+	st, end, used := Stage(e.stage.Load()), e.end.Load(), e.used.Load()
+	renewed := end != e.loggedEnd && e.loggedStage != StageNormal
+	from := e.loggedStage
+	if end != e.loggedEnd {
+		from = StageNormal
+	}
+	e.loggedStage, e.loggedEnd = st, end
+	e.mu.Unlock()
+
+	renews := e.epoch.Add(time.Duration(end)).Round(time.Second)
+	if renewed {
 		e.log.Info("egress budget renewed: echo at full speed again", "budget", e.budget.String())
+	}
+	if from < StageSlow && st >= StageSlow {
+		e.log.Warn("egress budget nearly spent: all echo slowed to the budget's average rate",
+			"used", FormatSize(used), "budget", e.budget.String(), "rate", e.budget.Rate().String(), "renews", renews)
+	}
+	if from < StageSpent && st == StageSpent {
+		e.log.Warn("egress budget spent: new sessions refused until it renews; open ones go on slowly",
+			"used", FormatSize(used), "budget", e.budget.String(), "renews", renews)
 	}
 }

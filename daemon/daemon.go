@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -253,6 +254,13 @@ func (d *daemon) run(ctx context.Context) error {
 		g.Go(func() error { return ignoreClosed(ep.serve()) })
 	}
 	adm := d.startAdmin(g)
+	// The bandwidth budgets' log lines, written here rather than by the
+	// connections (an event loop must not block on one), until Run ends.
+	budgetLog, stopBudgetLog := context.WithCancel(context.Background())
+	var logging sync.WaitGroup
+	logging.Go(func() { d.bandwidth.Run(budgetLog) })
+	defer logging.Wait()
+	defer stopBudgetLog()
 
 	for {
 		select {
