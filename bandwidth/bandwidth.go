@@ -1,9 +1,11 @@
 // Package bandwidth holds echo to budgets of bytes per second, per
 // connection and per client address, and to a total egress budget per
-// period, so that a public echo server cannot run up its owner's bill. It
-// does no I/O and never sleeps: a Flow answers how many bytes may go now and
-// how long to wait for more, and the engines pause reading for that long, so
-// that a client meets TCP backpressure and nothing is lost.
+// period, so that a public echo server cannot run up its owner's bill. Its
+// core does no I/O and never sleeps: a Flow answers how many bytes to read
+// and how long to wait before sending them, and the engines pause for that
+// long, reading nothing, so that a client meets TCP backpressure and
+// nothing is lost. Conn does the same for servers that write through a
+// net.Conn (net/http): its Write waits.
 package bandwidth
 
 import (
