@@ -139,13 +139,15 @@ func (l *Limiter) Config() Config {
 // clock is now on l's clock.
 func (l *Limiter) clock(now time.Time) int64 { return int64(now.Sub(l.epoch)) }
 
-// ErrBudgetSpent is what Admit returns once the egress budget is spent.
-type ErrBudgetSpent struct {
+// BudgetSpentError is what Admit returns once the egress budget is spent:
+// it names the budget and when it renews.
+type BudgetSpentError struct {
 	Budget Budget
 	Renews time.Time // when the next period starts
 }
 
-func (e *ErrBudgetSpent) Error() string {
+// Error says the budget is spent, and until when new sessions are refused.
+func (e *BudgetSpentError) Error() string {
 	return fmt.Sprintf("egress budget of %s spent: new sessions refused until %s", e.Budget, e.Renews.UTC().Format(time.RFC3339))
 }
 
@@ -155,7 +157,7 @@ func (l *Limiter) Admit(now time.Time) error {
 	if !l.Spent(now) {
 		return nil
 	}
-	return &ErrBudgetSpent{Budget: l.cfg.Egress, Renews: l.epoch.Add(time.Duration(l.egress.end.Load()))}
+	return &BudgetSpentError{Budget: l.cfg.Egress, Renews: l.epoch.Add(time.Duration(l.egress.end.Load()))}
 }
 
 // Spent reports whether the egress budget is spent at now; see Admit.

@@ -283,9 +283,9 @@ func TestEgressBudget(t *testing.T) {
 		// Spent: new sessions and datagrams are refused, with the reason.
 		f.Spend(time.Now(), 1e6)
 		err := l.Admit(time.Now())
-		var spent *ErrBudgetSpent
+		var spent *BudgetSpentError
 		if !errors.As(err, &spent) || !strings.Contains(err.Error(), "egress budget of 10MB/1h0m0s spent") {
-			t.Fatalf("Admit once spent = %v, want ErrBudgetSpent", err)
+			t.Fatalf("Admit once spent = %v, want BudgetSpentError", err)
 		}
 		if l.Datagram(time.Now(), addr, 10) {
 			t.Error("a datagram was answered once the budget was spent")

@@ -28,6 +28,7 @@ const (
 // SlowAt is the share of the budget past which echo slows down.
 const SlowAt = 0.9
 
+// String names the stage: normal, slow or spent.
 func (s Stage) String() string {
 	switch s {
 	case StageNormal:

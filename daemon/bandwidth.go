@@ -42,7 +42,7 @@ type budgetHandler struct {
 
 func (h budgetHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := h.lim.Admit(time.Now())
-	var spent *bandwidth.ErrBudgetSpent
+	var spent *bandwidth.BudgetSpentError
 	if errors.As(err, &spent) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(spent.Renews).Seconds()+1)))
 		http.Error(w, "echod: "+err.Error(), http.StatusServiceUnavailable)
