@@ -114,7 +114,7 @@ func (q *endQueue) hand(batch []Ended) {
 // has stopped.
 func (e *Engine) Adopt(fd int, remote netip.AddrPort, buffered []byte, proc Processor) {
 	l := e.loops[int(e.next.Add(1))%len(e.loops)]
-	l.command(op{conn: &conn{fd: int32(fd), remote: remote, proc: proc}, buffered: buffered})
+	l.command(op{conn: &conn{fd: int32(fd), remote: packAddr(remote), proc: proc}, buffered: buffered})
 }
 
 // Start creates the loops and starts their goroutines.

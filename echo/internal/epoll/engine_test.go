@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/echod/echod/echo/internal/session"
 	"github.com/echod/echod/internal/pattern"
@@ -264,6 +265,23 @@ func TestStopEndsEverything(t *testing.T) {
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
 		t.Errorf("Listen after Stop left its socket open (%v)", err)
+	}
+}
+
+func TestAnIdleConnectionIs112Bytes(t *testing.T) {
+	// Its allocation class: at 113 bytes, it would take 128.
+	if n := unsafe.Sizeof(conn{}); n > 112 {
+		t.Errorf("conn is %d bytes, more than 112", n)
+	}
+	for _, s := range []string{"192.0.2.1:40000", "[2001:db8::1]:7", "[::ffff:192.0.2.1]:1"} {
+		ap := netip.MustParseAddrPort(s)
+		want := netip.AddrPortFrom(ap.Addr().WithZone(""), ap.Port())
+		if ap.Addr().Is4In6() {
+			want = netip.AddrPortFrom(ap.Addr(), ap.Port()) // kept as given
+		}
+		if got := packAddr(ap).addrPort(); got != want {
+			t.Errorf("packAddr(%v).addrPort() = %v", ap, got)
+		}
 	}
 }
 

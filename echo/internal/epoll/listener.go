@@ -149,7 +149,7 @@ func (l *loop) accept(i int, ll *loopListener) {
 			resetFD(fd)
 			continue
 		}
-		l.register(&conn{fd: int32(fd), remote: remote})
+		l.register(&conn{fd: int32(fd), remote: packAddr(remote)})
 	}
 }
 

@@ -48,6 +48,7 @@ type loop struct {
 	events [maxEvents]unix.EpollEvent
 
 	listeners []*loopListener
+	budgets   []budget            // by descriptor, with Config.Bandwidth only: see pace.go
 	paused    []pausedConn        // waiting for their bandwidth budget: a min-heap by time
 	rsa       unix.RawSockaddrAny // accept4's scratch space
 
@@ -104,7 +105,7 @@ func (l *loop) command(op op) {
 		switch {
 		case op.conn != nil:
 			closeFD(int(op.conn.fd))
-			if end := (Ended{Remote: op.conn.remote, End: session.Closed}); l.e.cfg.Closed(end) {
+			if end := (Ended{Remote: op.conn.remote.addrPort(), End: session.Closed}); l.e.cfg.Closed(end) {
 				l.e.ends.hand([]Ended{end})
 			}
 		case op.add:
@@ -316,7 +317,6 @@ func (l *loop) closeEverything(r session.End, err error) {
 // register starts serving c, and reports whether it did.
 func (l *loop) register(c *conn) bool {
 	c.st = l.e.policy.Start(l.now)
-	c.flow = l.e.cfg.Bandwidth.Open(l.clock(), c.remote.Addr())
 	fd := int(c.fd)
 	if l.e.closeAll.Load() {
 		l.report(c, session.Closed, nil)
@@ -333,6 +333,7 @@ func (l *loop) register(c *conn) bool {
 		l.conns = grown
 	}
 	l.conns[fd] = c
+	l.startBudget(c)
 	return true
 }
 
@@ -351,7 +352,7 @@ func (l *loop) close(c *conn, io session.End, err error) {
 // with the reason the policy gives it.
 func (l *loop) report(c *conn, io session.End, err error) {
 	closeFD(int(c.fd))
-	c.flow.Close()
+	l.endBudget(c)
 	if c.st.Finishing() {
 		l.finishing--
 	}
@@ -359,7 +360,7 @@ func (l *loop) report(c *conn, io session.End, err error) {
 	if end != session.Failed {
 		err = nil
 	}
-	e := Ended{Remote: c.remote, In: c.st.In(), Out: c.st.Out(),
+	e := Ended{Remote: c.remote.addrPort(), In: c.st.In(), Out: c.st.Out(),
 		Duration: c.st.Duration(l.now), End: end, Err: err}
 	if l.e.cfg.Closed(e) {
 		l.ended = append(l.ended, e)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/echod/echod/bandwidth"
 )
 
 // The bandwidth budgets (Config.Bandwidth) in the loop: a connection reads
@@ -14,6 +16,15 @@ import (
 // for nothing) until the Flow says it may go: then the tail is flushed, and
 // reading resumes. The client meets TCP backpressure meanwhile, and nothing
 // is lost.
+
+// budget is a connection's share of Config.Bandwidth. The loop keeps them
+// beside its connections, by descriptor, and only with budgets: without,
+// a connection costs not a byte more.
+type budget struct {
+	flow *bandwidth.Flow
+	// resumeAt is when the paused connection may go on; 0: not paused.
+	resumeAt int64
+}
 
 // pausedConn is a paused connection and the time it may go on.
 type pausedConn struct {
@@ -24,16 +35,45 @@ type pausedConn struct {
 // clock is the loop's time as the bandwidth budgets take it.
 func (l *loop) clock() time.Time { return l.e.epoch.Add(time.Duration(l.now)) }
 
-// spent charges n bytes about to be sent on c to its Flow, and reports
-// whether they take c past its budget: then c is paused, and the caller
+// budget returns c's budget, or nil without Config.Bandwidth.
+func (l *loop) budget(c *conn) *budget {
+	if l.budgets == nil {
+		return nil
+	}
+	return &l.budgets[c.fd]
+}
+
+// startBudget opens the budget of c, just registered.
+func (l *loop) startBudget(c *conn) {
+	if l.e.cfg.Bandwidth == nil {
+		return
+	}
+	if len(l.budgets) < len(l.conns) {
+		grown := make([]budget, len(l.conns))
+		copy(grown, l.budgets)
+		l.budgets = grown
+	}
+	l.budgets[c.fd] = budget{flow: l.e.cfg.Bandwidth.Open(l.clock(), c.remote.addrPort().Addr())}
+}
+
+// endBudget closes c's budget, if it has one.
+func (l *loop) endBudget(c *conn) {
+	if int(c.fd) < len(l.budgets) && l.conns[c.fd] == nil {
+		l.budgets[c.fd].flow.Close()
+		l.budgets[c.fd] = budget{}
+	}
+}
+
+// spent charges n bytes about to be sent on c to its budget b, and
+// reports whether they take c past it: then c is paused, and the caller
 // holds them (hold).
-func (l *loop) spent(c *conn, n int) bool {
-	wait := c.flow.Spend(l.clock(), n)
+func (l *loop) spent(c *conn, b *budget, n int) bool {
+	wait := b.flow.Spend(l.clock(), n)
 	if wait <= 0 {
 		return false
 	}
-	c.resumeAt = max(l.now+int64(wait), 1)
-	l.paused = pushPaused(l.paused, pausedConn{at: c.resumeAt, c: c})
+	b.resumeAt = max(l.now+int64(wait), 1)
+	l.paused = pushPaused(l.paused, pausedConn{at: b.resumeAt, c: c})
 	return true
 }
 
@@ -50,7 +90,7 @@ func (l *loop) hold(c *conn, p []byte) {
 func (l *loop) resumePaused() time.Duration {
 	for len(l.paused) > 0 {
 		p := l.paused[0]
-		if p.c.resumeAt != p.at || int(p.c.fd) >= len(l.conns) || l.conns[p.c.fd] != p.c {
+		if l.conns[p.c.fd] != p.c || l.budgets[p.c.fd].resumeAt != p.at {
 			// Closed since, or paused again for longer.
 			l.paused = popPaused(l.paused)
 			continue
@@ -59,7 +99,7 @@ func (l *loop) resumePaused() time.Duration {
 			return time.Duration(p.at - l.now)
 		}
 		l.paused = popPaused(l.paused)
-		p.c.resumeAt = 0
+		l.budgets[p.c.fd].resumeAt = 0
 		if p.c.tail != nil {
 			l.watch(p.c, unix.EPOLLOUT)
 		} else {

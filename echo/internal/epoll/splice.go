@@ -40,7 +40,7 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		return
 	}
 	l.received(c, n)
-	if c.flow != nil && l.spent(c, n) {
+	if b := l.budget(c); b != nil && l.spent(c, b, n) {
 		// Over its budget: the echo waits in c's tail.
 		c.tail, c.tailOff = l.tails.get(n), 0
 		if !l.drainPipe(c.tail) {
