@@ -58,10 +58,13 @@ type Handler struct {
 	// all requests: their bodies as they arrive, and their headers until
 	// the echo is written. One client address (IPv6: its /64) may hold
 	// half of it, one connection a sixteenth (never less than one body
-	// of MaxBody). A body that does not fit is cut where it stopped
-	// fitting, and its echo says so (CutMemory); a request without a body
-	// never waits behind bodies. Zero means DefaultBodyMemory; it is never
-	// less than one request of MaxBody needs.
+	// of MaxBody). When a body does not fit, uploads that have sent
+	// nothing for a second give their memory back (answered 408 Request
+	// Timeout); if there is still no room, the body is cut where it
+	// stopped fitting, and its echo says so (CutMemory). A request
+	// without a body never waits behind bodies. Zero means
+	// DefaultBodyMemory; it is never less than one request of MaxBody
+	// needs.
 	BodyMemory int64
 	// MaxRequestsPerAddr bounds the requests in flight at once from one
 	// client address (IPv6: its /64), HTTP/2 streams included; more are
