@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/echod/echod/internal/pattern"
 	"github.com/echod/echod/internal/testkit"
 )
 
@@ -168,4 +170,31 @@ func TestEgressBudgetSpentRefusesEverySession(t *testing.T) {
 	}
 	// The open session goes on, slowly.
 	echoOn(t, c, "still here")
+}
+
+// TestRatePerConnPacesTLS: TLS echo, served on goroutines whatever the
+// engine, keeps to -rate-per-conn as plain TCP does, and loses nothing.
+func TestRatePerConnPacesTLS(t *testing.T) {
+	addr, cfg, _ := startTLSWith(t, "-rate-per-conn", "1MB/s")
+	c := dialTLS(t, addr, cfg)
+	const size = 600e3
+	start := time.Now()
+	written := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(c, pattern.NewStream(3), size)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		written <- err
+	}()
+	v := pattern.NewVerifier(io.LimitReader(pattern.NewStream(3), size))
+	_, err := io.Copy(v, c)
+	if werr := <-written; werr != nil || err != nil || v.Verified() != size {
+		t.Fatalf("%d of %d bytes verified: %v, %v", v.Verified(), int(size), err, werr)
+	}
+	// The burst (100 KB) at once, the rest at 1 MB/s: half a second at
+	// least; a slow machine only takes longer.
+	if took := time.Since(start); took < 450*time.Millisecond {
+		t.Errorf("600 KB of TLS echo at 1 MB/s took %v, want 0.5s or more", took)
+	}
 }
