@@ -132,6 +132,9 @@ func (s *Server) serveConn(c *conn) {
 			case atCap:
 				w.finish(session.MaxBytes)
 				err = errFinishing
+				if c.proc != nil {
+					err = s.writeGoodbye(c, w)
+				}
 			}
 		}
 		r.release()

@@ -283,3 +283,21 @@ func TestAdoptWithoutAConnectionIsAnError(t *testing.T) {
 		t.Fatalf("Adopt(Handoff{}) = %v, want an error naming the missing connection", err)
 	}
 }
+
+func TestAProcessorSaysGoodbyeAtTheByteCap(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := &Server{Engine: engine, MaxSessionBytes: 5}
+		addr, _ := adoptFrom(t, srv, 4, func() Processor { return upper{} })
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("HDR:hello world")); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		if string(got) != "HELLOBYE" || err != nil {
+			t.Fatalf("read %q, %v; want the first 5 bytes processed, the goodbye, then EOF", got, err)
+		}
+		c.Close()
+		waitFor(t, "the cap to count", func() bool { return srv.Stats().Limited[ReasonMaxSessionBytes] == 1 })
+	})
+}

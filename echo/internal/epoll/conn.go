@@ -139,6 +139,10 @@ func (l *loop) sentAll(c *conn) {
 		l.finish(c, session.Done)
 	case p.AtCap(&c.st):
 		l.finish(c, session.MaxBytes)
+		if c.proc != nil {
+			l.goodbye(c) // which comes back here to shut the write side
+			return
+		}
 	}
 	if c.st.Finishing() && !c.shut {
 		l.shutWrite(c)
