@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/admin"
 	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/web"
@@ -52,6 +53,12 @@ func (d *daemon) snapshot() admin.Snapshot {
 	s.WebSocketMessages, s.WebSocketBytes = ws.Messages, ws.MessageBytes
 	s.HTTPRequests = ws.Requests
 	s.Rejected[web.ReasonMaxMessage] = ws.TooBig
+	// A WebSocket's session limits are the echo's, under the same names.
+	s.Rejected[echo.ReasonMaxSessionDuration.String()] += ws.SessionDuration
+	s.Rejected[echo.ReasonMaxSessionBytes.String()] += ws.SessionBytes
+	bw := d.bandwidth.Stats(time.Now())
+	s.EgressBudgetBytes, s.EgressUsedBytes, s.EgressStage = bw.Budget.Bytes, bw.Used, int(bw.Stage)
+	s.BandwidthThrottled, s.BandwidthAddresses = bw.Throttled, bw.Addresses
 	return s
 }
 

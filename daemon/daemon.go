@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/internal/tlscert"
@@ -117,6 +119,12 @@ type Config struct {
 	// (-proxy-pending-per-ip). Zero means DefaultProxyPendingPerIP.
 	ProxyPendingPerIP int
 
+	// Bandwidth is the budgets of bytes per second and of egress
+	// (-rate-per-conn, -rate-per-ip, -egress-budget), shared by every
+	// transport: one Limiter made from it throttles the echo server (as
+	// its Bandwidth, unless Server has its own) and the web echo.
+	Bandwidth bandwidth.Config
+
 	// Admin is the HOST:PORT of the HTTP admin endpoints, /metrics,
 	// /healthz and /readyz (-admin); empty serves none.
 	Admin string
@@ -161,7 +169,8 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Web == nil {
-		c.Web = &web.Handler{IdleTimeout: c.Server.IdleTimeout, Logger: c.Logger}
+		c.Web = &web.Handler{IdleTimeout: c.Server.IdleTimeout, Logger: c.Logger,
+			MaxSessionDuration: c.Server.MaxSessionDuration, MaxSessionBytes: c.Server.MaxSessionBytes}
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -221,6 +230,7 @@ type daemon struct {
 	admin     net.Listener        // nil without Config.Admin
 	proxies   []*proxied.Listener // for their rejection counts
 	certs     *tlscert.Reloader   // nil without TLS
+	bandwidth *bandwidth.Limiter  // nil without budgets
 }
 
 func (d *daemon) add(ep endpoint) { d.endpoints = append(d.endpoints, ep) }
@@ -244,6 +254,13 @@ func (d *daemon) run(ctx context.Context) error {
 		g.Go(func() error { return ignoreClosed(ep.serve()) })
 	}
 	adm := d.startAdmin(g)
+	// The bandwidth budgets' log lines, written here rather than by the
+	// connections (an event loop must not block on one), until Run ends.
+	budgetLog, stopBudgetLog := context.WithCancel(context.Background())
+	var logging sync.WaitGroup
+	logging.Go(func() { d.bandwidth.Run(budgetLog) })
+	defer logging.Wait()
+	defer stopBudgetLog()
 
 	for {
 		select {

@@ -39,6 +39,9 @@ func open(ctx context.Context, cfg *Config) (_ *daemon, err error) {
 			d.closeAll()
 		}
 	}()
+	if err := d.startBandwidth(); err != nil {
+		return nil, err
+	}
 	wantTLS := len(tlsListen)+len(inherited.tls)+len(httpsListen)+len(inherited.https) > 0
 	switch {
 	case wantTLS && (cfg.TLSCert == "" || cfg.TLSKey == ""):

@@ -76,7 +76,7 @@ func (d *daemon) webServer() *webServer {
 	d.web = &webServer{
 		handler: h,
 		http: &http.Server{
-			Handler:           h,
+			Handler:           budgetHandler{Handler: h, lim: d.bandwidth},
 			ReadHeaderTimeout: webReadHeaderTimeout,
 			ReadTimeout:       webReadTimeout,
 			WriteTimeout:      max(h.MaxDelay, web.DefaultMaxDelay) + webWriteTimeout,
@@ -99,6 +99,8 @@ func (d *daemon) webServer() *webServer {
 func (d *daemon) addWeb(l net.Listener, proto string) {
 	w := d.webServer()
 	l = &admitListener{Listener: d.proxied(l), reserve: d.cfg.Server.Reserve, open: &w.conns}
+	// Under TLS, so that what is counted is what is sent.
+	l = d.bandwidth.Listener(l)
 	if proto == "https" {
 		tc := d.certs.Config()
 		// HTTP/2 for requests; WebSocket upgrades are HTTP/1.1 (net/http

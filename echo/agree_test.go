@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/internal/testkit"
 )
@@ -153,6 +154,29 @@ func agreeScenarios() []scenario {
 		saw:        "4194304 bytes back, the first 4194304 sent: true",
 		reasons:    []string{"eof"},
 		exactBytes: true, bytes: 4 << 20,
+	}, {
+		name: "half-close while the bandwidth budget holds the echo back",
+		config: func(s *Server) {
+			s.Bandwidth, _ = bandwidth.New(time.Now(), bandwidth.Config{PerConn: 2e6, PerAddr: 1e6})
+		},
+		script: func(t *testing.T, _ *Server, addr string) string {
+			c := dial(t, addr)
+			msg := payload(22, 500e3)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.Write(msg)
+				c.CloseWrite()
+				errc <- err
+			}()
+			saw := readAll(c, msg)
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			return saw
+		},
+		saw:        "500000 bytes back, the first 500000 sent: true",
+		reasons:    []string{"eof"},
+		exactBytes: true, bytes: 500e3,
 	}, {
 		name: "reset",
 		script: func(t *testing.T, _ *Server, addr string) string {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,6 +27,37 @@ type conn struct {
 	prefix []byte         // read before Adopt, served first
 	proc   Processor      // nil: echo
 	watch  atomic.Pointer[watchdog]
+
+	// With Server.Bandwidth: closed by Close, or when the watchdog ends
+	// the connection, to end a wait for the budget at once. Made before
+	// the connection is admitted, as Close may come from then on.
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+// Close closes the connection, ending a wait for the budget.
+func (c *conn) Close() error {
+	c.endPause()
+	return c.Conn.Close()
+}
+
+func (c *conn) endPause() {
+	if c.stop != nil {
+		c.stopOnce.Do(func() { close(c.stop) })
+	}
+}
+
+// pause waits d for the bandwidth budget, and reports false if the
+// connection was closed meanwhile.
+func (c *conn) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.stop:
+		return false
+	}
 }
 
 // serveConn is the goroutine engine, the specification the event loops must
@@ -40,6 +72,14 @@ func (s *Server) serveConn(c *conn) {
 	w := startWatchdog(c.Conn, sock, s.policy(), start, c.proc != nil)
 	c.watch.Store(w)
 	defer w.stop()
+	// The bandwidth budgets: a connection reads about what it may send
+	// now, and waits before sending what takes it past its budget,
+	// reading nothing meanwhile.
+	flow := s.Bandwidth.Open(start, c.source)
+	defer flow.Close()
+	if flow != nil {
+		w.onClose(c.endPause)
+	}
 	r := s.newReader(c.Conn, sock) // an idle connection holds no buffer: idlebuffer.go
 	var procOut []byte             // a processor's output, reused
 	var err error
@@ -49,11 +89,15 @@ func (s *Server) serveConn(c *conn) {
 			break
 		}
 		var data []byte
+		limit := bufferSize
+		if flow != nil {
+			limit = min(limit, flow.Allow(time.Now()))
+		}
 		if len(c.prefix) > 0 {
-			n := w.readLimit(min(len(c.prefix), bufferSize))
+			n := w.readLimit(min(len(c.prefix), limit))
 			data, c.prefix = c.prefix[:n], c.prefix[n:]
 		} else {
-			data, err = r.read(w.readLimit(bufferSize))
+			data, err = r.read(w.readLimit(limit))
 		}
 		if len(data) > 0 {
 			var last int64
@@ -68,6 +112,11 @@ func (s *Server) serveConn(c *conn) {
 			if c.proc != nil {
 				procOut, end = c.proc.Process(procOut[:0], data)
 				reply = procOut
+			}
+			if wait := flow.Spend(time.Now(), len(reply)); wait > 0 && !c.pause(wait) {
+				r.release()
+				err = net.ErrClosed
+				break
 			}
 			n, werr := w.write(c.Conn, reply)
 			s.counts.tcpBytesOut.Add(uint64(n))

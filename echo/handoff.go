@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+
+	"github.com/echod/echod/bandwidth"
 )
 
 // Handoff is a connection whose start needed blocking work on a goroutine
@@ -83,7 +85,15 @@ func (s *Server) Adopt(h Handoff) error {
 		h.Conn.Close()
 		return err
 	}
+	if bc, ok := h.Conn.(*bandwidth.Conn); ok && s.Bandwidth != nil {
+		// Throttled by the web echo's listener: from now on by the
+		// server, with the same budgets, so that its bytes count once.
+		h.Conn = bc.Release()
+	}
 	c := &conn{Conn: h.Conn, prefix: h.Buffered, proc: h.Processor}
+	if s.Bandwidth != nil {
+		c.stop = make(chan struct{})
+	}
 	if h.Remote.IsValid() {
 		c.remote = h.Remote
 	} else if ta, ok := h.Conn.RemoteAddr().(*net.TCPAddr); ok {

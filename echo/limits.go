@@ -47,6 +47,12 @@ const (
 	ReasonUDPRateLimit
 	// ReasonUDPGlobalCap: the server was over UDPGlobalRate.
 	ReasonUDPGlobalCap
+	// ReasonEgressBudget: a connection was refused, or a datagram
+	// dropped, because Bandwidth's egress budget was spent.
+	ReasonEgressBudget
+	// ReasonUDPBandwidth: a datagram's reply would have taken its source
+	// address (an IPv6 /64) over Bandwidth's per-address rate.
+	ReasonUDPBandwidth
 
 	numReasons = iota
 )
@@ -82,6 +88,7 @@ var reasonNames = [...]string{
 	ReasonMaxSessionBytes: "max-session-bytes", ReasonUDPPrivilegedPort: "udp-privileged-port",
 	ReasonUDPBadSource: "udp-bad-source", ReasonUDPBadDestination: "udp-bad-destination",
 	ReasonUDPLoop: "udp-loop", ReasonUDPRateLimit: "udp-rate-limit", ReasonUDPGlobalCap: "udp-global-cap",
+	ReasonEgressBudget: "egress-budget", ReasonUDPBandwidth: "udp-bandwidth",
 	endEOF: "eof", endReset: "reset by client", endClosed: "closed by server", endFailed: "failed",
 	endDone: "done",
 }

@@ -37,7 +37,8 @@ func (s *Server) eventLoop() (*eventLoop, error) {
 		return s.loop, nil
 	}
 	e, err := epoll.Start(epoll.Config{
-		Policy: s.policy(),
+		Policy:    s.policy(),
+		Bandwidth: s.Bandwidth,
 		Admit: func(remote netip.AddrPort) bool {
 			return s.admit(remote.Addr(), nil)
 		},

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/echo/internal/backoff"
 	"github.com/echod/echod/echo/internal/session"
 )
@@ -83,6 +84,18 @@ type Server struct {
 	// UDPGlobalRate is how many datagrams per second ServeUDP answers in
 	// all, in bursts of up to one second's worth. Zero means no limit.
 	UDPGlobalRate int
+
+	// Bandwidth, if set, holds echo to its budgets of bytes per second
+	// (per connection, per address) and its egress budget: a TCP
+	// connection is read only about as fast as its echo may be sent, and
+	// what takes it past its budget waits, reading nothing meanwhile, so a
+	// client that sends faster meets TCP backpressure and loses nothing; a
+	// UDP reply past its address's budget is dropped; while the egress
+	// budget is spent, new connections are refused and datagrams dropped
+	// (ReasonEgressBudget). Share one Limiter with the other servers of
+	// the same clients, such as a web.Handler's listener, so that an
+	// address has one budget over all of them. Nil limits nothing.
+	Bandwidth *bandwidth.Limiter
 
 	mu        sync.Mutex
 	closing   bool               // set once by Shutdown or Close; no connection starts after it
@@ -153,6 +166,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		c := &conn{Conn: nc}
+		if s.Bandwidth != nil {
+			c.stop = make(chan struct{})
+		}
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			c.source = ta.AddrPort().Addr().Unmap()
 		}
@@ -296,6 +312,16 @@ func (s *Server) admit(source netip.Addr, c *conn) bool {
 // admitReason is admit, saying why it refused. A connection on a goroutine
 // is admitted under s.mu too, so that Close finds it among s.conns.
 func (s *Server) admitReason(source netip.Addr, c *conn) (Reason, bool) {
+	// Here, not in places.take: Reserve's callers may refuse in their own
+	// words, as the web echo answers 503.
+	if s.Bandwidth.Spent(time.Now()) {
+		if c == nil {
+			s.limitedLater(ReasonEgressBudget) // on a loop, which must not log
+		} else {
+			s.limited(ReasonEgressBudget)
+		}
+		return ReasonEgressBudget, false
+	}
 	if c == nil {
 		return s.admitLoop(source)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/echod/echod/bandwidth"
 )
 
 // udpGuard decides which datagrams get a reply: the source check, the
@@ -22,6 +24,7 @@ type udpGuard struct {
 	localPorts      atomic.Pointer[map[uint16]bool] // the server's; replaced whole, read without a lock
 	sourceRate      float64                         // replies per second per source; 0: no limit
 	globalRate      float64                         // replies per second in all; 0: no limit
+	bandwidth       *bandwidth.Limiter              // the server's; nil: no limit
 
 	start time.Time // the guard's clock starts here, so it is monotonic
 
@@ -41,6 +44,7 @@ func newUDPGuard(s *Server) *udpGuard {
 		allowPrivileged: s.UDPAllowPrivilegedPorts,
 		sourceRate:      float64(s.UDPSourceRate),
 		globalRate:      float64(s.UDPGlobalRate),
+		bandwidth:       s.Bandwidth,
 		start:           time.Now(),
 	}
 	g.localPorts.Store(&map[uint16]bool{})
@@ -81,6 +85,15 @@ func (g *udpGuard) admit(src netip.AddrPort, p []byte, now time.Duration) (Reaso
 	}
 	if g.globalRate > 0 && !g.global.take(now, g.globalRate) {
 		return ReasonUDPGlobalCap, false
+	}
+	if g.bandwidth != nil {
+		// Last, as it counts what it lets through.
+		if t := g.start.Add(now); !g.bandwidth.Datagram(t, src.Addr(), len(p)) {
+			if g.bandwidth.Spent(t) {
+				return ReasonEgressBudget, false
+			}
+			return ReasonUDPBandwidth, false
+		}
 	}
 	slot.Store(entry)
 	return 0, true

@@ -31,6 +31,7 @@ type watchdog struct {
 	stopping atomic.Bool
 
 	mu      sync.Mutex
+	closed  func() // called when the watchdog closes the socket; see onClose
 	st      session.State
 	timer   *time.Timer // nil: no limit to watch
 	stopped bool
@@ -84,11 +85,22 @@ func (w *watchdog) check() {
 	switch w.p.Due(&w.st, now, w.goodbye) {
 	case session.Close:
 		w.sock.Close()
+		if w.closed != nil {
+			w.closed()
+		}
 		return
 	case session.Stop:
 		w.interrupt()
 	}
 	w.arm(now)
+}
+
+// onClose has f called when the watchdog closes the connection for a
+// limit, to end a wait for the bandwidth budget.
+func (w *watchdog) onClose(f func()) {
+	w.mu.Lock()
+	w.closed = f
+	w.mu.Unlock()
 }
 
 // interrupt wakes the goroutine from its read to write the goodbye.

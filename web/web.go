@@ -75,6 +75,15 @@ type Handler struct {
 	// moves no message byte either way for this long. Zero means never.
 	// (net/http's own timeouts stop at the upgrade.)
 	IdleTimeout time.Duration
+	// MaxSessionDuration closes a WebSocket connection, with status 1008
+	// (policy violation), this long after its upgrade, once the message
+	// being echoed, if any, is written back. Zero means no limit.
+	MaxSessionDuration time.Duration
+	// MaxSessionBytes closes a WebSocket connection, with status 1008,
+	// once the client has sent this many bytes of messages, all echoed:
+	// messages are echoed whole, so the last may take it past by up to
+	// MaxMessage. Zero means no limit.
+	MaxSessionBytes int64
 	// Hostname is the server name the echo reports. Empty means the
 	// name the operating system gives (os.Hostname).
 	Hostname string
@@ -114,10 +123,14 @@ type Stats struct {
 	// Requests counts the HTTP requests echoed (not upgrades, not the
 	// page).
 	Requests uint64
+	// SessionDuration and SessionBytes count the WebSockets closed by
+	// MaxSessionDuration and MaxSessionBytes.
+	SessionDuration, SessionBytes uint64
 }
 
 type counters struct {
 	open, total, messages, messageBytes, tooBig, requests atomic.Uint64
+	sessionDuration, sessionBytes                         atomic.Uint64
 }
 
 // Stats returns the Handler's counters.
@@ -129,6 +142,8 @@ func (h *Handler) Stats() Stats {
 		MessageBytes:    h.stats.messageBytes.Load(),
 		TooBig:          h.stats.tooBig.Load(),
 		Requests:        h.stats.requests.Load(),
+		SessionDuration: h.stats.sessionDuration.Load(),
+		SessionBytes:    h.stats.sessionBytes.Load(),
 	}
 }
 

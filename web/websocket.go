@@ -41,18 +41,25 @@ type session struct {
 	closers sync.WaitGroup
 }
 
+// The reasons of the session limits' close frames, as the log names them.
+const (
+	reasonSessionDuration = "max-session-duration"
+	reasonSessionBytes    = "max-session-bytes"
+)
+
 // end starts the close handshake with code and reason: at once when now or
 // between messages, otherwise as soon as the echo in progress is written.
-func (s *session) end(code websocket.StatusCode, reason string, now bool) {
+// It reports false if a close had already started.
+func (s *session) end(code websocket.StatusCode, reason string, now bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ending || s.pending {
-		return
+		return false
 	}
 	s.code, s.reason = code, reason
 	if s.busy && !now {
 		s.pending = true
-		return
+		return true
 	}
 	s.ending = true
 	// Close writes the frame and waits for the client's; the echo loop,
@@ -62,6 +69,7 @@ func (s *session) end(code websocket.StatusCode, reason string, now bool) {
 		defer s.closers.Done()
 		s.conn.Close(code, reason)
 	}()
+	return true
 }
 
 // abort ends the connection without a handshake.
@@ -156,6 +164,14 @@ func (h *Handler) serveSession(s *session, remote string) {
 		idle = time.AfterFunc(h.IdleTimeout, func() { s.end(websocketGoingAway, "idle timeout", true) })
 		progress = func() { idle.Reset(h.IdleTimeout) }
 	}
+	if h.MaxSessionDuration > 0 {
+		limit := time.AfterFunc(h.MaxSessionDuration, func() {
+			if s.end(websocket.StatusPolicyViolation, reasonSessionDuration, false) {
+				h.stats.sessionDuration.Add(1)
+			}
+		})
+		defer limit.Stop()
+	}
 	messages, bytes, reason := h.echoLoop(s, progress)
 	if idle != nil {
 		idle.Stop()
@@ -186,6 +202,9 @@ func (h *Handler) echoLoop(s *session, progress func()) (messages, bytes int64, 
 		h.stats.messages.Add(1)
 		h.stats.messageBytes.Add(uint64(n))
 		progress()
+		if h.MaxSessionBytes > 0 && bytes >= h.MaxSessionBytes && s.end(websocket.StatusPolicyViolation, reasonSessionBytes, false) {
+			h.stats.sessionBytes.Add(1)
+		}
 		if s.finish() {
 			return messages, bytes, s.ourReason()
 		}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/daemon"
 	"github.com/echod/echod/echo"
 	"github.com/echod/echod/internal/proxied"
@@ -43,7 +44,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 }
 
 // parseServe parses and checks the flags of echod serve.
-func parseServe(args []string, std stdio) (*daemon.Config, error) {
+func parseServe(args []string, std stdio) (_ *daemon.Config, err error) {
 	cfg := &daemon.Config{Server: &echo.Server{}}
 	srv := cfg.Server
 	fs := newFlagSet("serve", "echod serve [flags]", std.out)
@@ -72,16 +73,27 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 	fs.IntVar(&srv.MaxConns, "max-conns", daemon.DefaultMaxConns(), "most TCP `connections` open at once; beyond it new ones are reset; its default comes from the open-file limit; 0: no limit")
 	fs.IntVar(&srv.MaxConnsPerIP, "max-conns-per-ip", 0, "most TCP `connections` open at once from one address (IPv6: one /64); 0: no limit")
 	fs.DurationVar(&srv.IdleTimeout, "idle-timeout", daemon.DefaultIdleTimeout, "close a TCP connection or WebSocket with no traffic either way (WebSocket pings do not count) for this `duration`; 0: never")
-	fs.DurationVar(&srv.MaxSessionDuration, "max-session-duration", 0, "close a TCP connection this `duration` after it opened; 0: never")
-	fs.Int64Var(&srv.MaxSessionBytes, "max-session-bytes", 0, "close a TCP connection once it has sent this many `bytes`, all echoed; 0: no limit")
+	fs.DurationVar(&srv.MaxSessionDuration, "max-session-duration", 0, "close a TCP connection or WebSocket this `duration` after it opened; 0: never")
+	fs.Int64Var(&srv.MaxSessionBytes, "max-session-bytes", 0, "close a TCP connection or WebSocket once it has sent this many `bytes`, all echoed (a WebSocket's messages whole); 0: no limit")
 	fs.BoolVar(&srv.UDPAllowPrivilegedPorts, "udp-allow-privileged-ports", false, "answer UDP datagrams from source ports below 1024 (where echo and chargen loops start)")
 	fs.IntVar(&srv.UDPSourceRate, "udp-source-rate", daemon.DefaultUDPSourceRate, "most UDP `datagrams` per second answered for one source address (IPv6: one /64); 0: no limit")
 	fs.IntVar(&srv.UDPGlobalRate, "udp-global-rate", daemon.DefaultUDPGlobalRate, "most UDP `datagrams` per second answered in all; 0: no limit")
+	bw := &cfg.Bandwidth
+	fs.TextVar(&bw.PerConn, "rate-per-conn", bandwidth.Rate(0), "most each connection (TCP, TLS, WebSocket, HTTP) is sent, in `bytes/s` with a unit: 1MB/s, 512KiB (per second implied); 0: no limit")
+	fs.TextVar(&bw.PerAddr, "rate-per-ip", bandwidth.Rate(0), "most one address (IPv6: one /64) is sent over all its connections, requests and UDP datagrams, in `bytes/s` with a unit: 1MB/s; reading slows down to match (UDP past it is dropped); 0: no limit")
+	fs.TextVar(&bw.Egress, "egress-budget", bandwidth.Budget{}, "most sent in all per period, as `SIZE/PERIOD`: 500GB/30d, 10GiB/1d; past 90% all echo slows to the budget's average rate, and once spent new sessions are refused until the period renews; 0: none")
+	public := fs.Bool("public", false, "turn on every guard for clients on the public internet, each at the value docs/limits.md gives unless set explicitly: "+publicSummary())
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usagef("serve", "unexpected argument %q", fs.Arg(0))
+	}
+	var applied []any
+	if *public {
+		if applied, err = applyPublic(fs); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkLimits(cfg); err != nil {
 		return nil, err
@@ -126,14 +138,15 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 		return nil, needsProxy
 	}
 	if *proxyFrom != "" {
-		var err error
 		if cfg.TrustedProxies, err = proxied.ParseCIDRs(*proxyFrom); err != nil {
 			return nil, usagef("serve", "-proxy-protocol-from: %v", err)
 		}
 	}
-	var err error
 	if cfg.Logger, err = newLogger(std.err, *logFormat, *logLevel); err != nil {
 		return nil, &usageError{cmd: "serve", err: err}
+	}
+	if *public {
+		cfg.Logger.Info("public profile", applied...)
 	}
 	srv.Logger = cfg.Logger
 	maxRequests := *httpMaxRequests
@@ -141,8 +154,52 @@ func parseServe(args []string, std stdio) (*daemon.Config, error) {
 		maxRequests = -1 // no limit, to web.Handler
 	}
 	cfg.Web = &web.Handler{MaxMessage: *wsMax, MaxBody: *httpMaxBody, BodyMemory: *httpBodyMemory,
-		MaxRequestsPerAddr: maxRequests, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger}
+		MaxRequestsPerAddr: maxRequests, IdleTimeout: srv.IdleTimeout, Logger: cfg.Logger,
+		MaxSessionDuration: srv.MaxSessionDuration, MaxSessionBytes: srv.MaxSessionBytes}
 	return cfg, nil
+}
+
+// publicProfile is what -public sets, flag by flag, where the command line
+// does not: the guards for clients that reach echod straight from the
+// internet. docs/limits.md says why each value, and what it costs.
+func publicProfile() []struct{ flag, value string } {
+	return []struct{ flag, value string }{
+		{"max-conns-per-ip", "50"},
+		{"max-session-duration", "1h"},
+		{"max-session-bytes", "1000000000"},
+		{"rate-per-ip", "1MB/s"},
+		{"egress-budget", "100GB/30d"},
+	}
+}
+
+func publicSummary() string {
+	var b strings.Builder
+	for i, p := range publicProfile() {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "-%s %s", p.flag, p.value)
+	}
+	return b.String()
+}
+
+// applyPublic sets the flags of the public profile that were not given,
+// and returns them as log attributes.
+func applyPublic(fs *flag.FlagSet) ([]any, error) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var applied []any
+	for _, p := range publicProfile() {
+		if given[p.flag] {
+			applied = append(applied, p.flag, fs.Lookup(p.flag).Value.String()+" (given)")
+			continue
+		}
+		if err := fs.Set(p.flag, p.value); err != nil {
+			return nil, fmt.Errorf("-public: set -%s: %w", p.flag, err)
+		}
+		applied = append(applied, p.flag, p.value)
+	}
+	return applied, nil
 }
 
 // maxDuration bounds every duration flag: longer is a mistake (a year is

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -42,6 +43,17 @@ type Snapshot struct {
 	// AcceptErrors counts failed accepts that were retried, such as for
 	// running out of file descriptors.
 	AcceptErrors uint64
+	// EgressBudgetBytes is the egress budget per period (zero: none),
+	// EgressUsedBytes what was sent in the current period, and
+	// EgressStage how far into the budget it is: 0 normal, 1 slowed to
+	// the budget's average rate, 2 spent (new sessions refused).
+	EgressBudgetBytes, EgressUsedBytes int64
+	EgressStage                        int
+	// BandwidthThrottled is the total of the waits the bandwidth budgets
+	// imposed, summed over connections; BandwidthAddresses the number of
+	// client addresses whose budget is tracked now.
+	BandwidthThrottled time.Duration
+	BandwidthAddresses int
 	// Rejected counts, by reason, the connections refused or ended by a
 	// limit and the datagrams dropped. Every reason the server knows
 	// should be present, zeros included, so that rates start at zero.
@@ -115,6 +127,16 @@ func (h *Handler) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "echod_udp_datagrams_total{direction=\"out\"} %d\n", s.UDPDatagramsOut)
 	family(w, "echod_accept_errors_total", "counter", "Failed accepts that were retried, such as for too many open files.")
 	fmt.Fprintf(w, "echod_accept_errors_total %d\n", s.AcceptErrors)
+	family(w, "echod_egress_budget_bytes", "gauge", "The egress budget per period (-egress-budget); 0: none.")
+	fmt.Fprintf(w, "echod_egress_budget_bytes %d\n", s.EgressBudgetBytes)
+	family(w, "echod_egress_used_bytes", "gauge", "Bytes sent in the egress budget's current period; back to 0 when it renews.")
+	fmt.Fprintf(w, "echod_egress_used_bytes %d\n", s.EgressUsedBytes)
+	family(w, "echod_egress_stage", "gauge", "0 normal, 1 slowed to the budget's average rate (90% spent), 2 spent: new sessions refused.")
+	fmt.Fprintf(w, "echod_egress_stage %d\n", s.EgressStage)
+	family(w, "echod_bandwidth_throttled_seconds_total", "counter", "Time echo waited for the bandwidth budgets, summed over connections.")
+	fmt.Fprintf(w, "echod_bandwidth_throttled_seconds_total %g\n", s.BandwidthThrottled.Seconds())
+	family(w, "echod_bandwidth_addresses", "gauge", "Client addresses whose bandwidth budget is tracked now.")
+	fmt.Fprintf(w, "echod_bandwidth_addresses %d\n", s.BandwidthAddresses)
 	family(w, "echod_rejected_total", "counter", "Connections refused or ended by a limit, and datagrams dropped, by reason.")
 	reasons := make([]string, 0, len(s.Rejected))
 	for r := range s.Rejected {

@@ -61,6 +61,14 @@ type Processor interface {
 // is watched for writability only, and not read: the backpressure a client
 // that does not read its echo meets.
 func (l *loop) handle(c *conn, events uint32) {
+	b := l.budget(c)
+	if b != nil && b.resumeAt != 0 {
+		// Paused, so watched for nothing: only a reset or hang-up.
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.close(c, session.Reset, nil)
+		}
+		return
+	}
 	if c.tail != nil {
 		l.flush(c, events)
 		return
@@ -71,7 +79,12 @@ func (l *loop) handle(c *conn, events uint32) {
 	}
 	// One read per wakeup keeps the loop fair: a busy connection cannot
 	// starve the others, and level-triggered epoll reports it again.
-	buf := l.buf[:l.e.policy.ReadLimit(&c.st, len(l.buf))]
+	buf := l.buf
+	if b != nil {
+		// About what may be sent now: see pace.go.
+		buf = buf[:min(len(buf), b.flow.Allow(l.clock()))]
+	}
+	buf = buf[:l.e.policy.ReadLimit(&c.st, len(buf))]
 	if c.bulk && c.proc == nil && l.pipe[0] >= 0 {
 		l.spliceEcho(c, len(buf), events)
 		return
@@ -100,6 +113,10 @@ func (l *loop) serve(c *conn, data []byte, last int64) {
 		if q, ok := c.proc.(interface{ Quiet() bool }); ok {
 			quiet = q.Quiet()
 		}
+	}
+	if b := l.budget(c); b != nil && len(out) > 0 && l.spent(c, b, len(out)) {
+		l.hold(c, out)
+		return
 	}
 	if len(out) > 0 && !l.write(c, out) {
 		return

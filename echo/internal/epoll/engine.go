@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/echo/internal/session"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	// reports whether the owner wants the end handed over (to log it):
 	// then it comes through TakeEnded.
 	Closed func(Ended) (handOver bool)
+	// Bandwidth, if set, paces each connection's output: one is read
+	// about as fast as its budget allows it to be sent, and what takes it
+	// past its budget waits, with the connection unread, until it may go.
+	Bandwidth *bandwidth.Limiter
 	// BytesIn and BytesOut, which must be set, count every byte the loops
 	// read and write, as they move.
 	BytesIn, BytesOut *atomic.Uint64

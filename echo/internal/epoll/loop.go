@@ -48,6 +48,8 @@ type loop struct {
 	events [maxEvents]unix.EpollEvent
 
 	listeners []*loopListener
+	budgets   []budget            // by descriptor, with Config.Bandwidth only: see pace.go
+	paused    []pausedConn        // waiting for their bandwidth budget: a min-heap by time
 	rsa       unix.RawSockaddrAny // accept4's scratch space
 
 	mu     sync.Mutex
@@ -150,6 +152,9 @@ func (l *loop) run() {
 			}
 		}
 		if resume := l.resumeListeners(); resume >= 0 && (timeout < 0 || resume < timeout) {
+			timeout = resume
+		}
+		if resume := l.resumePaused(); resume >= 0 && (timeout < 0 || resume < timeout) {
 			timeout = resume
 		}
 		ms := -1
@@ -328,6 +333,7 @@ func (l *loop) register(c *conn) bool {
 		l.conns = grown
 	}
 	l.conns[fd] = c
+	l.startBudget(c)
 	return true
 }
 
@@ -346,6 +352,7 @@ func (l *loop) close(c *conn, io session.End, err error) {
 // with the reason the policy gives it.
 func (l *loop) report(c *conn, io session.End, err error) {
 	closeFD(int(c.fd))
+	l.endBudget(c)
 	if c.st.Finishing() {
 		l.finishing--
 	}

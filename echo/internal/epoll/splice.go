@@ -40,6 +40,16 @@ func (l *loop) spliceEcho(c *conn, limit int, events uint32) {
 		return
 	}
 	l.received(c, n)
+	if b := l.budget(c); b != nil && l.spent(c, b, n) {
+		// Over its budget: the echo waits in c's tail.
+		c.tail, c.tailOff = l.tails.get(n), 0
+		if !l.drainPipe(c.tail) {
+			l.close(c, session.Failed, errPipe)
+			return
+		}
+		l.watch(c, 0)
+		return
+	}
 	left := n
 	var werr error
 	for left > 0 {
