@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/echod/echod/internal/wsclient"
 )
 
 // The wrong scheme on a WebSocket URL gets a reason that names the right
@@ -40,7 +42,7 @@ func TestWebSocketWrongSchemeHints(t *testing.T) {
 				t.Errorf("check %s: %v, want an error containing %q", tt.url, err, tt.want)
 			}
 			// echod send dials the same way, and hears the same hint.
-			err = SendWebSocket(context.Background(), SendConfig{URL: tt.url, TLS: insecure, Patience: testPatience}, strings.NewReader("hello"), io.Discard)
+			err = wsclient.Send(context.Background(), wsclient.SendConfig{URL: tt.url, TLS: insecure, Patience: testPatience}, strings.NewReader("hello"), io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("send %s: %v, want an error containing %q", tt.url, err, tt.want)
 			}

@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"fmt"
+	"github.com/echod/echod/internal/pattern"
 	"net"
 	"time"
 )
@@ -128,17 +129,7 @@ func checkIPv6(ctx context.Context, t *Target) (string, error) {
 }
 
 // size formats n bytes for people.
-func size(n int64) string {
-	switch {
-	case n >= 10<<20:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 10<<10:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
+func size(n int64) string { return pattern.Size(n) }
 
 // count formats n of a noun, in the plural unless n is 1: "1 byte",
 // "2 bytes".

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+
+	"github.com/echod/echod/internal/wsclient"
 )
 
 // This file holds WebSocket echo servers for the tests: one correct, and
@@ -128,10 +130,10 @@ func serveRawWebSocket(t *testing.T, faults rawFaults) string {
 			}
 			op := h[0] & 0x0f
 			switch {
-			case op == opPing && faults.noPong, op == opClose && faults.noClose:
+			case wsclient.Op(op) == wsclient.Ping && faults.noPong, wsclient.Op(op) == wsclient.Close && faults.noClose:
 				continue
-			case op == opPing:
-				h[0] = 0x80 | opPong
+			case wsclient.Op(op) == wsclient.Ping:
+				h[0] = 0x80 | byte(wsclient.Pong)
 			}
 			out := []byte{h[0]}
 			switch {
@@ -142,7 +144,7 @@ func serveRawWebSocket(t *testing.T, faults rawFaults) string {
 			default:
 				out = binary.BigEndian.AppendUint64(append(out, 127), n)
 			}
-			if _, err := c.Write(append(out, p...)); err != nil || op == opClose {
+			if _, err := c.Write(append(out, p...)); err != nil || wsclient.Op(op) == wsclient.Close {
 				return true
 			}
 		}
@@ -235,44 +237,4 @@ func TestWebSocketNotAWebSocketServer(t *testing.T) {
 			t.Errorf("%q: got %v, want an invalid WebSocket URL error", bad, err)
 		}
 	}
-}
-
-func TestSendWebSocket(t *testing.T) {
-	good := serveWebSocket(t, echoWS(nil))
-	upper := serveWebSocket(t, echoWS(upperCaseText))
-	binary := string([]byte{0, 1, 2, 0xff, 0xfe})
-	for _, tc := range []struct {
-		name, url, in string
-		verify        bool
-		want, wantErr string
-	}{
-		{"text", good, "hello, echod ✓\n", true, "hello, echod ✓\n", ""},
-		{"binary", good, binary, true, binary, ""},
-		{"empty", good, "", true, "", ""},
-		{"changed, verified", upper, "hello", true, "HELLO",
-			`a text message of 5 bytes came back changed: sent "hello", got "HELLO" (byte 0 differs: got 0x48 want 0x68)`},
-		{"changed, not verified", upper, "hello", false, "HELLO", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var out bytes.Buffer
-			err := SendWebSocket(context.Background(), SendConfig{URL: tc.url, Patience: testPatience, Verify: tc.verify}, strings.NewReader(tc.in), &out)
-			if out.String() != tc.want {
-				t.Errorf("printed %q, want %q", out.String(), tc.want)
-			}
-			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
-				t.Errorf("got error %v, want %q", err, tc.wantErr)
-			}
-		})
-	}
-	err := SendWebSocket(context.Background(), SendConfig{URL: good}, io.LimitReader(zeros{}, MaxSend+1), io.Discard)
-	if err == nil || err.Error() != "the input is longer than 16 MiB, the most sent as one WebSocket message" {
-		t.Errorf("input past MaxSend: %v", err)
-	}
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }

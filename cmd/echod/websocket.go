@@ -7,18 +7,17 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/echod/echod/check"
 	"github.com/echod/echod/internal/target"
+	"github.com/echod/echod/internal/wsclient"
 )
 
 // This file is where WebSocket support plugs into send: it routes every
-// ws:// and wss:// address here. (check runs the WebSocket suite of
-// package check with its other flags and report.)
+// ws:// and wss:// address here, to the client in internal/wsclient.
 
 // sendWebSocket sends a message or standard input to a ws:// or wss://
 // target as one WebSocket message and prints the echo.
 func sendWebSocket(ctx context.Context, t target.Target, src io.Reader, o sendOptions, std stdio) error {
-	cfg := check.SendConfig{URL: t.URL(), Patience: o.patience, Verify: o.verify}
+	cfg := wsclient.SendConfig{URL: t.URL(), Patience: o.patience, Verify: o.verify}
 	if t.Transport == target.WSS {
 		tc, err := sendTLSConfig(t, o.caFile, std)
 		if err != nil {
@@ -26,8 +25,8 @@ func sendWebSocket(ctx context.Context, t target.Target, src io.Reader, o sendOp
 		}
 		cfg.TLS = tc
 	}
-	err := check.SendWebSocket(ctx, cfg, src, std.out)
-	var unreachable *check.UnreachableError
+	err := wsclient.Send(ctx, cfg, src, std.out)
+	var unreachable *wsclient.DialError
 	switch {
 	case err == nil:
 		return nil

@@ -167,3 +167,17 @@ func FirstDiff(a, b []byte) int {
 	}
 	return -1
 }
+
+// Size formats n bytes for people, as the tools' reasons give sizes:
+// "512 bytes", "64 KiB", "1.5 MiB", "32 MiB".
+func Size(n int64) string {
+	switch {
+	case n >= 10<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 10<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

@@ -1,4 +1,8 @@
-package check
+// Package wsclient is a WebSocket client (RFC 6455) written for judging
+// echo servers: it sends exactly the frames its caller asks for and reports
+// exactly what came back, where a general-purpose library would hide both.
+// echod check, send, bench and path share it.
+package wsclient
 
 import (
 	"bufio"
@@ -14,51 +18,74 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/echod/echod/internal/target"
 )
 
-// This file is a WebSocket client (RFC 6455) written for judging servers:
-// it sends exactly the frames a check asks for, and reports exactly what
-// came back, where a general-purpose library would hide both.
+// Op is a frame's opcode (RFC 6455 section 5.2).
+type Op byte
 
-// WebSocket opcodes (RFC 6455 section 5.2).
+// The opcodes of RFC 6455.
 const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xa
+	Continuation Op = 0x0
+	Text         Op = 0x1
+	Binary       Op = 0x2
+	Close        Op = 0x8
+	Ping         Op = 0x9
+	Pong         Op = 0xa
 )
 
-func opName(op byte) string {
+// String names the opcode as the reasons of echod's tools do.
+func (op Op) String() string {
 	switch op {
-	case opContinuation:
+	case Continuation:
 		return "continuation"
-	case opText:
+	case Text:
 		return "text"
-	case opBinary:
+	case Binary:
 		return "binary"
-	case opClose:
+	case Close:
 		return "close"
-	case opPing:
+	case Ping:
 		return "ping"
-	case opPong:
+	case Pong:
 		return "pong"
 	}
-	return fmt.Sprintf("opcode 0x%x", op)
+	return fmt.Sprintf("opcode 0x%x", byte(op))
 }
 
-// wsConn is a client's WebSocket connection.
-type wsConn struct {
-	c     net.Conn
-	br    *bufio.Reader
-	stop  func() bool // ends the tie between the connection and ctx
-	limit int64       // the largest frame or message read
+// DefaultLimit is the largest frame or message a new Conn reads.
+const DefaultLimit = 64 << 20
+
+// Conn is a client's WebSocket connection.
+type Conn struct {
+	c    net.Conn
+	br   *bufio.Reader
+	stop func() bool // ends the tie between the connection and ctx
+	wbuf []byte      // the last frame written, masked, kept for the next
+	// Limit is the largest frame or message read; a longer one is an
+	// error. Dial sets DefaultLimit.
+	Limit int64
 }
+
+// DialError is returned by Dial when nothing answered at Addr.
+type DialError struct {
+	Addr string
+	Err  error // the cause, without the dialer's layers
+}
+
+func (e *DialError) Error() string {
+	if errors.Is(e.Err, syscall.ECONNREFUSED) {
+		return "nothing is listening on " + e.Addr
+	}
+	return fmt.Sprintf("cannot connect to %s: %v", e.Addr, e.Err)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
 
 // ClosedError is the close frame a server sent when the client did not
 // expect one.
@@ -69,7 +96,7 @@ type ClosedError struct {
 
 func (e *ClosedError) Error() string {
 	s := fmt.Sprintf("the server closed the WebSocket with %d", e.Code)
-	if name := closeCodeName(e.Code); name != "" {
+	if name := CloseCodeName(e.Code); name != "" {
 		s += " (" + name + ")"
 	}
 	if e.Reason != "" {
@@ -78,7 +105,9 @@ func (e *ClosedError) Error() string {
 	return s
 }
 
-func closeCodeName(code int) string {
+// CloseCodeName names the close codes of RFC 6455 section 7.4.1 that an
+// echo server is likely to send, or returns "".
+func CloseCodeName(code int) string {
 	switch code {
 	case 1000:
 		return "normal closure"
@@ -102,9 +131,9 @@ func closeCodeName(code int) string {
 	return ""
 }
 
-// parseWebSocketURL checks a ws:// or wss:// URL and returns it with the
-// address to dial, a port added when the URL has none.
-func parseWebSocketURL(raw string) (*url.URL, string, error) {
+// ParseURL checks a ws:// or wss:// URL and returns it with the address to
+// dial, a port added when the URL has none.
+func ParseURL(raw string) (*url.URL, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, "", fmt.Errorf("invalid WebSocket URL %q: %v", raw, err)
@@ -126,11 +155,12 @@ func parseWebSocketURL(raw string) (*url.URL, string, error) {
 	return u, net.JoinHostPort(u.Hostname(), port), nil
 }
 
-// dialWebSocket connects to the ws:// or wss:// URL raw and completes the
-// opening handshake, waiting up to patience for the server's answer. Every
-// read and write fails once ctx has ended.
-func dialWebSocket(ctx context.Context, raw string, tlsConfig *tls.Config, patience time.Duration) (*wsConn, error) {
-	u, addr, err := parseWebSocketURL(raw)
+// Dial connects to the ws:// or wss:// URL raw and completes the opening
+// handshake, waiting up to patience for the server's answer. Every read and
+// write fails once ctx has ended. When nothing answers at the URL's
+// address, the error is a *DialError.
+func Dial(ctx context.Context, raw string, tlsConfig *tls.Config, patience time.Duration) (*Conn, error) {
+	u, addr, err := ParseURL(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +170,7 @@ func dialWebSocket(ctx context.Context, raw string, tlsConfig *tls.Config, patie
 		return nil, unreachable(addr, err)
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	ws := &wsConn{c: c, stop: stop, limit: 64 << 20}
+	ws := &Conn{c: c, stop: stop, Limit: DefaultLimit}
 	if u.Scheme == "wss" {
 		cfg := &tls.Config{}
 		if tlsConfig != nil {
@@ -166,7 +196,7 @@ func dialWebSocket(ctx context.Context, raw string, tlsConfig *tls.Config, patie
 		ws.c = tc
 	}
 	ws.br = bufio.NewReader(ws.c)
-	ws.setDeadline(ctx, patience)
+	ws.SetDeadline(ctx, patience)
 	if err := ws.handshake(ctx, u, addr, patience); err != nil {
 		ws.Close()
 		return nil, err
@@ -176,7 +206,7 @@ func dialWebSocket(ctx context.Context, raw string, tlsConfig *tls.Config, patie
 
 // handshake sends the upgrade request to u, at addr, and checks the
 // server's answer.
-func (ws *wsConn) handshake(ctx context.Context, u *url.URL, addr string, patience time.Duration) error {
+func (ws *Conn) handshake(ctx context.Context, u *url.URL, addr string, patience time.Duration) error {
 	var nonce [16]byte
 	rand.Read(nonce[:])
 	key := base64.StdEncoding.EncodeToString(nonce[:])
@@ -187,7 +217,7 @@ func (ws *wsConn) handshake(ctx context.Context, u *url.URL, addr string, patien
 			"Connection":            {"Upgrade"},
 			"Sec-Websocket-Key":     {key},
 			"Sec-Websocket-Version": {"13"},
-			"User-Agent":            {"echod-check"},
+			"User-Agent":            {"echod"},
 		},
 	}
 	var b strings.Builder
@@ -208,7 +238,7 @@ func (ws *wsConn) handshake(ctx context.Context, u *url.URL, addr string, patien
 	}
 	resp, err := http.ReadResponse(ws.br, req)
 	if err != nil {
-		if isTimeout(err) {
+		if IsTimeout(err) {
 			return fmt.Errorf("no answer to the WebSocket upgrade request within %v", patience)
 		}
 		// A TLS server closes, or sends an alert, on an HTTP request.
@@ -239,39 +269,56 @@ func (ws *wsConn) handshake(ctx context.Context, u *url.URL, addr string, patien
 
 // unreachable is the error of a failed connection to addr, its cause
 // unwrapped from the dialer's layers so that the message stays short.
-func unreachable(addr string, err error) *UnreachableError {
+func unreachable(addr string, err error) *DialError {
 	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return &UnreachableError{Addr: addr, Err: dnsErr}
+	var sysErr *os.SyscallError
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &dnsErr):
+		err = dnsErr
+	case errors.As(err, &sysErr):
+		err = sysErr.Err
+	case errors.As(err, &opErr):
+		err = opErr.Err
 	}
-	return &UnreachableError{Addr: addr, Err: bareNetError(err)}
+	return &DialError{Addr: addr, Err: err}
 }
 
-func isTimeout(err error) bool {
+// IsTimeout reports whether err is a read or write deadline passing.
+func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close closes the connection without a close handshake.
-func (ws *wsConn) Close() error {
+func (ws *Conn) Close() error {
 	ws.stop()
 	return ws.c.Close()
 }
 
-// setDeadline bounds the reads and writes that follow by now+d, or ctx's
+// NetConn returns the connection under the WebSocket (TLS for wss://).
+func (ws *Conn) NetConn() net.Conn { return ws.c }
+
+// SetDeadline bounds the reads and writes that follow by now+d, or ctx's
 // end if that comes first.
-func (ws *wsConn) setDeadline(ctx context.Context, d time.Duration) {
-	ws.c.SetDeadline(readDeadline(ctx, d))
+func (ws *Conn) SetDeadline(ctx context.Context, d time.Duration) {
+	t := time.Now().Add(d)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(t) {
+		t = dl
+	}
+	if ctx.Err() != nil {
+		t = time.Unix(1, 0)
+	}
+	ws.c.SetDeadline(t)
 }
 
-// writeFrame writes one masked frame, as a client must.
-func (ws *wsConn) writeFrame(fin bool, op byte, payload []byte) error {
-	hdr := make([]byte, 0, 14)
-	b0 := op
+// WriteFrame writes one masked frame, as a client must.
+func (ws *Conn) WriteFrame(fin bool, op Op, payload []byte) error {
+	b0 := byte(op)
 	if fin {
 		b0 |= 0x80
 	}
-	hdr = append(hdr, b0)
+	hdr := append(ws.wbuf[:0], b0)
 	switch n := len(payload); {
 	case n < 126:
 		hdr = append(hdr, 0x80|byte(n))
@@ -285,36 +332,39 @@ func (ws *wsConn) writeFrame(fin bool, op byte, payload []byte) error {
 	var mask [4]byte
 	rand.Read(mask[:])
 	hdr = append(hdr, mask[:]...)
-	masked := make([]byte, len(hdr)+len(payload))
-	copy(masked, hdr)
-	for i, b := range payload {
-		masked[len(hdr)+i] = b ^ mask[i&3]
+	masked := append(hdr, payload...)
+	for i := range payload {
+		masked[len(hdr)+i] ^= mask[i&3]
+	}
+	ws.wbuf = masked
+	if cap(ws.wbuf) > 1<<20 {
+		ws.wbuf = nil // one large message does not pin its buffer
 	}
 	if _, err := ws.c.Write(masked); err != nil {
-		return fmt.Errorf("send a %s frame: %w", opName(op), err)
+		return fmt.Errorf("send a %s frame: %w", op, err)
 	}
 	return nil
 }
 
-// writeMessage sends p as one message of type op, in one frame.
-func (ws *wsConn) writeMessage(op byte, p []byte) error {
-	return ws.writeFrame(true, op, p)
+// WriteMessage sends p as one message of type op, in one frame.
+func (ws *Conn) WriteMessage(op Op, p []byte) error {
+	return ws.WriteFrame(true, op, p)
 }
 
-// frame is one frame as read.
-type frame struct {
-	fin     bool
-	op      byte
-	payload []byte
+// Frame is one frame as read.
+type Frame struct {
+	Fin     bool
+	Op      Op
+	Payload []byte
 }
 
-// readFrame reads one frame, refusing one longer than ws.limit.
-func (ws *wsConn) readFrame() (frame, error) {
+// ReadFrame reads one frame, refusing one longer than ws.Limit.
+func (ws *Conn) ReadFrame() (Frame, error) {
 	var h [2]byte
 	if _, err := io.ReadFull(ws.br, h[:]); err != nil {
-		return frame{}, err
+		return Frame{}, err
 	}
-	f := frame{fin: h[0]&0x80 != 0, op: h[0] & 0x0f}
+	f := Frame{Fin: h[0]&0x80 != 0, Op: Op(h[0] & 0x0f)}
 	if h[0]&0x70 != 0 {
 		return f, fmt.Errorf("the server sent a frame with reserved bits set (0x%02x), with no extension agreed", h[0]&0x70)
 	}
@@ -335,82 +385,102 @@ func (ws *wsConn) readFrame() (frame, error) {
 			return f, err
 		}
 		u := binary.BigEndian.Uint64(b[:])
-		if u > uint64(ws.limit) {
-			return f, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", opName(f.op), u, ws.limit)
+		if u > uint64(ws.Limit) {
+			return f, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", f.Op, u, ws.Limit)
 		}
 		n = int64(u)
 	}
-	if n > ws.limit {
-		return f, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", opName(f.op), n, ws.limit)
+	if n > ws.Limit {
+		return f, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", f.Op, n, ws.Limit)
 	}
-	if f.op >= opClose && (n > 125 || !f.fin) {
-		return f, fmt.Errorf("the server sent a %s frame that is fragmented or longer than 125 bytes (RFC 6455 section 5.5)", opName(f.op))
+	if f.Op >= Close && (n > 125 || !f.Fin) {
+		return f, fmt.Errorf("the server sent a %s frame that is fragmented or longer than 125 bytes (RFC 6455 section 5.5)", f.Op)
 	}
-	f.payload = make([]byte, n)
-	if _, err := io.ReadFull(ws.br, f.payload); err != nil {
+	f.Payload = make([]byte, n)
+	if _, err := io.ReadFull(ws.br, f.Payload); err != nil {
 		return f, err
 	}
 	return f, nil
 }
 
-// readMessage reads the next message, putting its frames together. It
+// ReadMessage reads the next message, putting its frames together. It
 // answers pings as it goes and skips pongs; a close frame ends it with a
 // *ClosedError.
-func (ws *wsConn) readMessage() (op byte, msg []byte, frames int, err error) {
+func (ws *Conn) ReadMessage() (op Op, msg []byte, frames int, err error) {
 	for {
-		f, err := ws.readFrame()
+		f, err := ws.ReadFrame()
 		if err != nil {
 			return op, msg, frames, err
 		}
-		switch f.op {
-		case opPing:
-			if err := ws.writeFrame(true, opPong, f.payload); err != nil {
+		switch f.Op {
+		case Ping:
+			if err := ws.WriteFrame(true, Pong, f.Payload); err != nil {
 				return op, msg, frames, err
 			}
 			continue
-		case opPong:
+		case Pong:
 			continue
-		case opClose:
-			return op, msg, frames, closedError(f.payload)
-		case opContinuation:
+		case Close:
+			return op, msg, frames, Closed(f.Payload)
+		case Continuation:
 			if frames == 0 {
 				return op, msg, frames, errors.New("the server sent a continuation frame with no message started")
 			}
-		case opText, opBinary:
+		case Text, Binary:
 			if frames > 0 {
-				return op, msg, frames, fmt.Errorf("the server started a %s message inside an unfinished %s one", opName(f.op), opName(op))
+				return op, msg, frames, fmt.Errorf("the server started a %s message inside an unfinished %s one", f.Op, op)
 			}
-			op = f.op
+			op = f.Op
 		default:
-			return op, msg, frames, fmt.Errorf("the server sent a frame with the unknown %s", opName(f.op))
+			return op, msg, frames, fmt.Errorf("the server sent a frame with the unknown %s", f.Op)
 		}
 		frames++
-		if int64(len(msg)+len(f.payload)) > ws.limit {
-			return op, msg, frames, fmt.Errorf("the server's message goes on past %d bytes", ws.limit)
+		if int64(len(msg)+len(f.Payload)) > ws.Limit {
+			return op, msg, frames, fmt.Errorf("the server's message goes on past %d bytes", ws.Limit)
 		}
-		msg = append(msg, f.payload...)
-		if f.fin {
+		msg = append(msg, f.Payload...)
+		if f.Fin {
 			return op, msg, frames, nil
 		}
 	}
 }
 
-func closedError(p []byte) *ClosedError {
+// Closed is the error of a close frame with payload p.
+func Closed(p []byte) *ClosedError {
 	if len(p) < 2 {
 		return &ClosedError{Code: 1005}
 	}
 	return &ClosedError{Code: int(binary.BigEndian.Uint16(p)), Reason: string(p[2:])}
 }
 
-// closePayload is a close frame's payload: the code, then the reason.
-func closePayload(code int, reason string) []byte {
+// ClosePayload is a close frame's payload: the code, then the reason.
+func ClosePayload(code int, reason string) []byte {
 	return append(binary.BigEndian.AppendUint16(nil, uint16(code)), reason...)
 }
 
-// goodbye sends a close (1000) and ends the connection without waiting
-// for the server's answer: for clients whose checks are over.
-func (ws *wsConn) goodbye() {
+// Goodbye sends a close (1000) and ends the connection without waiting
+// for the server's answer: for clients whose work is over.
+func (ws *Conn) Goodbye() {
 	ws.c.SetWriteDeadline(time.Now().Add(time.Second))
-	ws.writeFrame(true, opClose, closePayload(1000, ""))
+	ws.WriteFrame(true, Close, ClosePayload(1000, ""))
 	ws.Close()
 }
+
+// CloseHandshake sends a close (1000) and waits up to patience for the
+// server's.
+func (ws *Conn) CloseHandshake(ctx context.Context, patience time.Duration) {
+	ws.SetDeadline(ctx, patience)
+	if ws.WriteFrame(true, Close, ClosePayload(1000, "")) != nil {
+		return
+	}
+	for {
+		f, err := ws.ReadFrame()
+		if err != nil || f.Op == Close {
+			return
+		}
+	}
+}
+
+// Reader returns the buffered reader of the connection's bytes, for a
+// caller that reads past the frames (what comes after a close).
+func (ws *Conn) Reader() io.Reader { return ws.br }
