@@ -24,7 +24,8 @@ type Path struct {
 	// Jitter varies each chunk's delay uniformly within ±Jitter. Bytes keep
 	// their order: a chunk never overtakes the one read before it.
 	Jitter time.Duration
-	// Rate caps each direction at this many bytes a second; 0 is no cap.
+	// Rate caps each direction at this many bytes a second, shared by all
+	// the proxy's connections as a link's bandwidth is; 0 is no cap.
 	Rate int64
 	// Segment cuts every write into writes of at most this many bytes (536,
 	// say, the smallest TCP MSS); 0 leaves writes whole. For UDP it is the
@@ -92,6 +93,9 @@ type Proxy struct {
 	cancel context.CancelFunc
 	stop   func() bool // unregisters the context.AfterFunc
 
+	// up and down pace the two directions: client to target, and back.
+	up, down pacer
+
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -116,7 +120,8 @@ func Start(ctx context.Context, target string, path Path) (*Proxy, error) {
 }
 
 func newProxy(ctx context.Context, target string, path Path) *Proxy {
-	p := &Proxy{path: path, target: target, conns: map[*conn]struct{}{}, flows: map[string]*flow{}}
+	p := &Proxy{path: path, target: target, conns: map[*conn]struct{}{}, flows: map[string]*flow{},
+		up: pacer{rate: path.Rate}, down: pacer{rate: path.Rate}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.stop = context.AfterFunc(ctx, p.shutdown)
 	return p
@@ -195,9 +200,11 @@ func (path Path) release(now, last time.Time) time.Time {
 }
 
 // pacer spaces out writes so that a direction carries at most rate bytes a
-// second over any stretch longer than a few milliseconds.
+// second over any stretch longer than a few milliseconds, however many
+// connections share it.
 type pacer struct {
 	rate int64
+	mu   sync.Mutex
 	next time.Time // when the bytes written so far have been paid for
 }
 
@@ -206,14 +213,17 @@ func (pc *pacer) wait(n int, t *time.Timer, done <-chan struct{}) bool {
 	if pc.rate <= 0 {
 		return true
 	}
+	pc.mu.Lock()
 	now := time.Now()
 	if pc.next.Before(now) {
 		pc.next = now // idle time does not bank a burst
 	}
 	pc.next = pc.next.Add(time.Duration(int64(n) * int64(time.Second) / pc.rate))
+	until := pc.next
+	pc.mu.Unlock()
 	// Sleeping for every small segment would lose the timer's slack each
 	// time; pay a couple of milliseconds ahead instead.
-	if d := time.Until(pc.next); d > 2*time.Millisecond {
+	if d := time.Until(until); d > 2*time.Millisecond {
 		return sleep(t, d, done)
 	}
 	return true

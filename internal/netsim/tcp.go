@@ -68,9 +68,9 @@ func (p *Proxy) forward(client net.Conn) {
 	up := make(chan chunk, queued)
 	down := make(chan chunk, queued)
 	wg.Go(func() { p.read(c, client, up) })
-	wg.Go(func() { p.write(c, server, up, nil) })
+	wg.Go(func() { p.write(c, server, up, &p.up, nil) })
 	wg.Go(func() { p.read(c, server, down) })
-	wg.Go(func() { p.write(c, client, down, &tamperer{Tamper: p.path.Tamper}) })
+	wg.Go(func() { p.write(c, client, down, &p.down, &tamperer{Tamper: p.path.Tamper}) })
 	if p.path.IdleTimeout > 0 {
 		wg.Go(func() { p.idle(c) })
 	}
@@ -122,11 +122,10 @@ func (p *Proxy) read(c *conn, src net.Conn, q chan<- chunk) {
 }
 
 // write delivers the chunks of q to dst at their release time, paced and
-// cut into segments, passing each through tp (when not nil).
-func (p *Proxy) write(c *conn, dst net.Conn, q <-chan chunk, tp *tamperer) {
+// paced by pc and cut into segments, passing each through tp (when not nil).
+func (p *Proxy) write(c *conn, dst net.Conn, q <-chan chunk, pc *pacer, tp *tamperer) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	pc := pacer{rate: p.path.Rate}
 	for {
 		var ch chunk
 		select {

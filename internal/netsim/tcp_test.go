@@ -3,6 +3,7 @@ package netsim_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -90,22 +91,33 @@ func TestJitterKeepsOrder(t *testing.T) {
 
 func TestRateCapsEachDirection(t *testing.T) {
 	const rate, size = 1 << 20, 256 << 10
-	p := through(t, echoServer(t), netsim.Path{Rate: rate})
-	c := testkit.Dial(t, p.Addr())
-	start := time.Now()
-	go func() {
-		c.Write(make([]byte, size))
-		c.CloseWrite()
-	}()
-	n, err := io.Copy(io.Discard, c)
-	took := time.Since(start)
-	if err != nil || n != size {
-		t.Fatalf("echoed %d of %d bytes: %v", n, size, err)
-	}
-	// Both directions run at once, so the echo takes size/rate, less the
-	// short burst the pacer allows.
-	if min := time.Duration(size) * time.Second / rate * 9 / 10; took < min {
-		t.Errorf("%d bytes echoed in %v through %d bytes/s, want at least %v", size, took, rate, min)
+	for _, conns := range []int{1, 2} {
+		t.Run(fmt.Sprint(conns, " connections"), func(t *testing.T) {
+			p := through(t, echoServer(t), netsim.Path{Rate: rate})
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range conns {
+				// The connections share the rate as a link's bandwidth is
+				// shared: together they take as long as one would alone.
+				c := testkit.Dial(t, p.Addr())
+				go func() {
+					c.Write(make([]byte, size/conns))
+					c.CloseWrite()
+				}()
+				wg.Go(func() {
+					if n, err := io.Copy(io.Discard, c); err != nil || n != int64(size/conns) {
+						t.Errorf("echoed %d of %d bytes: %v", n, size/conns, err)
+					}
+				})
+			}
+			wg.Wait()
+			took := time.Since(start)
+			// Both directions run at once, so the echo takes size/rate,
+			// less the short burst the pacer allows.
+			if min := time.Duration(size) * time.Second / rate * 9 / 10; took < min {
+				t.Errorf("%d bytes echoed in %v through %d bytes/s, want at least %v", size, took, rate, min)
+			}
+		})
 	}
 }
 

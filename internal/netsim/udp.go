@@ -85,11 +85,11 @@ func (p *Proxy) flow(client net.Addr) *flow {
 	f.active.Store(time.Now().UnixNano())
 	p.flows[client.String()] = f
 	down := make(chan chunk, queued)
-	p.wg.Go(func() { p.sendDatagrams(f, f.toUp, func(b []byte) { f.up.Write(b) }) })
+	p.wg.Go(func() { p.sendDatagrams(f, f.toUp, &p.up, func(b []byte) { f.up.Write(b) }) })
 	p.wg.Go(func() { p.readTarget(f, down) })
 	p.wg.Go(func() {
 		tp := tamperer{Tamper: p.path.Tamper}
-		p.sendDatagrams(f, down, func(b []byte) {
+		p.sendDatagrams(f, down, &p.down, func(b []byte) {
 			tp.off = 0 // the tampered byte is At in every datagram
 			p.pc.WriteTo(tp.apply(b), f.client)
 		})
@@ -141,11 +141,10 @@ func (p *Proxy) readTarget(f *flow, q chan<- chunk) {
 }
 
 // sendDatagrams sends the datagrams of q with send at their release time,
-// paced, in order.
-func (p *Proxy) sendDatagrams(f *flow, q <-chan chunk, send func([]byte)) {
+// paced by pc, in order.
+func (p *Proxy) sendDatagrams(f *flow, q <-chan chunk, pc *pacer, send func([]byte)) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	pc := pacer{rate: p.path.Rate}
 	for {
 		var ch chunk
 		select {
