@@ -208,6 +208,9 @@ type pacer struct {
 	next time.Time // when the bytes written so far have been paid for
 }
 
+// burst is the most time an idle direction banks.
+const burst = 5 * time.Millisecond
+
 // wait blocks until n more bytes may go, or done closes (false).
 func (pc *pacer) wait(n int, t *time.Timer, done <-chan struct{}) bool {
 	if pc.rate <= 0 {
@@ -215,8 +218,11 @@ func (pc *pacer) wait(n int, t *time.Timer, done <-chan struct{}) bool {
 	}
 	pc.mu.Lock()
 	now := time.Now()
-	if pc.next.Before(now) {
-		pc.next = now // idle time does not bank a burst
+	// Time the direction stood idle banks no more than a short burst, as
+	// a link's queue drains while nothing arrives; but a writer that is
+	// briefly late (a syscall, a scheduler tick) keeps its due.
+	if early := now.Add(-burst); pc.next.Before(early) {
+		pc.next = early
 	}
 	pc.next = pc.next.Add(time.Duration(int64(n) * int64(time.Second) / pc.rate))
 	until := pc.next
