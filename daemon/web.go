@@ -75,6 +75,7 @@ func (d *daemon) webServer() *webServer {
 			WriteTimeout:      max(h.MaxDelay, web.DefaultMaxDelay) + webWriteTimeout,
 			IdleTimeout:       idle,
 			MaxHeaderBytes:    webMaxHeaderBytes,
+			ConnContext:       web.ConnContext, // for the kernel's view in web.InfoPath
 			// A bad client's TLS handshake or malformed request is its
 			// own business, not the operator's.
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
@@ -142,6 +143,10 @@ type admittedConn struct {
 	net.Conn
 	release func()
 }
+
+// NetConn returns the connection admitted, for what looks under it (the
+// web echo's TCP_INFO).
+func (c *admittedConn) NetConn() net.Conn { return c.Conn }
 
 func (c *admittedConn) Close() error {
 	c.release()
