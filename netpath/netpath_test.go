@@ -1,0 +1,189 @@
+package netpath_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/echod/echod/internal/netsim"
+	"github.com/echod/echod/internal/target"
+	"github.com/echod/echod/internal/testkit"
+	"github.com/echod/echod/netpath"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// echoServer is a correct TCP echo server: it echoes, and closes its side
+// after the client's half-close.
+func echoServer(t *testing.T) string {
+	return testkit.Serve(t, testkit.Listen(t), func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
+}
+
+// through starts a proxy to addr with path until the test ends.
+func through(t *testing.T, addr string, path netsim.Path) string {
+	t.Helper()
+	p, err := netsim.Start(context.Background(), addr, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p.Addr()
+}
+
+// quick is a Config that keeps a test short: no idle probes unless the
+// test asks for them.
+func quick(t *testing.T, addr string) netpath.Config {
+	t.Helper()
+	tgt, err := target.Parse(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netpath.Config{Target: tgt, Echoes: 10, Duration: 800 * time.Millisecond, MaxIdle: -1, Patience: 3 * time.Second, Bulk: 128 << 10}
+}
+
+func run(t *testing.T, cfg netpath.Config) *netpath.Report {
+	t.Helper()
+	r, err := netpath.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range r.Findings {
+		t.Logf("%s: %s", f.Topic, f.Text)
+	}
+	return r
+}
+
+// within reports whether got is within 25% of want.
+func within(got, want float64) bool { return got >= want*0.75 && got <= want*1.25 }
+
+func TestFarSlowPath(t *testing.T) {
+	// Not parallel: the round trip is timed, and the other tests' bulk
+	// echoes would take the CPU from the proxy's timers.
+	// The far path (150 ms ± 30 ms one way, 1 MB/s, 536-byte
+	// segments), its delays scaled down to keep the test short.
+	const delay, jitter, rate = 30 * time.Millisecond, 6 * time.Millisecond, 1_000_000
+	addr := through(t, echoServer(t), netsim.Path{Delay: delay, Jitter: jitter, Rate: rate, Segment: 536})
+	r := run(t, quick(t, addr))
+	if r.RTT == nil || !within(float64(r.RTT.P50), float64(2*delay)) {
+		t.Errorf("round trip %+v, want a p50 within 25%% of %v", r.RTT, 2*delay)
+	}
+	if r.RTT != nil && r.RTT.Min < 2*(delay-jitter) {
+		t.Errorf("round trip min %v is less than the path allows (%v)", r.RTT.Min, 2*(delay-jitter))
+	}
+	if tp := r.Throughput; tp == nil || !within(tp.One, rate) {
+		t.Errorf("throughput %+v, want within 25%% of %d bytes/s", tp, rate)
+	} else if tp.Limit != "shared" {
+		t.Errorf("limit %q (two connections %.2f× one), want shared: the proxy's rate is shared", tp.Limit, tp.Ratio)
+	}
+	if in := r.Integrity; in == nil || !in.Intact() {
+		t.Errorf("integrity %+v, want the echo intact", in)
+	} else if runtime.GOOS == "linux" && (in.RecvMSS == 0 || in.RecvMSS > 536) {
+		t.Errorf("segments of up to %d bytes seen, want at most 536", in.RecvMSS)
+	}
+	if hc := r.HalfClose; hc == nil || hc.Outcome != "half-close" {
+		t.Errorf("half-close %+v through a path that passes it on", hc)
+	}
+}
+
+func TestHalfCloseTurnedIntoClose(t *testing.T) {
+	t.Parallel()
+	addr := through(t, echoServer(t), netsim.Path{CloseOnHalfClose: true, Delay: 5 * time.Millisecond})
+	r := run(t, quick(t, addr))
+	if hc := r.HalfClose; hc == nil || hc.Outcome != "closed" || hc.Echoed == hc.Sent {
+		t.Errorf("half-close %+v, want closed with the echo cut short", hc)
+	}
+	if in := r.Integrity; in == nil || !in.Intact() {
+		t.Errorf("integrity %+v: the path does not tamper", in)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	// Not parallel, for the timing, as TestFarSlowPath.
+	const idle = 2 * time.Second
+	addr := through(t, echoServer(t), netsim.Path{IdleTimeout: idle})
+	cfg := quick(t, addr)
+	cfg.MaxIdle = 5 * time.Second
+	start := time.Now()
+	r := run(t, cfg)
+	if in := r.Idle; in == nil || !within(float64(in.ClosedAfter), float64(idle)) {
+		t.Errorf("idle %+v, want closed after about %v", in, idle)
+	}
+	// The probes longer than the timeout stop when it shows, rather than
+	// running to -max-idle.
+	if took := time.Since(start); took > cfg.MaxIdle {
+		t.Errorf("the run took %v, as long as -max-idle", took)
+	}
+}
+
+func TestNoIdleTimeout(t *testing.T) {
+	t.Parallel()
+	cfg := quick(t, echoServer(t))
+	cfg.MaxIdle = 2 * time.Second
+	r := run(t, cfg)
+	if in := r.Idle; in == nil || in.Survived != 2*time.Second || in.ClosedAfter != 0 || in.DiedBy != 0 {
+		t.Errorf("idle %+v, want every probe echoed", in)
+	}
+}
+
+func TestTampering(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		kind                      netsim.TamperKind
+		changed, dropped, doubled int
+	}{
+		{netsim.Flip, 1, 0, 0},
+		{netsim.Drop, 0, 1, 0},
+		{netsim.Duplicate, 0, 0, 1},
+	} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			t.Parallel()
+			// The byte is in the bulk echo: the first connections are the
+			// round-trip one (10 echoes of 32 bytes) and the bulk one.
+			const at = 5000
+			addr := through(t, echoServer(t), netsim.Path{Segment: 536, Tamper: netsim.Tamper{Kind: tc.kind, At: at}})
+			cfg := quick(t, addr)
+			cfg.Echoes = 1
+			r := run(t, cfg)
+			in := r.Integrity
+			if in == nil || in.Changed != tc.changed || in.Dropped != tc.dropped || in.Duplicated != tc.doubled || (in.First != at && !(tc.kind == netsim.Duplicate && in.First == at+1)) {
+				t.Errorf("integrity %+v, want %d changed, %d dropped, %d duplicated at byte %d", in, tc.changed, tc.dropped, tc.doubled, at)
+			}
+		})
+	}
+}
+
+func TestUDP(t *testing.T) {
+	t.Parallel()
+	srv := testkit.ServeUDP(t, "127.0.0.1:0", 64<<10, func(p []byte) [][]byte { return [][]byte{p} })
+	const delay, largest = 20 * time.Millisecond, 1200
+	p, err := netsim.StartUDP(context.Background(), srv, netsim.Path{Delay: delay, Segment: largest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	r := run(t, quick(t, "udp://"+p.Addr()))
+	if r.RTT == nil || !within(float64(r.RTT.P50), float64(2*delay)) {
+		t.Errorf("round trip %+v, want about %v", r.RTT, 2*delay)
+	}
+	if dg := r.Datagrams; dg == nil || dg.Largest != largest || dg.Changed != 0 {
+		t.Errorf("datagrams %+v, want %d bytes the largest, none changed", dg, largest)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	for _, addr := range []string{testkit.FreeAddr(t, "tcp"), "udp://" + testkit.FreeAddr(t, "udp")} {
+		cfg := quick(t, addr)
+		cfg.Patience = 300 * time.Millisecond
+		if _, err := netpath.Run(context.Background(), cfg); !errors.Is(err, netpath.ErrUnreachable) {
+			t.Errorf("Run(%s) = %v, want ErrUnreachable", addr, err)
+		}
+	}
+}
