@@ -60,6 +60,7 @@ func checkHalfClose(ctx context.Context, d dialer, patience time.Duration) *Half
 		if _, verr := v.Write(buf[:n]); verr != nil {
 			hc.Outcome = "changed"
 			hc.Echoed = int(v.Verified())
+			hc.Err = verr.Error()
 			return hc
 		}
 		if err == nil {

@@ -177,7 +177,7 @@ func (hc *HalfClose) findings(*Report) []Finding {
 	case "stalled":
 		text = fmt.Sprintf("after the half-close the echo stopped at %s of %s and the connection stayed open (%s)", pattern.Size(int64(hc.Echoed)), sent, hc.Err)
 	case "changed":
-		text = fmt.Sprintf("the echo differed from what was sent after %s", pattern.Size(int64(hc.Echoed)))
+		text = fmt.Sprintf("not measured: the echo differed from what was sent (%s)", hc.Err)
 	default:
 		text = "not measured: " + hc.Err
 	}

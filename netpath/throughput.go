@@ -50,9 +50,15 @@ func measureThroughput(ctx context.Context, d dialer, cfg Config) *Throughput {
 	switch r := tp.Ratio; {
 	case r < 1.35:
 		tp.Limit = "shared"
-		tp.Sure = "likely"
-		if r < 1.15 {
+		switch {
+		case r < 0.8:
+			// Two got less than one: something else took the machine
+			// or the path meanwhile.
+			tp.Sure = "unsure"
+		case r < 1.15:
 			tp.Sure = "sure"
+		default:
+			tp.Sure = "likely"
 		}
 	case r > 1.65:
 		tp.Limit = "per-connection"

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/echod/echod/internal/netsim"
+	"github.com/echod/echod/netpath"
+)
+
+// TestPathThroughSimulatedPaths runs 'echod path' against 'echod serve'
+// through each of the issue's simulated paths (their times scaled down),
+// and checks that each finding names what the path does.
+func TestPathThroughSimulatedPaths(t *testing.T) {
+	byProto, _ := startServeAll(t, 2, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0")
+	echo, info := byProto["tcp"][0], "http://"+byProto["http"][0]+netpath.InfoPath
+	for _, tc := range []struct {
+		name string
+		path netsim.Path
+		args []string
+		want []string // regular expressions the output must match
+	}{
+		{"far and slow", netsim.Path{Delay: 30 * time.Millisecond, Jitter: 6 * time.Millisecond, Rate: 1_000_000, Segment: 536}, nil, []string{
+			`round trip: +min [56]\dms, p50 [5-7]\dms`,
+			`throughput: +(0\.[89]\d|1\.[01]\d) MB/s `,
+			`limit: +a shared limit`,
+			`segments: +the echo arrived in segments of at most 536 bytes`,
+			`half-close: +arrives as a half-close`,
+			`tampering: +none`,
+			`echod sees: +this client as 127\.0\.0\.1:\d+, its own address`,
+		}},
+		{"half-close turned into close", netsim.Path{CloseOnHalfClose: true}, nil, []string{
+			`half-close: +the connection was closed at the half-close: 0 bytes of 16 KiB in flight came back`,
+		}},
+		{"idle connections closed after 2s", netsim.Path{IdleTimeout: 2 * time.Second}, []string{"-max-idle", "4s"}, []string{
+			`idle: +an idle connection is closed after 2(\.[0-4])?s idle, unasked \(probes: 1\.1s echoed, 2\.2s closed, 4s (closed|cancelled)\)`,
+		}},
+		{"a byte changed", netsim.Path{Tamper: netsim.Tamper{Kind: netsim.Flip, At: 1000}}, []string{"-n", "1"}, []string{
+			`tampering: +1 byte changed in an echo of 128 KiB, the first at byte 1000`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := netsim.Start(context.Background(), echo, tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
+			args := append([]string{"path", p.Addr(), "-d", "800ms", "-n", "10", "-bulk", "131072", "-max-idle", "0", "-info", info}, tc.args...)
+			code, out, errOut := runCmd(t, nil, args...)
+			t.Logf("echod %s\n%s", strings.Join(args[1:], " "), out)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !regexp.MustCompile(w).MatchString(out) {
+					t.Errorf("output does not match %q", w)
+				}
+			}
+		})
+	}
+}
+
+func TestPathJSON(t *testing.T) {
+	echo := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	code, out, errOut := runCmd(t, nil, "path", "-json", "-d", "200ms", "-n", "3", "-max-idle", "0", echo)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r netpath.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out)
+	}
+	if r.RTT == nil || r.RTT.Echoes != 3 || r.HalfClose == nil || r.HalfClose.Outcome != "half-close" || len(r.Findings) == 0 {
+		t.Errorf("report %s", out)
+	}
+}
+
+func TestPathUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"path"}, "no address given"},
+		{[]string{"path", "127.0.0.1:1", "-max-idle", "-1s"}, "-max-idle must not be negative"},
+		{[]string{"path", "127.0.0.1:1", "-max-idle", "10ms"}, "-max-idle must be at least 1s"},
+		{[]string{"path", "127.0.0.1:1", "-d", "0"}, "-d must be from 100ms to 1h"},
+		{[]string{"path", "127.0.0.1:1", "-n", "0"}, "-n must be from 1 to 100000"},
+		{[]string{"path", "127.0.0.1:1", "-info", "ws://x/"}, "invalid -info"},
+		{[]string{"path", "127.0.0.1:1", "-ca", "x.pem"}, "-ca applies to tls:// and wss://"},
+		{[]string{"path", "127.0.0.1:1", "extra"}, `unexpected argument "extra"`},
+		{[]string{"path", "-patience", "300ms", "-max-idle", "0", "127.0.0.1:1"}, "unreachable: connect to 127.0.0.1:1"},
+	} {
+		code, _, errOut := runCmd(t, nil, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("echod %s: exit %d, %q; want 2 and one line with %q", strings.Join(tc.args, " "), code, errOut, tc.want)
+		}
+	}
+}
