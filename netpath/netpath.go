@@ -135,10 +135,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.set(integ, func() { r.Integrity = integ })
 	tp := measureThroughput(ctx, d, cfg)
 	r.set(tp, func() { r.Throughput = tp })
+	hc := &HalfClose{Err: errNoHalfClose.Error()}
 	if d.halfCloses() {
-		hc := checkHalfClose(ctx, d, patience)
-		r.set(hc, func() { r.HalfClose = hc })
+		hc = checkHalfClose(ctx, d, patience)
 	}
+	r.set(hc, func() { r.HalfClose = hc })
 	wg.Wait()
 	if ctx.Err() != nil {
 		return r, ctx.Err()

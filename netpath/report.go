@@ -103,10 +103,18 @@ func (ti *TLSInfo) findings(*Report) []Finding {
 	if alpn == "" {
 		alpn = "none"
 	}
-	fs := []Finding{{"tls", fmt.Sprintf("%s, %s, ALPN %s; handshake %s", ti.Version, ti.Cipher, alpn, ms(ti.Handshake))}}
+	text := fmt.Sprintf("%s, %s, ALPN %s", ti.Version, ti.Cipher, alpn)
+	if ti.Handshake > 0 { // a WebSocket's is part of its connect time
+		text += "; handshake " + ms(ti.Handshake)
+	}
+	fs := []Finding{{"tls", text}}
 	for i, c := range ti.Chain {
 		left := time.Until(c.NotAfter)
-		when := fmt.Sprintf("expires %s (in %d days)", c.NotAfter.UTC().Format("2006-01-02"), int(left.Hours()/24))
+		in := fmt.Sprintf("%d days", int(left.Hours()/24))
+		if left < 48*time.Hour {
+			in = fmt.Sprintf("%d hours", int(left.Hours()))
+		}
+		when := fmt.Sprintf("expires %s (in %s)", c.NotAfter.UTC().Format("2006-01-02 15:04 MST"), in)
 		if left < 0 {
 			when = fmt.Sprintf("EXPIRED on %s", c.NotAfter.UTC().Format("2006-01-02"))
 		}

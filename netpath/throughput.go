@@ -62,9 +62,15 @@ func measureThroughput(ctx context.Context, d dialer, cfg Config) *Throughput {
 		}
 	case r > 1.65:
 		tp.Limit = "per-connection"
-		tp.Sure = "likely"
-		if r > 1.85 && r < 2.3 {
+		switch {
+		case r > 2.3:
+			// Two got more than twice one: the first measurement was
+			// held back by something else.
+			tp.Sure = "unsure"
+		case r > 1.85:
 			tp.Sure = "sure"
+		default:
+			tp.Sure = "likely"
 		}
 	default:
 		tp.Limit, tp.Sure = "unclear", "unsure"

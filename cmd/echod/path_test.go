@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/internal/netsim"
+	"github.com/echod/echod/internal/testcert"
 	"github.com/echod/echod/netpath"
 )
 
@@ -98,5 +99,50 @@ func TestPathUsage(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("echod %s: exit %d, %q; want 2 and one line with %q", strings.Join(tc.args, " "), code, errOut, tc.want)
 		}
+	}
+}
+
+// TLS and WebSocket targets: the handshake and certificate are reported,
+// and a ws:// or wss:// target asks the same server what echod sees.
+func TestPathTLSAndWebSocket(t *testing.T) {
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod path test")
+	byProto, _ := startServeAll(t, 3, "-tls-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-https-listen", "127.0.0.1:0",
+		"-tls-cert", certFile, "-tls-key", keyFile)
+	for _, tc := range []struct {
+		addr string
+		want []string
+	}{
+		{"tls://" + byProto["tls"][0], []string{
+			`tls: +TLS 1\.3, TLS_\w+, ALPN none; handshake`,
+			`certificate: 1\. CN=echod path test, issued by CN=echod path test, expires \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in 2[34] hours\)\n`,
+			`half-close: +arrives as a half-close`,
+		}},
+		{"ws://" + byProto["http"][0] + "/", []string{
+			`connect: +\S+ to a WebSocket`,
+			`echod sees: +this client as 127\.0\.0\.1:\d+, its own address`,
+			`tampering: +none`,
+			`half-close: +not measured: a WebSocket has no half-close`,
+		}},
+		{"wss://" + byProto["https"][0] + "/", []string{
+			`tls: +TLS 1\.3, TLS_\w+, ALPN http/1\.1`,
+			`echod sees: +this client as 127\.0\.0\.1:\d+, its own address`,
+		}},
+	} {
+		t.Run(tc.addr[:strings.Index(tc.addr, ":")], func(t *testing.T) {
+			args := []string{"path", tc.addr, "-d", "200ms", "-n", "3", "-bulk", "65536", "-max-idle", "0"}
+			if strings.HasPrefix(tc.addr, "tls") || strings.HasPrefix(tc.addr, "wss") {
+				args = append(args, "-ca", certFile)
+			}
+			code, out, errOut := runCmd(t, nil, args...)
+			t.Logf("echod %s\n%s", strings.Join(args[1:], " "), out)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !regexp.MustCompile(w).MatchString(out) {
+					t.Errorf("output does not match %q", w)
+				}
+			}
+		})
 	}
 }
