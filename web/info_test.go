@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -29,8 +30,9 @@ func TestInfo(t *testing.T) {
 				srv.Close()
 			})
 			var local string
-			tr := &http.Transport{DisableKeepAlives: true, Dial: func(network, addr string) (net.Conn, error) {
-				c, err := net.Dial(network, addr)
+			tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, network, addr)
 				if err == nil {
 					local = c.LocalAddr().String()
 				}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"time"
 
+	"github.com/echod/echod/internal/netsim"
 	"github.com/echod/echod/internal/target"
 	"github.com/echod/echod/netpath"
 )
@@ -23,6 +25,7 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 	caFile := fs.String("ca", "", "for tls:// and wss://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on the whole run after this long (0: never)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	simulate := fs.String("simulate", "", "measure through an in-process proxy in front of ADDRESS that behaves like `PATH`, such as delay=150ms,jitter=30ms,rate=1000000,segment=536,half-close=close,idle=30s,tamper=flip@600 (see docs/path.md)")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -81,15 +84,31 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 			return usagef("path", "invalid -info %q: want http://HOST:PORT%s", cfg.InfoURL, netpath.InfoPath)
 		}
 	}
-
-	if !*asJSON {
-		fmt.Fprintf(std.out, "path to %s\n", tgt)
-		cfg.Progress = func(f netpath.Finding) { f.WriteText(std.out) }
+	var sim netsim.Path
+	if *simulate != "" {
+		if sim, err = netsim.ParsePath(*simulate); err != nil {
+			return usagef("path", "invalid -simulate: %v", err)
+		}
 	}
+
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
+	}
+	if *simulate != "" {
+		stop, err := throughSimulated(ctx, &cfg, sim)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		if !*asJSON {
+			fmt.Fprintf(std.out, "simulating %s: an in-process proxy at %s in front of %s\n", sim, cfg.Target.Addr(), tgt)
+		}
+	}
+	if !*asJSON {
+		fmt.Fprintf(std.out, "path to %s\n", cfg.Target)
+		cfg.Progress = func(f netpath.Finding) { f.WriteText(std.out) }
 	}
 	rep, err := netpath.Run(ctx, cfg)
 	switch {
@@ -104,4 +123,36 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 		return rep.WriteJSON(std.out)
 	}
 	return nil
+}
+
+// throughSimulated starts a netsim proxy to cfg's target that behaves like
+// path, and points cfg at it; stop closes the proxy.
+func throughSimulated(ctx context.Context, cfg *netpath.Config, path netsim.Path) (stop func() error, err error) {
+	to, err := target.Resolve(ctx, cfg.Target.Addr())
+	if err != nil {
+		return nil, err
+	}
+	start := netsim.Start
+	if cfg.Target.Transport == target.UDP {
+		start = netsim.StartUDP
+	} else {
+		// The proxy would accept and then close: say plainly that
+		// nothing is behind it.
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", to)
+		if err != nil {
+			return nil, &usageError{err: fmt.Errorf("%w: connect to %s: %v", netpath.ErrUnreachable, to, err)}
+		}
+		c.Close()
+	}
+	p, err := start(ctx, to, path)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TLS != nil && cfg.TLS.ServerName == "" {
+		cfg.TLS.ServerName = cfg.Target.Host // the certificate names the server, not the proxy
+	}
+	host, port, _ := net.SplitHostPort(p.Addr())
+	cfg.Target.Host, cfg.Target.Port = host, port
+	return p.Close, nil
 }

@@ -93,6 +93,8 @@ func TestPathUsage(t *testing.T) {
 		{[]string{"path", "127.0.0.1:1", "-info", "ws://x/"}, "invalid -info"},
 		{[]string{"path", "127.0.0.1:1", "-ca", "x.pem"}, "-ca applies to tls:// and wss://"},
 		{[]string{"path", "127.0.0.1:1", "extra"}, `unexpected argument "extra"`},
+		{[]string{"path", "127.0.0.1:1", "-simulate", "delay=1"}, "invalid -simulate: delay=1: time: missing unit in duration"},
+		{[]string{"path", "127.0.0.1:1", "-simulate", "delay=1s"}, "unreachable: connect to 127.0.0.1:1"},
 		{[]string{"path", "-patience", "300ms", "-max-idle", "0", "127.0.0.1:1"}, "unreachable: connect to 127.0.0.1:1"},
 	} {
 		code, _, errOut := runCmd(t, nil, tc.args...)
@@ -144,5 +146,25 @@ func TestPathTLSAndWebSocket(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// -simulate puts the proxy in front of the server, for trying what a path
+// does without one.
+func TestPathSimulate(t *testing.T) {
+	echo := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	code, out, errOut := runCmd(t, nil, "path", echo, "-simulate", "delay=20ms,half-close=close", "-d", "200ms", "-n", "5", "-bulk", "65536", "-max-idle", "0")
+	t.Log(out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, w := range []string{
+		`^simulating delay=20ms,half-close=close: an in-process proxy at 127\.0\.0\.1:\d+ in front of ` + regexp.QuoteMeta(echo) + `\n`,
+		`round trip: +min [45]\dms`,
+		`half-close: +the connection was closed at the half-close`,
+	} {
+		if !regexp.MustCompile(w).MatchString(out) {
+			t.Errorf("output does not match %q", w)
+		}
 	}
 }
