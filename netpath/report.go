@@ -139,7 +139,11 @@ func (rt *RTT) findings(r *Report) []Finding {
 	if rt.Err != "" {
 		text += "; then " + rt.Err
 	}
-	return []Finding{{"round trip", text}}
+	fs := []Finding{{"round trip", text}}
+	if c := r.Connect; c != nil && c.Upgrade == 0 && rt.Min > 5*time.Millisecond && 4*c.Connect < rt.Min {
+		fs = append(fs, Finding{"proxy", fmt.Sprintf("the TCP handshake (%s) ends much nearer than the echo (min %s): a proxy or tunnel accepts the connection itself and opens its own to the server", ms(c.Connect), ms(rt.Min))})
+	}
+	return fs
 }
 
 func (tp *Throughput) findings(r *Report) []Finding {

@@ -20,6 +20,8 @@ import (
 // forwards bytes unchanged and as fast as it can.
 type Path struct {
 	// Delay is added to each direction, so a round trip takes 2*Delay more.
+	// A TCP direction holds at most 4 MiB in flight, which caps it at
+	// about 4 MiB a second for each second of Delay.
 	Delay time.Duration
 	// Jitter varies each chunk's delay uniformly within ±Jitter. Bytes keep
 	// their order: a chunk never overtakes the one read before it.

@@ -1,12 +1,15 @@
 package netsim
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // chunk is bytes read from one side, held until their release time; eof
@@ -17,11 +20,14 @@ type chunk struct {
 	eof bool
 }
 
-// queued bounds how many chunks a direction holds in flight: with reads of
-// at most readSize bytes it is the path's buffer, so a client that writes
-// faster than the path carries is held back as TCP would hold it.
+// A direction holds at most inFlight bytes in at most queued chunks (reads
+// of up to readSize bytes): the path's buffer, so that a client that
+// writes faster than the path carries is held back, as TCP would hold it.
+// It must hold a delay's worth at the rate: 4 MiB caps a path at about
+// 4 MiB a second for each second of Delay.
 const (
-	queued   = 256
+	queued   = 4096
+	inFlight = 4 << 20
 	readSize = 16 << 10
 )
 
@@ -29,6 +35,8 @@ const (
 type conn struct {
 	client, server net.Conn
 	done           chan struct{} // closed when both sides are closed
+	ctx            context.Context
+	cancel         context.CancelFunc // with done, for the budgets' Acquire
 	once           sync.Once
 	active         atomic.Int64 // UnixNano of the last byte read either way
 	ended          atomic.Int32 // directions that delivered their half-close
@@ -54,6 +62,7 @@ func (p *Proxy) forward(client net.Conn) {
 		return
 	}
 	c := &conn{client: client, server: server, done: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(p.ctx)
 	c.active.Store(time.Now().UnixNano())
 	p.mu.Lock()
 	if p.ctx.Err() != nil { // shut down while dialing
@@ -65,8 +74,7 @@ func (p *Proxy) forward(client net.Conn) {
 	p.mu.Unlock()
 
 	var wg sync.WaitGroup
-	up := make(chan chunk, queued)
-	down := make(chan chunk, queued)
+	up, down := newQueue(), newQueue()
 	wg.Go(func() { p.read(c, client, up) })
 	wg.Go(func() { p.write(c, server, up, &p.up, nil) })
 	wg.Go(func() { p.read(c, server, down) })
@@ -85,31 +93,47 @@ func (p *Proxy) forward(client net.Conn) {
 func (c *conn) closeBoth() {
 	c.once.Do(func() {
 		close(c.done)
+		c.cancel()
 		c.client.Close()
 		c.server.Close()
 	})
 }
 
+// queue is one direction's chunks in flight, bounded in bytes too.
+type queue struct {
+	ch    chan chunk
+	bytes *semaphore.Weighted
+}
+
+func newQueue() queue {
+	return queue{ch: make(chan chunk, queued), bytes: semaphore.NewWeighted(inFlight)}
+}
+
 // read reads from src into q, stamping each chunk with when it may go on,
 // and queues a half-close when src ends.
-func (p *Proxy) read(c *conn, src net.Conn, q chan<- chunk) {
+func (p *Proxy) read(c *conn, src net.Conn, q queue) {
 	var last time.Time
+	buf := make([]byte, readSize)
 	for {
-		b := make([]byte, readSize)
-		n, err := src.Read(b)
+		n, err := src.Read(buf)
 		now := time.Now()
 		if n > 0 {
 			c.active.Store(now.UnixNano())
+			if q.bytes.Acquire(c.ctx, int64(n)) != nil {
+				return
+			}
+			// The stamp is taken when the bytes arrived, before any wait
+			// for room: the wait is the queue's, not the path's delay.
 			last = p.path.release(now, last)
 			select {
-			case q <- chunk{b: b[:n], at: last}:
+			case q.ch <- chunk{b: append([]byte(nil), buf[:n]...), at: last}:
 			case <-c.done:
 				return
 			}
 		}
 		if errors.Is(err, io.EOF) {
 			select {
-			case q <- chunk{eof: true, at: p.path.release(now, last)}:
+			case q.ch <- chunk{eof: true, at: p.path.release(now, last)}:
 			case <-c.done:
 			}
 			return
@@ -123,13 +147,13 @@ func (p *Proxy) read(c *conn, src net.Conn, q chan<- chunk) {
 
 // write delivers the chunks of q to dst at their release time, paced and
 // paced by pc and cut into segments, passing each through tp (when not nil).
-func (p *Proxy) write(c *conn, dst net.Conn, q <-chan chunk, pc *pacer, tp *tamperer) {
+func (p *Proxy) write(c *conn, dst net.Conn, q queue, pc *pacer, tp *tamperer) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
 		var ch chunk
 		select {
-		case ch = <-q:
+		case ch = <-q.ch:
 		case <-c.done:
 			return
 		}
@@ -164,6 +188,7 @@ func (p *Proxy) write(c *conn, dst net.Conn, q <-chan chunk, pc *pacer, tp *tamp
 			}
 			b = b[n:]
 		}
+		q.bytes.Release(int64(len(ch.b)))
 	}
 }
 
