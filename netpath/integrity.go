@@ -91,7 +91,7 @@ func checkIntegrity(ctx context.Context, d dialer, cfg Config, quiet time.Durati
 	if ti, ok := tcpinfo.Of(s.Conn); ok {
 		in.RecvMSS, in.SendMSS = ti.RecvMSS, ti.SendMSS
 	}
-	s.Close() // also ends the writer, if it is stuck on a path that stopped
+	s.Abort() // also ends the writer, if it is stuck on a path that stopped
 	<-writeErr
 	in.Echoed = len(got)
 	compare(in, got, want)

@@ -148,6 +148,16 @@ func (s *stream) CloseWrite() error {
 	return s.tcp.CloseWrite()
 }
 
+// Abort closes the stream with a reset, so that what it still had to send
+// is dropped rather than delivered: a bulk echo that is over must not take
+// the path from the next measurement.
+func (s *stream) Abort() error {
+	if s.tcp != nil {
+		s.tcp.SetLinger(0)
+	}
+	return s.Close()
+}
+
 // Close closes the stream at once.
 func (s *stream) Close() error {
 	s.stop()

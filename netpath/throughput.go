@@ -112,8 +112,8 @@ func bulkOne(ctx context.Context, d dialer, seed uint64, from, until time.Time) 
 		return 0, err
 	}
 	var wg sync.WaitGroup
-	defer wg.Wait() // after the Close below, which ends the writer
-	defer s.Close()
+	defer wg.Wait() // after the Abort below, which ends the writer
+	defer s.Abort()
 	wg.Go(func() {
 		src := pattern.NewStream(seed)
 		buf := make([]byte, 32<<10)
