@@ -88,6 +88,10 @@ const InfoPath = "/.well-known/echod/conn"
 // ErrUnreachable is returned, wrapped, when nothing answers at the target.
 var ErrUnreachable = errors.New("unreachable")
 
+// ErrNoEcho is returned, wrapped, when the server accepts but not one
+// small echo comes back: there is no path to measure.
+var ErrNoEcho = errors.New("no echo")
+
 // Run measures the path to cfg.Target. It returns an error only when the
 // server cannot be reached at all; a measurement that fails is a finding in
 // the report.
@@ -111,9 +115,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// The idle probes run beside everything else: the longest of them
 	// bounds the run, not their sum.
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	defer stopProbes()
 	if cfg.MaxIdle > 0 {
 		wg.Go(func() {
-			idle := probeIdle(ctx, idleTimes(cfg.MaxIdle), probeStream(d, cfg.Patience))
+			idle := probeIdle(probeCtx, idleTimes(cfg.MaxIdle), probeStream(d, cfg.Patience))
+			if probeCtx.Err() != nil && ctx.Err() == nil {
+				return // stopped: the server does not echo
+			}
 			r.set(idle, func() { r.Idle = idle })
 		})
 	}
@@ -127,6 +137,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rtt := measureRTT(ctx, first, cfg)
 	first.Close()
 	r.set(rtt, func() { r.RTT = rtt })
+	if rtt.Echoes == 0 && ctx.Err() == nil {
+		// Nothing else can be measured; say so once, and stop.
+		stopProbes()
+		return r, fmt.Errorf("%w: %s", ErrNoEcho, rtt.Err)
+	}
 	patience := cfg.Patience
 	if rtt.Err == "" {
 		patience = max(patience, 4*rtt.Max)

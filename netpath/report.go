@@ -129,7 +129,7 @@ func (ti *TLSInfo) findings(*Report) []Finding {
 
 func (rt *RTT) findings(r *Report) []Finding {
 	if rt.Echoes == 0 {
-		return []Finding{{"round trip", "not measured: " + rt.Err}}
+		return []Finding{{"round trip", fmt.Sprintf("no echo: %s: the server does not echo, or something on the path holds the bytes; nothing further can be measured", rt.Err)}}
 	}
 	text := fmt.Sprintf("min %s, p50 %s, p99 %s, max %s, jitter %s (%d echoes of %d bytes, one at a time)",
 		ms(rt.Min), ms(rt.P50), ms(rt.P99), ms(rt.Max), ms(rt.Jitter), rt.Echoes, echoSize)
@@ -249,9 +249,12 @@ func (in *Integrity) findings(*Report) []Finding {
 	if in.Err != "" && in.First >= 0 {
 		fs = append(fs, Finding{"tampering", in.Err})
 	}
-	if in.RecvMSS > 0 && in.SendMSS > 0 && in.RecvMSS < in.SendMSS*3/4 && in.RecvMSS < 1200 {
+	switch {
+	case in.Echoed < 64<<10:
+		// Too little came back for the kernel's estimate to mean much.
+	case in.RecvMSS > 0 && in.SendMSS > 0 && in.RecvMSS < in.SendMSS*3/4 && in.RecvMSS < 1200:
 		fs = append(fs, Finding{"segments", fmt.Sprintf("the echo arrived in segments of at most %d bytes while this end sends up to %d: something on the path cuts the stream small (largest read %d bytes)", in.RecvMSS, in.SendMSS, in.LargestRead)})
-	} else if in.RecvMSS > 0 {
+	case in.RecvMSS > 0:
 		fs = append(fs, Finding{"segments", fmt.Sprintf("the echo arrived in segments of up to %d bytes (this end sends up to %d; largest read %d bytes)", in.RecvMSS, in.SendMSS, in.LargestRead)})
 	}
 	return fs

@@ -2,9 +2,11 @@ package netpath
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
@@ -93,8 +95,13 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 
 // readErr words a read error: a deadline as the silence it was.
 func readErr(err error, patience time.Duration) error {
-	if isTimeout(err) {
+	switch {
+	case isTimeout(err):
 		return fmt.Errorf("no reply within %v", patience)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("the connection was closed (EOF)")
+	case errors.Is(err, syscall.ECONNRESET):
+		return errors.New("the connection was reset")
 	}
 	return err
 }

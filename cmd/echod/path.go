@@ -114,6 +114,12 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 	switch {
 	case errors.Is(err, netpath.ErrUnreachable):
 		return &usageError{err: err}
+	case errors.Is(err, netpath.ErrNoEcho):
+		// The report says so, in its round trip finding.
+		if *asJSON {
+			rep.WriteJSON(std.out)
+		}
+		return reported()
 	case err != nil && interrupted(ctx):
 		return fmt.Errorf("%w after %d findings", errInterrupted, len(rep.Findings))
 	case err != nil:

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -166,5 +168,24 @@ func TestPathSimulate(t *testing.T) {
 		if !regexp.MustCompile(w).MatchString(out) {
 			t.Errorf("output does not match %q", w)
 		}
+	}
+}
+
+// A server that accepts and never writes is told so on the first line
+// after connect, at once, and path exits 1 without measuring the rest.
+func TestPathServerThatNeverWrites(t *testing.T) {
+	addr := startTestServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	start := time.Now()
+	code, out, errOut := runCmd(t, nil, "path", addr, "-patience", "500ms", "-max-idle", "5s")
+	t.Log(out)
+	if code != 1 || errOut != "" {
+		t.Errorf("exit %d, stderr %q; want 1 and nothing more", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[2], "round trip: no echo: echo 1 of 32 bytes: no reply within 500ms: the server does not echo") {
+		t.Errorf("output:\n%s\nwant the path, connect, then no echo", out)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("took %v: the idle probes should stop with no echo", took)
 	}
 }
