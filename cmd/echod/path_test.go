@@ -1,18 +1,24 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/echod/echod/internal/netsim"
 	"github.com/echod/echod/internal/testcert"
+	"github.com/echod/echod/internal/testkit"
 	"github.com/echod/echod/netpath"
+	"github.com/echod/echod/web"
 )
 
 // TestPathThroughSimulatedPaths runs 'echod path' against 'echod serve'
@@ -187,5 +193,28 @@ func TestPathServerThatNeverWrites(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("took %v: the idle probes should stop with no echo", took)
+	}
+}
+
+// Behind a proxy that sends the PROXY protocol, the connection info gives
+// the client the header names and the proxy as the peer.
+func TestConnectionInfoBehindPROXY(t *testing.T) {
+	byProto, _ := startServeAll(t, 1, "-http-listen", "127.0.0.1:0", "-proxy-protocol")
+	c := testkit.Dial(t, byProto["http"][0])
+	fmt.Fprintf(c, "PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\nGET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", netpath.InfoPath)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ci web.ConnInfo
+	if err := json.NewDecoder(resp.Body).Decode(&ci); err != nil {
+		t.Fatal(err)
+	}
+	if ci.Client != "203.0.113.7:5555" || ci.Peer != c.LocalAddr().String() {
+		t.Errorf("info %+v, want client 203.0.113.7:5555 from peer %s", ci, c.LocalAddr())
+	}
+	if runtime.GOOS == "linux" && ci.TCP == nil {
+		t.Error("no TCP view on Linux under the PROXY protocol: the wrappers hide the socket")
 	}
 }
