@@ -118,10 +118,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer wg.Wait()
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
+	echoes := make(chan struct{}) // closed once the round trip has had an echo
 	if cfg.MaxIdle > 0 {
 		wg.Go(func() {
 			idle := probeIdle(probeCtx, idleTimes(cfg.MaxIdle), probeStream(d, cfg.Patience))
-			if probeCtx.Err() != nil && ctx.Err() == nil {
+			select {
+			case <-echoes:
+			case <-probeCtx.Done():
 				return // stopped: the server does not echo
 			}
 			r.set(idle, func() { r.Idle = idle })
@@ -142,6 +145,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		stopProbes()
 		return r, fmt.Errorf("%w: %s", ErrNoEcho, rtt.Err)
 	}
+	close(echoes)
 	patience := cfg.Patience
 	if rtt.Err == "" {
 		patience = max(patience, 4*rtt.Max)

@@ -178,6 +178,44 @@ func TestUDP(t *testing.T) {
 	}
 }
 
+// A UDP path that forgets idle flows still echoes: the next datagram
+// starts a new flow, as through a NAT. What path can see is whether the
+// echo keeps coming.
+func TestUDPIdle(t *testing.T) {
+	t.Parallel()
+	srv := testkit.ServeUDP(t, "127.0.0.1:0", 2048, func(p []byte) [][]byte { return [][]byte{p} })
+	p, err := netsim.StartUDP(context.Background(), srv, netsim.Path{IdleTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	cfg := quick(t, "udp://"+p.Addr())
+	cfg.MaxIdle = time.Second
+	r := run(t, cfg)
+	if in := r.Idle; in == nil || in.Survived != time.Second || in.DiedBy != 0 {
+		t.Errorf("idle %+v, want the echo after 1s idle", in)
+	}
+	// The server's 2048-byte buffer cuts larger datagrams: said so, and
+	// not taken for tampering.
+	if dg := r.Datagrams; dg == nil || dg.Largest != 2048 || dg.CutTo != 2048 || dg.Changed != 0 {
+		t.Errorf("datagrams %+v, want 2048 whole and larger cut to 2048", dg)
+	}
+}
+
+func TestUDPTampered(t *testing.T) {
+	t.Parallel()
+	srv := testkit.ServeUDP(t, "127.0.0.1:0", 2048, func(p []byte) [][]byte { return [][]byte{p} })
+	p, err := netsim.StartUDP(context.Background(), srv, netsim.Path{Tamper: netsim.Tamper{Kind: netsim.Flip, At: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	r, err := netpath.Run(context.Background(), quick(t, "udp://"+p.Addr()))
+	if !errors.Is(err, netpath.ErrNoEcho) || r.RTT == nil || r.RTT.Err != "10 of 10 datagrams came back, all changed: something alters them" {
+		t.Errorf("Run = %+v, %v; want no echo, every datagram changed", r.RTT, err)
+	}
+}
+
 func TestUnreachable(t *testing.T) {
 	for _, addr := range []string{testkit.FreeAddr(t, "tcp"), "udp://" + testkit.FreeAddr(t, "udp")} {
 		cfg := quick(t, addr)

@@ -129,7 +129,7 @@ func (ti *TLSInfo) findings(*Report) []Finding {
 
 func (rt *RTT) findings(r *Report) []Finding {
 	if rt.Echoes == 0 {
-		return []Finding{{"round trip", fmt.Sprintf("no echo: %s: the server does not echo, or something on the path holds the bytes; nothing further can be measured", rt.Err)}}
+		return []Finding{{"round trip", fmt.Sprintf("no echo: %s; nothing further can be measured", rt.Err)}}
 	}
 	text := fmt.Sprintf("min %s, p50 %s, p99 %s, max %s, jitter %s (%d echoes of %d bytes, one at a time)",
 		ms(rt.Min), ms(rt.P50), ms(rt.P99), ms(rt.Max), ms(rt.Jitter), rt.Echoes, echoSize)
@@ -199,7 +199,7 @@ func (hc *HalfClose) findings(*Report) []Finding {
 func (in *Idle) findings(r *Report) []Finding {
 	what := "an idle connection"
 	if r.Transport == "udp" {
-		what = "a UDP flow's echo"
+		what = "an idle UDP flow"
 	}
 	var probes []string
 	for _, p := range in.Probes {
@@ -215,7 +215,7 @@ func (in *Idle) findings(r *Report) []Finding {
 	case in.DiedBy > 0:
 		text = fmt.Sprintf("%s dies within %v idle: after %v an echo got no answer (%s)", what, in.DiedBy, in.DiedBy, tried)
 	case in.Survived > 0:
-		text = fmt.Sprintf("none seen: %s still echoes after %v idle, the longest probed (-max-idle)", what, in.Survived)
+		text = fmt.Sprintf("none seen: %s still gets its echo after %v idle, the longest probed (-max-idle)", what, in.Survived)
 	default:
 		text = "not measured: " + in.Err
 	}
@@ -265,6 +265,8 @@ func (dg *Datagrams) findings(*Report) []Finding {
 	switch {
 	case dg.Largest == 0:
 		fs = append(fs, Finding{"datagrams", "not measured: " + dg.Err})
+	case dg.CutTo > 0:
+		fs = append(fs, Finding{"datagrams", fmt.Sprintf("the largest echoed whole is %d bytes; larger ones came back cut to %d bytes: the server reads datagrams into a %d-byte buffer (or the path cuts them)", dg.Largest, dg.CutTo, dg.CutTo)})
 	case dg.SmallestLost > 0:
 		fs = append(fs, Finding{"datagrams", fmt.Sprintf("the largest echoed whole is %d bytes; %d bytes never came back (the path's or the server's limit)", dg.Largest, dg.SmallestLost)})
 	default:

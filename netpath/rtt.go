@@ -47,6 +47,9 @@ func measureRTT(ctx context.Context, s *stream, cfg Config) *RTT {
 		}
 		if _, err := io.ReadFull(s, got); err != nil {
 			r.Err = fmt.Sprintf("echo %d of %d bytes: %v", len(samples)+1, echoSize, readErr(err, cfg.Patience))
+			if len(samples) == 0 && isTimeout(err) {
+				r.Err += ": the server does not echo, or something on the path holds the bytes"
+			}
 			break
 		}
 		samples = append(samples, time.Since(start))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
@@ -25,6 +24,9 @@ type Datagrams struct {
 	// smallest size tried above it that never came back (0: none).
 	Largest      int `json:"largest"`
 	SmallestLost int `json:"smallest_lost,omitempty"`
+	// CutTo is the length larger datagrams came back cut to, whole up to
+	// it (a server reading into a buffer that size); 0 when none were.
+	CutTo int `json:"cut_to,omitempty"`
 	// Changed counts the datagrams that came back with other bytes, or
 	// another length, than were sent.
 	Changed int    `json:"changed"`
@@ -49,6 +51,11 @@ func runUDP(ctx context.Context, cfg Config, r *Report) error {
 	defer stop()
 	wait := min(cfg.Patience, time.Second)
 	rtt, changed := udpRTT(c, cfg.Echoes, wait)
+	if rtt.Echoes == 0 && changed > 0 {
+		rtt.Err = fmt.Sprintf("%d of %d datagrams came back, all changed: something alters them", changed, cfg.Echoes)
+		r.set(rtt, func() { r.RTT = rtt })
+		return fmt.Errorf("%w: %s", ErrNoEcho, rtt.Err)
+	}
 	if rtt.Echoes == 0 {
 		return fmt.Errorf("%w: no UDP echo came back from %s within %v (%d datagrams sent): is an echo server listening on UDP there?", ErrUnreachable, addr, wait, cfg.Echoes)
 	}
@@ -104,8 +111,9 @@ func largestDatagram(c net.Conn, wait time.Duration) *Datagrams {
 	dg := &Datagrams{}
 	sizes := datagramSizes
 	for round := 0; round < 4 && len(sizes) > 0; round++ {
-		echoed, changed := tryDatagrams(c, sizes, wait)
+		echoed, cut, changed := tryDatagrams(c, sizes, wait)
 		dg.Changed += changed
+		dg.CutTo = max(dg.CutTo, cut)
 		for _, s := range sizes {
 			if echoed[s] {
 				dg.Largest = max(dg.Largest, s)
@@ -135,8 +143,10 @@ func largestDatagram(c net.Conn, wait time.Duration) *Datagrams {
 }
 
 // tryDatagrams sends one datagram of each size and reports which came back
-// whole within wait, and how many came back changed.
-func tryDatagrams(c net.Conn, sizes []int, wait time.Duration) (map[int]bool, int) {
+// whole within wait, the length of the longest that came back cut short
+// (the start of one sent, whole up to there), and how many came back
+// changed.
+func tryDatagrams(c net.Conn, sizes []int, wait time.Duration) (echoed map[int]bool, cut, changed int) {
 	want := map[int][]byte{}
 	for _, s := range sizes {
 		p := make([]byte, s)
@@ -144,8 +154,7 @@ func tryDatagrams(c net.Conn, sizes []int, wait time.Duration) (map[int]bool, in
 		want[s] = p
 		c.Write(p) // a size the socket refuses (EMSGSIZE) just never comes back
 	}
-	echoed := map[int]bool{}
-	changed := 0
+	echoed = map[int]bool{}
 	buf := make([]byte, maxDatagram+1)
 	c.SetReadDeadline(time.Now().Add(wait))
 	for len(echoed) < len(sizes) {
@@ -155,11 +164,25 @@ func tryDatagrams(c net.Conn, sizes []int, wait time.Duration) (map[int]bool, in
 		}
 		if w, ok := want[k]; ok && bytes.Equal(buf[:k], w) {
 			echoed[k] = true
-		} else if !slices.Contains(sizes, k) || ok {
-			changed++
+			continue
+		}
+		if prefixOfOne(buf[:k], want) {
+			cut = max(cut, k)
+			continue
+		}
+		changed++
+	}
+	return echoed, cut, changed
+}
+
+// prefixOfOne reports whether p is the start of a longer datagram of sent.
+func prefixOfOne(p []byte, sent map[int][]byte) bool {
+	for n, w := range sent {
+		if n > len(p) && bytes.Equal(w[:len(p)], p) {
+			return true
 		}
 	}
-	return echoed, changed
+	return false
 }
 
 // probeFlow is the prober for UDP: one echo on a socket of its own, quiet
