@@ -92,9 +92,11 @@ var ErrUnreachable = errors.New("unreachable")
 // small echo comes back: there is no path to measure.
 var ErrNoEcho = errors.New("no echo")
 
-// Run measures the path to cfg.Target. It returns an error only when the
-// server cannot be reached at all; a measurement that fails is a finding in
-// the report.
+// Run measures the path to cfg.Target. A measurement that fails is a
+// finding in the report; Run returns an error (with the report so far)
+// only when nothing answers at the target (ErrUnreachable), when the
+// server answers but not one small echo comes back (ErrNoEcho), or when
+// ctx ends.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
 	r := &Report{Target: cfg.Target.String(), Transport: string(cfg.Target.Transport), progress: cfg.Progress}
