@@ -129,6 +129,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			case <-probeCtx.Done():
 				return // stopped: the server does not echo
 			}
+			if ctx.Err() != nil {
+				return // cut short: the probes that did not finish would read as survived
+			}
 			r.set(idle, func() { r.Idle = idle })
 		})
 	}
@@ -141,8 +144,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	rtt := measureRTT(ctx, first, cfg)
 	first.Close()
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
 	r.set(rtt, func() { r.RTT = rtt })
-	if rtt.Echoes == 0 && ctx.Err() == nil {
+	if rtt.Echoes == 0 {
 		// Nothing else can be measured; say so once, and stop.
 		stopProbes()
 		return r, fmt.Errorf("%w: %s", ErrNoEcho, rtt.Err)
@@ -152,20 +158,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if rtt.Err == "" {
 		patience = max(patience, 4*rtt.Max)
 	}
+	// Each measurement cut short by ctx is left out rather than reported
+	// as failed.
 	integ := checkIntegrity(ctx, d, cfg, patience)
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
 	r.set(integ, func() { r.Integrity = integ })
 	tp := measureThroughput(ctx, d, cfg)
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
 	r.set(tp, func() { r.Throughput = tp })
 	hc := &HalfClose{Err: errNoHalfClose.Error()}
 	if d.halfCloses() {
 		hc = checkHalfClose(ctx, d, patience)
 	}
-	r.set(hc, func() { r.HalfClose = hc })
-	wg.Wait()
 	if ctx.Err() != nil {
 		return r, ctx.Err()
 	}
-	return r, nil
+	r.set(hc, func() { r.HalfClose = hc })
+	wg.Wait()
+	return r, ctx.Err()
 }
 
 // Timing is how long it took to reach the server.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,6 +223,35 @@ func TestUnreachable(t *testing.T) {
 		cfg.Patience = 300 * time.Millisecond
 		if _, err := netpath.Run(context.Background(), cfg); !errors.Is(err, netpath.ErrUnreachable) {
 			t.Errorf("Run(%s) = %v, want ErrUnreachable", addr, err)
+		}
+	}
+}
+
+// Interrupted, Run stops at once and reports no measurement it cut short:
+// an idle probe that did not finish must not read as survived.
+func TestInterrupted(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := quick(t, echoServer(t))
+	cfg.MaxIdle = time.Minute
+	var seen []netpath.Finding
+	cfg.Progress = func(f netpath.Finding) {
+		seen = append(seen, f)
+		if f.Topic == "throughput" {
+			cancel()
+		}
+	}
+	start := time.Now()
+	r, err := netpath.Run(ctx, cfg)
+	if !errors.Is(err, context.Canceled) || r.Idle != nil || r.HalfClose != nil {
+		t.Errorf("Run = %v, idle %+v, half-close %+v; want cancelled, neither", err, r.Idle, r.HalfClose)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("took %v after the cancel", took)
+	}
+	for _, f := range seen {
+		if strings.Contains(f.Text, "cancel") {
+			t.Errorf("finding %q", f.Text)
 		}
 	}
 }

@@ -51,6 +51,9 @@ func runUDP(ctx context.Context, cfg Config, r *Report) error {
 	defer stop()
 	wait := min(cfg.Patience, time.Second)
 	rtt, changed := udpRTT(c, cfg.Echoes, wait)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if rtt.Echoes == 0 && changed > 0 {
 		rtt.Err = fmt.Sprintf("%d of %d datagrams came back, all changed: something alters them", changed, cfg.Echoes)
 		r.set(rtt, func() { r.RTT = rtt })
@@ -62,10 +65,16 @@ func runUDP(ctx context.Context, cfg Config, r *Report) error {
 	r.set(rtt, func() { r.RTT = rtt })
 	wait = max(4*rtt.Max, 300*time.Millisecond)
 	dg := largestDatagram(c, wait)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	dg.Changed += changed
 	r.set(dg, func() { r.Datagrams = dg })
 	if cfg.MaxIdle > 0 {
 		idle := probeIdle(ctx, idleTimes(cfg.MaxIdle), probeFlow(dial, wait))
+		if ctx.Err() != nil {
+			return ctx.Err() // cut short: the probes that did not finish would read as survived
+		}
 		r.set(idle, func() { r.Idle = idle })
 	}
 	return ctx.Err()
