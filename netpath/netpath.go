@@ -160,7 +160,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	// Each measurement cut short by ctx is left out rather than reported
 	// as failed.
-	integ := checkIntegrity(ctx, d, cfg, patience)
+	// A dropped byte leaves the bulk echo short: how long to wait for it
+	// is how long the path may fall silent, not a whole -patience.
+	quiet := min(patience, max(2*time.Second, 4*rtt.Max))
+	integ := checkIntegrity(ctx, d, cfg, quiet)
 	if ctx.Err() != nil {
 		return r, ctx.Err()
 	}
