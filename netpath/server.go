@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 
 	"github.com/echod/echod/internal/tcpinfo"
 )
@@ -53,6 +54,9 @@ func askServer(ctx context.Context, cfg Config) *Server {
 	resp, err := client.Do(req)
 	if err != nil {
 		s.Err = err.Error()
+		if strings.Contains(s.Err, "malformed HTTP") {
+			s.Err = "it does not answer in HTTP (an echo port sends the request straight back): give the address of echod's web echo (-http-listen)"
+		}
 		return s
 	}
 	defer resp.Body.Close()

@@ -60,14 +60,17 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 	if cfg.Echoes < 1 || cfg.Echoes > 100000 {
 		return usagef("path", "-n must be from 1 to 100000, got %d", cfg.Echoes)
 	}
-	if cfg.Bulk < 1 || cfg.Bulk > 1<<30 {
-		return usagef("path", "-bulk must be from 1 to %d bytes, got %d", 1<<30, cfg.Bulk)
+	if cfg.Bulk < 1 || cfg.Bulk > 64<<20 {
+		return usagef("path", "-bulk must be from 1 to %d bytes (it is held in memory twice), got %d", 64<<20, cfg.Bulk)
 	}
 	if cfg.Patience <= 0 {
 		return usagef("path", "-patience must be positive, got %v", cfg.Patience)
 	}
 	if *timeout < 0 {
 		return usagef("path", "-timeout must not be negative, got %v", *timeout)
+	}
+	if *timeout > 0 && cfg.MaxIdle >= *timeout {
+		return usagef("path", "-max-idle %v would not finish within -timeout %v: raise -timeout", cfg.MaxIdle, *timeout)
 	}
 	if *caFile != "" && tgt.Transport != target.TLS && tgt.Transport != target.WSS {
 		return usagef("path", "-ca applies to tls:// and wss:// addresses, not %s", tgt)

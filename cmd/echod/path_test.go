@@ -75,7 +75,8 @@ func TestPathThroughSimulatedPaths(t *testing.T) {
 
 func TestPathJSON(t *testing.T) {
 	echo := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
-	code, out, errOut := runCmd(t, nil, "path", "-json", "-d", "200ms", "-n", "3", "-max-idle", "0", echo)
+	// -info at the echo port, a beginner's mistake, is told in words.
+	code, out, errOut := runCmd(t, nil, "path", "-json", "-d", "200ms", "-n", "3", "-max-idle", "0", "-info", "http://"+echo+"/", echo)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -85,6 +86,9 @@ func TestPathJSON(t *testing.T) {
 	}
 	if r.RTT == nil || r.RTT.Echoes != 3 || r.HalfClose == nil || r.HalfClose.Outcome != "half-close" || len(r.Findings) == 0 {
 		t.Errorf("report %s", out)
+	}
+	if r.Server == nil || !strings.Contains(r.Server.Err, "it does not answer in HTTP (an echo port sends the request straight back)") {
+		t.Errorf("-info at an echo port: %+v", r.Server)
 	}
 }
 
@@ -98,6 +102,8 @@ func TestPathUsage(t *testing.T) {
 		{[]string{"path", "127.0.0.1:1", "-max-idle", "10ms"}, "-max-idle must be at least 1s"},
 		{[]string{"path", "127.0.0.1:1", "-d", "0"}, "-d must be from 100ms to 1h"},
 		{[]string{"path", "127.0.0.1:1", "-n", "0"}, "-n must be from 1 to 100000"},
+		{[]string{"path", "127.0.0.1:1", "-bulk", "1000000000"}, "-bulk must be from 1 to 67108864 bytes"},
+		{[]string{"path", "127.0.0.1:1", "-max-idle", "1h"}, "-max-idle 1h0m0s would not finish within -timeout 10m0s"},
 		{[]string{"path", "127.0.0.1:1", "-info", "ws://x/"}, "invalid -info"},
 		{[]string{"path", "127.0.0.1:1", "-ca", "x.pem"}, "-ca applies to tls:// and wss://"},
 		{[]string{"path", "127.0.0.1:1", "extra"}, `unexpected argument "extra"`},
