@@ -255,3 +255,36 @@ func TestInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// A connection that stays open but stops answering after its first echo,
+// as one a NAT has forgotten does, reads as dead at the first probe, and
+// the longer probes stop there.
+func TestIdleSilentDeath(t *testing.T) {
+	t.Parallel()
+	srv := testkit.Serve(t, testkit.Listen(t), func(c net.Conn) {
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		c.Write(buf[:n])
+		io.Copy(io.Discard, c)
+	})
+	cfg := quick(t, srv)
+	cfg.MaxIdle, cfg.Patience, cfg.Echoes = 5*time.Second, 500*time.Millisecond, 1
+	start := time.Now()
+	r := run(t, cfg)
+	in := r.Idle
+	if in == nil || in.DiedBy != 1100*time.Millisecond || in.Survived != 0 || in.ClosedAfter != 0 {
+		t.Fatalf("idle %+v, want dead by the first probe", in)
+	}
+	if last := in.Probes[len(in.Probes)-1]; last.Outcome != "cancelled" {
+		t.Errorf("the longest probe %+v, want cancelled", last)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the run took %v: the longer probes should stop", took)
+	}
+	if tp := r.Throughput; tp == nil || tp.One != 0 || !strings.HasPrefix(tp.Err, "the bulk echo stopped after 64 bytes: nothing came back for the last") {
+		t.Errorf("throughput %+v, want the echo stopped", tp)
+	}
+}

@@ -131,8 +131,8 @@ func (rt *RTT) findings(r *Report) []Finding {
 	if rt.Echoes == 0 {
 		return []Finding{{"round trip", fmt.Sprintf("no echo: %s; nothing further can be measured", rt.Err)}}
 	}
-	text := fmt.Sprintf("min %s, p50 %s, p99 %s, max %s, jitter %s (%d echoes of %d bytes, one at a time)",
-		ms(rt.Min), ms(rt.P50), ms(rt.P99), ms(rt.Max), ms(rt.Jitter), rt.Echoes, echoSize)
+	text := fmt.Sprintf("min %s, p50 %s, p99 %s, max %s, jitter %s (%s of %d bytes, one at a time)",
+		ms(rt.Min), ms(rt.P50), ms(rt.P99), ms(rt.Max), ms(rt.Jitter), plural(rt.Echoes, "echo", "echoes"), echoSize)
 	if rt.Lost > 0 {
 		text += fmt.Sprintf("; %d of %d lost", rt.Lost, rt.Lost+rt.Echoes)
 	}
@@ -322,4 +322,12 @@ func secs(d time.Duration) string { return d.Round(100 * time.Millisecond).Strin
 // with the bits beside.
 func rate(bps float64) string {
 	return fmt.Sprintf("%.2f MB/s (%.1f Mbit/s)", bps/1e6, bps*8/1e6)
+}
+
+// plural formats n of a noun.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

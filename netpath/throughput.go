@@ -148,10 +148,13 @@ func bulkOne(ctx context.Context, d dialer, seed uint64, from, until time.Time) 
 			break
 		}
 	}
+	if v.Verified() == 0 {
+		return 0, fmt.Errorf("no bulk echo came back within %v", (until.Sub(from) * 4 / 3).Round(time.Millisecond))
+	}
+	if quiet := until.Sub(last); quiet > until.Sub(from)/2 {
+		return 0, fmt.Errorf("the bulk echo stopped after %d bytes: nothing came back for the last %v", v.Verified(), quiet.Round(time.Millisecond))
+	}
 	if base < 0 || !last.After(baseAt) {
-		if v.Verified() == 0 {
-			return 0, fmt.Errorf("no echo came back within %v", until.Sub(from)*4/3)
-		}
 		return float64(v.Verified()) / until.Sub(from).Seconds() * 3 / 4, nil
 	}
 	return float64(v.Verified()-base) / last.Sub(baseAt).Seconds(), nil
