@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,20 +90,23 @@ func bulk(ctx context.Context, d dialer, n int, dur time.Duration) (float64, err
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var total float64
-	var errs []error
+	var errs []string // one line: a finding is one line
 	for i := range n {
 		wg.Go(func() {
 			rate, err := bulkOne(ctx, d, uint64(10+i), from, until)
 			mu.Lock()
 			defer mu.Unlock()
 			total += rate
-			if err != nil {
-				errs = append(errs, err)
+			if err != nil && !slices.Contains(errs, err.Error()) {
+				errs = append(errs, err.Error())
 			}
 		})
 	}
 	wg.Wait()
-	return total, errors.Join(errs...)
+	if len(errs) > 0 {
+		return total, errors.New(strings.Join(errs, "; "))
+	}
+	return total, nil
 }
 
 // bulkOne echoes a pattern on a connection of its own until until, and
