@@ -54,6 +54,8 @@ func (r *Report) set(p part, apply func()) {
 	defer r.mu.Unlock()
 	apply()
 	for _, f := range p.findings(r) {
+		// A finding is one line, whatever an error it quotes holds.
+		f.Text = strings.Join(strings.Fields(f.Text), " ")
 		r.Findings = append(r.Findings, f)
 		if r.progress != nil {
 			r.progress(f)
