@@ -107,6 +107,7 @@ type Proxy struct {
 
 // Start listens for TCP on 127.0.0.1:0 and forwards each connection to
 // target (HOST:PORT) through path, until ctx ends or Close is called.
+// Call Close either way: it waits for the proxy's goroutines.
 func Start(ctx context.Context, target string, path Path) (*Proxy, error) {
 	if err := path.validate(); err != nil {
 		return nil, err

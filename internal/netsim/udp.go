@@ -23,8 +23,8 @@ type flow struct {
 // StartUDP listens for UDP on 127.0.0.1:0 and forwards each client's
 // datagrams to target (HOST:PORT) through path, from a socket of the
 // proxy's own per client, and the target's answers back, until ctx ends or
-// Close is called. Datagrams a direction cannot hold are dropped, as a
-// router's queue drops them.
+// Close is called (call Close either way). Datagrams a direction cannot
+// hold are dropped, as a router's queue drops them.
 func StartUDP(ctx context.Context, target string, path Path) (*Proxy, error) {
 	if err := path.validate(); err != nil {
 		return nil, err
