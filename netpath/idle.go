@@ -58,6 +58,10 @@ func idleTimes(most time.Duration) []time.Duration {
 	return append(ts, most)
 }
 
+// idleGrace is how long a probe waits after its idle time for a close that
+// may be on its way before it sends its echo.
+const idleGrace = 100 * time.Millisecond
+
 // prober leaves one connection (or flow) idle for idle and reports what
 // became of it.
 type prober func(ctx context.Context, idle time.Duration) IdleProbe
@@ -167,6 +171,19 @@ func probeStream(d dialer, patience time.Duration) prober {
 			<-read
 			return IdleProbe{Outcome: "cancelled"}
 		case <-t.C:
+		}
+		// A close that was on its way as the timer fired (a timeout set to
+		// exactly this idle time) is the close, not an answer to the echo
+		// that follows: wait a moment for it before sending.
+		grace := time.NewTimer(idleGrace)
+		defer grace.Stop()
+		select {
+		case err := <-read:
+			if err == nil {
+				return IdleProbe{Outcome: "error", Err: "bytes came while nothing was sent"}
+			}
+			return IdleProbe{Outcome: "closed", ClosedAfter: time.Since(quiet)}
+		case <-grace.C:
 		}
 		s.SetDeadline(time.Now().Add(patience))
 		if _, err := s.Write(msg); err != nil {

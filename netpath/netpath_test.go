@@ -290,3 +290,17 @@ func TestIdleSilentDeath(t *testing.T) {
 		t.Errorf("throughput %+v, want the echo stopped", tp)
 	}
 }
+
+// A timeout equal to the idle time probed is found as the close it is, not
+// as a connection that died when the probe's echo went out.
+func TestIdleTimeoutAtTheProbe(t *testing.T) {
+	t.Parallel()
+	const idle = 1100 * time.Millisecond // the first probe's idle time
+	addr := through(t, echoServer(t), netsim.Path{IdleTimeout: idle})
+	cfg := quick(t, addr)
+	cfg.MaxIdle, cfg.Echoes = 2*time.Second, 1
+	r := run(t, cfg)
+	if in := r.Idle; in == nil || in.ClosedAfter == 0 || !within(float64(in.ClosedAfter), float64(idle)) {
+		t.Errorf("idle %+v, want closed after about %v", in, idle)
+	}
+}

@@ -211,7 +211,7 @@ func (in *Idle) findings(r *Report) []Finding {
 	var text string
 	switch {
 	case in.ClosedAfter > 0:
-		text = fmt.Sprintf("%s is closed after %s idle, unasked (%s)", what, secs(in.ClosedAfter), tried)
+		text = fmt.Sprintf("%s is closed after %s idle, unasked, by the server or something on the path (%s)", what, secs(in.ClosedAfter), tried)
 	case in.DiedBy > 0 && in.Survived > 0:
 		text = fmt.Sprintf("%s dies between %v and %v idle: after %v an echo got no answer, as when a NAT or firewall forgets the connection (%s)", what, in.Survived, in.DiedBy, in.DiedBy, tried)
 	case in.DiedBy > 0:
