@@ -83,6 +83,7 @@ func (d *daemon) webServer() *webServer {
 			IdleTimeout:       idle,
 			MaxHeaderBytes:    webMaxHeaderBytes,
 			HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: webMaxStreams},
+			ConnContext:       web.ConnContext, // for the kernel's view in web.InfoPath
 			// A bad client's TLS handshake or malformed request is its
 			// own business, not the operator's.
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
@@ -158,6 +159,10 @@ type admittedConn struct {
 	release func()
 	closed  atomic.Bool
 }
+
+// NetConn returns the connection admitted, for what looks under it (the
+// web echo's TCP_INFO).
+func (c *admittedConn) NetConn() net.Conn { return c.Conn }
 
 func (c *admittedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {

@@ -156,6 +156,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case isUpgrade(r):
 		h.serveWebSocket(w, r)
+	case r.URL.Path == InfoPath && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		h.serveInfo(w, r)
 	case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && accepts(r, "text/html"):
 		servePage(w, r)
 	case r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "":

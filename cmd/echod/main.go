@@ -22,6 +22,7 @@ Usage:
   echod send [flags] ADDRESS [MESSAGE...]  send MESSAGE or standard input, print the echo
   echod check [flags] ADDRESS              check that any echo server works, with reasons
   echod bench [flags] ADDRESS              load-test an echo server, verifying every byte
+  echod path [flags] ADDRESS               what the network path to an echo server does
   echod version                            print the version of this build
   echod help [COMMAND]                     show this help, or a command's
 
@@ -93,11 +94,11 @@ func run(ctx context.Context, args []string, std stdio) error {
 	case "help", "-h", "-help", "--help":
 		if cmd == "help" && len(rest) > 0 {
 			switch rest[0] {
-			case "serve", "send", "check", "bench":
+			case "serve", "send", "check", "bench", "path":
 				return run(ctx, []string{rest[0], "-h"}, std)
 			case "version", "help":
 			default:
-				return &usageError{err: fmt.Errorf("no help for %q: the commands are serve, send, check, bench and version", rest[0])}
+				return &usageError{err: fmt.Errorf("no help for %q: the commands are serve, send, check, bench, path and version", rest[0])}
 			}
 		}
 		fmt.Fprint(std.out, usage)
@@ -113,6 +114,8 @@ func run(ctx context.Context, args []string, std stdio) error {
 		return runCheck(ctx, rest, std)
 	case "bench":
 		return runBench(ctx, rest, std)
+	case "path":
+		return runPath(ctx, rest, std)
 	default:
 		return &usageError{err: fmt.Errorf("unknown command %q (run 'echod help' for the list)", cmd)}
 	}
