@@ -118,6 +118,9 @@ func TestMaxConnsRefusesTheEleventh(t *testing.T) {
 			t.Errorf("Stats = %+v; want 6 refused for max-conns, 10 open, 10 accepted", st)
 		}
 		// Six refusals, one log line: the rest wait for the next summary.
+		// The event loop leaves the writing to a timer, so it may come a
+		// moment after the refusals.
+		waitFor(t, "the first summary line", func() bool { return strings.Contains(log.String(), "limits applied") })
 		if n := strings.Count(log.String(), "limits applied"); n != 1 {
 			t.Errorf("%d summary lines for 6 refusals, want 1:\n%s", n, log.String())
 		}

@@ -251,7 +251,9 @@ func TestServeDefaultMaxConnsAvoidsFileDescriptorExhaustion(t *testing.T) {
 		}
 	}
 	echoOn(t, served[0], "first still served")
-	waitLog(t, log, "count.max-conns=1")
+	// The first refusal is logged at once; the event loop counts refusals
+	// as they happen, so that line may already carry several of the ten.
+	waitLog(t, log, "count.max-conns=")
 	if strings.Contains(log.String(), "accept failed") {
 		t.Errorf("ran out of descriptors despite the default limit:\n%s", log.String())
 	}
