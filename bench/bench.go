@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/echod/echod/internal/target"
@@ -191,7 +192,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res = r.runLoad(ctx)
 	}
 	res.Hints = res.hints()
+	if proc != nil {
+		if h := ownerHint(cfg, addr); h != "" {
+			res.Hints = append(res.Hints, h)
+		}
+	}
 	return res, nil
+}
+
+// ownerHint warns when the process given with -pid does not own the port
+// under test, whose CPU and memory would then be someone else's.
+func ownerHint(cfg Config, addr string) string {
+	_, portStr, err := net.SplitHostPort(addr)
+	port, perr := strconv.Atoi(portStr)
+	if err != nil || perr != nil {
+		return ""
+	}
+	if owns, known := ownsPort(cfg.PID, port, cfg.Mode == UDP); owns || !known {
+		return ""
+	}
+	return fmt.Sprintf("process %d does not own port %d, another process does: its CPU and memory figures are not the server's (give -pid the PID of the server on %s)", cfg.PID, port, addr)
 }
 
 // resolve looks the server's address up once, so that connects during the

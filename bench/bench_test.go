@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -429,5 +431,51 @@ func TestRunRejectsAProcessItCannotObserve(t *testing.T) {
 	cfg.PID = 1 << 30 // above Linux's pid_max
 	if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "cannot observe server process") {
 		t.Fatalf("Run() = %v", err)
+	}
+}
+
+// -pid of a process that does not serve the port under test is named, not
+// reported as the server's CPU time.
+func TestPIDThatDoesNotOwnThePortIsNamed(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	addr := serveTCP(t, echo) // served by this process
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Skipf("no sleep to stand in for another process: %v", err)
+	}
+	t.Cleanup(func() {
+		other.Process.Kill()
+		other.Wait()
+	})
+	for _, tt := range []struct {
+		pid  int
+		warn bool
+	}{{os.Getpid(), false}, {other.Process.Pid, true}} {
+		cfg := smoke(addr, PingPong)
+		cfg.PID = tt.pid
+		res := run(t, cfg)
+		warned := strings.Contains(strings.Join(res.Hints, "\n"), "does not own port")
+		if warned != tt.warn {
+			t.Errorf("-pid %d: hints %q, want a warning: %v", tt.pid, res.Hints, tt.warn)
+		}
+	}
+}
+
+func TestBoundInodes(t *testing.T) {
+	table := []byte(`  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1B5F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1B5F 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1 0000000000000000 100 0 0 10 0
+`)
+	if got := boundInodes(table, 7007, true); strings.Join(got, ",") != "111" {
+		t.Errorf("listening on 7007: %q, want [111]", got)
+	}
+	if got := boundInodes(table, 7007, false); strings.Join(got, ",") != "111,222" {
+		t.Errorf("bound to 7007: %q, want [111 222]", got)
+	}
+	if got := boundInodes(table, 9, true); len(got) != 0 {
+		t.Errorf("port 9: %q, want none", got)
 	}
 }
