@@ -102,7 +102,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	if out.th.Latency() && cfg.Mode == bench.Bulk {
 		return usagef("bench", "bulk measures no latency: -max-p50, -max-p99 and -max-p99.9 do not apply")
 	}
-	shardName, err := shard.apply(&cfg)
+	shardName, err := shard.apply(&cfg, std.err)
 	if err != nil {
 		return usagef("bench", "%v", err)
 	}

@@ -199,7 +199,9 @@ func addShardFlags(fs *flag.FlagSet) *shardFlags {
 }
 
 // apply applies the flags to cfg, and returns the shard's name ("" for none).
-func (f *shardFlags) apply(cfg *bench.Config) (string, error) {
+// A start time already past (but not 0, which means "at once") is worth a
+// warning on stderr: the shards are then not starting together.
+func (f *shardFlags) apply(cfg *bench.Config, stderr io.Writer) (string, error) {
 	if f.startAt != "" {
 		t, err := bench.ParseTime(f.startAt)
 		if err != nil {
@@ -207,6 +209,9 @@ func (f *shardFlags) apply(cfg *bench.Config) (string, error) {
 		}
 		if time.Until(t) > 24*time.Hour {
 			return "", fmt.Errorf("-start-at %s is more than a day away", t.Format(time.RFC3339))
+		}
+		if late := -time.Until(t); late > time.Second && t.Unix() != 0 {
+			fmt.Fprintf(stderr, "echod: bench: -start-at %s passed %v ago; starting now\n", t.Format(time.RFC3339), late.Round(time.Second))
 		}
 		cfg.StartAt = t
 	}

@@ -135,3 +135,20 @@ func TestBenchShardsMerge(t *testing.T) {
 		t.Errorf("one shard: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// -h after the address prints the usage too (the flags parse again after
+// each argument), with the report flags and subcommands.
+func TestBenchHelp(t *testing.T) {
+	for _, args := range [][]string{{"bench", "-h"}, {"bench", "a:1", "-h"}, {"bench", "merge", "-h"}, {"bench", "merge", "x.json", "-h"}} {
+		code, stdout, _ := runCmd(t, nil, args...)
+		if code != 0 || !strings.Contains(stdout, "Usage: echod bench") || !strings.Contains(stdout, "-max-p99") {
+			t.Errorf("%q: exit %d\n%s", args, code, stdout)
+		}
+	}
+	_, stdout, _ := runCmd(t, nil, "bench", "-h")
+	for _, want := range []string{"-shard", "-start-at", "-html", "-hgrm", "echod bench merge", "echod bench report"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("bench -h lacks %s", want)
+		}
+	}
+}

@@ -175,6 +175,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	printUsage := fs.Usage
 	fs.Usage = func() {}
+	defer func() { fs.Usage = printUsage }() // parseArgs parses again after each argument
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage()
