@@ -58,10 +58,16 @@ func WriteHTML(w io.Writer, runs []Labeled) error {
 	}, func(*Result) string { return "errors + mismatches" }).svg()
 	for _, run := range runs {
 		if run.Result.Server != nil {
-			page.CPU = overTime(runs, "Server CPU", "% of one CPU", func(_ *Result, s Second) float64 {
+			page.CPU = overTime(runs, "Server CPU", "% of one CPU", func(r *Result, s Second) float64 {
+				if r.Server == nil {
+					return math.NaN()
+				}
 				return 100 * s.CPUSeconds / s.Seconds
 			}, func(*Result) string { return "CPU" }).svg()
-			page.Memory = overTime(runs, "Server resident memory", "MiB", func(_ *Result, s Second) float64 {
+			page.Memory = overTime(runs, "Server resident memory", "MiB", func(r *Result, s Second) float64 {
+				if r.Server == nil {
+					return math.NaN()
+				}
 				return float64(s.RSS) / (1 << 20)
 			}, func(*Result) string { return "RSS" }).svg()
 			break
@@ -189,9 +195,12 @@ func overTime(runs []Labeled, title, yLabel string, value func(*Result, Second) 
 	for i, run := range runs {
 		var pts []point
 		for _, s := range run.Result.Series {
-			if s.Seconds > 0 {
-				pts = append(pts, point{s.At, value(run.Result, s)})
+			if v := value(run.Result, s); s.Seconds > 0 && !math.IsNaN(v) {
+				pts = append(pts, point{s.At, v})
 			}
+		}
+		if len(pts) == 0 {
+			continue // a run without the figure, such as one without -pid
 		}
 		name := run.Label
 		if len(runs) == 1 {

@@ -152,3 +152,47 @@ func TestBenchHelp(t *testing.T) {
 		}
 	}
 }
+
+// -html and -hgrm write their files beside the table; bench report puts
+// several -json results in one HTML file.
+func TestBenchWritesReports(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	dir := t.TempDir()
+	file := func(name string) string { return filepath.Join(dir, name) }
+	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "300ms", "-warmup", "0s", "-c", "2", "-json",
+		"-html", file("run.html"), "-hgrm", file("run.hgrm"), addr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	os.WriteFile(file("a.json"), []byte(stdout), 0o644)
+	hgrm, _ := os.ReadFile(file("run.hgrm"))
+	if !strings.HasPrefix(string(hgrm), "       Value     Percentile TotalCount 1/(1-Percentile)\n\n") || !strings.Contains(string(hgrm), "#[Mean    = ") {
+		t.Errorf("-hgrm wrote\n%s", hgrm)
+	}
+	page, _ := os.ReadFile(file("run.html"))
+	if !strings.Contains(string(page), `<path class="line"`) || !strings.Contains(string(page), "<h2>"+`<span class="swatch" style="background: #1f77b4"></span>`+addr) {
+		t.Errorf("-html wrote no chart or no run name:\n%.500s", page)
+	}
+
+	code, _, stderr = runCmd(t, nil, "bench", "-mode", "cycle", "-d", "300ms", "-warmup", "0s", "-json", addr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	_, stdout, _ = runCmd(t, nil, "bench", "-mode", "cycle", "-d", "300ms", "-warmup", "0s", "-json", addr)
+	os.WriteFile(file("b.json"), []byte(stdout), 0o644)
+	code, stdout, stderr = runCmd(t, nil, "bench", "report", "-html", file("both.html"), file("a.json"), file("b.json"))
+	if code != 0 || stdout != "wrote "+file("both.html")+": 2 runs\n" {
+		t.Fatalf("report: exit %d, %q %q", code, stdout, stderr)
+	}
+	page, _ = os.ReadFile(file("both.html"))
+	for _, want := range []string{"a.json", "b.json", "cycle, 1 at once"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	// A file that cannot be written is a runtime failure, after the table.
+	code, stdout, stderr = runCmd(t, nil, "bench", "-d", "100ms", "-warmup", "0s", "-html", file("no/such/dir.html"), addr)
+	if code != 1 || !strings.Contains(stderr, "-html: ") || !strings.Contains(stdout, "Summary:") {
+		t.Errorf("unwritable -html: exit %d, stderr %q", code, stderr)
+	}
+}
