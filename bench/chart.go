@@ -62,7 +62,7 @@ func (c *chart) svg() template.HTML {
 	}
 	x := newAxis(xs, c.logX, true)
 	y := newAxis(ys, c.logY, true)
-	fmt.Fprintf(&b, `<svg viewBox="0 0 %d %d" width="%d" height="%d" role="img" xmlns="http://www.w3.org/2000/svg">`, chartW, chartH, chartW, chartH)
+	fmt.Fprintf(&b, `<svg viewBox="0 0 %d %d" role="img" xmlns="http://www.w3.org/2000/svg">`, chartW, chartH)
 	fmt.Fprintf(&b, `<rect class="plot" x="%d" y="%d" width="%d" height="%d"/>`, marginL, marginT, plotW, plotH)
 	sx := func(v float64) float64 { return marginL + x.pos(v)*plotW }
 	sy := func(v float64) float64 { return marginT + (1-y.pos(v))*plotH }

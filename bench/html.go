@@ -42,7 +42,7 @@ func WriteHTML(w io.Writer, runs []Labeled) error {
 		})
 	}
 	page.Spectrum = spectrum(runs).svg()
-	page.Throughput = overTime(runs, "Throughput", "per second", func(r *Result, s Second) float64 {
+	page.Throughput = overTime(runs, "Throughput", throughputUnit(runs), func(r *Result, s Second) float64 {
 		if r.Mode == Bulk {
 			return float64(s.Ops) / s.Seconds / 1e6
 		}
@@ -211,6 +211,23 @@ func overTime(runs []Labeled, title, yLabel string, value func(*Result, Second) 
 	return c
 }
 
+// throughputUnit labels the throughput axis: the runs' unit if they share
+// one.
+func throughputUnit(runs []Labeled) string {
+	unit := ""
+	for _, run := range runs {
+		u := run.Result.Unit + "s per second"
+		if run.Result.Mode == Bulk {
+			u = "MB per second each way"
+		}
+		if unit != "" && u != unit {
+			return "per second"
+		}
+		unit = u
+	}
+	return unit
+}
+
 // nsLabel labels a latency axis given in nanoseconds.
 func nsLabel(v float64) string {
 	d := time.Duration(v)
@@ -253,9 +270,10 @@ body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 1600
 h1 { font-size: 1.4em; margin: 0 0 .2em; } h2 { font-size: 1.15em; margin: 1.2em 0 .4em; }
 .meta { color: #666; margin: 0 0 1em; }
 .grid2 { display: flex; flex-wrap: wrap; gap: 1em; }
-figure.chart { margin: 0; background: #fff; border: 1px solid #ddd; border-radius: 4px; padding: .4em; }
+figure.chart { margin: 0; background: #fff; border: 1px solid #ddd; border-radius: 4px; padding: .4em; flex: 1 1 520px; max-width: calc(50% - .5em); }
+@media (max-width: 1100px) { figure.chart { max-width: none; } }
 figcaption { font-weight: 600; margin: 0 0 .2em .3em; }
-svg { max-width: 100%; height: auto; font: 11px system-ui, sans-serif; }
+svg { width: 100%; height: auto; font: 11px system-ui, sans-serif; }
 rect.plot { fill: #fafafa; stroke: #ccc; } line.grid { stroke: #e4e4e4; }
 text.tick, text.legend { fill: #444; } text.label { fill: #666; }
 path.line { fill: none; stroke-width: 1.8; stroke-linejoin: round; } path.band { opacity: .15; stroke: none; }

@@ -27,7 +27,7 @@ func TestHTMLReportInChromium(t *testing.T) {
 		report = filepath.Join(t.TempDir(), "report.html")
 		writeReport(t, report, twoRuns(t))
 	}
-	ctx := chromium(t, path, 1560)
+	ctx := chromium(t, path, 1280)
 
 	var (
 		mu       sync.Mutex
