@@ -201,6 +201,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res = r.runLoad(ctx)
 	}
 	res.Hints = res.hints()
+	// Encoding a histogram made here cannot fail; without it the result
+	// still has its summary, and only bench merge would miss it.
+	res.Histogram, _ = r.lat.encoded()
 	return res, nil
 }
 

@@ -321,3 +321,19 @@ func TestHgrmFormat(t *testing.T) {
 		t.Error("a result without latencies wrote a spectrum")
 	}
 }
+
+// Every mode that measures latency carries its histogram, for bench merge.
+func TestEveryLatencyModeCarriesItsHistogram(t *testing.T) {
+	addr := serveTCP(t, echo)
+	for _, mode := range []Mode{Cycle, Idle} {
+		cfg := smoke(addr, mode)
+		cfg.PID = 0
+		if mode == Idle {
+			cfg.Size = 1
+		}
+		res := run(t, cfg)
+		if res.Latency == nil || res.Histogram == "" {
+			t.Errorf("%s: latency %+v, histogram %q", mode, res.Latency, res.Histogram)
+		}
+	}
+}

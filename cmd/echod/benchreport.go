@@ -43,6 +43,8 @@ func (f *reportFlags) check() error {
 		return errors.New("-max-p50, -max-p99 and -max-p99.9 must not be negative")
 	case f.th.MinRate < 0:
 		return errors.New("-min-rate must not be negative")
+	case f.th.MaxErrors < -1:
+		return errors.New("-max-errors must not be negative")
 	case f.html != "" && f.html == f.hgrm:
 		return errors.New("-html and -hgrm name the same file")
 	}

@@ -37,6 +37,7 @@ func TestBenchReportUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"bench", "-max-p99", "-1ms", "a:1"}, "must not be negative"},
+		{[]string{"bench", "-max-errors", "-2", "a:1"}, "-max-errors must not be negative"},
 		{[]string{"bench", "-max-p99", "fast", "a:1"}, `invalid value "fast" for flag -max-p99`},
 		{[]string{"bench", "-mode", "bulk", "-max-p99", "1ms", "a:1"}, "bulk measures no latency"},
 		{[]string{"bench", "-shard", "2/2", "a:1"}, "-shard: invalid shard \"2/2\""},
