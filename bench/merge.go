@@ -48,18 +48,37 @@ func ReadResults(r io.Reader) ([]*Result, error) {
 	if len(data) > maxInput {
 		return nil, fmt.Errorf("input is over %d MiB", maxInput>>20)
 	}
-	var text bytes.Buffer
+	// Lines with a pod's prefix go to that pod's stream, so that pods
+	// whose lines interleave (kubectl logs -f) still yield whole documents.
+	streams := map[string]*bytes.Buffer{}
+	var order []string
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), maxInput)
 	for sc.Scan() {
-		text.Write(kubectlPrefix.ReplaceAll(sc.Bytes(), nil))
-		text.WriteByte('\n')
+		line := sc.Bytes()
+		prefix := kubectlPrefix.Find(line)
+		b := streams[string(prefix)]
+		if b == nil {
+			b = new(bytes.Buffer)
+			streams[string(prefix)] = b
+			order = append(order, string(prefix))
+		}
+		b.Write(line[len(prefix):])
+		b.WriteByte('\n')
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	var results []*Result
-	rest := text.Bytes()
+	for _, p := range order {
+		results = append(results, scanResults(streams[p].Bytes())...)
+	}
+	return results, nil
+}
+
+// scanResults decodes the results in text, skipping other lines.
+func scanResults(rest []byte) []*Result {
+	var results []*Result
 	for len(rest) > 0 {
 		if rest[0] == '{' {
 			dec := json.NewDecoder(bytes.NewReader(rest))
@@ -76,7 +95,7 @@ func ReadResults(r io.Reader) ([]*Result, error) {
 		}
 		rest = rest[i+1:]
 	}
-	return results, nil
+	return results
 }
 
 // Merge combines the results of the shards of one run (Config.Shard) into
@@ -169,6 +188,15 @@ func Merge(results []*Result) (*Result, error) {
 		m.Histogram = string(b)
 	}
 	m.Series = mergeSeries(m.Start, results)
+	var last time.Time
+	for _, r := range results {
+		if r.Start.After(last) {
+			last = r.Start
+		}
+	}
+	if apart := last.Sub(m.Start); !m.Start.IsZero() && apart > time.Second {
+		m.Hints = append(m.Hints, fmt.Sprintf("the shards started up to %v apart: the rates add up as if they ran at once; start them together with -start-at", apart.Round(100*time.Millisecond)))
+	}
 	return m, nil
 }
 

@@ -271,10 +271,18 @@ func TestReadResultsWithKubectlPrefixes(t *testing.T) {
 	in := "[pod/bench-0-x/bench] {\n[pod/bench-0-x/bench]   \"mode\": \"pingpong\",\n[pod/bench-0-x/bench]   \"ops\": 7\n[pod/bench-0-x/bench] }\n" +
 		"[pod/bench-1-y/bench] echod: bench: 1 connection error\n" +
 		"[pod/bench-1-y/bench] {\"mode\": \"pingpong\", \"ops\": 5}\n" +
+		// Two pods' lines interleaved, as kubectl logs -f --prefix gives them.
+		"[pod/bench-2-z/bench] {\n[pod/bench-3-w/bench] {\n[pod/bench-2-z/bench]   \"mode\": \"pingpong\", \"ops\": 2\n" +
+		"[pod/bench-3-w/bench]   \"mode\": \"pingpong\", \"ops\": 3\n[pod/bench-3-w/bench] }\n[pod/bench-2-z/bench] }\n" +
 		"{\"level\": \"info\"}\n{ broken\n"
 	got, err := ReadResults(strings.NewReader(in))
-	if err != nil || len(got) != 2 || got[0].Ops != 7 || got[1].Ops != 5 {
-		t.Fatalf("read %+v, %v", got, err)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("read %d results, %v", len(got), err)
+	}
+	for i, want := range []int64{7, 5, 2, 3} {
+		if got[i].Ops != want {
+			t.Errorf("result %d has %d ops, want %d", i, got[i].Ops, want)
+		}
 	}
 }
 
@@ -335,5 +343,37 @@ func TestEveryLatencyModeCarriesItsHistogram(t *testing.T) {
 		if res.Latency == nil || res.Histogram == "" {
 			t.Errorf("%s: latency %+v, histogram %q", mode, res.Latency, res.Histogram)
 		}
+	}
+}
+
+// Shards that did not start together are merged with a hint that their
+// rates add up as if they had.
+func TestMergeHintsAtShardsApart(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	r := func(shard string, start time.Time) *Result {
+		return &Result{Mode: PingPong, Unit: "message", Shard: shard, Start: start, Ops: 10, OpsPerSec: 5}
+	}
+	m, err := Merge([]*Result{r("0/2", t0), r("1/2", t0.Add(300*time.Millisecond))})
+	if err != nil || len(m.Hints) != 0 || m.OpsPerSec != 10 {
+		t.Fatalf("together: %+v, %v", m, err)
+	}
+	m, err = Merge([]*Result{r("0/2", t0), r("1/2", t0.Add(4*time.Second))})
+	if err != nil || len(m.Hints) != 1 || !strings.Contains(m.Hints[0], "started up to 4s apart") {
+		t.Fatalf("apart: %q, %v", m.Hints, err)
+	}
+}
+
+// What a report shows of its input is escaped: a file name is not markup.
+func TestHTMLEscapes(t *testing.T) {
+	res := &Result{Mode: PingPong, Unit: "message", Addr: "<b>x</b>", Series: []Second{{At: 1, Seconds: 1, Ops: 5}, {At: 2, Seconds: 1, Ops: 6}}}
+	var b bytes.Buffer
+	if err := WriteHTML(&b, []Labeled{{Label: `<script>alert(1)</script>.json`, Result: res}}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "<script>") || strings.Contains(b.String(), "<b>x") {
+		t.Errorf("unescaped input in\n%s", b.String())
+	}
+	if err := WriteHTML(&b, nil); err == nil {
+		t.Error("a report of no runs")
 	}
 }

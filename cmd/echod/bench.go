@@ -99,8 +99,8 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	if err := out.check(); err != nil {
 		return usagef("bench", "%v", err)
 	}
-	if out.th.Latency() && cfg.Mode == bench.Bulk {
-		return usagef("bench", "bulk measures no latency: -max-p50, -max-p99 and -max-p99.9 do not apply")
+	if (out.th.Latency() || out.hgrm != "") && cfg.Mode == bench.Bulk {
+		return usagef("bench", "bulk measures no latency: -max-p50, -max-p99, -max-p99.9 and -hgrm do not apply")
 	}
 	shardName, err := shard.apply(&cfg, std.err)
 	if err != nil {
