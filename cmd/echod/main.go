@@ -22,6 +22,7 @@ Usage:
   echod send [flags] ADDRESS [MESSAGE...]  send MESSAGE or standard input, print the echo
   echod check [flags] ADDRESS              check that any echo server works, with reasons
   echod bench [flags] ADDRESS              load-test an echo server, verifying every byte
+  echod bench merge|report [flags] FILE... merge shards' results, or report runs in HTML
   echod version                            print the version of this build
   echod help [COMMAND]                     show this help, or a command's
 
