@@ -149,6 +149,22 @@ func Merge(results []*Result) (*Result, error) {
 			m.FirstMismatch = &fm
 		}
 		m.Interrupted = m.Interrupted || r.Interrupted
+		if r.Idle != nil {
+			if m.Idle == nil {
+				m.Idle = &IdleStats{}
+			}
+			m.Idle.Opened += r.Idle.Opened
+			m.Idle.Served += r.Idle.Served
+			m.Idle.OpenSeconds = max(m.Idle.OpenSeconds, r.Idle.OpenSeconds)
+		}
+		if r.UDP != nil {
+			if m.UDP == nil {
+				m.UDP = &UDPStats{}
+			}
+			m.UDP.Sent += r.UDP.Sent
+			m.UDP.Lost += r.UDP.Lost
+			m.UDP.Late += r.UDP.Late
+		}
 		for _, h := range r.Hints {
 			if !hints[h] {
 				hints[h] = true

@@ -377,3 +377,25 @@ func TestHTMLEscapes(t *testing.T) {
 		t.Error("a report of no runs")
 	}
 }
+
+// Idle and UDP shards add up their own counts, so the merged verdict sees
+// an idle connection that was no longer served.
+func TestMergeAddsIdleAndUDPCounts(t *testing.T) {
+	idle := func(shard string, opened, served int64) *Result {
+		return &Result{Mode: Idle, Unit: "connection", Shard: shard, Ops: opened, Idle: &IdleStats{Opened: opened, Served: served, OpenSeconds: float64(opened) / 100}}
+	}
+	m, err := Merge([]*Result{idle("0/2", 100, 100), idle("1/2", 50, 49)})
+	if err != nil || *m.Idle != (IdleStats{Opened: 150, Served: 149, OpenSeconds: 1}) {
+		t.Fatalf("idle: %+v, %v", m.Idle, err)
+	}
+	if err := m.Err(); err == nil || !strings.Contains(err.Error(), "1 of 150 idle connections") {
+		t.Errorf("merged idle verdict: %v", err)
+	}
+	udp := func(shard string, sent, lost int64) *Result {
+		return &Result{Mode: UDP, Unit: "datagram", Shard: shard, Ops: sent - lost, UDP: &UDPStats{Sent: sent, Lost: lost}}
+	}
+	m, err = Merge([]*Result{udp("0/2", 100, 1), udp("1/2", 200, 2)})
+	if err != nil || *m.UDP != (UDPStats{Sent: 300, Lost: 3}) {
+		t.Fatalf("udp: %+v, %v", m.UDP, err)
+	}
+}
