@@ -139,6 +139,9 @@ func TestShard(t *testing.T) {
 	if _, err := (Config{Addr: "a:1", Conns: 2}).Shard(0, 3); err == nil || !strings.Contains(err.Error(), "2 connections cannot be split 3 ways") {
 		t.Errorf("too few connections: %v", err)
 	}
+	if _, err := (Config{Addr: "a:1", Conns: 4, Count: 2}).Shard(3, 4); err == nil || !strings.Contains(err.Error(), "a count of 2 cannot be split 4 ways") {
+		t.Errorf("too small a count: %v", err)
+	}
 }
 
 func TestParseShardAndTime(t *testing.T) {

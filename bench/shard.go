@@ -11,7 +11,7 @@ import (
 // Shard returns the part of c that shard i of n runs (i from 0, as a
 // Kubernetes Indexed Job numbers its pods): 1/n of the connections, of the
 // rate and of the count, spread so that the n shards together run c. It
-// fails when there are fewer connections than shards.
+// fails when there are fewer connections, or a count smaller, than shards.
 func (c Config) Shard(i, n int) (Config, error) {
 	c = c.withDefaults()
 	if n < 1 || i < 0 || i >= n {
@@ -19,6 +19,10 @@ func (c Config) Shard(i, n int) (Config, error) {
 	}
 	if c.Conns < n {
 		return c, fmt.Errorf("shard %d/%d: %d %s cannot be split %d ways", i, n, c.Conns, plural(int64(c.Conns), "connection", "connections"), n)
+	}
+	// A shard's count of 0 would mean no count at all.
+	if c.Count > 0 && c.Count < int64(n) {
+		return c, fmt.Errorf("shard %d/%d: a count of %d cannot be split %d ways", i, n, c.Count, n)
 	}
 	c.Conns = part(c.Conns, i, n)
 	c.Count = part(c.Count, i, n)
