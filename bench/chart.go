@@ -23,10 +23,9 @@ type chart struct {
 
 // line is one series of points; a band fills the area between two.
 type line struct {
-	name   string
-	color  string
-	dashed bool
-	pts    []point
+	name  string
+	color string
+	pts   []point
 }
 
 type band struct {
@@ -77,9 +76,14 @@ func (c *chart) svg() template.HTML {
 	fmt.Fprintf(&b, `<text class="label" x="%d" y="%d" text-anchor="middle">%s</text>`, marginL+plotW/2, chartH-4, html.EscapeString(c.xLabel))
 	fmt.Fprintf(&b, `<text class="label" x="14" y="%d" text-anchor="middle" transform="rotate(-90 14 %d)">%s</text>`, marginT+plotH/2, marginT+plotH/2, html.EscapeString(c.yLabel))
 	for _, bd := range c.bands {
+		// Along the top edge, then back along the bottom one.
 		var d strings.Builder
 		for i, p := range bd.top {
-			fmt.Fprintf(&d, "%s%.1f,%.1f ", map[bool]string{true: "M", false: "L"}[i == 0], sx(p.x), sy(y.clamp(p.y)))
+			cmd := "L"
+			if i == 0 {
+				cmd = "M"
+			}
+			fmt.Fprintf(&d, "%s%.1f,%.1f ", cmd, sx(p.x), sy(y.clamp(p.y)))
 		}
 		for i := len(bd.low) - 1; i >= 0; i-- {
 			p := bd.low[i]
@@ -89,6 +93,7 @@ func (c *chart) svg() template.HTML {
 	}
 	for i, l := range c.lines {
 		var d strings.Builder
+		var first point
 		n := 0
 		for _, p := range l.pts {
 			if !c.usable(p) {
@@ -96,22 +101,18 @@ func (c *chart) svg() template.HTML {
 			}
 			cmd := "L"
 			if n == 0 {
-				cmd = "M"
+				cmd, first = "M", p
 			}
 			fmt.Fprintf(&d, "%s%.1f,%.1f ", cmd, sx(p.x), sy(p.y))
 			n++
 		}
-		dash := ""
-		if l.dashed {
-			dash = ` stroke-dasharray="5 3"`
-		}
-		fmt.Fprintf(&b, `<path class="line" data-series="%s" data-points="%d" stroke="%s"%s d="%s"><title>%s</title></path>`,
-			html.EscapeString(l.name), n, l.color, dash, strings.TrimSpace(d.String()), html.EscapeString(l.name))
-		if n == 1 {
-			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`, sx(l.pts[0].x), sy(l.pts[0].y), l.color)
+		fmt.Fprintf(&b, `<path class="line" data-series="%s" data-points="%d" stroke="%s" d="%s"><title>%s</title></path>`,
+			html.EscapeString(l.name), n, l.color, strings.TrimSpace(d.String()), html.EscapeString(l.name))
+		if n == 1 { // a path of one point draws nothing
+			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`, sx(first.x), sy(first.y), l.color)
 		}
 		ly := marginT + 8 + 16*i
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/>`, chartW-marginR+10, ly, chartW-marginR+28, ly, l.color, dash)
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`, chartW-marginR+10, ly, chartW-marginR+28, ly, l.color)
 		fmt.Fprintf(&b, `<text class="legend" x="%d" y="%d">%s</text>`, chartW-marginR+32, ly+4, html.EscapeString(l.name))
 	}
 	b.WriteString(`</svg></figure>`)
