@@ -38,6 +38,7 @@ func WriteHTML(w io.Writer, runs []Labeled) error {
 			Color:   runColors[i%len(runColors)],
 			Result:  r,
 			Summary: summaryRows(r),
+			Compare: compareRow(r),
 			Latency: latencyOverTime(run).svg(),
 		})
 	}
@@ -87,6 +88,7 @@ type htmlRun struct {
 	Color   string
 	Result  *Result
 	Summary [][2]string
+	Compare []string // the row of the table that compares runs
 	Latency template.HTML
 }
 
@@ -123,6 +125,19 @@ func summaryRows(r *Result) [][2]string {
 		rows = append(rows, [2]string{"Interrupted", "stopped before the end; figures cover the time measured"})
 	}
 	return rows
+}
+
+// compareRow is a run's figures side by side with other runs'.
+func compareRow(r *Result) []string {
+	rate := fmt.Sprintf("%.0f %ss/s", r.OpsPerSec, r.Unit)
+	if r.Mode == Bulk {
+		rate = fmt.Sprintf("%.1f MB/s", r.MBPerSec)
+	}
+	row := []string{rate, "-", "-", "-", "-"}
+	if l := r.Latency; l != nil {
+		row = []string{rate, duration(l.P50), duration(l.P99), duration(l.P999), duration(l.Max)}
+	}
+	return append(row, fmt.Sprint(r.Errors), fmt.Sprint(r.Mismatches))
 }
 
 // latencyOverTime draws one run's per-second percentiles as bands.
@@ -279,12 +294,17 @@ text.tick, text.legend { fill: #444; } text.label { fill: #666; }
 path.line { fill: none; stroke-width: 1.8; stroke-linejoin: round; } path.band { opacity: .15; stroke: none; }
 table { border-collapse: collapse; margin: .3em 0 1em; } td, th { text-align: left; padding: 2px 10px 2px 0; vertical-align: top; }
 th { color: #555; font-weight: 600; white-space: nowrap; }
+table.compare td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.compare th { border-bottom: 1px solid #ccc; }
 .swatch { display: inline-block; width: .8em; height: .8em; border-radius: 2px; margin-right: .4em; vertical-align: baseline; }
 .missed { color: #b00; } .nodata { color: #999; padding: 2em; }
 </style></head>
 <body>
 <h1>echod bench report</h1>
 <p class="meta">{{len .Runs}} run{{if ne (len .Runs) 1}}s{{end}}; written {{.Generated}}. Latency and percentiles from HdrHistogram (3 significant digits).</p>
+{{if gt (len .Runs) 1}}<table class="compare"><tr><th>run</th><th>rate</th><th>p50</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>mismatches</th></tr>
+{{range .Runs}}<tr><td><span class="swatch" style="background: {{.Color}}"></span>{{.Label}}</td>{{range .Compare}}<td class="num">{{.}}</td>{{end}}</tr>
+{{end}}</table>{{end}}
 {{range .Runs}}<h2><span class="swatch" style="background: {{.Color}}"></span>{{.Label}}</h2>
 <table class="params">{{range .Summary}}<tr><th>{{index . 0}}</th><td{{if eq (index . 0) "Threshold missed"}} class="missed"{{end}}>{{index . 1}}</td></tr>
 {{end}}</table>

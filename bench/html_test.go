@@ -82,6 +82,12 @@ func TestHTMLReportInChromium(t *testing.T) {
 			t.Errorf("%d charts, %d without data; want 7 with", len(charts), noData)
 		}
 	}
+	if os.Getenv("ECHOD_REPORT") == "" {
+		rows, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("table.compare tr")].map(r => r.textContent)`))
+		if len(rows) != 3 || !strings.Contains(rows[1], "4 connections, -pid") || !strings.Contains(rows[1], "messages/s") {
+			t.Errorf("comparison table %q", rows)
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, u := range requests {
