@@ -119,11 +119,21 @@ func (c *chart) svg() template.HTML {
 	return template.HTML(b.String())
 }
 
-// usable reports whether p can be drawn: finite, and positive on a log axis.
+// usable reports whether p can be drawn: within what a report's figures
+// can be (which keeps the axes' arithmetic exact enough), and positive on a
+// log axis.
 func (c *chart) usable(p point) bool {
-	ok := !math.IsNaN(p.x) && !math.IsNaN(p.y) && !math.IsInf(p.x, 0) && !math.IsInf(p.y, 0)
-	return ok && (!c.logX || p.x > 0) && (!c.logY || p.y > 0)
+	in := func(v float64, log bool) bool {
+		if log {
+			return v >= 1e-6 && v <= maxPlotted
+		}
+		return v >= -maxPlotted && v <= maxPlotted // false for NaN too
+	}
+	return in(p.x, c.logX) && in(p.y, c.logY)
 }
+
+// maxPlotted is beyond any figure of a run: 10^12 ns, per second or seconds.
+const maxPlotted = 1e12
 
 // axis maps values to [0, 1] along a linear or logarithmic scale.
 type axis struct {
@@ -145,8 +155,9 @@ func newAxis(vs []float64, log, fromZero bool) axis {
 			hi = lo * 10
 		}
 		a := axis{lo: lo, hi: hi, log: true}
-		decades := math.Log10(hi / lo)
-		for e := lo; e <= hi*1.0001; e *= 10 {
+		decades := int(math.Round(math.Log10(hi / lo)))
+		for i := 0; i <= decades; i++ {
+			e := lo * math.Pow(10, float64(i))
 			a.ticks = append(a.ticks, e)
 			if decades <= 2 {
 				for _, m := range []float64{2, 5} {
@@ -168,8 +179,8 @@ func newAxis(vs []float64, log, fromZero bool) axis {
 	lo = math.Floor(lo/step) * step
 	hi = math.Ceil(hi/step) * step
 	a := axis{lo: lo, hi: hi}
-	for t := lo; t <= hi+step/2; t += step {
-		a.ticks = append(a.ticks, t)
+	for i := range int(math.Round((hi-lo)/step)) + 1 {
+		a.ticks = append(a.ticks, lo+float64(i)*step)
 	}
 	return a
 }

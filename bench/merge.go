@@ -29,6 +29,9 @@ type ShardStats struct {
 	Mismatches int64         `json:"mismatches"`
 }
 
+// maxApart is the furthest apart shards of one run may start.
+const maxApart = 24 * time.Hour
+
 // maxInput bounds what ReadResults reads, so a wrong file cannot exhaust
 // memory.
 const maxInput = 1 << 30
@@ -203,14 +206,18 @@ func Merge(results []*Result) (*Result, error) {
 		}
 		m.Histogram = string(b)
 	}
-	m.Series = mergeSeries(m.Start, results)
 	var last time.Time
 	for _, r := range results {
 		if r.Start.After(last) {
 			last = r.Start
 		}
 	}
-	if apart := last.Sub(m.Start); !m.Start.IsZero() && apart > time.Second {
+	apart := last.Sub(m.Start)
+	if !m.Start.IsZero() && apart > maxApart {
+		return nil, fmt.Errorf("the shards started %v apart: not one run", apart.Round(time.Second))
+	}
+	m.Series = mergeSeries(m.Start, results)
+	if !m.Start.IsZero() && apart > time.Second {
 		m.Hints = append(m.Hints, fmt.Sprintf("the shards started up to %v apart: the rates add up as if they ran at once; start them together with -start-at", apart.Round(100*time.Millisecond)))
 	}
 	return m, nil

@@ -154,8 +154,8 @@ func (r *Result) errorText() string {
 }
 
 func (r *Result) mismatchText() string {
-	if r.Mismatches == 0 {
-		return "0"
+	if r.Mismatches == 0 || r.FirstMismatch == nil {
+		return fmt.Sprint(r.Mismatches)
 	}
 	return fmt.Sprintf("%d; first on connection %d: %s", r.Mismatches, r.FirstMismatch.Conn, r.FirstMismatch.Text)
 }

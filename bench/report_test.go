@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -292,8 +293,23 @@ func TestReadResultsWithKubectlPrefixes(t *testing.T) {
 func FuzzReadResults(f *testing.F) {
 	f.Add("{\"mode\":\"pingpong\"}\n{\"mode\":\"x\"")
 	f.Add("[pod/a/b] {\n}\n")
+	f.Add(`{"mode":"pingpong","mismatches":1,"errors":2,"latency":{"count":1},"histogram":"HISTFAAAAB942pNpmSzMwMDAxAABzFCaEUoz2X+AiAEAQg8DNQ=="}`)
+	f.Add(`{"mode":"pingpong","shard":"0/1","series":[{"at":1,"seconds":0,"latency":{"p50_ns":-5}}],"start":"2026-01-01T00:00:00Z"}`)
 	f.Fuzz(func(t *testing.T, s string) {
-		ReadResults(strings.NewReader(s))
+		// Whatever a file holds, bench merge and report end in an error
+		// or a result, never a panic.
+		results, err := ReadResults(strings.NewReader(s))
+		if err != nil || len(results) == 0 {
+			return
+		}
+		m, err := Merge(results)
+		if err != nil {
+			return
+		}
+		m.Verdict(Thresholds{MaxP99: 1, MinRate: 1, MaxErrors: 0})
+		m.WriteText(io.Discard)
+		m.WriteHgrm(io.Discard)
+		WriteHTML(io.Discard, []Labeled{{Label: "x", Result: m}})
 	})
 }
 

@@ -118,6 +118,8 @@ func (r *Result) Err() error { return r.fault(true) }
 // fault is Err, counting connection errors only if errs is set.
 func (r *Result) fault(errs bool) error {
 	switch {
+	case r.Mismatches > 0 && r.FirstMismatch == nil: // a result read from a file may lack it
+		return fmt.Errorf("%d %s differed from what was sent", r.Mismatches, plural(r.Mismatches, "reply", "replies"))
 	case r.Mismatches > 0:
 		return fmt.Errorf("%d %s differed from what was sent; the first, on connection %d: %s",
 			r.Mismatches, plural(r.Mismatches, "reply", "replies"), r.FirstMismatch.Conn, r.FirstMismatch.Text)
