@@ -418,3 +418,15 @@ func TestMergeAddsIdleAndUDPCounts(t *testing.T) {
 		t.Fatalf("udp: %+v, %v", m.UDP, err)
 	}
 }
+
+// Cancelling a run that waits for its start time ends the wait.
+func TestCancelWhileWaitingToStart(t *testing.T) {
+	cfg := smoke(serveTCP(t, echo), PingPong)
+	cfg.StartAt = time.Now().Add(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	res, err := Run(ctx, cfg)
+	if err != nil || !res.Interrupted || res.Ops != 0 {
+		t.Fatalf("got %+v, %v; want an interrupted, empty result", res, err)
+	}
+}
