@@ -66,6 +66,11 @@ type Config struct {
 	Sources []netip.Addr // local addresses to connect from, in turn; none: the system's choice
 	PID     int          // a local server's process ID, to report its CPU time and memory; 0: none
 
+	// StartAt, when set, is when Run starts connecting: shards of a run on
+	// several machines start together (their clocks agreeing, as NTP
+	// keeps them). A time past starts at once.
+	StartAt time.Time
+
 	// Progress, when not nil, receives a line about once a second that
 	// rewrites itself ("\r"), meant for a terminal.
 	Progress io.Writer
@@ -184,6 +189,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	r := newRunner(cfg, addr, proc)
+	if !cfg.StartAt.IsZero() && !waitUntil(ctx, cfg.StartAt) {
+		res := r.newResult()
+		res.Interrupted = true
+		return res, nil
+	}
 	var res *Result
 	switch cfg.Mode {
 	case Idle:
@@ -192,6 +202,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res = r.runLoad(ctx)
 	}
 	res.Hints = res.hints()
+	// Encoding a histogram made here cannot fail; without it the result
+	// still has its summary, and only bench merge would miss it.
+	res.Histogram, _ = r.lat.encoded()
 	if proc != nil {
 		if h := ownerHint(cfg, addr); h != "" {
 			res.Hints = append(res.Hints, h)

@@ -347,7 +347,8 @@ func TestSourceAddressesAreUsed(t *testing.T) {
 }
 
 // With a Progress writer, a self-rewriting line comes about once a second,
-// and it is cleared before Run returns.
+// with the rate and the p50 and p99 latency of the last second, and it is
+// cleared before Run returns.
 func TestProgressLine(t *testing.T) {
 	t.Parallel()
 	addr := serveTCP(t, echo)
@@ -360,7 +361,7 @@ func TestProgressLine(t *testing.T) {
 	cfg.Progress = &progress
 	run(t, cfg)
 	got := progress.String()
-	if !regexp.MustCompile(`^\r\x1b\[K +1\.\ds +\d+ messages/s  errors 0  mismatches 0\r\x1b\[K$`).MatchString(got) {
+	if !regexp.MustCompile(`^\r\x1b\[K +1\.\ds +\d+ messages/s  p50 [\d.]+[µm]?s p99 [\d.]+[µm]?s  errors 0  mismatches 0\r\x1b\[K$`).MatchString(got) {
 		t.Errorf("progress output %q", got)
 	}
 }

@@ -21,6 +21,7 @@ func BenchmarkLatencyRecord(b *testing.B) {
 func BenchmarkLatencyRecordParallel(b *testing.B) {
 	l := newLatencies()
 	b.ReportAllocs()
+	b.ResetTimer() // the histograms made above are not per record
 	b.RunParallel(func(pb *testing.PB) {
 		w := 0
 		for pb.Next() {
@@ -61,4 +62,39 @@ func BenchmarkVerifyBulk(b *testing.B) {
 		}
 		off = (off + len(buf)) % bulkPeriod
 	}
+}
+
+// BenchmarkLatencyRecordWhileFlushing records from every CPU while the
+// histograms are cut a thousand times more often than a run cuts them
+// (once a second): the swap under each shard's lock must not slow the
+// recording down.
+func BenchmarkLatencyRecordWhileFlushing(b *testing.B) {
+	l := newLatencies()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				l.flush()
+			}
+		}
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := 0
+		for pb.Next() {
+			w++
+			l.record(w, 30*time.Microsecond)
+		}
+	})
+	b.StopTimer()
+	close(stop)
+	<-done
 }

@@ -18,6 +18,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "Summary:\n")
 	row("Mode", "%s", r.describe())
 	row("Server", "%s", r.Addr)
+	if r.Shard != "" {
+		row("Shard", "%s of the run, on %s", r.Shard, orDash(r.Host))
+	}
 	switch {
 	case r.Idle != nil:
 		row("Connections", "%d opened and echoed one byte in %s (%.0f/s)", r.Idle.Opened, seconds(r.Idle.OpenSeconds), r.OpsPerSec)
@@ -53,6 +56,15 @@ func (r *Result) WriteText(w io.Writer) error {
 		}
 	}
 
+	if len(r.Shards) > 0 {
+		fmt.Fprintf(tw, "\nShards (%d):\n", len(r.Shards))
+		fmt.Fprintf(tw, "  shard\thost\tconns\t%ss/s\tp50\tp99\terrors\tmismatches\n", r.Unit)
+		for _, s := range r.Shards {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%.1f\t%s\t%s\t%d\t%d\n", s.Shard, orDash(s.Host), s.Conns, s.OpsPerSec,
+				duration(s.P50), duration(s.P99), s.Errors, s.Mismatches)
+		}
+	}
+
 	if s := r.Server; s != nil {
 		fmt.Fprintf(tw, "\nServer process %d:\n", s.PID)
 		if s.Error != "" {
@@ -74,7 +86,20 @@ func (r *Result) WriteText(w io.Writer) error {
 			}
 		}
 	}
+	if len(r.Missed) > 0 {
+		fmt.Fprintf(tw, "\nThresholds missed:\n")
+		for _, m := range r.Missed {
+			fmt.Fprintf(tw, "  %s\n", m)
+		}
+	}
 	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func (r *Result) describe() string {
@@ -129,8 +154,8 @@ func (r *Result) errorText() string {
 }
 
 func (r *Result) mismatchText() string {
-	if r.Mismatches == 0 {
-		return "0"
+	if r.Mismatches == 0 || r.FirstMismatch == nil {
+		return fmt.Sprint(r.Mismatches)
 	}
 	return fmt.Sprintf("%d; first on connection %d: %s", r.Mismatches, r.FirstMismatch.Conn, r.FirstMismatch.Text)
 }

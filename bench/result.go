@@ -23,6 +23,10 @@ type Result struct {
 	OpsPerSec float64       `json:"ops_per_sec"` // Idle: connections opened per second
 	MBPerSec  float64       `json:"mb_per_sec"`  // verified echo, in 10^6 bytes per second each way
 	Latency   *Latency      `json:"latency,omitempty"`
+	// Histogram is every latency of the measured window, in HdrHistogram's
+	// compressed V2 encoding (base64), so that shards' results can be
+	// merged exactly and other HdrHistogram tools can read it.
+	Histogram string `json:"histogram,omitempty"`
 
 	Errors        int64            `json:"errors"` // connection errors: refused, reset, timed out, closed early
 	ErrorsByKind  map[string]int64 `json:"errors_by_kind,omitempty"`
@@ -37,6 +41,22 @@ type Result struct {
 	// Hints explain losses and errors that look like the server's own
 	// limits, such as a UDP rate limit.
 	Hints []string `json:"hints,omitempty"`
+
+	// Start is when the measured window opened; Series cuts it into
+	// seconds (not for Idle).
+	Start  time.Time `json:"start,omitzero"`
+	Series []Second  `json:"series,omitempty"`
+
+	// Shard is "I/N" for one of N shards of a run (see Config.Shard),
+	// Host the machine it ran on; Shards has one row per shard in a
+	// result merged from them.
+	Shard  string       `json:"shard,omitempty"`
+	Host   string       `json:"host,omitempty"`
+	Shards []ShardStats `json:"shards,omitempty"`
+
+	// Missed says which of the thresholds given to Thresholds.Apply the
+	// run missed, and by how much.
+	Missed []string `json:"thresholds_missed,omitempty"`
 
 	// Interrupted is set when the run was stopped (its context was done)
 	// before its duration or count was reached.
@@ -93,12 +113,17 @@ type Server struct {
 // Err reports whether the run found the server wanting: a reply that
 // differed from what was sent, a connection error, or nothing echoed at
 // all. It is nil for a clean run.
-func (r *Result) Err() error {
+func (r *Result) Err() error { return r.fault(true) }
+
+// fault is Err, counting connection errors only if errs is set.
+func (r *Result) fault(errs bool) error {
 	switch {
+	case r.Mismatches > 0 && r.FirstMismatch == nil: // a result read from a file may lack it
+		return fmt.Errorf("%d %s differed from what was sent", r.Mismatches, plural(r.Mismatches, "reply", "replies"))
 	case r.Mismatches > 0:
 		return fmt.Errorf("%d %s differed from what was sent; the first, on connection %d: %s",
 			r.Mismatches, plural(r.Mismatches, "reply", "replies"), r.FirstMismatch.Conn, r.FirstMismatch.Text)
-	case r.Errors > 0:
+	case errs && r.Errors > 0:
 		return fmt.Errorf("%d connection %s; the first: %s", r.Errors, plural(r.Errors, "error", "errors"), r.FirstError)
 	case r.Idle != nil && r.Idle.Served < r.Idle.Opened && !r.Interrupted:
 		return fmt.Errorf("%d of %d idle connections were no longer served after the hold", r.Idle.Opened-r.Idle.Served, r.Idle.Opened)

@@ -38,6 +38,7 @@ type runner struct {
 
 	faults faults
 	udp    udpCounts
+	series *sampler // the measured window's seconds; set and read by measure's goroutine only
 
 	bulkPattern []byte        // Bulk: shared by every connection, read-only
 	dialing     chan struct{} // a semaphore of maxDialing
@@ -219,11 +220,16 @@ func (r *runner) measure(parent context.Context) *Result {
 	r.opsAtOpen.Store(ops0)
 	r.measuring.Store(true)
 	t0 := time.Now()
+	r.series = newSampler(r, t0, before)
+	p.every = r.series.tick
 	res.Interrupted = !p.wait(parent, r.cfg.Duration, r.countDone)
 	r.measuring.Store(false)
 	elapsed := time.Since(t0)
 	ops := r.ops.Load() - ops0
 	after := r.proc.sample()
+	if end := t0.Add(elapsed); end.Sub(r.series.last) >= 10*time.Millisecond || len(r.series.series) == 0 {
+		r.series.close(end, ops0+ops, after)
+	}
 	select {
 	case <-r.countDone:
 		// Other workers may finish a few more before they notice; the
@@ -240,6 +246,8 @@ func (r *runner) measure(parent context.Context) *Result {
 		res.OpsPerSec = float64(ops) / elapsed.Seconds()
 		res.MBPerSec = float64(res.Bytes) / 1e6 / elapsed.Seconds()
 	}
+	res.Start = t0.UTC()
+	res.Series = r.series.series
 	res.Latency = r.lat.summary()
 	if r.proc != nil {
 		res.Server = r.proc.report(before, after, ops, 0)
@@ -258,8 +266,12 @@ func (r *runner) progressLine(elapsed time.Duration, rate float64, _ int64) stri
 	if !r.measuring.Load() {
 		phase = " (warm-up)"
 	}
-	return fmt.Sprintf("%6.1fs%s  %12.0f %s  errors %d  mismatches %d",
-		elapsed.Seconds(), phase, rate, unit, r.faults.errors.Load(), r.faults.mismatches.Load())
+	lat := ""
+	if s := r.series.latest(); s != nil && s.Latency != nil {
+		lat = fmt.Sprintf("  p50 %s p99 %s", duration(s.Latency.P50), duration(s.Latency.P99))
+	}
+	return fmt.Sprintf("%6.1fs%s  %12.0f %s%s  errors %d  mismatches %d",
+		elapsed.Seconds(), phase, rate, unit, lat, r.faults.errors.Load(), r.faults.mismatches.Load())
 }
 
 func (r *runner) opUnit() string {
@@ -298,6 +310,7 @@ type progress struct {
 	last  time.Time
 	n     int64 // ops at last
 	shown bool
+	every func(now time.Time) // when set, called each second before the line is shown
 }
 
 func newProgress(w io.Writer, ops func() int64, line func(time.Duration, float64, int64) string) *progress {
@@ -318,7 +331,7 @@ func (p *progress) wait(ctx context.Context, d time.Duration, done <-chan struct
 		return ctx.Err() == nil
 	}
 	var tick <-chan time.Time
-	if p.w != nil {
+	if p.w != nil || p.every != nil {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		tick = t.C
@@ -331,8 +344,13 @@ func (p *progress) wait(ctx context.Context, d time.Duration, done <-chan struct
 			return true
 		case <-ctx.Done():
 			return false
-		case <-tick:
-			p.show()
+		case now := <-tick:
+			if p.every != nil {
+				p.every(now)
+			}
+			if p.w != nil {
+				p.show()
+			}
 		}
 	}
 }

@@ -25,6 +25,8 @@ func invocations(t *testing.T) map[string][]string {
 		}
 	}
 
+	found["kubernetes/bench-job.yaml"] = benchJobArgs(t)
+
 	dockerfile, err := os.ReadFile("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +59,7 @@ func invocations(t *testing.T) map[string][]string {
 		}
 	}
 
-	for _, where := range []string{"kubernetes/deployment.yaml", "Dockerfile CMD", "fly/fly.toml [processes] app", "systemd/echod.service ExecStart"} {
+	for _, where := range []string{"kubernetes/deployment.yaml", "kubernetes/bench-job.yaml", "Dockerfile CMD", "fly/fly.toml [processes] app", "systemd/echod.service ExecStart"} {
 		if len(found[where]) == 0 {
 			t.Errorf("found no echod command line in %s", where)
 		}

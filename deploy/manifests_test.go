@@ -17,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,6 +38,8 @@ func newObject(apiVersion, kind string) any {
 		return &policyv1.PodDisruptionBudget{}
 	case "autoscaling/v2 HorizontalPodAutoscaler":
 		return &autoscalingv2.HorizontalPodAutoscaler{}
+	case "batch/v1 Job":
+		return &batchv1.Job{}
 	}
 	return nil
 }
@@ -109,7 +112,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	for _, o := range objects {
 		kinds[fmt.Sprintf("%T", o)]++
 	}
-	for _, want := range []string{"*v1.Deployment", "*v1.Service", "*v1.PodDisruptionBudget", "*v2.HorizontalPodAutoscaler"} {
+	for _, want := range []string{"*v1.Deployment", "*v1.Service", "*v1.PodDisruptionBudget", "*v2.HorizontalPodAutoscaler", "*v1.Job"} {
 		if kinds[want] != 1 {
 			t.Errorf("want exactly one %s among the manifests, have %d", want, kinds[want])
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +13,14 @@ import (
 )
 
 func runBench(ctx context.Context, args []string, std stdio) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "merge":
+			return runBenchMerge(ctx, args[1:], std)
+		case "report":
+			return runBenchReport(ctx, args[1:], std)
+		}
+	}
 	fs := newFlagSet("bench", "echod bench [flags] ADDRESS [flags]", std.out)
 	mode := fs.String("mode", "pingpong", "`mode`: pingpong, bulk, cycle, idle or udp (the default for a udp:// address)")
 	conns := fs.Int("c", 1, "how many `connections` to use (sockets for udp; sessions at once for cycle)")
@@ -26,11 +33,15 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	timeout := fs.Duration("timeout", 5*time.Second, "for one connect or one reply, before it counts as an error")
 	sources := fs.String("source", "", "local `addresses` to connect from, in turn: A,B,... or FIRST-LAST")
 	pid := fs.Int("pid", 0, "`PID` of a local server: report its CPU time per operation and memory")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
+	// What to do with the result, and running as one of several shards.
+	out := addReportFlags(fs)
+	shard := addShardFlags(fs)
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
 		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT or udp://HOST:PORT (-mode udp).\n")
+		fmt.Fprint(std.out, "\n  echod bench merge [flags] FILE...        merge shards' -json results (- reads standard input)\n")
+		fmt.Fprint(std.out, "  echod bench report -html FILE RESULT...  one HTML report of several -json results\n")
 	}
 	positional, err := parseArgs(fs, args)
 	if err != nil {
@@ -85,6 +96,16 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		}
 		cfg.Sources = s
 	}
+	if err := out.check(); err != nil {
+		return usagef("bench", "%v", err)
+	}
+	if (out.th.Latency() || out.hgrm != "") && cfg.Mode == bench.Bulk {
+		return usagef("bench", "bulk measures no latency: -max-p50, -max-p99, -max-p99.9 and -hgrm do not apply")
+	}
+	shardName, err := shard.apply(&cfg, std.err)
+	if err != nil {
+		return usagef("bench", "%v", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("bench", "%v", err)
 	}
@@ -97,20 +118,19 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		return fmt.Errorf("bench: %w", err)
 	}
 
-	if *asJSON {
-		enc := json.NewEncoder(std.out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return err
-		}
-	} else if err := res.WriteText(std.out); err != nil {
-		return err
+	if shardName != "" {
+		res.Shard = shardName
+		res.Host, _ = os.Hostname()
+	}
+	verdict := res.Verdict(out.th)
+	if err := out.write(res, tgt.String(), std); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	if interrupted(ctx) {
 		return fmt.Errorf("%w: bench stopped after %.1fs of measuring", errInterrupted, res.Seconds)
 	}
-	if err := res.Err(); err != nil {
-		return fmt.Errorf("bench: %w%s", err, refusedHint(ctx, tgt, res))
+	if verdict != nil {
+		return fmt.Errorf("bench: %w%s", verdict, refusedHint(ctx, tgt, res))
 	}
 	return nil
 }

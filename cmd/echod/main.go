@@ -22,6 +22,7 @@ Usage:
   echod send [flags] ADDRESS [MESSAGE...]  send MESSAGE or standard input, print the echo
   echod check [flags] ADDRESS              check that any echo server works, with reasons
   echod bench [flags] ADDRESS              load-test an echo server, verifying every byte
+  echod bench merge|report [flags] FILE... merge shards' results, or report runs in HTML
   echod path [flags] ADDRESS               what the network path to an echo server does
   echod version                            print the version of this build
   echod help [COMMAND]                     show this help, or a command's
@@ -178,6 +179,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	printUsage := fs.Usage
 	fs.Usage = func() {}
+	defer func() { fs.Usage = printUsage }() // parseArgs parses again after each argument
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage()
