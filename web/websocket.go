@@ -223,6 +223,10 @@ func (h *Handler) endReason(s *session, err error) string {
 		s.conn.Close(websocket.StatusMessageTooBig, reason)
 		return reason
 	}
+	if errors.Is(err, errNotUTF8) {
+		s.conn.Close(websocket.StatusInvalidFramePayloadData, errNotUTF8.Error())
+		return errNotUTF8.Error()
+	}
 	if code := websocket.CloseStatus(err); code != -1 {
 		return fmt.Sprintf("client closed (%d)", code)
 	}
@@ -235,6 +239,10 @@ func (h *Handler) endReason(s *session, err error) string {
 // errTooBig ends the echo of a message longer than MaxMessage.
 var errTooBig = errors.New("message too big")
 
+// errNotUTF8 ends the echo of a text message that is not UTF-8, which RFC
+// 6455 section 8.1 says to fail with 1007 rather than pass on.
+var errNotUTF8 = errors.New("a text message that is not UTF-8")
+
 // echo writes the message rd back with the same type: as one frame when it
 // fits in a buffer, else streamed piece by piece as it arrives. It returns
 // the bytes echoed, never more than MaxMessage: the piece that would go
@@ -246,6 +254,7 @@ func (h *Handler) echo(ctx context.Context, conn *websocket.Conn, typ websocket.
 	defer h.bufs.Put(buf)
 	var w io.WriteCloser // nil until the message outgrows one buffer
 	var total int64
+	var text textCheck
 	for {
 		n, err := io.ReadFull(rd, buf[:])
 		end := err == io.EOF || err == io.ErrUnexpectedEOF
@@ -254,6 +263,8 @@ func (h *Handler) echo(ctx context.Context, conn *websocket.Conn, typ websocket.
 			return total, err
 		case total+int64(n) > most:
 			return total, errTooBig
+		case typ == websocket.MessageText && (!text.valid(buf[:n]) || end && !text.complete()):
+			return total, errNotUTF8
 		}
 		progress()
 		if end && w == nil {

@@ -54,7 +54,6 @@ func TestWebSocketEchoesTypeAndBytes(t *testing.T) {
 		{"empty text", websocket.MessageText, nil},
 		{"empty binary", websocket.MessageBinary, nil},
 		{"all byte values", websocket.MessageBinary, all},
-		{"invalid UTF-8 as text, as sent", websocket.MessageText, []byte{0xff, 0xfe, 'a'}},
 		{"one buffer", websocket.MessageBinary, random(t, bufferSize)},
 		{"one buffer and a byte", websocket.MessageBinary, random(t, bufferSize+1)},
 		{"the largest", websocket.MessageBinary, random(t, DefaultMaxMessage)},
@@ -320,5 +319,48 @@ func TestWebSocketFrameSentWithTheUpgrade(t *testing.T) {
 	}
 	if want := []byte{0x81, 5, 'e', 'a', 'r', 'l', 'y'}; !bytes.Equal(got, want) {
 		t.Fatalf("echo % x, want % x", got, want)
+	}
+}
+
+// A text message that is not UTF-8 is closed with 1007, not echoed (RFC
+// 6455 section 8.1), whether the fault is in its first piece or is a
+// character cut off at its end, past the first buffer.
+func TestWebSocketInvalidUTF8Closes1007(t *testing.T) {
+	srv := serve(t, &Handler{})
+	ctx := ctxFor(t, 10*time.Second)
+	long := bytes.Repeat([]byte("ü"), bufferSize) // two buffers of valid text
+	for name, msg := range map[string][]byte{
+		"a bad byte":                 []byte("ok \xff then"),
+		"a cut character at the end": append(long, 0xe2, 0x82),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := dial(t, wsURL(srv, "/"))
+			// Sent as binary, then relabelled: the client library checks
+			// no text, so the frame goes out as text with these bytes.
+			w, err := c.Writer(ctx, websocket.MessageText)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				w.Write(msg)
+				w.Close()
+			}()
+			for {
+				_, _, err := c.Read(ctx)
+				if err == nil {
+					continue // pieces of valid text echoed before the fault
+				}
+				var ce websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != websocket.StatusInvalidFramePayloadData {
+					t.Fatalf("got %v, want close 1007", err)
+				}
+				return
+			}
+		})
+	}
+	// Valid text still comes back.
+	c := dial(t, wsURL(srv, "/"))
+	if _, got, err := roundTrip(ctx, c, websocket.MessageText, long); err != nil || !bytes.Equal(got, long) {
+		t.Fatalf("valid text of two buffers: %d bytes back, %v", len(got), err)
 	}
 }
