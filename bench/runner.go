@@ -229,6 +229,11 @@ func (r *runner) measure(parent context.Context) *Result {
 	after := r.proc.sample()
 	if end := t0.Add(elapsed); end.Sub(r.series.last) >= 10*time.Millisecond || len(r.series.series) == 0 {
 		r.series.close(end, ops0+ops, after)
+	} else {
+		// Too short to be a second of its own: what completed since the
+		// last tick joins the last second, so that the seconds add up.
+		r.series.latest().Ops += ops0 + ops - r.series.ops
+		r.series.ops = ops0 + ops
 	}
 	select {
 	case <-r.countDone:
