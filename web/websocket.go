@@ -230,9 +230,10 @@ func (h *Handler) endReason(s *session, err error) string {
 	if code := websocket.CloseStatus(err); code != -1 {
 		return fmt.Sprintf("client closed (%d)", code)
 	}
-	// A protocol error has had its close frame sent; anything else is a
-	// lost connection, where Close ends at once.
-	s.conn.Close(websocket.StatusInternalError, "")
+	// The library sends its own close for most protocol errors, and then
+	// this Close ends at once, as it does on a lost connection; the one it
+	// leaves to us, a client's unmasked frame, is a protocol error too.
+	s.conn.Close(websocket.StatusProtocolError, "")
 	return "error: " + err.Error()
 }
 

@@ -364,3 +364,34 @@ func TestWebSocketInvalidUTF8Closes1007(t *testing.T) {
 		t.Fatalf("valid text of two buffers: %d bytes back, %v", len(got), err)
 	}
 }
+
+// A client's unmasked frame is a protocol error, closed with 1002 (RFC
+// 6455 section 5.1), not an internal error of the server (1011).
+func TestWebSocketUnmaskedFrameCloses1002(t *testing.T) {
+	srv := serve(t, &Handler{})
+	addr := srv.Listener.Addr().String()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	frame := []byte{0x81, 0x02, 'h', 'i'} // text "hi", without a mask
+	if _, err := c.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("no close frame: %v", err)
+	}
+	if got[0] != 0x88 || got[2] != 0x03 || got[3] != 0xea {
+		t.Fatalf("got % x, want a close frame with code 1002 (88 .. 03 ea)", got)
+	}
+}
