@@ -2,7 +2,6 @@ package echo
 
 import (
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -246,16 +245,4 @@ func (l *limitLog) stop() {
 	l.mu.Lock()
 	l.stopped = true
 	l.mu.Unlock()
-}
-
-// sourceKey is what per-source limits count by: the address for IPv4, its
-// /64 for IPv6, which one host or customer typically holds whole.
-func sourceKey(a netip.Addr) netip.Addr {
-	a = a.Unmap()
-	if a.Is6() {
-		b := a.As16()
-		clear(b[8:])
-		return netip.AddrFrom16(b)
-	}
-	return a
 }

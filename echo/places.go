@@ -3,6 +3,8 @@ package echo
 import (
 	"net/netip"
 	"sync"
+
+	"github.com/echod/echod/bandwidth"
 )
 
 // places is the one admission check's state, for Reserve and both engines:
@@ -73,5 +75,5 @@ func (s *Server) perIPKey(source netip.Addr) (netip.Addr, bool) {
 	if s.MaxConnsPerIP <= 0 || !source.IsValid() {
 		return netip.Addr{}, false
 	}
-	return sourceKey(source), true
+	return bandwidth.Key(source), true
 }

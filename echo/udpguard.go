@@ -78,7 +78,7 @@ func (g *udpGuard) admit(src netip.AddrPort, p []byte, now time.Duration) (Reaso
 		return ReasonUDPLoop, false
 	}
 	if g.sourceRate > 0 {
-		key := sourceKey(src.Addr()).As16()
+		key := bandwidth.Key(src.Addr()).As16()
 		if !g.sources[maphash.Bytes(g.replies.seed, key[:])%sourceBuckets].take(now, g.sourceRate) {
 			return ReasonUDPRateLimit, false
 		}

@@ -293,26 +293,8 @@ func TestShutdownPastItsDeadlineCloses(t *testing.T) {
 // A client may send its first frame with its upgrade request, before the
 // 101: the frame is echoed as any other.
 func TestWebSocketFrameSentWithTheUpgrade(t *testing.T) {
-	srv := serve(t, &Handler{})
-	addr := srv.Listener.Addr().String()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	// A masked text frame, "early", with a zero mask.
-	frame := []byte{0x81, 0x85, 0, 0, 0, 0, 'e', 'a', 'r', 'l', 'y'}
-	if _, err := c.Write(append([]byte(req), frame...)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
+	br := upgradeWith(t, serve(t, &Handler{}), []byte{0x81, 0x85, 0, 0, 0, 0, 'e', 'a', 'r', 'l', 'y'})
 	got := make([]byte, 7)
 	if _, err := io.ReadFull(br, got); err != nil {
 		t.Fatal(err)
@@ -368,17 +350,30 @@ func TestWebSocketInvalidUTF8Closes1007(t *testing.T) {
 // A client's unmasked frame is a protocol error, closed with 1002 (RFC
 // 6455 section 5.1), not an internal error of the server (1011).
 func TestWebSocketUnmaskedFrameCloses1002(t *testing.T) {
-	srv := serve(t, &Handler{})
+	br := upgradeWith(t, serve(t, &Handler{}), []byte{0x81, 0x02, 'h', 'i'}) // text "hi", without a mask
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("no close frame: %v", err)
+	}
+	if got[0] != 0x88 || got[2] != 0x03 || got[3] != 0xea {
+		t.Fatalf("got % x, want a close frame with code 1002 (88 .. 03 ea)", got)
+	}
+}
+
+// upgradeWith sends a WebSocket upgrade request to srv over a raw
+// connection, with frame right behind it, checks the 101 and returns the
+// reader of what follows.
+func upgradeWith(t *testing.T, srv *httptest.Server, frame []byte) *bufio.Reader {
+	t.Helper()
 	addr := srv.Listener.Addr().String()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	frame := []byte{0x81, 0x02, 'h', 'i'} // text "hi", without a mask
 	if _, err := c.Write(append([]byte(req), frame...)); err != nil {
 		t.Fatal(err)
 	}
@@ -387,11 +382,5 @@ func TestWebSocketUnmaskedFrameCloses1002(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
-	got := make([]byte, 4)
-	if _, err := io.ReadFull(br, got); err != nil {
-		t.Fatalf("no close frame: %v", err)
-	}
-	if got[0] != 0x88 || got[2] != 0x03 || got[3] != 0xea {
-		t.Fatalf("got % x, want a close frame with code 1002 (88 .. 03 ea)", got)
-	}
+	return br
 }
