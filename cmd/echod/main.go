@@ -38,6 +38,9 @@ Run 'echod help COMMAND' for the flags of a command.
 type stdio struct {
 	in       io.Reader
 	out, err io.Writer
+	// inTTY and outTTY say that in and out are a terminal: a person
+	// typing, and reading.
+	inTTY, outTTY bool
 }
 
 func main() {
@@ -54,7 +57,8 @@ func main() {
 		os.Exit(1)
 	}()
 
-	err := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr})
+	err := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr,
+		inTTY: isTerminal(os.Stdin), outTTY: isTerminal(os.Stdout)})
 	printError(os.Stderr, err)
 	os.Exit(exitCode(err))
 }

@@ -24,13 +24,14 @@ type sendOptions struct {
 	patience time.Duration
 	verify   bool
 	caFile   string
+	typing   bool // standard input is a person at a terminal
 }
 
 func runSend(ctx context.Context, args []string, std stdio) error {
 	fs := newFlagSet("send", "echod send [flags] ADDRESS [MESSAGE...]", std.out)
 	addr := fs.String("addr", "", "deprecated: give the address as the first argument instead")
 	var o sendOptions
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up if the whole exchange takes longer (0: never)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up after this long with no input and no reply; time spent waiting for you to type does not count (udp://, ws://: the whole exchange; 0: never)")
 	fs.DurationVar(&o.patience, "patience", check.DefaultPatience, "after the half-close, how long to wait for more of the echo or for the server's close")
 	fs.BoolVar(&o.verify, "verify", false, "exit 1 unless the reply is exactly what was sent")
 	fs.StringVar(&o.caFile, "ca", "", "for tls:// and wss://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
@@ -70,9 +71,14 @@ func runSend(ctx context.Context, args []string, std stdio) error {
 	var src io.Reader = std.in
 	if len(message) > 0 {
 		src = strings.NewReader(strings.Join(message, " "))
+	} else if std.inTTY {
+		fmt.Fprintln(std.err, "echod send: reading what you type; each line comes back as you send it; press Ctrl-D to end (Ctrl-Z, Enter on Windows)")
+		o.typing = true
 	}
 
-	if o.timeout > 0 {
+	// A stream's -timeout is a silence: the exchange measures it itself.
+	streamed := tgt.Transport == target.TCP || tgt.Transport == target.TLS
+	if o.timeout > 0 && !streamed {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
@@ -130,13 +136,18 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 	}
 
 	x := exchange{ctx: ctx, conn: c, verify: o.verify, patience: o.patience}
+	if o.timeout > 0 {
+		x.silence = newSilence(o.timeout, o.typing, func() { c.SetDeadline(time.Unix(1, 0)) })
+		defer x.silence.stop()
+		src = x.silence.reader(src)
+	}
 	err = x.run(src, std.out)
 	var stall *stallError
 	switch {
 	case errors.As(err, &stall):
 		return stall.explain(tgt, o.patience)
-	case err != nil && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == context.DeadlineExceeded:
-		return fmt.Errorf("no complete reply from %s within %v (-timeout): %s came back of %s sent", tgt, o.timeout, plural(int(x.received.Load()), "byte"), plural(int(x.sent.Load()), "byte"))
+	case err != nil && x.silence.expired():
+		return x.silenceError(tgt, o.timeout)
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		return ctx.Err()
 	case err != nil:
@@ -156,7 +167,27 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 		}
 		return fmt.Errorf("%s closed the connection without a reply to the %s sent", tgt, plural(int(x.sent.Load()), "byte"))
 	}
+	// A person reading a terminal gets their prompt back on a line of its own.
+	if std.outTTY && x.received.Load() > 0 && x.last != '\n' {
+		fmt.Fprintln(std.out)
+	}
 	return nil
+}
+
+// silenceError explains an exchange that went silent for the timeout.
+func (x *exchange) silenceError(tgt target.Target, timeout time.Duration) error {
+	sent, got := x.sent.Load(), x.received.Load()
+	if sent == 0 {
+		return fmt.Errorf("no input for %v (-timeout): send sends its standard input, or the MESSAGE after the address", timeout)
+	}
+	if got >= sent {
+		// Everything came back: what is missing is the end of the input.
+		return fmt.Errorf("all %s sent came back from %s, then no more input for %v (-timeout): send half-closes only when its input ends (Ctrl-D at a terminal, or the end of a pipe)", plural(int(sent), "byte"), tgt, timeout)
+	}
+	if got == 0 {
+		return fmt.Errorf("nothing came back from %s within %v (-timeout) of the %s sent", tgt, timeout, plural(int(sent), "byte"))
+	}
+	return fmt.Errorf("only %d of %s came back from %s, then nothing more within %v (-timeout)", got, plural(int(sent), "byte"), tgt, timeout)
 }
 
 // exchange sends a stream on conn, half-closes, and copies the reply out,
@@ -168,10 +199,14 @@ type exchange struct {
 	verify   bool
 	patience time.Duration
 
+	silence *silence // nil: no -timeout
+
 	sent, received atomic.Int64
 	halfClosed     atomic.Bool
+	readingInput   atomic.Bool // the writer is blocked on its input
 	// The first bytes each way, to recognise another protocol's answer.
 	sentHead, replyHead []byte
+	last                byte // the last byte of the reply
 }
 
 // headSize is how much of each direction an exchange keeps to recognise
@@ -233,9 +268,16 @@ func (x *exchange) run(src io.Reader, out io.Writer) error {
 			}
 		}()
 	}
-	w := <-wrote
+	var w result
+	if rerr != nil && x.readingInput.Load() {
+		// The writer waits on input that may never come (a pipe that
+		// stalls): it ends when the input does, and the answer is now.
+		w = result{n: x.sent.Load()}
+	} else {
+		w = <-wrote
+	}
 	switch {
-	case rerr != nil && errors.Is(rerr, os.ErrDeadlineExceeded) && x.halfClosed.Load() && x.ctx.Err() == nil:
+	case rerr != nil && errors.Is(rerr, os.ErrDeadlineExceeded) && x.halfClosed.Load() && x.ctx.Err() == nil && !x.silence.expired():
 		return &stallError{sent: w.n, received: x.received.Load()}
 	case rerr != nil:
 		return replyError(rerr)
@@ -255,7 +297,9 @@ func (x *exchange) send(src io.Reader, sent chan<- []byte) (int64, error) {
 	}
 	buf := make([]byte, 32<<10)
 	for {
+		x.readingInput.Store(true)
 		n, rerr := src.Read(buf)
+		x.readingInput.Store(false)
 		if n > 0 {
 			if sent != nil {
 				sent <- bytes.Clone(buf[:n])
@@ -306,6 +350,8 @@ func (x *exchange) copyReply(dst io.Writer) error {
 				x.replyHead = append(x.replyHead, buf[:min(n, headSize-len(x.replyHead))]...)
 			}
 			x.received.Add(int64(n))
+			x.last = buf[n-1]
+			x.silence.heard()
 			if x.halfClosed.Load() {
 				x.extendRead()
 			}
