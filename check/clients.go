@@ -79,7 +79,7 @@ func checkFiveAtOnce(ctx context.Context, t *Target) (string, error) {
 	}
 	wg.Wait()
 	if silent[1] && silent[2] && silent[3] && silent[4] {
-		return "", fmt.Errorf("clients 2 to %d got no reply while client 1 stayed open: the server serves one client at a time (the Smoke Test connects %d at once)", smokeClients, smokeClients)
+		return "", whySilent(ctx, conns[0], t.Patience)
 	}
 	for i, err := range errs {
 		if err != nil {
@@ -100,6 +100,25 @@ func checkFiveAtOnce(ctx context.Context, t *Target) (string, error) {
 		return "", fmt.Errorf("client 1 of %d, after the others: %w", smokeClients, err)
 	}
 	return fmt.Sprintf("%d clients at once, %s, exact echo then EOF, the first held open until the others were done", smokeClients, size(total)), nil
+}
+
+// whySilent explains four clients that got nothing back, by what the
+// fifth, held open, got: a server that echoes nothing to anyone is told
+// so first, rather than sent chasing concurrency.
+func whySilent(ctx context.Context, first conn, patience time.Duration) error {
+	// Client 1 wrote long before the others: what it has is there now.
+	setReadDeadline(ctx, first, 100*time.Millisecond)
+	var b [1]byte
+	if n, _ := first.Read(b[:]); n > 0 {
+		return fmt.Errorf("clients 2 to %d got no reply while client 1 stayed open: the server serves one client at a time (the Smoke Test connects %d at once)", smokeClients, smokeClients)
+	}
+	if err := first.CloseWrite(); err == nil {
+		setReadDeadline(ctx, first, patience)
+		if n, _ := first.Read(b[:]); n > 0 {
+			return fmt.Errorf("clients 2 to %d got no reply while client 1 stayed open, and client 1 got its echo only when it half-closed: the server serves one client at a time, and holds the echo until EOF (the Smoke Test connects %d at once)", smokeClients, smokeClients)
+		}
+	}
+	return fmt.Errorf("none of %d clients got a single byte back, even after its half-close: the server does not echo (does it write back what it reads?)", smokeClients)
 }
 
 const manyClients = 200

@@ -77,6 +77,10 @@ func (r Report) count(s Status) int {
 	return n
 }
 
+// readingFailures points a failing run at the pages that explain each
+// reason and the bug behind it.
+const readingFailures = `each reason and its bug: README "Reading failures", docs/learn.md`
+
 // Summary is the report's last line: PASS or FAIL, the counts, the target
 // and how long the run took.
 func (r Report) Summary() string {
@@ -93,7 +97,7 @@ func (r Report) Summary() string {
 	}
 	took := r.Duration.Round(10 * time.Millisecond)
 	if f := r.Failed(); f > 0 {
-		return fmt.Sprintf("FAIL: %d of %s failed against %s%s (%v)", f, count(f+r.Passed(), "check"), r.Target(), note, took)
+		return fmt.Sprintf("FAIL: %d of %s failed against %s%s (%v); %s", f, count(f+r.Passed(), "check"), r.Target(), note, took, readingFailures)
 	}
 	return fmt.Sprintf("PASS: %s passed against %s%s (%v)", count(r.Passed(), "check"), r.Target(), note, took)
 }

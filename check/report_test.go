@@ -15,9 +15,9 @@ func TestSummaryCountsInWords(t *testing.T) {
 		{Report{Addr: "h:1", UDPAddr: "h:1", Results: []Result{{Status: Pass}, {Status: Pass}, {Status: Note}, {Status: Skip}}},
 			"PASS: 2 checks passed against h:1, 1 note, 1 skipped (0s)"},
 		{Report{Addr: "h:1", TLS: true, Results: []Result{{Status: Fail}, {Status: Skip}, {Status: Skip}}},
-			"FAIL: 1 of 1 check failed against tls://h:1, 2 skipped (0s)"},
+			"FAIL: 1 of 1 check failed against tls://h:1, 2 skipped (0s); " + readingFailures},
 		{Report{UDPAddr: "h:2", Results: []Result{{Status: Fail}, {Status: Pass}, {Status: Note}, {Status: Note}}},
-			"FAIL: 1 of 2 checks failed against UDP h:2, 2 notes (0s)"},
+			"FAIL: 1 of 2 checks failed against UDP h:2, 2 notes (0s); " + readingFailures},
 		{Report{Addr: "h:1", UDPAddr: "h:2", Results: []Result{{Status: Pass}}},
 			"PASS: 1 check passed against h:1 and UDP h:2 (0s)"},
 	}

@@ -129,6 +129,31 @@ func neverCloses(c *net.TCPConn, done <-chan struct{}) {
 	<-done
 }
 
+// firstAttempt is the classic first attempt: a result made with 4096 zero
+// bytes, appended to with the whole read buffer after every read, written
+// at EOF.
+func firstAttempt(c *net.TCPConn, _ <-chan struct{}) {
+	result := make([]byte, 4096)
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			result = append(result, buf...)
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.Write(result)
+}
+
+// neverWrites accepts and reads, but writes nothing back, and never
+// closes: the echo a learner forgot to write.
+func neverWrites(c *net.TCPConn, done <-chan struct{}) {
+	io.Copy(io.Discard, c)
+	<-done
+}
+
 // buffersUntilEOF reads everything, and only then writes it back.
 func buffersUntilEOF(c *net.TCPConn, _ <-chan struct{}) {
 	all, _ := io.ReadAll(c)

@@ -212,8 +212,14 @@ func mismatch(sent, got []byte, d int) error {
 	// A result buffer made with make([]byte, 4096) and appended to: the
 	// echo comes after a run of zero bytes.
 	zs, zg := leadingZeros(sent), leadingZeros(got)
-	if k := zg - zs; k > 0 && pattern.FirstDiff(got[k:], sent) < 0 {
+	if k := zg - zs; k > 0 && len(got[k:]) > len(sent) && wholeBuffers(sent, got[k:]) {
+		// Both bugs of the classic first attempt at once.
+		return fmt.Errorf("reply starts with %d zero bytes that were never sent, then %d bytes more than was sent: the server wrote its whole buffer, not the bytes it read", k, len(got)-k-len(sent))
+	} else if k > 0 && pattern.FirstDiff(got[k:], sent) < 0 {
 		return fmt.Errorf("reply starts with %d zero bytes that were never sent", k)
+	} else if k >= 512 && k%512 == 0 {
+		// A buffer's worth of zeros, then more wrong: name the zeros first.
+		return fmt.Errorf("reply starts with %d zero bytes that were never sent, and what follows is not what was sent either (%s came back, %s sent)", k, count(len(got), "byte"), count(len(sent), "byte"))
 	}
 	if len(got) > len(sent) && wholeBuffers(sent, got) {
 		return errWholeBuffer(len(got) - len(sent))
