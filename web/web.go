@@ -89,9 +89,10 @@ type Handler struct {
 	// its event loops, holding no goroutine while they are idle. Its
 	// limits (IdleTimeout, MaxSessionDuration, MaxSessionBytes, counted
 	// in bytes on the wire) and its Shutdown apply to them instead of the
-	// Handler's; MaxMessage and UTF-8 stay the Handler's. Nil, and always
-	// over TLS and HTTP/2, each WebSocket is echoed on a goroutine of its
-	// own.
+	// Handler's (a limit's or a drain's close follows the piece of a
+	// message in flight, which it cuts); MaxMessage and UTF-8 stay the
+	// Handler's. Nil, and always over TLS and HTTP/2, each WebSocket is
+	// echoed on a goroutine of its own.
 	Adopter Adopter
 	// Hostname is the server name the echo reports. Empty means the
 	// name the operating system gives (os.Hostname).

@@ -289,21 +289,21 @@ func TestShutdownClosesWebSocketsAfterTheirEcho(t *testing.T) {
 }
 
 func TestShutdownPastItsDeadlineCloses(t *testing.T) {
-	h := &Handler{}
-	srv := serve(t, h)
-	dial(t, wsURL(srv, "/")) // never reads, so never answers the close
-	// The client's dial returns once it has read the 101, which may be
-	// before the server has counted the session: a Shutdown then would find
-	// nothing to wait for.
-	testkit.WaitFor(t, "the server to count the WebSocket", func() bool { return h.Stats().WebSockets == 1 })
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if err := h.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown = %v, want %v", err, context.DeadlineExceeded)
-	}
-	if s := h.Stats(); s.WebSockets != 0 {
-		t.Fatalf("%d WebSockets still open after Shutdown returned", s.WebSockets)
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		h := &Handler{}
+		srv := serveOn(t, h, engine)
+		dial(t, wsURL(srv.Server, "/")) // never reads, so never answers the close
+		// The client's dial returns once it has read the 101, which may
+		// be before the server has counted the session: a Shutdown then
+		// would find nothing to wait for.
+		testkit.WaitFor(t, "the server to count the WebSocket", func() bool { return h.Stats().WebSockets == 1 })
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		if err := srv.shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want %v", err, context.DeadlineExceeded)
+		}
+		testkit.WaitFor(t, "no WebSocket open after Shutdown", func() bool { return h.Stats().WebSockets == 0 })
+	})
 }
 
 // A client may send its first frame with its upgrade request, before the
