@@ -285,14 +285,23 @@ func (f *frameEcho) control(out, p []byte) []byte {
 	return append(appendHeader(out, true, opClose, len(payload)), payload...)
 }
 
-// unmask unmasks p, the next bytes of the frame's payload, in place.
+// unmask unmasks p, the next bytes of the frame's payload, in place: eight
+// bytes at a time with the key turned to where p starts, then the rest.
 func (f *frameEcho) unmask(p []byte) {
-	i := int(f.maskAt)
-	for j := range p {
-		p[j] ^= f.mask[i&3]
-		i++
+	at := int(f.maskAt)
+	f.maskAt = uint8((at + len(p)) & 3)
+	var k [8]byte
+	for j := range k {
+		k[j] = f.mask[(at+j)&3]
 	}
-	f.maskAt = uint8(i & 3)
+	key := binary.LittleEndian.Uint64(k[:])
+	for len(p) >= 8 {
+		binary.LittleEndian.PutUint64(p, binary.LittleEndian.Uint64(p)^key)
+		p = p[8:]
+	}
+	for j := range p {
+		p[j] ^= k[j]
+	}
 }
 
 // close appends a close frame of code and reason (cut to fit a control

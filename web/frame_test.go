@@ -318,3 +318,21 @@ func FuzzFrameEcho(f *testing.F) {
 		parseServer(t, out)
 	})
 }
+
+// BenchmarkFrameEcho is the frame echo's cost per message, arriving whole:
+// a header to read and write, and the payload unmasked.
+func BenchmarkFrameEcho(b *testing.B) {
+	for _, size := range []int{64, 512, 32 << 10} {
+		for _, op := range []byte{opBinary, opText} {
+			b.Run(fmt.Sprintf("%s/%d", map[byte]string{opBinary: "binary", opText: "text"}[op], size), func(b *testing.B) {
+				in := clientFrame(true, op, bytes.Repeat([]byte("a"), size), 1)
+				f := newFrameEcho(&Handler{})
+				out := make([]byte, 0, len(in))
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					out, _ = f.Process(out[:0], in)
+				}
+			})
+		}
+	}
+}
