@@ -18,6 +18,7 @@
 #   PEERS="echod-epoll echod-goroutine gorilla nbio"  BASELINES="gorilla nbio"
 #   SOURCES=127.0.0.1-127.0.0.8 (local addresses the idle connections come from)
 #   RUN_LIMIT=60 (seconds before a stuck run is interrupted; it still reports)
+#   RESULTS_DIR= (if set: where to keep every run's JSON and the rows behind the table)
 # Needs: go, jq, taskset (util-linux), timeout (coreutils) on Linux.
 # Loopback only. gorilla and nbio are built in their own modules
 # (bench/peers/gorilla, bench/peers/nbio), fetched by go on the first run.
@@ -33,6 +34,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1-127.0.0.8}
 RUN_LIMIT=${RUN_LIMIT:-60}
+RESULTS_DIR=${RESULTS_DIR:-}
 
 for tool in go jq timeout; do
   command -v "$tool" >/dev/null || { echo "ws-compare.sh: $tool is required" >&2; exit 1; }
@@ -45,6 +47,9 @@ cleanup() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
+  fi
+  if [ -n "$RESULTS_DIR" ]; then
+    mkdir -p "$RESULTS_DIR" && cp "$work"/*.json "$work"/*.err "$work"/*.log "$work"/rows.tsv "$RESULTS_DIR"/ 2>/dev/null || true
   fi
   rm -rf "$work"
 }

@@ -108,30 +108,44 @@ func (s *session) close() {
 	s.c.Close()
 }
 
+// giveUp is how many connections may fail to open before openAll stops
+// trying: a server that refuses or ignores them would otherwise hold the
+// run for a -timeout each.
+const giveUp = 100
+
 // openAll opens cfg.conns connections, dialers at a time, and runs first
-// on each; the ones that fail are counted in t and left out.
+// on each; the ones that fail are counted in t and left out. The first
+// connection is opened alone: if it fails, no more are tried.
 func openAll(ctx context.Context, cfg *config, t *tally, first func(*session) error) []*session {
 	open := make([]*session, cfg.conns)
-	var next atomic.Int64
+	var next, failed atomic.Int64
+	try := func(i int) {
+		s, err := dial(ctx, cfg, i)
+		if err == nil {
+			if err = first(s); err != nil {
+				s.close()
+			}
+		}
+		if err != nil {
+			failed.Add(1)
+			t.add(ctx, fmt.Errorf("connection %d: %w", i+1, err))
+			return
+		}
+		open[i] = s
+	}
+	if try(0); open[0] == nil {
+		return nil
+	}
+	next.Store(1)
 	var wg sync.WaitGroup
-	for range min(dialers, cfg.conns) {
+	for range min(dialers, cfg.conns-1) {
 		wg.Go(func() {
-			for {
+			for failed.Load() < giveUp {
 				i := int(next.Add(1)) - 1
 				if i >= cfg.conns || ctx.Err() != nil {
 					return
 				}
-				s, err := dial(ctx, cfg, i)
-				if err == nil {
-					if err = first(s); err != nil {
-						s.close()
-					}
-				}
-				if err != nil {
-					t.add(ctx, fmt.Errorf("connection %d: %w", i+1, err))
-					continue
-				}
-				open[i] = s
+				try(i)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -139,6 +140,63 @@ func TestIdle(t *testing.T) {
 	res, err = runJSON(t, "-mode", "idle", "-c", "5", "-settle", "0", "-pid", pid, serve(t, 1, same))
 	if err == nil || res.Open != 5 || res.Errors != 5 || !strings.HasPrefix(res.FirstError, "after the hold: ") {
 		t.Fatalf("err %v, result %+v", err, res)
+	}
+}
+
+func TestSilentServers(t *testing.T) {
+	// One that accepts connections and never answers the upgrade: the
+	// first connection fails, and no more are tried.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held sync.WaitGroup
+	held.Go(func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		held.Wait()
+	})
+	pid := strconv.Itoa(os.Getpid())
+	res, err := runJSON(t, "-mode", "idle", "-c", "1000", "-timeout", "200ms", "-settle", "0", "-pid", pid, l.Addr().String())
+	if err == nil || res.Open != 0 || res.Errors != 1 || !strings.Contains(res.FirstError, "connection 1: read the answer to the upgrade request") {
+		t.Errorf("a server that never answers the upgrade: err %v, result %+v", err, res)
+	}
+
+	// One that upgrades and reads, but never echoes: each connection
+	// gives up at its deadline.
+	mute := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			if _, _, err := c.Read(r.Context()); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(func() {
+		mute.CloseClientConnections()
+		mute.Close()
+	})
+	res, err = runJSON(t, "-c", "3", "-timeout", "100ms", "-d", "100ms", "-warmup", "0", "ws"+strings.TrimPrefix(mute.URL, "http")+"/")
+	if err == nil || res.RoundTrips != 0 || res.Errors != 3 || !strings.HasPrefix(res.FirstError, "no whole echo in time: 0 of 64 bytes came back") {
+		t.Errorf("a server that never echoes: err %v, result %+v", err, res)
 	}
 }
 
