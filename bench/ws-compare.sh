@@ -150,9 +150,9 @@ for round in $(seq "$ROUNDS"); do
         def row(m; v): [$s, $p, $r, m, (v | tostring)] | @tsv;
         def fault(text): ["FAULT", $s, $p, $r, text] | @tsv;
         if .mode == "idle" then
-          if .open == 0 then fault("no connection opened: \(.first_error // .first_mismatch // "no error")")
+          if (.open // 0) == 0 then fault("no connection opened: \(.first_error // .first_mismatch // "no error")")
           else row("KiB/conn"; .rss_per_conn / 1024), row("conns open"; .open) end
-        elif .round_trips == 0 then
+        elif (.round_trips // 0) == 0 then
           fault("nothing echoed in the measured window: \(.first_mismatch // .first_error // "no error")")
         else
           row("round trips/s"; .round_trips_per_sec), row("server µs/rt"; (.server_cpu_per_round_trip_ns // 0) / 1000)

@@ -234,7 +234,7 @@ func readError(err error, got, want int) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("the server closed the connection after %d of %d bytes echoed", got, want)
 	}
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		return fmt.Errorf("no whole echo in time: %d of %d bytes came back", got, want)
 	}
 	return fmt.Errorf("read the echo: %w", err)

@@ -183,6 +183,10 @@ func idle(ctx context.Context, cfg *config) (*result, error) {
 	})
 	defer closeAll(open)
 	res.Open = len(open)
+	if len(open) == 0 {
+		t.fill(res)
+		return res, nil
+	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(cfg.settle):
@@ -223,6 +227,11 @@ func idle(ctx context.Context, cfg *config) (*result, error) {
 // measured window.
 func pingpong(ctx context.Context, cfg *config) (*result, error) {
 	res := &result{Mode: cfg.mode, URL: cfg.url.String(), Conns: cfg.conns, Size: cfg.size}
+	if cfg.pid > 0 {
+		if _, err := cpuTime(cfg.pid); err != nil {
+			return nil, err
+		}
+	}
 	var t tally
 	end := time.Now().Add(cfg.timeout + cfg.warmup + cfg.dur + cfg.timeout)
 	open := openAll(ctx, cfg, &t, func(s *session) error {
@@ -230,6 +239,10 @@ func pingpong(ctx context.Context, cfg *config) (*result, error) {
 		return s.c.SetDeadline(end)
 	})
 	defer closeAll(open)
+	if len(open) == 0 {
+		t.fill(res)
+		return res, nil
+	}
 	const (
 		warming = iota
 		measuring
@@ -258,7 +271,10 @@ func pingpong(ctx context.Context, cfg *config) (*result, error) {
 		}
 	}
 	wait(cfg.warmup)
-	cpu0, cpuErr := time.Duration(0), error(nil)
+	// The server's CPU time is read as the window opens and closes; a
+	// server gone by then is an error of the run, not the end of it.
+	var cpu0, cpu1 time.Duration
+	var cpuErr error
 	if cfg.pid > 0 {
 		cpu0, cpuErr = cpuTime(cfg.pid)
 	}
@@ -267,7 +283,6 @@ func pingpong(ctx context.Context, cfg *config) (*result, error) {
 	wait(cfg.dur)
 	phase.Store(stopped)
 	res.Seconds = time.Since(start).Seconds()
-	var cpu1 time.Duration
 	if cfg.pid > 0 && cpuErr == nil {
 		cpu1, cpuErr = cpuTime(cfg.pid)
 	}
@@ -277,9 +292,8 @@ func pingpong(ctx context.Context, cfg *config) (*result, error) {
 	}
 	res.RoundTripsPerSec = float64(res.RoundTrips) / res.Seconds
 	if cpuErr != nil {
-		return nil, cpuErr
-	}
-	if cfg.pid > 0 && res.RoundTrips > 0 {
+		t.add(ctx, cpuErr)
+	} else if cfg.pid > 0 && res.RoundTrips > 0 {
 		res.ServerCPUPerRoundTripNs = float64(cpu1-cpu0) / float64(res.RoundTrips)
 	}
 	t.fill(res)

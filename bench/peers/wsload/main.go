@@ -218,9 +218,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case res.Mismatches > 0:
+	case res.Mismatches == 1:
+		return fmt.Errorf("an echo differed from what was sent: %s", res.FirstMismatch)
+	case res.Mismatches > 1:
 		return fmt.Errorf("%d echoes differed from what was sent; the first: %s", res.Mismatches, res.FirstMismatch)
-	case res.Errors > 0:
+	case res.Errors == 1:
+		return fmt.Errorf("a connection failed: %s", res.FirstError)
+	case res.Errors > 1:
 		return fmt.Errorf("%d connections failed; the first: %s", res.Errors, res.FirstError)
 	case res.Mode == "pingpong" && res.RoundTrips == 0:
 		return errors.New("no round trip completed in the measured window")
@@ -231,10 +235,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // summary is the result in a sentence.
 func (r *result) summary() string {
 	var s string
-	if r.Mode == "idle" {
+	switch {
+	case r.Mode == "idle" && r.Open == 0:
+		s = fmt.Sprintf("%s: none of %d WebSockets opened", r.URL, r.Conns)
+	case r.Mode == "idle":
 		s = fmt.Sprintf("%s: %d of %d WebSockets open after one %d-byte echo each; server resident memory %.1f MiB -> %.1f MiB, %.0f bytes (%.2f KiB) per connection",
 			r.URL, r.Open, r.Conns, r.Size, float64(r.RSSBefore)/(1<<20), float64(r.RSSAfter)/(1<<20), r.RSSPerConn, r.RSSPerConn/1024)
-	} else {
+	default:
 		s = fmt.Sprintf("%s: %d connections x %d-byte binary messages: %d round trips in %.2fs, %.0f/s",
 			r.URL, r.Conns, r.Size, r.RoundTrips, r.Seconds, r.RoundTripsPerSec)
 		if r.ServerCPUPerRoundTripNs > 0 {
