@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,7 +85,7 @@ func TestAdoptServesBufferedBytesFirst(t *testing.T) {
 }
 
 // upper is a Processor that writes back its input in upper case and ends
-// the connection after a '.'; Stop says "BYE".
+// the connection after a '.'; Stop says "BYE:" and why.
 type upper struct{}
 
 func (upper) Process(out, in []byte) ([]byte, bool) {
@@ -100,7 +101,7 @@ func (upper) Process(out, in []byte) ([]byte, bool) {
 	return out, false
 }
 
-func (upper) Stop(out []byte, _ Reason) []byte { return append(out, "BYE"...) }
+func (upper) Stop(out []byte, why Reason) []byte { return append(out, "BYE:"+why.String()...) }
 
 func TestAdoptRunsTheProcessor(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
@@ -163,8 +164,8 @@ func TestAdoptStopsTheProcessorAtALimit(t *testing.T) {
 		// The goodbye, then EOF: the client's close ends it.
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		rest, err := io.ReadAll(c)
-		if string(rest) != "HIBYE" || err != nil {
-			t.Fatalf("idle session read %q, %v; want %q then EOF", rest, err, "HIBYE")
+		if string(rest) != "HIBYE:idle-timeout" || err != nil {
+			t.Fatalf("idle session read %q, %v; want %q then EOF", rest, err, "HIBYE:idle-timeout")
 		}
 		c.Close()
 		waitFor(t, "the idle end to count", func() bool {
@@ -193,8 +194,8 @@ func TestShutdownSaysGoodbyeThroughTheProcessor(t *testing.T) {
 		}()
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		rest, err := io.ReadAll(c)
-		if string(rest) != "BYE" || err != nil {
-			t.Fatalf("during the drain read %q, %v; want %q then EOF", rest, err, "BYE")
+		if string(rest) != "BYE:closed by server" || err != nil {
+			t.Fatalf("during the drain read %q, %v; want %q then EOF", rest, err, "BYE:closed by server")
 		}
 		c.Close()
 		if err := <-shutdown; err != nil {
@@ -294,10 +295,55 @@ func TestAProcessorSaysGoodbyeAtTheByteCap(t *testing.T) {
 		}
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		got, err := io.ReadAll(c)
-		if string(got) != "HELLOBYE" || err != nil {
+		if string(got) != "HELLOBYE:max-session-bytes" || err != nil {
 			t.Fatalf("read %q, %v; want the first 5 bytes processed, the goodbye, then EOF", got, err)
 		}
 		c.Close()
 		waitFor(t, "the cap to count", func() bool { return srv.Stats().Limited[ReasonMaxSessionBytes] == 1 })
+	})
+}
+
+// endCounter is upper that counts the ends it hears of.
+type endCounter struct {
+	upper
+	ended *atomic.Int32
+}
+
+func (e endCounter) Ended() { e.ended.Add(1) }
+
+// Stop is told which limit or drain ends the session, and Ended that the
+// connection has closed, once, on both engines.
+func TestAProcessorIsToldWhyAndWhenItEnds(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		for _, tc := range []struct {
+			name string
+			srv  *Server
+			end  func(*Server)
+			want string
+		}{
+			{"idle", &Server{Engine: engine, IdleTimeout: 200 * time.Millisecond}, nil, "BYE:idle-timeout"},
+			{"duration", &Server{Engine: engine, MaxSessionDuration: 200 * time.Millisecond}, nil, "BYE:max-session-duration"},
+			{"drain", &Server{Engine: engine}, func(s *Server) { go s.Shutdown(context.Background()) }, "BYE:closed by server"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				var ended atomic.Int32
+				addr, _ := adoptFrom(t, tc.srv, 4, func() Processor { return endCounter{ended: &ended} })
+				c := dial(t, addr)
+				c.Write([]byte("HDR:hi "))
+				if _, err := io.ReadFull(c, make([]byte, 3)); err != nil {
+					t.Fatal(err)
+				}
+				if tc.end != nil {
+					tc.end(tc.srv)
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				got, err := io.ReadAll(c)
+				if string(got) != tc.want || err != nil {
+					t.Fatalf("read %q, %v; want %q then EOF", got, err, tc.want)
+				}
+				c.Close()
+				waitFor(t, "Ended to be called", func() bool { return ended.Load() == 1 })
+			})
+		}
 	})
 }

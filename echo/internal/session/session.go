@@ -216,7 +216,9 @@ func (p *Policy) Due(s *State, now int64, goodbye bool) Action {
 	}
 	var why End
 	switch {
-	case p.l.Duration > 0 && now-s.start >= int64(p.l.Duration):
+	case p.l.Duration > 0 && now-s.start >= int64(p.l.Duration) && s.ending != MaxDuration:
+		// (A session finishing for its duration already has its goodbye
+		// to say: the linger below ends it, not its duration again.)
 		why = MaxDuration
 	case s.ending != Open:
 		if p.l.Linger > 0 && now-s.last >= int64(p.l.Linger) {
@@ -268,7 +270,7 @@ func (p *Policy) Next(s *State, now int64) time.Duration {
 		idle = p.l.Linger
 	}
 	next := idle / 8
-	if p.l.Duration > 0 {
+	if p.l.Duration > 0 && s.ending != MaxDuration {
 		left := time.Duration(s.start + int64(p.l.Duration) - now)
 		if idle == 0 || left < next {
 			next = max(left, 1)

@@ -234,6 +234,31 @@ func TestATimeLimitAsksAProcessorToSayGoodbye(t *testing.T) {
 	})
 }
 
+// A session stopped for its duration is past its duration at every check
+// that follows: the goodbye still gets its linger, not a cut at the next
+// check (the goroutine engine's timer checks again at once).
+func TestTheDurationsGoodbyeIsNotCutByTheDuration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := New(Limits{Duration: time.Second, Linger: 2 * time.Second})
+		c := newClock()
+		s := p.Start(c.now())
+		a, at := watch(p, &s, new(sync.Mutex), c, true)
+		if a != Stop || at != time.Second {
+			t.Fatalf("Due = %v at %v, want Stop at the duration", a, at)
+		}
+		if a := p.Due(&s, c.now(), true); a != Continue {
+			t.Fatalf("Due right after Stop = %v, want Continue while the goodbye is written", a)
+		}
+		a, at = watch(p, &s, new(sync.Mutex), c, true)
+		if a != Close || at < 3*time.Second {
+			t.Fatalf("Due = %v at %v, want Close after the linger", a, at)
+		}
+		if got := p.Ended(&s, Open); got != MaxDuration {
+			t.Fatalf("Ended = %v, want MaxDuration", got)
+		}
+	})
+}
+
 func TestQuietTrafficIsNoProgress(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := New(Limits{Idle: time.Second})
