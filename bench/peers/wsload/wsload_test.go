@@ -31,6 +31,7 @@ func serve(t *testing.T, echoes int, change func(websocket.MessageType, []byte) 
 			return
 		}
 		defer c.CloseNow()
+		c.SetReadLimit(-1)
 		for n := 1; ; n++ {
 			typ, msg, err := c.Read(r.Context())
 			if err != nil {
@@ -120,11 +121,14 @@ func TestPingPongVerifiesEveryEcho(t *testing.T) {
 	}
 }
 
-func TestPingPongManyConnections(t *testing.T) {
+func TestPingPongSizes(t *testing.T) {
 	url := serve(t, 0, same)
-	res, err := runJSON(t, "-c", "20", "-size", "3000", "-d", "100ms", "-warmup", "10ms", "-pid", strconv.Itoa(os.Getpid()), url)
-	if err != nil || res.Conns != 20 || res.RoundTrips == 0 || res.Errors != 0 {
-		t.Fatalf("err %v, result %+v", err, res)
+	// Each length encoding of RFC 6455 section 5.2: 7, 16 and 64 bits.
+	for _, tc := range []struct{ conns, size string }{{"1", "1"}, {"20", "3000"}, {"2", "70000"}} {
+		res, err := runJSON(t, "-c", tc.conns, "-size", tc.size, "-d", "100ms", "-warmup", "10ms", "-pid", strconv.Itoa(os.Getpid()), url)
+		if err != nil || strconv.Itoa(res.Conns) != tc.conns || res.RoundTrips == 0 || res.Errors != 0 || res.Mismatches != 0 {
+			t.Errorf("%s conns of %s bytes: err %v, result %+v", tc.conns, tc.size, err, res)
+		}
 	}
 }
 
