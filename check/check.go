@@ -84,6 +84,8 @@ type Target struct {
 	// Patience is how long to wait for something a correct server does at
 	// once.
 	Patience time.Duration
+
+	openEcho *openEcho // what came back of a short message on an open connection, once known
 }
 
 // Status is the outcome of one check.
@@ -299,6 +301,9 @@ func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 			err = errTLS(t.Addr)
 		}
 		cancel()
+	}
+	if err != nil && !ctxEnded(cctx) {
+		err = t.explainPath(cctx, err)
 	}
 	res.Duration = time.Since(start)
 	var note *noteError

@@ -87,12 +87,13 @@ func checkFiveAtOnce(ctx context.Context, t *Target) (string, error) {
 		}
 	}
 	c := conns[0]
+	halfClosed := time.Now()
 	if err := c.CloseWrite(); err != nil {
 		return "", fmt.Errorf("client 1 of %d: half-close: %w", smokeClients, err)
 	}
 	setReadDeadline(ctx, c, t.Patience)
 	got, err := io.ReadAll(io.LimitReader(c, int64(len(first))+maxExtra))
-	o := outcome{got: got, readErr: err, halfClosed: time.Now()}
+	o := outcome{got: got, readErr: err, readAt: time.Now(), halfClosed: halfClosed}
 	if err == nil {
 		o.eofAt = time.Now()
 	}

@@ -73,7 +73,9 @@ type outcome struct {
 	writeErr   error     // what stopped the sending, if anything
 	halfClosed time.Time // zero if the client did not half-close
 	eofAt      time.Time // zero unless the server closed cleanly
-	lastData   time.Time
+	readAt     time.Time // when readErr happened
+	lastData   time.Time // when the last byte came back
+	lastWrite  time.Time // when the client last sent
 }
 
 // maxExtra bounds how much more than it sent a client reads: enough to show
@@ -94,6 +96,7 @@ func talk(ctx context.Context, c conn, p plan, sink io.Writer, patience time.Dur
 				o.writeErr = err
 				return
 			}
+			o.lastWrite = time.Now()
 			if p.pause != nil {
 				if d := p.pause(i); d > 0 && !sleep(ctx, d) {
 					o.writeErr = ctx.Err()
@@ -145,7 +148,7 @@ func talk(ctx context.Context, c conn, p plan, sink io.Writer, patience time.Dur
 			break
 		}
 		if err != nil {
-			o.readErr = err
+			o.readErr, o.readAt = err, time.Now()
 			break
 		}
 	}
@@ -295,6 +298,11 @@ func short(got, sent int64, o outcome, patience time.Duration) error {
 	switch {
 	case o.sinkErr != nil:
 		return o.sinkErr
+	}
+	if err := earlyClose(got, sent, o); err != nil {
+		return err
+	}
+	switch {
 	case !o.eofAt.IsZero() && got == 0:
 		return fmt.Errorf("connection closed after 0 of %d bytes%w", sent, silent(errClosedEmpty))
 	case !o.eofAt.IsZero():
