@@ -41,11 +41,12 @@ func readDeadline(ctx context.Context, d time.Duration) time.Time {
 	return t
 }
 
-// plan is what one client sends: chunks, with a pause after each, then
-// (unless keepOpen) a half-close.
+// plan is what one client sends: chunks, with a pause between each and
+// the next, then (unless keepOpen) a half-close at once after the last, as
+// the Protohackers checker does.
 type plan struct {
 	chunks   [][]byte
-	pause    func(i int) time.Duration // after chunk i; nil: none
+	pause    func(i int) time.Duration // after chunk i, unless it is the last; nil: none
 	keepOpen bool
 }
 
@@ -97,7 +98,7 @@ func talk(ctx context.Context, c conn, p plan, sink io.Writer, patience time.Dur
 				return
 			}
 			o.lastWrite = time.Now()
-			if p.pause != nil {
+			if p.pause != nil && i < len(p.chunks)-1 {
 				if d := p.pause(i); d > 0 && !sleep(ctx, d) {
 					o.writeErr = ctx.Err()
 					return
