@@ -87,7 +87,7 @@ type Target struct {
 	// once.
 	Patience time.Duration
 
-	openEcho *openEcho   // what came back of a short message on an open connection, once known
+	openEcho *openEcho    // what came back of a short message on an open connection, once known
 	received atomic.Int64 // bytes read on the TCP connections of dial
 }
 

@@ -51,8 +51,8 @@ func (c counted) NetConn() net.Conn { return c.conn }
 type watch struct {
 	deadline time.Duration
 	mu       sync.Mutex
-	extended bool // the deadline passed with the echo arriving steadily
-	stopped  bool // the watch stopped the check: the echo was not arriving steadily
+	extended bool    // the deadline passed with the echo arriving steadily
+	stopped  bool    // the watch stopped the check: the echo was not arriving steadily
 	rate     float64 // bytes a second over the last rateWindow intervals
 }
 
