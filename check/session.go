@@ -218,9 +218,9 @@ func mismatch(sent, got []byte, d int) error {
 	zs, zg := leadingZeros(sent), leadingZeros(got)
 	if k := zg - zs; k > 0 && len(got[k:]) > len(sent) && wholeBuffers(sent, got[k:]) {
 		// Both bugs of the classic first attempt at once.
-		return fmt.Errorf("reply starts with %d zero bytes that were never sent, then %d bytes more than was sent: the server wrote its whole buffer, not the bytes it read", k, len(got)-k-len(sent))
+		return errZerosWholeBuffer(int64(k), int64(len(got)-k-len(sent)))
 	} else if k > 0 && pattern.FirstDiff(got[k:], sent) < 0 {
-		return fmt.Errorf("reply starts with %d zero bytes that were never sent", k)
+		return errZeroPrefix(int64(k))
 	} else if k >= 512 && k%512 == 0 {
 		// A buffer's worth of zeros, then more wrong: name the zeros first.
 		return fmt.Errorf("reply starts with %d zero bytes that were never sent, and what follows is not what was sent either (%s came back, %s sent)", k, count(len(got), "byte"), count(len(sent), "byte"))
@@ -245,15 +245,30 @@ func longer(sent, got []byte) error {
 	case extra >= maxExtra:
 		return fmt.Errorf("reply goes on past the %d bytes that were sent (stopped reading %d bytes later)", len(sent), extra)
 	case leadingZeros(got[:extra]) == extra && bytes.Equal(got[extra:], sent):
-		return fmt.Errorf("reply starts with %d zero bytes that were never sent", extra)
+		return errZeroPrefix(int64(extra))
 	case wholeBuffers(sent, got):
 		return errWholeBuffer(extra)
 	}
 	return fmt.Errorf("reply is %s longer than what was sent (%s came back, %s sent)", count(extra, "byte"), count(len(got), "byte"), count(len(sent), "byte"))
 }
 
+// wholeBufferBug names the bug behind a reply padded to whole buffers.
+const wholeBufferBug = "the server wrote its whole buffer, not the bytes it read"
+
 func errWholeBuffer(extra int) error {
-	return fmt.Errorf("reply is %d bytes longer than what was sent: the server wrote its whole buffer, not the bytes it read", extra)
+	return fmt.Errorf("reply is %d bytes longer than what was sent: %s", extra, wholeBufferBug)
+}
+
+// errZeroPrefix is a reply that starts with k zero bytes never sent: a
+// result buffer made with make([]byte, k) and appended to.
+func errZeroPrefix(k int64) error {
+	return fmt.Errorf("reply starts with %d zero bytes that were never sent", k)
+}
+
+// errZerosWholeBuffer is the classic first attempt's reply: k zero bytes,
+// then the echo padded to whole buffers, extra bytes more than was sent.
+func errZerosWholeBuffer(k, extra int64) error {
+	return fmt.Errorf("reply starts with %d zero bytes that were never sent, then %d bytes more than was sent: %s", k, extra, wholeBufferBug)
 }
 
 // wholeBuffers reports whether got looks like the classic bug of writing
