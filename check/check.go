@@ -329,7 +329,7 @@ func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 	case ctxEnded(ctx):
 		res.Status, res.Reason = Fail, fmt.Sprintf("stopped: the run was stopped or ran out of time (%v)", err)
 	case ctxEnded(cctx) && w.slowNote(t.Addr, false) != "":
-		res.Status, res.Reason = Fail, fmt.Sprintf("not finished within %v: %s: %v", time.Since(start).Round(time.Second), w.slowNote(t.Addr, false), err)
+		res.Status, res.Reason = Fail, fmt.Sprintf("not finished within %v (%v): %s", time.Since(start).Round(time.Second), err, w.slowNote(t.Addr, false))
 	case ctxEnded(cctx):
 		// Not cctx.Err: a connection whose deadline is cctx's can time
 		// out before cctx's timer has marked it done.

@@ -131,6 +131,10 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 	conns := make([]conn, manyClients)
 	stops := make([]func() bool, manyClients)
 	errs := make([]error, manyClients)
+	// How long each sat idle between connecting and sending: a path that
+	// closes idle connections closes those that sat longest.
+	connected := make([]time.Time, manyClients)
+	idle := make([]time.Duration, manyClients)
 	var wg sync.WaitGroup
 	// Connect in parallel, a few at a time, so a distant server is not
 	// dialed one round trip after another.
@@ -140,6 +144,7 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			conns[i], stops[i], errs[i] = t.dial(ctx, "tcp")
+			connected[i] = time.Now()
 		})
 	}
 	wg.Wait()
@@ -172,6 +177,7 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 		wg.Go(func() {
 			m := msg(i)
 			c.SetDeadline(deadline)
+			idle[i] = time.Since(connected[i])
 			if _, err := c.Write(m); err != nil {
 				errs[i] = fmt.Errorf("send: %w", err)
 				return
@@ -192,13 +198,24 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 	}
 	wg.Wait()
 	ok, refused := 0, 0
+	var longestEchoed, shortestRefused time.Duration
 	for i, err := range errs {
 		switch {
 		case echoed[i]:
 			ok++
+			longestEchoed = max(longestEchoed, idle[i])
 		case isReset(err) || errors.Is(err, io.EOF):
+			if refused == 0 || idle[i] < shortestRefused {
+				shortestRefused = idle[i]
+			}
 			refused++
 		}
+	}
+	if refused > 0 && ok > 0 && ok+refused == manyClients && shortestRefused > longestEchoed {
+		// Those that sat idle longest were closed: an idle timeout, where
+		// a connection limit turns away the last to connect.
+		return "", fmt.Errorf("%d of %d clients connected at once were closed or reset without a reply, each after sitting idle %v or more since it connected (those that got their echo sat at most %v): something between (a NAT, load balancer or tunnel) or the server closes idle connections; %s",
+			refused, manyClients, shortestRefused.Round(time.Millisecond), longestEchoed.Round(time.Millisecond), pathHint(t.Addr))
 	}
 	if refused > 0 && ok > 0 && ok+refused == manyClients {
 		// The server took some clients and turned the rest away at once:

@@ -51,13 +51,14 @@ func (e *closedAtHalfClose) Error() string {
 // to plain text.
 func (e *closedAtHalfClose) Is(target error) bool { return target == errClosedEmpty && e.got == 0 }
 
-// closedIdle is a session closed (or reset) before the client half-closed,
+// closedIdle is a session closed (or reset) with part of the echo missing,
 // after a stretch with no byte either way: what a NAT, a load balancer or
 // a server with an idle timeout does.
 type closedIdle struct {
 	idle      time.Duration
 	got, sent int64
 	reset     bool
+	open      *openEcho // set by explainPath, as for closedAtHalfClose
 	addr      string
 }
 
@@ -71,9 +72,14 @@ func (e *closedIdle) Error() string {
 	if e.reset {
 		how = "reset"
 	}
-	return fmt.Sprintf("connection %s after %v with no byte either way, before the client half-closed (%d of %d bytes came back): "+
-		"something between (a NAT, load balancer or tunnel) or the server closes idle connections; %s",
-		how, e.idle.Round(10*time.Millisecond), e.got, e.sent, pathHint(e.addr))
+	msg := fmt.Sprintf("connection %s after %v with no byte either way, after %d of %d bytes came back", how, e.idle.Round(10*time.Millisecond), e.got, e.sent)
+	switch {
+	case e.open == nil:
+		return msg
+	case e.open.got < e.open.sent:
+		return fmt.Sprintf("%s, and a short message on an open connection got %d of its %d bytes back: the server does not echo all it reads (and closes when it has nothing to do)", msg, e.open.got, e.open.sent)
+	}
+	return msg + ": something between (a NAT, load balancer or tunnel) or the server closes idle connections; " + pathHint(e.addr)
 }
 
 // pathHint says how to tell the path from the server.
@@ -89,18 +95,22 @@ func earlyClose(got, sent int64, o outcome) error {
 	if reset {
 		end = o.readAt
 	}
-	switch {
-	case end.IsZero():
+	if end.IsZero() {
 		return nil
+	}
+	// A path that turns the half-close into a close does so while the
+	// bytes still flow; one that closes idle connections, after silence.
+	last := o.lastData
+	for _, t := range []time.Time{o.lastWrite, o.halfClosed} {
+		if t.After(last) {
+			last = t
+		}
+	}
+	switch idle := end.Sub(last); {
+	case !last.IsZero() && idle >= idleClose:
+		return &closedIdle{idle: idle, got: got, sent: sent, reset: reset}
 	case !o.halfClosed.IsZero() && !end.Before(o.halfClosed):
 		return &closedAtHalfClose{got: got, sent: sent, reset: reset}
-	}
-	last := o.lastData
-	if o.lastWrite.After(last) {
-		last = o.lastWrite
-	}
-	if idle := end.Sub(last); !last.IsZero() && idle >= idleClose {
-		return &closedIdle{idle: idle, got: got, sent: sent, reset: reset}
 	}
 	return nil
 }
@@ -122,6 +132,7 @@ func (t *Target) explainPath(ctx context.Context, err error) error {
 	case errors.As(err, &idle):
 		bare = idle.Error()
 		idle.addr = t.Addr
+		idle.open = t.echoWhileOpen(ctx)
 		full = idle.Error()
 	default:
 		return err

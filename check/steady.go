@@ -19,12 +19,13 @@ import (
 // keeps arriving steadily.
 const extendBy = 5
 
-// Steadiness is judged over the last few sampling intervals: some bytes
-// must have come back in each of them.
+// Steadiness is judged over the last steadyWindow sampling intervals (2 s):
+// some bytes must have come back in all but a quarter of them, which lets a
+// retransmission's pause pass. The rate is over the last rateWindow (5 s).
 const (
-	sampleEvery  = 500 * time.Millisecond
-	steadyWindow = 4 // intervals: 2s
-	rateWindow   = 10
+	sampleEvery  = 250 * time.Millisecond
+	steadyWindow = 8
+	rateWindow   = 20
 )
 
 // errCheckDeadline is the cause of a check stopped at its deadline.
@@ -95,19 +96,20 @@ func (w *watch) start(ctx context.Context, wg *sync.WaitGroup, received *atomic.
 	})
 }
 
-// steady reports whether bytes came back in each of the last steadyWindow
-// intervals.
+// steady reports whether bytes came back in all but a quarter of the last
+// steadyWindow intervals.
 func steady(samples []int64) bool {
 	if len(samples) < steadyWindow+1 {
 		return false
 	}
 	s := samples[len(samples)-steadyWindow-1:]
+	quiet := 0
 	for i := 1; i < len(s); i++ {
 		if s[i] <= s[i-1] {
-			return false
+			quiet++
 		}
 	}
-	return true
+	return quiet <= steadyWindow/4
 }
 
 // slowNote is what a check that went past its deadline adds to its
