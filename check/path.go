@@ -62,10 +62,15 @@ type closedIdle struct {
 	addr      string
 }
 
-// idleClose is the least silence before an unasked close that check takes
-// for an idle timeout: an echo server has no reason to close a connection
-// with its client's data still coming, and a timeout is set in seconds.
-const idleClose = time.Second
+// An unasked close after this much silence is taken for an idle timeout:
+// before the half-close, when an echo server has no reason to close at
+// all (the checks pause far less between writes); after it, where the
+// half-close's own trip across a far path takes a while, only after a
+// longer silence.
+const (
+	idleClose          = 250 * time.Millisecond
+	idleCloseHalfClose = time.Second
+)
 
 func (e *closedIdle) Error() string {
 	how := "closed"
@@ -106,8 +111,12 @@ func earlyClose(got, sent int64, o outcome) error {
 			last = t
 		}
 	}
+	least := idleClose
+	if !o.halfClosed.IsZero() {
+		least = idleCloseHalfClose
+	}
 	switch idle := end.Sub(last); {
-	case !last.IsZero() && idle >= idleClose:
+	case !last.IsZero() && idle >= least:
 		return &closedIdle{idle: idle, got: got, sent: sent, reset: reset}
 	case !o.halfClosed.IsZero() && !end.Before(o.halfClosed):
 		return &closedAtHalfClose{got: got, sent: sent, reset: reset}
