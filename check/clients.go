@@ -198,24 +198,26 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 	}
 	wg.Wait()
 	ok, refused := 0, 0
-	var longestEchoed, shortestRefused time.Duration
+	var echoedIdle, refusedIdle, shortestRefused time.Duration // sums, and the least
 	for i, err := range errs {
 		switch {
 		case echoed[i]:
 			ok++
-			longestEchoed = max(longestEchoed, idle[i])
+			echoedIdle += idle[i]
 		case isReset(err) || errors.Is(err, io.EOF):
 			if refused == 0 || idle[i] < shortestRefused {
 				shortestRefused = idle[i]
 			}
 			refused++
+			refusedIdle += idle[i]
 		}
 	}
-	if refused > 0 && ok > 0 && ok+refused == manyClients && shortestRefused > longestEchoed {
-		// Those that sat idle longest were closed: an idle timeout, where
+	if refused > 0 && ok > 0 && ok+refused == manyClients && shortestRefused >= idleClose &&
+		refusedIdle/time.Duration(refused) > echoedIdle/time.Duration(ok) {
+		// Those that sat idle longer were closed: an idle timeout, where
 		// a connection limit turns away the last to connect.
-		return "", fmt.Errorf("%d of %d clients connected at once were closed or reset without a reply, each after sitting idle %v or more since it connected (those that got their echo sat at most %v): something between (a NAT, load balancer or tunnel) or the server closes idle connections; %s",
-			refused, manyClients, shortestRefused.Round(time.Millisecond), longestEchoed.Round(time.Millisecond), pathHint(t.Addr))
+		return "", fmt.Errorf("%d of %d clients connected at once were closed or reset without a reply, each after sitting idle %v or more since it connected (those that got their echo sat %v on average): something between (a NAT, load balancer or tunnel) or the server closes idle connections; %s",
+			refused, manyClients, shortestRefused.Round(time.Millisecond), (echoedIdle / time.Duration(ok)).Round(time.Millisecond), pathHint(t.Addr))
 	}
 	if refused > 0 && ok > 0 && ok+refused == manyClients {
 		// The server took some clients and turned the rest away at once:

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -88,8 +89,10 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 		stop, err := simulate(ctx, &tgt, cfg.TLS, sim)
 		var nobody *nothingBehindError
 		switch {
+		case errors.As(err, &nobody) && errors.Is(err, syscall.ECONNREFUSED):
+			return &usageError{err: fmt.Errorf("nothing is listening on %s", tgt.Addr())}
 		case errors.As(err, &nobody):
-			return &usageError{err: fmt.Errorf("nothing is listening on %s: %v", tgt.Addr(), nobody.err)}
+			return &usageError{err: fmt.Errorf("cannot connect to %s: %w", tgt.Addr(), nobody)}
 		case err != nil:
 			return err
 		}
