@@ -165,11 +165,11 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 				return fmt.Errorf("%s closed the connection without a reply, and answers TLS: this looks like a TLS server; send to tls://%s", tgt, tgt.Addr())
 			}
 		}
-		if x.halfClosed.Load() {
+		if x.closedAtHalfClose {
 			return fmt.Errorf("%s closed the connection at the half-close, without a reply to the %s sent: %s", tgt, plural(int(x.sent.Load()), "byte"), closedAtHalfClose(tgt))
 		}
 		return fmt.Errorf("%s closed the connection without a reply to the %s sent", tgt, plural(int(x.sent.Load()), "byte"))
-	case x.received.Load() < x.sent.Load() && x.halfClosed.Load():
+	case x.received.Load() < x.sent.Load() && x.closedAtHalfClose:
 		return fmt.Errorf("%s closed the connection at the half-close, after %d of %s came back: %s", tgt, x.received.Load(), plural(int(x.sent.Load()), "byte"), closedAtHalfClose(tgt))
 	}
 	// A person reading a terminal gets their prompt back on a line of its own.
@@ -215,6 +215,9 @@ type exchange struct {
 
 	sent, received atomic.Int64
 	halfClosed     atomic.Bool
+	// closedAtHalfClose is set when the server's close came after the
+	// half-close: a path that turns one into the other looks so too.
+	closedAtHalfClose bool
 	readingInput   atomic.Bool // the writer is blocked on its input
 	// The first bytes each way, to recognise another protocol's answer.
 	sentHead, replyHead []byte
@@ -293,7 +296,7 @@ func (x *exchange) run(src io.Reader, out io.Writer) error {
 		return &stallError{sent: w.n, received: x.received.Load()}
 	case rerr != nil:
 		return replyError(rerr)
-	case v != nil && v.Verified() < w.n && x.halfClosed.Load():
+	case v != nil && v.Verified() < w.n && x.closedAtHalfClose:
 		return fmt.Errorf("reply is %s shorter than the %d sent: the connection closed at the half-close, after %d bytes: %s", plural(int(w.n-v.Verified()), "byte"), w.n, v.Verified(), closedAtHalfClose(x.tgt))
 	case v != nil && v.Verified() < w.n:
 		return fmt.Errorf("reply is %s shorter than the %d sent: the server closed after %d bytes", plural(int(w.n-v.Verified()), "byte"), w.n, v.Verified())
@@ -374,6 +377,7 @@ func (x *exchange) copyReply(dst io.Writer) error {
 			}
 		}
 		if err == io.EOF {
+			x.closedAtHalfClose = x.halfClosed.Load()
 			return nil
 		}
 		if err != nil {
