@@ -218,7 +218,7 @@ type exchange struct {
 	// closedAtHalfClose is set when the server's close came after the
 	// half-close: a path that turns one into the other looks so too.
 	closedAtHalfClose bool
-	readingInput   atomic.Bool // the writer is blocked on its input
+	readingInput      atomic.Bool // the writer is blocked on its input
 	// The first bytes each way, to recognise another protocol's answer.
 	sentHead, replyHead []byte
 	last                byte // the last byte of the reply
