@@ -38,7 +38,7 @@ func (e *closedAtHalfClose) Error() string {
 	case e.open == nil:
 		return msg
 	case e.open.got == 0:
-		return msg + ", and nothing comes back while a connection stays open either: the server holds the echo back and closes without sending it (a bufio.Writer never flushed does this: write back what each read returns, and Flush before closing)"
+		return msg + ", and an open connection gets no echo either: the server keeps the echo back and closes without sending it (an unflushed bufio.Writer does this: write back what each read returns, and Flush before closing)"
 	case e.open.got < e.open.sent:
 		return fmt.Sprintf("%s, and a short message on an open connection came back short too (%d of %d bytes): the server does not write back all it reads", msg, e.open.got, e.open.sent)
 	}
