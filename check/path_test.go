@@ -208,3 +208,17 @@ func TestQuietCloseOfAServerThatDoesNotEcho(t *testing.T) {
 		t.Errorf("slow-client: %s %q, want %q", r.Status, r.Reason, want)
 	}
 }
+
+// A path that drops datagrams above its MTU is named beside the server.
+func TestUDPThroughASmallMTU(t *testing.T) {
+	p, err := netsim.StartUDP(context.Background(), serveUDP(t, 64<<10, udpEcho), netsim.Path{Segment: 1400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	r := runChecks(t, Config{UDPAddr: p.Addr()}, "udp-sizes")["udp-sizes"]
+	want := regexp.MustCompile(`^no reply to a 1472-byte datagram in \d tries of \S+, though 512-byte ones were answered: the server drops large datagrams \(a small read buffer\), or something between does \(a path or tunnel whose MTU is smaller, without fragmentation\); echod path udp://127\.0\.0\.1:\d+ finds the largest`)
+	if r.Status != Fail || !want.MatchString(r.Reason) {
+		t.Errorf("udp-sizes: %s %q, want %q", r.Status, r.Reason, want)
+	}
+}
