@@ -63,7 +63,9 @@ type Check struct {
 	// Doc says in one line what the check proves.
 	Doc string
 	// Deadline bounds the whole check: a server that hangs fails it
-	// instead of hanging the run.
+	// instead of hanging the run. A check whose echo is still arriving
+	// steadily when it passes goes on, up to 5 times it: a slow path is
+	// not a wrong server.
 	Deadline time.Duration
 	// Skip, if not nil, returns why the check does not apply to t, or "".
 	Skip func(t *Target) string
