@@ -38,7 +38,9 @@ func (e *closedAtHalfClose) Error() string {
 	case e.open == nil:
 		return msg
 	case e.open.got == 0:
-		return msg + ", and an open connection gets no echo either: the server keeps the echo back and closes without sending it (an unflushed bufio.Writer does this: write back what each read returns, and Flush before closing)"
+		// A server that echoes only at EOF, behind a path that closes at
+		// the half-close, looks the same: the tail says how to tell.
+		return msg + ", and an open connection gets no echo either: the server keeps the echo back and closes without sending it (an unflushed bufio.Writer does this: write back what each read returns, and Flush before closing); if the check passes on the server's own machine, something between closes at the half-close"
 	case e.open.got < e.open.sent:
 		return fmt.Sprintf("%s, and a short message on an open connection came back short too (%d of %d bytes): the server does not write back all it reads", msg, e.open.got, e.open.sent)
 	}

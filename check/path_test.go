@@ -222,3 +222,15 @@ func TestUDPThroughASmallMTU(t *testing.T) {
 		t.Errorf("udp-sizes: %s %q, want %q", r.Status, r.Reason, want)
 	}
 }
+
+// A server that echoes only at EOF, behind a path that closes at the
+// half-close, gets no echo at all: the line names the server's bug first,
+// and the path as what the same check on the server's machine rules out.
+func TestBuffersUntilEOFBehindAPathThatCloses(t *testing.T) {
+	via := throughPath(t, serveTCP(t, buffersUntilEOF), netsim.Path{CloseOnHalfClose: true})
+	r := runChecks(t, Config{Addr: via}, "all-bytes")["all-bytes"]
+	want := "connection closed at the half-close, after 0 of 512 bytes came back, and an open connection gets no echo either: the server keeps the echo back and closes without sending it (an unflushed bufio.Writer does this: write back what each read returns, and Flush before closing); if the check passes on the server's own machine, something between closes at the half-close"
+	if r.Status != Fail || r.Reason != want {
+		t.Errorf("all-bytes: %s %q, want %q", r.Status, r.Reason, want)
+	}
+}
