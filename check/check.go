@@ -13,6 +13,8 @@ import (
 	"net"
 	"regexp"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -61,7 +63,9 @@ type Check struct {
 	// Doc says in one line what the check proves.
 	Doc string
 	// Deadline bounds the whole check: a server that hangs fails it
-	// instead of hanging the run.
+	// instead of hanging the run. A check whose echo is still arriving
+	// steadily when it passes goes on, up to 5 times it: a slow path is
+	// not a wrong server.
 	Deadline time.Duration
 	// Skip, if not nil, returns why the check does not apply to t, or "".
 	Skip func(t *Target) string
@@ -84,6 +88,9 @@ type Target struct {
 	// Patience is how long to wait for something a correct server does at
 	// once.
 	Patience time.Duration
+
+	openEcho *openEcho    // what came back of a short message on an open connection, once known
+	received atomic.Int64 // bytes read on the TCP connections of dial
 }
 
 // Status is the outcome of one check.
@@ -290,8 +297,18 @@ func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 			return res, nil
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.Deadline)
-	defer cancel()
+	// The check's own deadline is watched, not set: a check whose echo is
+	// still arriving steadily when it passes goes on, up to a cap.
+	cctx, cancelCap := context.WithTimeout(ctx, extendBy*c.Deadline)
+	defer cancelCap()
+	cctx, cancel := context.WithCancelCause(cctx)
+	var wg sync.WaitGroup
+	w := &watch{deadline: c.Deadline}
+	w.start(cctx, &wg, &t.received, cancel)
+	defer func() {
+		cancel(nil)
+		wg.Wait()
+	}()
 	detail, err := c.Func(cctx, t)
 	if errors.Is(err, errClosedEmpty) && t.TLS == nil && !ctxEnded(cctx) {
 		pctx, cancel := context.WithTimeout(cctx, t.Patience)
@@ -300,16 +317,21 @@ func runOne(ctx context.Context, c Check, t *Target) (Result, error) {
 		}
 		cancel()
 	}
+	if err != nil && !ctxEnded(cctx) {
+		err = t.explainPath(cctx, err)
+	}
 	res.Duration = time.Since(start)
 	var note *noteError
 	var m *pattern.Mismatch
 	switch {
 	case err == nil:
-		res.Status, res.Detail = Pass, detail
+		res.Status, res.Detail = Pass, detail+w.slowNote(t.Addr, true)
 	case errors.As(err, &note):
 		res.Status, res.Reason = Note, note.msg
 	case ctxEnded(ctx):
 		res.Status, res.Reason = Fail, fmt.Sprintf("stopped: the run was stopped or ran out of time (%v)", err)
+	case ctxEnded(cctx) && w.slowNote(t.Addr, false) != "":
+		res.Status, res.Reason = Fail, fmt.Sprintf("not finished within %v (%v): %s", time.Since(start).Round(time.Second), err, w.slowNote(t.Addr, false))
 	case ctxEnded(cctx):
 		// Not cctx.Err: a connection whose deadline is cctx's can time
 		// out before cctx's timer has marked it done.

@@ -87,12 +87,13 @@ func checkFiveAtOnce(ctx context.Context, t *Target) (string, error) {
 		}
 	}
 	c := conns[0]
+	halfClosed := time.Now()
 	if err := c.CloseWrite(); err != nil {
 		return "", fmt.Errorf("client 1 of %d: half-close: %w", smokeClients, err)
 	}
 	setReadDeadline(ctx, c, t.Patience)
 	got, err := io.ReadAll(io.LimitReader(c, int64(len(first))+maxExtra))
-	o := outcome{got: got, readErr: err, halfClosed: time.Now()}
+	o := outcome{got: got, readErr: err, readAt: time.Now(), halfClosed: halfClosed}
 	if err == nil {
 		o.eofAt = time.Now()
 	}
@@ -130,6 +131,10 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 	conns := make([]conn, manyClients)
 	stops := make([]func() bool, manyClients)
 	errs := make([]error, manyClients)
+	// How long each sat idle between connecting and sending: a path that
+	// closes idle connections closes those that sat longest.
+	connected := make([]time.Time, manyClients)
+	idle := make([]time.Duration, manyClients)
 	var wg sync.WaitGroup
 	// Connect in parallel, a few at a time, so a distant server is not
 	// dialed one round trip after another.
@@ -139,6 +144,7 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			conns[i], stops[i], errs[i] = t.dial(ctx, "tcp")
+			connected[i] = time.Now()
 		})
 	}
 	wg.Wait()
@@ -171,6 +177,7 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 		wg.Go(func() {
 			m := msg(i)
 			c.SetDeadline(deadline)
+			idle[i] = time.Since(connected[i])
 			if _, err := c.Write(m); err != nil {
 				errs[i] = fmt.Errorf("send: %w", err)
 				return
@@ -191,13 +198,26 @@ func checkManyClients(ctx context.Context, t *Target) (string, error) {
 	}
 	wg.Wait()
 	ok, refused := 0, 0
+	var echoedIdle, refusedIdle, shortestRefused time.Duration // sums, and the least
 	for i, err := range errs {
 		switch {
 		case echoed[i]:
 			ok++
+			echoedIdle += idle[i]
 		case isReset(err) || errors.Is(err, io.EOF):
+			if refused == 0 || idle[i] < shortestRefused {
+				shortestRefused = idle[i]
+			}
 			refused++
+			refusedIdle += idle[i]
 		}
+	}
+	if refused > 0 && ok > 0 && ok+refused == manyClients && shortestRefused >= idleClose &&
+		refusedIdle/time.Duration(refused) > echoedIdle/time.Duration(ok) {
+		// Those that sat idle longer were closed: an idle timeout, where
+		// a connection limit turns away the last to connect.
+		return "", fmt.Errorf("%d of %d clients connected at once were closed or reset without a reply, each after sitting idle %v or more since it connected (those that got their echo sat %v on average): something between (a NAT, load balancer or tunnel) or the server closes idle connections; %s",
+			refused, manyClients, shortestRefused.Round(time.Millisecond), (echoedIdle / time.Duration(ok)).Round(time.Millisecond), pathHint(t.Addr))
 	}
 	if refused > 0 && ok > 0 && ok+refused == manyClients {
 		// The server took some clients and turned the rest away at once:

@@ -48,10 +48,10 @@ func (t *Target) dial(ctx context.Context, network string) (conn, func() bool, e
 		}
 		return nil, nil, fmt.Errorf("connect to %s: %w", t.Addr, bareNetError(err))
 	}
-	var cc conn = c.(*net.TCPConn)
+	var cc conn = counted{conn: c.(*net.TCPConn), n: &t.received}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	if t.TLS != nil {
-		tc, err := handshake(ctx, c, t.TLS, t.Addr)
+		tc, err := handshake(ctx, cc, t.TLS, t.Addr)
 		if err != nil {
 			stop()
 			c.Close()

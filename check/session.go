@@ -41,11 +41,12 @@ func readDeadline(ctx context.Context, d time.Duration) time.Time {
 	return t
 }
 
-// plan is what one client sends: chunks, with a pause after each, then
-// (unless keepOpen) a half-close.
+// plan is what one client sends: chunks, with a pause between each and
+// the next, then (unless keepOpen) a half-close at once after the last, as
+// the Protohackers checker does.
 type plan struct {
 	chunks   [][]byte
-	pause    func(i int) time.Duration // after chunk i; nil: none
+	pause    func(i int) time.Duration // after chunk i, unless it is the last; nil: none
 	keepOpen bool
 }
 
@@ -73,7 +74,9 @@ type outcome struct {
 	writeErr   error     // what stopped the sending, if anything
 	halfClosed time.Time // zero if the client did not half-close
 	eofAt      time.Time // zero unless the server closed cleanly
-	lastData   time.Time
+	readAt     time.Time // when readErr happened
+	lastData   time.Time // when the last byte came back
+	lastWrite  time.Time // when the client last sent
 }
 
 // maxExtra bounds how much more than it sent a client reads: enough to show
@@ -94,7 +97,8 @@ func talk(ctx context.Context, c conn, p plan, sink io.Writer, patience time.Dur
 				o.writeErr = err
 				return
 			}
-			if p.pause != nil {
+			o.lastWrite = time.Now()
+			if p.pause != nil && i < len(p.chunks)-1 {
 				if d := p.pause(i); d > 0 && !sleep(ctx, d) {
 					o.writeErr = ctx.Err()
 					return
@@ -145,7 +149,7 @@ func talk(ctx context.Context, c conn, p plan, sink io.Writer, patience time.Dur
 			break
 		}
 		if err != nil {
-			o.readErr = err
+			o.readErr, o.readAt = err, time.Now()
 			break
 		}
 	}
@@ -214,9 +218,9 @@ func mismatch(sent, got []byte, d int) error {
 	zs, zg := leadingZeros(sent), leadingZeros(got)
 	if k := zg - zs; k > 0 && len(got[k:]) > len(sent) && wholeBuffers(sent, got[k:]) {
 		// Both bugs of the classic first attempt at once.
-		return fmt.Errorf("reply starts with %d zero bytes that were never sent, then %d bytes more than was sent: the server wrote its whole buffer, not the bytes it read", k, len(got)-k-len(sent))
+		return errZerosWholeBuffer(int64(k), int64(len(got)-k-len(sent)))
 	} else if k > 0 && pattern.FirstDiff(got[k:], sent) < 0 {
-		return fmt.Errorf("reply starts with %d zero bytes that were never sent", k)
+		return errZeroPrefix(int64(k))
 	} else if k >= 512 && k%512 == 0 {
 		// A buffer's worth of zeros, then more wrong: name the zeros first.
 		return fmt.Errorf("reply starts with %d zero bytes that were never sent, and what follows is not what was sent either (%s came back, %s sent)", k, count(len(got), "byte"), count(len(sent), "byte"))
@@ -241,15 +245,30 @@ func longer(sent, got []byte) error {
 	case extra >= maxExtra:
 		return fmt.Errorf("reply goes on past the %d bytes that were sent (stopped reading %d bytes later)", len(sent), extra)
 	case leadingZeros(got[:extra]) == extra && bytes.Equal(got[extra:], sent):
-		return fmt.Errorf("reply starts with %d zero bytes that were never sent", extra)
+		return errZeroPrefix(int64(extra))
 	case wholeBuffers(sent, got):
 		return errWholeBuffer(extra)
 	}
 	return fmt.Errorf("reply is %s longer than what was sent (%s came back, %s sent)", count(extra, "byte"), count(len(got), "byte"), count(len(sent), "byte"))
 }
 
+// wholeBufferBug names the bug behind a reply padded to whole buffers.
+const wholeBufferBug = "the server wrote its whole buffer, not the bytes it read"
+
 func errWholeBuffer(extra int) error {
-	return fmt.Errorf("reply is %d bytes longer than what was sent: the server wrote its whole buffer, not the bytes it read", extra)
+	return fmt.Errorf("reply is %d bytes longer than what was sent: %s", extra, wholeBufferBug)
+}
+
+// errZeroPrefix is a reply that starts with k zero bytes never sent: a
+// result buffer made with make([]byte, k) and appended to.
+func errZeroPrefix(k int64) error {
+	return fmt.Errorf("reply starts with %d zero bytes that were never sent", k)
+}
+
+// errZerosWholeBuffer is the classic first attempt's reply: k zero bytes,
+// then the echo padded to whole buffers, extra bytes more than was sent.
+func errZerosWholeBuffer(k, extra int64) error {
+	return fmt.Errorf("reply starts with %d zero bytes that were never sent, then %d bytes more than was sent: %s", k, extra, wholeBufferBug)
 }
 
 // wholeBuffers reports whether got looks like the classic bug of writing
@@ -295,6 +314,11 @@ func short(got, sent int64, o outcome, patience time.Duration) error {
 	switch {
 	case o.sinkErr != nil:
 		return o.sinkErr
+	}
+	if err := earlyClose(got, sent, o); err != nil {
+		return err
+	}
+	switch {
 	case !o.eofAt.IsZero() && got == 0:
 		return fmt.Errorf("connection closed after 0 of %d bytes%w", sent, silent(errClosedEmpty))
 	case !o.eofAt.IsZero():

@@ -162,7 +162,8 @@ func checkUDPSizes(ctx context.Context, t *Target) (string, error) {
 		reply, err := u.exchange(ctx, p)
 		if errors.Is(err, errNoReply) {
 			if i > 0 {
-				return "", fmt.Errorf("no reply to a %d-byte datagram in %d tries of %v, though smaller ones were answered: the server drops large datagrams", n, udpTries, u.wait)
+				return "", fmt.Errorf("no reply to a %d-byte datagram in %d tries of %v, though %d-byte ones were answered: the server drops large datagrams (a small read buffer), or something between does (a path or tunnel whose MTU is smaller, without fragmentation); echod path udp://%s finds the largest that gets through, and the same check on the server's own machine tells which",
+					n, udpTries, u.wait, sizes[i-1], t.UDPAddr)
 			}
 			return "", fmt.Errorf("no reply to a %d-byte datagram in %d tries of %v", n, udpTries, u.wait)
 		}

@@ -10,10 +10,12 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/echod/echod/check"
+	"github.com/echod/echod/internal/netsim"
 	"github.com/echod/echod/internal/target"
 )
 
@@ -28,6 +30,7 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 	verbose := fs.Bool("v", false, "show each check as it starts, its time, and skipped checks")
 	asJSON := fs.Bool("json", false, "print the results as one JSON object")
 	caFile := fs.String("ca", "", "for tls:// and wss://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
+	simulated := fs.String("simulate", "", "check through an in-process proxy in front of ADDRESS that behaves like `PATH`, as echod path -simulate does (see docs/path.md)")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -44,6 +47,16 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 	}
 	if used < len(positional) {
 		return usagef("check", "unexpected argument %q", positional[used])
+	}
+
+	var sim netsim.Path
+	if *simulated != "" {
+		if *udp || *udpAddr != "" {
+			return usagef("check", "-simulate puts one path in front of ADDRESS: check UDP with udp://HOST:PORT on its own")
+		}
+		if sim, err = netsim.ParsePath(*simulated); err != nil {
+			return usagef("check", "invalid -simulate: %v", err)
+		}
 	}
 
 	cfg := check.Config{Protohackers: *protohackers, Patience: *patience}
@@ -70,6 +83,29 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 			return &usageError{cmd: "check", err: err}
 		}
 		cfg.TLS = tc
+	}
+	if *simulated != "" {
+		server := tgt.String()
+		stop, err := simulate(ctx, &tgt, cfg.TLS, sim)
+		var nobody *nothingBehindError
+		switch {
+		case errors.As(err, &nobody) && errors.Is(err, syscall.ECONNREFUSED):
+			return &usageError{err: fmt.Errorf("nothing is listening on %s", tgt.Addr())}
+		case errors.As(err, &nobody):
+			return &usageError{err: fmt.Errorf("cannot connect to %s: %w", tgt.Addr(), nobody)}
+		case err != nil:
+			return err
+		}
+		defer stop()
+		fmt.Fprintf(std.err, "simulating %s: an in-process proxy at %s in front of %s\n", sim, tgt.Addr(), server)
+		switch tgt.Transport {
+		case target.UDP:
+			cfg.UDPAddr = tgt.Addr()
+		case target.WS, target.WSS:
+			cfg.URL = tgt.URL()
+		default:
+			cfg.Addr = tgt.Addr()
+		}
 	}
 	if *udpAddr != "" {
 		u, err := target.Parse(*udpAddr)

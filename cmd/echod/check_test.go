@@ -131,6 +131,9 @@ func TestCheckUsage(t *testing.T) {
 		{"negative timeout", []string{"-timeout", "-1s", "127.0.0.1:1"}, "-timeout must not be negative"},
 		{"zero patience", []string{"-patience", "0s", "127.0.0.1:1"}, "-patience must be positive"},
 		{"nothing listening", []string{closed}, "echod: nothing is listening on " + closed + "\n"},
+		{"bad path", []string{"-simulate", "delay=1", "127.0.0.1:1"}, "invalid -simulate: delay=1: time: missing unit in duration"},
+		{"path and UDP", []string{"-simulate", "delay=1ms", "-udp", "127.0.0.1:1"}, "-simulate puts one path in front of ADDRESS"},
+		{"path to nothing", []string{"-simulate", "delay=1ms", closed}, "echod: nothing is listening on " + closed + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

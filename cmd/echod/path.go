@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"time"
 
@@ -137,31 +136,10 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 // throughSimulated starts a netsim proxy to cfg's target that behaves like
 // path, and points cfg at it; stop closes the proxy.
 func throughSimulated(ctx context.Context, cfg *netpath.Config, path netsim.Path) (stop func() error, err error) {
-	to, err := target.Resolve(ctx, cfg.Target.Addr())
-	if err != nil {
-		return nil, err
+	stop, err = simulate(ctx, &cfg.Target, cfg.TLS, path)
+	var nobody *nothingBehindError
+	if errors.As(err, &nobody) {
+		return nil, &usageError{err: fmt.Errorf("%w: %v", netpath.ErrUnreachable, nobody)}
 	}
-	start := netsim.Start
-	if cfg.Target.Transport == target.UDP {
-		start = netsim.StartUDP
-	} else {
-		// The proxy would accept and then close: say plainly that
-		// nothing is behind it.
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", to)
-		if err != nil {
-			return nil, &usageError{err: fmt.Errorf("%w: connect to %s: %v", netpath.ErrUnreachable, to, err)}
-		}
-		c.Close()
-	}
-	p, err := start(ctx, to, path)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.TLS != nil && cfg.TLS.ServerName == "" {
-		cfg.TLS.ServerName = cfg.Target.Host // the certificate names the server, not the proxy
-	}
-	host, port, _ := net.SplitHostPort(p.Addr())
-	cfg.Target.Host, cfg.Target.Port = host, port
-	return p.Close, nil
+	return stop, err
 }

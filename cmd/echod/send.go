@@ -135,7 +135,7 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 		c = tc
 	}
 
-	x := exchange{ctx: ctx, conn: c, verify: o.verify, patience: o.patience}
+	x := exchange{ctx: ctx, tgt: tgt, conn: c, verify: o.verify, patience: o.patience}
 	if o.timeout > 0 {
 		x.silence = newSilence(o.timeout, o.typing, func() { c.SetDeadline(time.Unix(1, 0)) })
 		defer x.silence.stop()
@@ -165,13 +165,24 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 				return fmt.Errorf("%s closed the connection without a reply, and answers TLS: this looks like a TLS server; send to tls://%s", tgt, tgt.Addr())
 			}
 		}
+		if x.closedAtHalfClose {
+			return fmt.Errorf("%s closed the connection at the half-close, without a reply to the %s sent: %s", tgt, plural(int(x.sent.Load()), "byte"), closedAtHalfClose(tgt))
+		}
 		return fmt.Errorf("%s closed the connection without a reply to the %s sent", tgt, plural(int(x.sent.Load()), "byte"))
+	case x.received.Load() < x.sent.Load() && x.closedAtHalfClose:
+		return fmt.Errorf("%s closed the connection at the half-close, after %d of %s came back: %s", tgt, x.received.Load(), plural(int(x.sent.Load()), "byte"), closedAtHalfClose(tgt))
 	}
 	// A person reading a terminal gets their prompt back on a line of its own.
 	if std.outTTY && x.received.Load() > 0 && x.last != '\n' {
 		fmt.Fprintln(std.out)
 	}
 	return nil
+}
+
+// closedAtHalfClose names the two causes of an echo cut short by a close
+// after the half-close, and how to tell them apart.
+func closedAtHalfClose(tgt target.Target) string {
+	return "the server closes at EOF before writing back all it read, or something between (a proxy or tunnel) turns the half-close into a close; to tell, run echod check on the server's own machine, or echod path " + tgt.String()
 }
 
 // silenceError explains an exchange that went silent for the timeout.
@@ -195,6 +206,7 @@ func (x *exchange) silenceError(tgt target.Target, timeout time.Duration) error 
 // first would deadlock against the server's backpressure.
 type exchange struct {
 	ctx      context.Context
+	tgt      target.Target
 	conn     streamConn
 	verify   bool
 	patience time.Duration
@@ -203,7 +215,10 @@ type exchange struct {
 
 	sent, received atomic.Int64
 	halfClosed     atomic.Bool
-	readingInput   atomic.Bool // the writer is blocked on its input
+	// closedAtHalfClose is set when the server's close came after the
+	// half-close: a path that turns one into the other looks so too.
+	closedAtHalfClose bool
+	readingInput      atomic.Bool // the writer is blocked on its input
 	// The first bytes each way, to recognise another protocol's answer.
 	sentHead, replyHead []byte
 	last                byte // the last byte of the reply
@@ -281,6 +296,8 @@ func (x *exchange) run(src io.Reader, out io.Writer) error {
 		return &stallError{sent: w.n, received: x.received.Load()}
 	case rerr != nil:
 		return replyError(rerr)
+	case v != nil && v.Verified() < w.n && x.closedAtHalfClose:
+		return fmt.Errorf("reply is %s shorter than the %d sent: the connection closed at the half-close, after %d bytes: %s", plural(int(w.n-v.Verified()), "byte"), w.n, v.Verified(), closedAtHalfClose(x.tgt))
 	case v != nil && v.Verified() < w.n:
 		return fmt.Errorf("reply is %s shorter than the %d sent: the server closed after %d bytes", plural(int(w.n-v.Verified()), "byte"), w.n, v.Verified())
 	case w.err != nil:
@@ -360,6 +377,7 @@ func (x *exchange) copyReply(dst io.Writer) error {
 			}
 		}
 		if err == io.EOF {
+			x.closedAtHalfClose = x.halfClosed.Load()
 			return nil
 		}
 		if err != nil {
