@@ -44,7 +44,7 @@ func sendWebSocket(ctx context.Context, t target.Target, src io.Reader, o sendOp
 // wss://), with a note on standard error when the certificate goes
 // unverified.
 func sendTLSConfig(t target.Target, caFile string, std stdio) (*tls.Config, error) {
-	cfg, err := tlsClientConfig(t.Host, caFile)
+	cfg, err := target.ClientTLS{CAFile: caFile}.Config(t.Host)
 	if err != nil {
 		return nil, &usageError{cmd: "send", err: err}
 	}
