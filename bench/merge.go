@@ -115,7 +115,7 @@ func Merge(results []*Result) (*Result, error) {
 	}
 	first := results[0]
 	m := &Result{
-		Mode: first.Mode, Addr: first.Addr, Depth: first.Depth, Size: first.Size, Unit: first.Unit,
+		Mode: first.Mode, Addr: first.Addr, URL: first.URL, MessageType: first.MessageType, Depth: first.Depth, Size: first.Size, Unit: first.Unit,
 		ErrorsByKind: map[string]int64{},
 	}
 	all := newHistogram()

@@ -22,7 +22,15 @@ func TestBenchUsageErrors(t *testing.T) {
 	}{
 		{"no address", []string{"bench"}, "bench: no address given: want HOST:PORT, such as 127.0.0.1:7007"},
 		{"two addresses", []string{"bench", "a:1", "b:2"}, `bench: unexpected argument "b:2"`},
-		{"tls", []string{"bench", "tls://a:1"}, "tls://a:1: bench speaks tcp:// and udp:// only"},
+		{"ws-type on tcp", []string{"bench", "-ws-type", "text", "127.0.0.1:1"}, "-ws-type applies to ws:// and wss:// addresses, not 127.0.0.1:1"},
+		{"ws-type on tls", []string{"bench", "-ws-type", "binary", "tls://127.0.0.1:1"}, "-ws-type applies to ws:// and wss:// addresses, not tls://127.0.0.1:1"},
+		{"bad ws-type", []string{"bench", "-ws-type", "utf8", "ws://127.0.0.1:1/"}, `unknown message type "utf8": want binary, text or alternate`},
+		{"ca missing", []string{"bench", "-ca", "/nonexistent/ca.pem", "tls://127.0.0.1:1"}, "-ca: open /nonexistent/ca.pem: no such file or directory"},
+		{"ca on ws", []string{"bench", "-ca", "ca.pem", "ws://127.0.0.1:1/"}, "-ca applies to tls:// and wss:// addresses, not ws://127.0.0.1:1/"},
+		{"ca and insecure", []string{"bench", "-ca", "ca.pem", "-insecure", "wss://127.0.0.1:1/"}, "-ca verifies the certificate and -insecure does not: give one of them"},
+		{"sni on tcp", []string{"bench", "-sni", "example.org", "127.0.0.1:1"}, "-sni applies to tls:// and wss:// addresses, not 127.0.0.1:1"},
+		{"udp over ws", []string{"bench", "-mode", "udp", "ws://127.0.0.1:1/"}, "-mode udp is for udp:// addresses; ws://127.0.0.1:1/ takes pingpong, bulk, cycle or idle"},
+		{"udp over tls", []string{"bench", "-mode", "udp", "tls://127.0.0.1:1"}, "-mode udp is for udp:// addresses"},
 		{"udp with a tcp mode", []string{"bench", "-mode", "bulk", "udp://a:1"}, "-mode bulk is for TCP; udp://a:1 takes -mode udp"},
 		{"no port", []string{"bench", "127.0.0.1"}, "invalid address"},
 		{"bad mode", []string{"bench", "-mode", "flood", "a:1"}, `unknown mode "flood"`},
@@ -38,8 +46,8 @@ func TestBenchUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, stderr := runCmd(t, nil, tt.args...)
-			if code != 2 || !strings.Contains(stderr, tt.want) {
-				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr, tt.want)
+			if code != 2 || !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line with %q", code, stderr, tt.want)
 			}
 		})
 	}
