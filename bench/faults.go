@@ -103,9 +103,15 @@ func errorKind(err error) string {
 		kind = "unreachable"
 	default:
 		var te interface{ Timeout() bool }
-		if errors.As(err, &te) && te.Timeout() {
+		var he *handshakeError
+		switch {
+		case errors.As(err, &te) && te.Timeout():
 			kind = "timeout"
-		} else {
+		case isTLSError(err):
+			kind = "tls handshake"
+		case errors.As(err, &he):
+			kind = he.stage
+		default:
 			kind = "other"
 		}
 	}

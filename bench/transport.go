@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 
@@ -29,6 +31,17 @@ type handshakeError struct {
 
 func (e *handshakeError) Error() string { return e.err.Error() }
 func (e *handshakeError) Unwrap() error { return e.err }
+
+// isTLSError reports whether err is a TLS handshake's failure, also under
+// a WebSocket upgrade: a certificate that does not verify, an alert from
+// the server, or a server that does not speak TLS.
+func isTLSError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ae tls.AlertError
+	var rh tls.RecordHeaderError
+	return errors.As(err, &cv) || errors.As(err, &ae) || errors.As(err, &rh) ||
+		errors.Is(err, target.ErrEchoedHandshake) || errors.Is(err, target.ErrAnsweredHTTP)
+}
 
 // over puts the run's transport on c, a new TCP connection of worker w:
 // nothing for TCP, a TLS handshake, or a WebSocket upgrade. On an error c

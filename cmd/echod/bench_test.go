@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/echod/echod/internal/testcert"
 	"github.com/echod/echod/internal/testkit"
 )
 
@@ -238,5 +239,56 @@ func TestBenchInterrupted(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "Interrupted:") {
 		t.Errorf("stdout has no Interrupted row:\n%s", out.String())
+	}
+}
+
+// Every mode but udp runs over tls://, ws:// and wss:// against echod
+// serve's TLS echo and web echo, every byte verified, none wrong; the
+// certificate verified with -ca.
+func TestBenchOverTLSAndWebSocket(t *testing.T) {
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod test")
+	addrs, _ := startServeAll(t, 3, "-tls-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-https-listen", "127.0.0.1:0",
+		"-tls-cert", certFile, "-tls-key", keyFile)
+	targets := []struct {
+		url   string
+		flags []string
+	}{
+		{"tls://" + addrs["tls"][0], []string{"-ca", certFile}},
+		{"ws://" + addrs["http"][0] + "/", []string{"-ws-type", "alternate"}},
+		{"wss://" + addrs["https"][0] + "/", []string{"-ca", certFile, "-sni", "localhost", "-ws-type", "text"}},
+	}
+	for _, tg := range targets {
+		for _, mode := range []string{"pingpong", "bulk", "cycle", "idle"} {
+			t.Run(tg.url+" "+mode, func(t *testing.T) {
+				args := append([]string{"bench", "-json", "-mode", mode, "-d", "200ms", "-warmup", "50ms", "-c", "4"}, tg.flags...)
+				code, stdout, stderr := runCmd(t, nil, append(args, tg.url)...)
+				if code != 0 || stderr != "" {
+					t.Fatalf("exit %d, stderr %q\n%s", code, stderr, stdout)
+				}
+				var res struct {
+					URL        string
+					Ops        int64
+					Errors     int64
+					Mismatches int64
+				}
+				if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+					t.Fatalf("-json output: %v\n%s", err, stdout)
+				}
+				if res.URL != tg.url || res.Ops == 0 || res.Errors != 0 || res.Mismatches != 0 {
+					t.Errorf("%+v", res)
+				}
+			})
+		}
+	}
+	// Without -ca the run goes on, unverified, and says so.
+	code, _, stderr := runCmd(t, nil, "bench", "-d", "100ms", "-warmup", "0", "tls://"+addrs["tls"][0])
+	if code != 0 || !strings.HasPrefix(stderr, "note: not verifying the TLS certificate") {
+		t.Errorf("without -ca: exit %d, stderr %q", code, stderr)
+	}
+	// A certificate that does not verify fails every connect, and the
+	// error names the TLS handshake.
+	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "100ms", "-warmup", "0", "-ca", certFile, "-sni", "example.org", "wss://"+addrs["https"][0]+"/")
+	if code != 1 || !regexp.MustCompile(`Errors: +\d+ \(tls handshake \d+\)`).MatchString(stdout) || !strings.Contains(stderr, "certificate is valid for localhost, not example.org") {
+		t.Errorf("wrong -sni: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }
