@@ -156,10 +156,15 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 }
 
 // refusedHint says what a run whose every connection was refused means,
-// as send and check do: nothing listens there, or only UDP echo does.
+// as send and check do: nothing listens there, or only UDP echo does. A
+// TCP run whose every connection the server closed without an echo may be
+// a run against TLS echo.
 func refusedHint(ctx context.Context, tgt target.Target, res *bench.Result) string {
 	refused := res.ErrorsByKind["connect refused"] + res.ErrorsByKind["refused"]
+	closed := res.ErrorsByKind["closed by server"] + res.ErrorsByKind["reset"]
 	switch {
+	case tgt.Transport == target.TCP && res.Ops == 0 && res.Errors > 0 && closed == res.Errors && target.SpeaksTLS(ctx, tgt.Addr()):
+		return fmt.Sprintf(": the server closed every connection without an echo, and it speaks TLS: bench tls://%s", tgt.Addr())
 	case res.Ops > 0 || res.Errors == 0 || refused != res.Errors:
 		return ""
 	case tgt.Transport == target.UDP:

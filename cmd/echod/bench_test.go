@@ -285,6 +285,12 @@ func TestBenchOverTLSAndWebSocket(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(stderr, "note: not verifying the TLS certificate") {
 		t.Errorf("without -ca: exit %d, stderr %q", code, stderr)
 	}
+	// TLS echo benched as plain TCP: the server closes each connection
+	// on the bytes it cannot read as TLS, and bench names the URL to use.
+	code, _, stderr = runCmd(t, nil, "bench", "-d", "100ms", "-warmup", "0", addrs["tls"][0])
+	if want := "and it speaks TLS: bench tls://" + addrs["tls"][0] + "\n"; code != 1 || !strings.HasSuffix(stderr, want) {
+		t.Errorf("TLS as TCP: exit %d, stderr %q; want it to end %q", code, stderr, want)
+	}
 	// A certificate that does not verify fails every connect, and the
 	// error names the TLS handshake.
 	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "100ms", "-warmup", "0", "-ca", certFile, "-sni", "example.org", "wss://"+addrs["https"][0]+"/")
