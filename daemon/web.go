@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/echod/echod/bandwidth"
+	"github.com/echod/echod/echo"
+	"github.com/echod/echod/internal/proxied"
 	"github.com/echod/echod/web"
 )
 
@@ -69,6 +73,11 @@ func (d *daemon) webServer() *webServer {
 	if h == nil {
 		h = &web.Handler{}
 	}
+	if h.Adopter == nil && cfg.Server.EventLoops() {
+		// WebSockets over plain HTTP are echoed on the event loops,
+		// under the echo server's limits and drain.
+		h.Adopter = loopAdopter{cfg.Server}
+	}
 	idle := cfg.Server.IdleTimeout
 	if idle <= 0 {
 		idle = webIdleTimeout
@@ -114,6 +123,33 @@ func (d *daemon) addWeb(l net.Listener, proto string) {
 	}
 	d.add(endpoint{proto: proto, addr: l.Addr(), close: l.Close,
 		serve: func() error { return w.http.Serve(l) }})
+}
+
+// loopAdopter hands an upgraded WebSocket connection to the echo server's
+// event loops: what the web listener wrapped around the socket (the
+// bandwidth budget's hold, the place under -max-conns, the PROXY header's
+// reader) is taken off, since the echo server applies the same from now
+// on.
+type loopAdopter struct{ srv *echo.Server }
+
+func (a loopAdopter) Adopt(h echo.Handoff) error {
+	for {
+		switch c := h.Conn.(type) {
+		case *bandwidth.Conn:
+			h.Conn = c.Release()
+			continue
+		case *admittedConn:
+			// Adopt admits it again, by the same limits.
+			h.Conn = c.detach()
+			continue
+		case *proxied.Conn:
+			sock, rest := c.Detach()
+			// What net/http read ahead of the PROXY reader's own buffer
+			// comes first.
+			h.Conn, h.Buffered = sock, append(bytes.Clone(h.Buffered), rest...)
+		}
+		return a.srv.Adopt(h)
+	}
 }
 
 // admitListener admits each connection under the echo server's connection
@@ -165,10 +201,17 @@ type admittedConn struct {
 func (c *admittedConn) NetConn() net.Conn { return c.Conn }
 
 func (c *admittedConn) Close() error {
+	c.detach()
+	return c.Conn.Close()
+}
+
+// detach gives c's place back and returns the connection inside, for a
+// server that admits and closes it from now on.
+func (c *admittedConn) detach() net.Conn {
 	if c.closed.CompareAndSwap(false, true) {
 		c.release()
 	}
-	return c.Conn.Close()
+	return c.Conn
 }
 
 // CloseWrite half-closes the connection, when the one inside can: net/http

@@ -157,6 +157,9 @@ func (s *Server) serveConn(c *conn) {
 	if c.remote.IsValid() {
 		remote = c.remote.String
 	}
+	if c.proc != nil {
+		tellEnded(c.proc)
+	}
 	s.connEnded(c, remote, ended{
 		source: c.source, in: in, out: out, duration: time.Since(start),
 		reason: reasonOf(end), err: err,
@@ -167,7 +170,7 @@ func (s *Server) serveConn(c *conn) {
 // policy decided: then c finishes as after its byte cap.
 func (s *Server) writeGoodbye(c *conn, w *watchdog) error {
 	c.SetReadDeadline(time.Time{})
-	n, err := w.write(c.Conn, c.proc.Stop(nil))
+	n, err := w.write(c.Conn, c.proc.Stop(nil, reasonOf(w.ending())))
 	s.counts.tcpBytesOut.Add(uint64(n))
 	if err != nil {
 		return err
@@ -210,7 +213,7 @@ func reasonOf(e session.End) Reason {
 	case session.Reset:
 		return endReset
 	case session.Closed:
-		return endClosed
+		return ReasonShutdown
 	case session.Done:
 		return endDone
 	}

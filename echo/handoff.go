@@ -40,7 +40,8 @@ type Handoff struct {
 // A Processor may also have a method Quiet() bool, asked after each
 // Process: true says that what it consumed and wrote back was keep-alive
 // traffic only (WebSocket pings and pongs), which IdleTimeout does not
-// count as progress.
+// count as progress. And it may have a method Ended(), called once when
+// its connection has ended, from the engine: it must not block.
 type Processor interface {
 	// Process consumes in, bytes just read from the client, and returns
 	// out with what to write back appended. in is only valid during the
@@ -51,11 +52,19 @@ type Processor interface {
 	// of its own; the connection's idle cost is what it keeps.
 	Process(out, in []byte) (_ []byte, end bool)
 	// Stop returns out with a last message appended for an end the
-	// server decides (IdleTimeout, MaxSessionDuration, MaxSessionBytes,
-	// Shutdown): a WebSocket close frame. It is written, then the
-	// connection ends as after end from Process. Stop is called at most
-	// once, and Process never after it.
-	Stop(out []byte) []byte
+	// server decides, why: ReasonIdleTimeout, ReasonMaxSessionDuration,
+	// ReasonMaxSessionBytes or ReasonShutdown. It is a WebSocket close
+	// frame with the code for why. It is written, then the connection
+	// ends as after end from Process. Stop is called at most once, and
+	// Process never after it.
+	Stop(out []byte, why Reason) []byte
+}
+
+// tellEnded tells p, if it asks, that its connection has ended.
+func tellEnded(p Processor) {
+	if e, ok := p.(interface{ Ended() }); ok {
+		e.Ended()
+	}
 }
 
 // quiet reports whether p says its last Process moved keep-alives only.
@@ -112,7 +121,7 @@ func (s *Server) Adopt(h Handoff) error {
 func (s *Server) adoptGoroutine(c *conn) error {
 	if r, ok := s.admitReason(c.source, c); !ok {
 		refuse(c.Conn)
-		if r == endClosed {
+		if r == ReasonShutdown {
 			return ErrServerClosed
 		}
 		return ErrRefused

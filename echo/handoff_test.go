@@ -100,7 +100,7 @@ func (upper) Process(out, in []byte) ([]byte, bool) {
 	return out, false
 }
 
-func (upper) Stop(out []byte) []byte { return append(out, "BYE"...) }
+func (upper) Stop(out []byte, _ Reason) []byte { return append(out, "BYE"...) }
 
 func TestAdoptRunsTheProcessor(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
@@ -244,8 +244,8 @@ func (p *pinger) Process(out, in []byte) ([]byte, bool) {
 	return append(out, in...), false
 }
 
-func (*pinger) Stop(out []byte) []byte { return out }
-func (p *pinger) Quiet() bool          { return p.quiet }
+func (*pinger) Stop(out []byte, _ Reason) []byte { return out }
+func (p *pinger) Quiet() bool                    { return p.quiet }
 
 func TestAProcessorsKeepAlivesAreNoProgress(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {

@@ -58,11 +58,13 @@ const (
 
 // The ends of a connection that no limit caused: only the log names them.
 const (
-	endEOF    Reason = numReasons + iota // the client half-closed and got all its echo
-	endReset                             // the client reset or vanished
-	endClosed                            // Shutdown or Close ended it (or refused it)
-	endFailed                            // an unexpected error, logged beside it
-	endDone                              // its Processor ended it (a WebSocket close handshake)
+	endEOF   Reason = numReasons + iota // the client half-closed and got all its echo
+	endReset                            // the client reset or vanished
+	// ReasonShutdown is the end of a connection that Shutdown or Close
+	// ended (or refused): only the log and a Processor's Stop name it.
+	ReasonShutdown
+	endFailed // an unexpected error, logged beside it
+	endDone   // its Processor ended it (a WebSocket close handshake)
 )
 
 // Reasons returns every Reason, in a fixed order.
@@ -88,7 +90,7 @@ var reasonNames = [...]string{
 	ReasonUDPBadSource: "udp-bad-source", ReasonUDPBadDestination: "udp-bad-destination",
 	ReasonUDPLoop: "udp-loop", ReasonUDPRateLimit: "udp-rate-limit", ReasonUDPGlobalCap: "udp-global-cap",
 	ReasonEgressBudget: "egress-budget", ReasonUDPBandwidth: "udp-bandwidth",
-	endEOF: "eof", endReset: "reset by client", endClosed: "closed by server", endFailed: "failed",
+	endEOF: "eof", endReset: "reset by client", ReasonShutdown: "closed by server", endFailed: "failed",
 	endDone: "done",
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/echod/echod/echo/internal/epoll"
+	"github.com/echod/echod/echo/internal/session"
 	"golang.org/x/sys/unix"
 )
 
@@ -181,7 +182,7 @@ func (s *Server) adoptLoop(tc *net.TCPConn, c *conn) error {
 	if r, ok := s.admitReason(c.source, nil); !ok {
 		refuse(tc)
 		unix.Close(fd)
-		if r == endClosed {
+		if r == ReasonShutdown {
 			return ErrServerClosed
 		}
 		return ErrRefused
@@ -193,8 +194,18 @@ func (s *Server) adoptLoop(tc *net.TCPConn, c *conn) error {
 	}
 	var proc epoll.Processor
 	if c.proc != nil {
-		proc = c.proc
+		proc = loopProcessor{c.proc}
 	}
 	l.e.Adopt(fd, c.remote, buffered, proc)
 	return nil
 }
+
+// loopProcessor is a Processor as the event loop calls it.
+type loopProcessor struct{ p Processor }
+
+func (lp loopProcessor) Process(out, in []byte) ([]byte, bool) { return lp.p.Process(out, in) }
+func (lp loopProcessor) Stop(out []byte, why session.End) []byte {
+	return lp.p.Stop(out, reasonOf(why))
+}
+func (lp loopProcessor) Quiet() bool { return quiet(lp.p) }
+func (lp loopProcessor) Ended()      { tellEnded(lp.p) }

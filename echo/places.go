@@ -27,7 +27,7 @@ func (p *places) take(s *Server, source netip.Addr, serve bool) (Reason, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return endClosed, false
+		return ReasonShutdown, false
 	}
 	if s.MaxConns > 0 && p.taken >= s.MaxConns {
 		return ReasonMaxConns, false

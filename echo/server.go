@@ -231,6 +231,13 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// EventLoops reports whether the server serves TCP connections (its own
+// and those it adopts) on event loops: Engine is epoll, or auto on Linux.
+func (s *Server) EventLoops() bool {
+	e, err := s.engine()
+	return err == nil && e == EngineEpoll
+}
+
 // engine returns the engine Serve uses for a *net.TCPListener.
 func (s *Server) engine() (string, error) {
 	switch s.Engine {

@@ -122,6 +122,13 @@ func (w *watchdog) sayGoodbye() {
 	w.arm(now)
 }
 
+// ending returns the end that finishes the session, or Open.
+func (w *watchdog) ending() session.End {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.st.Ending()
+}
+
 // readLimit is how much the connection may read next, at most max.
 func (w *watchdog) readLimit(max int) int {
 	w.mu.Lock()

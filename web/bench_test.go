@@ -34,14 +34,14 @@ func startEcho(b *testing.B, engine string) string {
 }
 
 // BenchmarkRoundTrip times round trips of a 64-byte message through the
-// WebSocket echo and through echo.Server's TCP echo, alternately in the same
-// loop, so that the machine's noise falls on both alike. It reports the
+// WebSocket echo and through echo.Server's TCP echo, each on the engine
+// named, alternately in the same loop, so that the machine's noise falls on both alike. It reports the
 // time of each and their ratio.
 func BenchmarkRoundTrip(b *testing.B) {
 	msg := make([]byte, 64)
 	for _, engine := range []string{echo.EngineGoroutine, echo.EngineEpoll} {
 		b.Run("websocket-vs-tcp-"+engine, func(b *testing.B) {
-			srv := serve(b, &Handler{})
+			srv := serveOn(b, &Handler{}, engine).Server
 			ws := dial(b, wsURL(srv, "/"))
 			tcp, err := net.Dial("tcp", startEcho(b, engine))
 			if err != nil {
@@ -86,12 +86,11 @@ const idleConns = 2000
 // bare TCP connections, the WebSocket ones after a handshake written by
 // hand, so that what differs is the server's share.
 func BenchmarkIdleConnection(b *testing.B) {
-	b.Run("websocket", func(b *testing.B) {
-		srv := serve(b, &Handler{})
-		addr := srv.Listener.Addr().String()
-		measureIdle(b, func() (net.Conn, error) { return handshake(addr) })
-	})
 	for _, engine := range []string{echo.EngineGoroutine, echo.EngineEpoll} {
+		b.Run("websocket-"+engine, func(b *testing.B) {
+			addr := serveOn(b, &Handler{}, engine).Listener.Addr().String()
+			measureIdle(b, func() (net.Conn, error) { return handshake(addr) })
+		})
 		b.Run("tcp-"+engine, func(b *testing.B) {
 			addr := startEcho(b, engine)
 			measureIdle(b, func() (net.Conn, error) {

@@ -19,9 +19,11 @@ import (
 // docs/web-echo.png).
 func TestPageInChromium(t *testing.T) {
 	path := tooltest.Require(t, "chromium")
-	h := &Handler{Hostname: "echod.example"}
-	srv := serve(t, h)
-	pageInChromium(t, path, h, srv.URL, "ws://", "HTTP/1.1", "none (plain HTTP)")
+	forEachEngine(t, func(t *testing.T, engine string) {
+		h := &Handler{Hostname: "echod.example"}
+		srv := serveOn(t, h, engine)
+		pageInChromium(t, path, h, srv.URL, "ws://", "HTTP/1.1", "none (plain HTTP)")
+	})
 }
 
 // Over HTTPS the page loads over HTTP/2 and its WebSocket, wss://, over

@@ -11,7 +11,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +83,17 @@ type Handler struct {
 	// messages are echoed whole, so the last may take it past by up to
 	// MaxMessage. Zero means no limit.
 	MaxSessionBytes int64
+	// Adopter, when not nil, serves WebSocket connections over plain
+	// HTTP/1.1 from their upgrade on, with a frame echo as its
+	// echo.Processor: an echo.Server with the epoll engine serves them on
+	// its event loops, holding no goroutine while they are idle. Its
+	// limits (IdleTimeout, MaxSessionDuration, MaxSessionBytes, counted
+	// in bytes on the wire) and its Shutdown apply to them instead of the
+	// Handler's (a limit's or a drain's close follows the piece of a
+	// message in flight, which it cuts); MaxMessage and UTF-8 stay the
+	// Handler's. Nil, and always over TLS and HTTP/2, each WebSocket is
+	// echoed on a goroutine of its own.
+	Adopter Adopter
 	// Hostname is the server name the echo reports. Empty means the
 	// name the operating system gives (os.Hostname).
 	Hostname string
@@ -170,14 +180,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // isUpgrade reports whether r asks for a WebSocket, the way RFC 6455
 // section 4.2.1 spells it: Upgrade names websocket.
 func isUpgrade(r *http.Request) bool {
-	for _, v := range r.Header.Values("Upgrade") {
-		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "websocket") {
-				return true
-			}
-		}
-	}
-	return false
+	return hasToken(r.Header, "Upgrade", "websocket")
 }
 
 // Shutdown drains the WebSocket connections: each is sent a close frame

@@ -124,6 +124,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if h.adoptWebSocket(w, r) {
+		return
+	}
 	hw := &hijackWriter{ResponseWriter: w}
 	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		// Any page may use a public echo: it keeps no cookies or state

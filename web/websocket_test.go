@@ -38,40 +38,42 @@ func roundTrip(ctx context.Context, c *websocket.Conn, typ websocket.MessageType
 }
 
 func TestWebSocketEchoesTypeAndBytes(t *testing.T) {
-	srv := serve(t, &Handler{})
-	c := dial(t, wsURL(srv, "/any/path?x=1"))
-	ctx := ctxFor(t, 30*time.Second)
-	all := make([]byte, 256)
-	for i := range all {
-		all[i] = byte(i)
-	}
-	for _, tc := range []struct {
-		name string
-		typ  websocket.MessageType
-		msg  []byte
-	}{
-		{"text", websocket.MessageText, []byte("héllo, echod ✓")},
-		{"empty text", websocket.MessageText, nil},
-		{"empty binary", websocket.MessageBinary, nil},
-		{"all byte values", websocket.MessageBinary, all},
-		{"one buffer", websocket.MessageBinary, random(t, bufferSize)},
-		{"one buffer and a byte", websocket.MessageBinary, random(t, bufferSize+1)},
-		{"the largest", websocket.MessageBinary, random(t, DefaultMaxMessage)},
-		{"the largest text", websocket.MessageText, bytes.Repeat([]byte("a"), DefaultMaxMessage)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			typ, got, err := roundTrip(ctx, c, tc.typ, tc.msg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if typ != tc.typ {
-				t.Errorf("type %v came back as %v", tc.typ, typ)
-			}
-			if !bytes.Equal(got, tc.msg) {
-				t.Errorf("%d bytes sent, %d came back, differing", len(tc.msg), len(got))
-			}
-		})
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{}, engine).Server
+		c := dial(t, wsURL(srv, "/any/path?x=1"))
+		ctx := ctxFor(t, 30*time.Second)
+		all := make([]byte, 256)
+		for i := range all {
+			all[i] = byte(i)
+		}
+		for _, tc := range []struct {
+			name string
+			typ  websocket.MessageType
+			msg  []byte
+		}{
+			{"text", websocket.MessageText, []byte("héllo, echod ✓")},
+			{"empty text", websocket.MessageText, nil},
+			{"empty binary", websocket.MessageBinary, nil},
+			{"all byte values", websocket.MessageBinary, all},
+			{"one buffer", websocket.MessageBinary, random(t, bufferSize)},
+			{"one buffer and a byte", websocket.MessageBinary, random(t, bufferSize+1)},
+			{"the largest", websocket.MessageBinary, random(t, DefaultMaxMessage)},
+			{"the largest text", websocket.MessageText, bytes.Repeat([]byte("a"), DefaultMaxMessage)},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				typ, got, err := roundTrip(ctx, c, tc.typ, tc.msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if typ != tc.typ {
+					t.Errorf("type %v came back as %v", tc.typ, typ)
+				}
+				if !bytes.Equal(got, tc.msg) {
+					t.Errorf("%d bytes sent, %d came back, differing", len(tc.msg), len(got))
+				}
+			})
+		}
+	})
 }
 
 func random(t testing.TB, n int) []byte {
@@ -81,48 +83,52 @@ func random(t testing.TB, n int) []byte {
 }
 
 func TestWebSocketFragmentedMessageComesBackWhole(t *testing.T) {
-	srv := serve(t, &Handler{})
-	c := dial(t, wsURL(srv, "/"))
-	ctx := ctxFor(t, 10*time.Second)
-	w, err := c.Writer(ctx, websocket.MessageText)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts := []string{"one ", "frame ", "at a ", "time"}
-	for _, p := range parts {
-		// Each Write is a frame of its own.
-		if _, err := io.WriteString(w, p); err != nil {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{}, engine).Server
+		c := dial(t, wsURL(srv, "/"))
+		ctx := ctxFor(t, 10*time.Second)
+		w, err := c.Writer(ctx, websocket.MessageText)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	typ, got, err := c.Read(ctx)
-	if err != nil || typ != websocket.MessageText || string(got) != "one frame at a time" {
-		t.Fatalf("got %v %q %v, want text %q", typ, got, err, "one frame at a time")
-	}
+		parts := []string{"one ", "frame ", "at a ", "time"}
+		for _, p := range parts {
+			// Each Write is a frame of its own.
+			if _, err := io.WriteString(w, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		typ, got, err := c.Read(ctx)
+		if err != nil || typ != websocket.MessageText || string(got) != "one frame at a time" {
+			t.Fatalf("got %v %q %v, want text %q", typ, got, err, "one frame at a time")
+		}
+	})
 }
 
 func TestWebSocketMessagesComeBackInOrder(t *testing.T) {
-	srv := serve(t, &Handler{})
-	c := dial(t, wsURL(srv, "/"))
-	ctx := ctxFor(t, 10*time.Second)
-	const n = 100
-	for i := range n {
-		if err := c.Write(ctx, websocket.MessageText, fmt.Appendf(nil, "message %d", i)); err != nil {
-			t.Fatal(err)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{}, engine).Server
+		c := dial(t, wsURL(srv, "/"))
+		ctx := ctxFor(t, 10*time.Second)
+		const n = 100
+		for i := range n {
+			if err := c.Write(ctx, websocket.MessageText, fmt.Appendf(nil, "message %d", i)); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	for i := range n {
-		_, got, err := c.Read(ctx)
-		if want := fmt.Sprintf("message %d", i); err != nil || string(got) != want {
-			t.Fatalf("echo %d: got %q %v, want %q", i, got, err, want)
+		for i := range n {
+			_, got, err := c.Read(ctx)
+			if want := fmt.Sprintf("message %d", i); err != nil || string(got) != want {
+				t.Fatalf("echo %d: got %q %v, want %q", i, got, err, want)
+			}
 		}
-	}
-	if s := serveStats(t, srv); s.Messages != n || s.MessageBytes == 0 {
-		t.Errorf("stats: %+v, want %d messages", s, n)
-	}
+		if s := serveStats(t, srv); s.Messages != n || s.MessageBytes == 0 {
+			t.Errorf("stats: %+v, want %d messages", s, n)
+		}
+	})
 }
 
 func serveStats(t testing.TB, srv *httptest.Server) Stats {
@@ -131,85 +137,95 @@ func serveStats(t testing.TB, srv *httptest.Server) Stats {
 }
 
 func TestWebSocketPingIsAnswered(t *testing.T) {
-	srv := serve(t, &Handler{})
-	c := dial(t, wsURL(srv, "/"))
-	ctx := ctxFor(t, 10*time.Second)
-	// Pongs are read by a reader; CloseRead runs one.
-	c.CloseRead(ctx)
-	for range 3 {
-		if err := c.Ping(ctx); err != nil {
-			t.Fatalf("ping: %v", err)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{}, engine).Server
+		c := dial(t, wsURL(srv, "/"))
+		ctx := ctxFor(t, 10*time.Second)
+		// Pongs are read by a reader; CloseRead runs one.
+		c.CloseRead(ctx)
+		for range 3 {
+			if err := c.Ping(ctx); err != nil {
+				t.Fatalf("ping: %v", err)
+			}
 		}
-	}
+	})
 }
 
 func TestWebSocketCloseReturnsTheClientsCode(t *testing.T) {
-	srv := serve(t, &Handler{})
-	for _, code := range []websocket.StatusCode{websocket.StatusNormalClosure, websocket.StatusGoingAway, 4001} {
-		c := dial(t, wsURL(srv, "/"))
-		// Close fails unless the server's close frame has the same code.
-		if err := c.Close(code, "bye"); err != nil {
-			t.Errorf("close with %d: %v", code, err)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{}, engine).Server
+		for _, code := range []websocket.StatusCode{websocket.StatusNormalClosure, websocket.StatusGoingAway, 4001} {
+			c := dial(t, wsURL(srv, "/"))
+			// Close fails unless the server's close frame has the same code.
+			if err := c.Close(code, "bye"); err != nil {
+				t.Errorf("close with %d: %v", code, err)
+			}
 		}
-	}
-	testkit.WaitFor(t, "the server forgets the closed connections", func() bool { return serveStats(t, srv).WebSockets == 0 })
+		testkit.WaitFor(t, "the server forgets the closed connections", func() bool { return serveStats(t, srv).WebSockets == 0 })
+	})
 }
 
 func TestWebSocketMessageTooBigCloses1009(t *testing.T) {
-	srv := serve(t, &Handler{MaxMessage: 1000})
-	ctx := ctxFor(t, 10*time.Second)
-	c := dial(t, wsURL(srv, "/"))
-	if _, got, err := roundTrip(ctx, c, websocket.MessageBinary, random(t, 1000)); err != nil || len(got) != 1000 {
-		t.Fatalf("a message of MaxMessage bytes: %d bytes back, %v", len(got), err)
-	}
-	for _, n := range []int{1001, 5 * bufferSize} {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{MaxMessage: 1000}, engine).Server
+		ctx := ctxFor(t, 10*time.Second)
 		c := dial(t, wsURL(srv, "/"))
-		c.Write(ctx, websocket.MessageBinary, random(t, n))
-		_, _, err := c.Read(ctx)
-		var ce websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.StatusMessageTooBig || ce.Reason != "message too big: the most is 1000 bytes" {
-			t.Errorf("%d bytes, over a limit of 1000: got %v, want close 1009 message too big: the most is 1000 bytes", n, err)
+		if _, got, err := roundTrip(ctx, c, websocket.MessageBinary, random(t, 1000)); err != nil || len(got) != 1000 {
+			t.Fatalf("a message of MaxMessage bytes: %d bytes back, %v", len(got), err)
 		}
-	}
-	if s := serveStats(t, srv); s.TooBig != 2 {
-		t.Errorf("TooBig = %d, want 2", s.TooBig)
-	}
+		for _, n := range []int{1001, 5 * bufferSize} {
+			c := dial(t, wsURL(srv, "/"))
+			c.Write(ctx, websocket.MessageBinary, random(t, n))
+			_, _, err := c.Read(ctx)
+			var ce websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.StatusMessageTooBig || ce.Reason != "message too big: the most is 1000 bytes" {
+				t.Errorf("%d bytes, over a limit of 1000: got %v, want close 1009 message too big: the most is 1000 bytes", n, err)
+			}
+		}
+		if s := serveStats(t, srv); s.TooBig != 2 {
+			t.Errorf("TooBig = %d, want 2", s.TooBig)
+		}
+	})
 }
 
 // A client that sends and never reads is held back by TCP, not buffered:
 // the server reads the next message only once its echo is written.
 func TestWebSocketClientThatNeverReadsIsHeldBack(t *testing.T) {
-	srv := serve(t, &Handler{})
-	c := dial(t, wsURL(srv, "/"))
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	msg := random(t, 64<<10)
-	const most = 128 << 20 // far beyond any socket buffers
-	sent := 0
-	for sent < most {
-		if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
-			break
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{}, engine).Server
+		c := dial(t, wsURL(srv, "/"))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		msg := random(t, 64<<10)
+		const most = 128 << 20 // far beyond any socket buffers
+		sent := 0
+		for sent < most {
+			if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+				break
+			}
+			sent += len(msg)
 		}
-		sent += len(msg)
-	}
-	if sent >= most {
-		t.Fatalf("the client wrote %d MiB without reading an echo: the server buffers instead of holding it back", sent>>20)
-	}
-	t.Logf("held back after %d MiB", sent>>20)
+		if sent >= most {
+			t.Fatalf("the client wrote %d MiB without reading an echo: the server buffers instead of holding it back", sent>>20)
+		}
+		t.Logf("held back after %d MiB", sent>>20)
+	})
 }
 
 func TestWebSocketIdleTimeoutCloses1001(t *testing.T) {
-	srv := serve(t, &Handler{IdleTimeout: time.Second})
-	c := dial(t, wsURL(srv, "/"))
-	ctx := ctxFor(t, 10*time.Second)
-	if _, _, err := roundTrip(ctx, c, websocket.MessageText, []byte("still here")); err != nil {
-		t.Fatal(err)
-	}
-	_, _, err := c.Read(ctx)
-	var ce websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "idle timeout" {
-		t.Fatalf("got %v, want close 1001 idle timeout", err)
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{IdleTimeout: time.Second}, engine).Server
+		c := dial(t, wsURL(srv, "/"))
+		ctx := ctxFor(t, 10*time.Second)
+		if _, _, err := roundTrip(ctx, c, websocket.MessageText, []byte("still here")); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := c.Read(ctx)
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "idle timeout" {
+			t.Fatalf("got %v, want close 1001 idle timeout", err)
+		}
+	})
 }
 
 func TestShutdownClosesWebSocketsAfterTheirEcho(t *testing.T) {
@@ -273,91 +289,97 @@ func TestShutdownClosesWebSocketsAfterTheirEcho(t *testing.T) {
 }
 
 func TestShutdownPastItsDeadlineCloses(t *testing.T) {
-	h := &Handler{}
-	srv := serve(t, h)
-	dial(t, wsURL(srv, "/")) // never reads, so never answers the close
-	// The client's dial returns once it has read the 101, which may be
-	// before the server has counted the session: a Shutdown then would find
-	// nothing to wait for.
-	testkit.WaitFor(t, "the server to count the WebSocket", func() bool { return h.Stats().WebSockets == 1 })
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if err := h.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown = %v, want %v", err, context.DeadlineExceeded)
-	}
-	if s := h.Stats(); s.WebSockets != 0 {
-		t.Fatalf("%d WebSockets still open after Shutdown returned", s.WebSockets)
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		h := &Handler{}
+		srv := serveOn(t, h, engine)
+		dial(t, wsURL(srv.Server, "/")) // never reads, so never answers the close
+		// The client's dial returns once it has read the 101, which may
+		// be before the server has counted the session: a Shutdown then
+		// would find nothing to wait for.
+		testkit.WaitFor(t, "the server to count the WebSocket", func() bool { return h.Stats().WebSockets == 1 })
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		if err := srv.shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want %v", err, context.DeadlineExceeded)
+		}
+		testkit.WaitFor(t, "no WebSocket open after Shutdown", func() bool { return h.Stats().WebSockets == 0 })
+	})
 }
 
 // A client may send its first frame with its upgrade request, before the
 // 101: the frame is echoed as any other.
 func TestWebSocketFrameSentWithTheUpgrade(t *testing.T) {
-	// A masked text frame, "early", with a zero mask.
-	br := upgradeWith(t, serve(t, &Handler{}), []byte{0x81, 0x85, 0, 0, 0, 0, 'e', 'a', 'r', 'l', 'y'})
-	got := make([]byte, 7)
-	if _, err := io.ReadFull(br, got); err != nil {
-		t.Fatal(err)
-	}
-	if want := []byte{0x81, 5, 'e', 'a', 'r', 'l', 'y'}; !bytes.Equal(got, want) {
-		t.Fatalf("echo % x, want % x", got, want)
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		// A masked text frame, "early", with a zero mask.
+		br := upgradeWith(t, serveOn(t, &Handler{}, engine).Server, []byte{0x81, 0x85, 0, 0, 0, 0, 'e', 'a', 'r', 'l', 'y'})
+		got := make([]byte, 7)
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatal(err)
+		}
+		if want := []byte{0x81, 5, 'e', 'a', 'r', 'l', 'y'}; !bytes.Equal(got, want) {
+			t.Fatalf("echo % x, want % x", got, want)
+		}
+	})
 }
 
 // A text message that is not UTF-8 is closed with 1007, not echoed (RFC
 // 6455 section 8.1), whether the fault is in its first piece or is a
 // character cut off at its end, past the first buffer.
 func TestWebSocketInvalidUTF8Closes1007(t *testing.T) {
-	srv := serve(t, &Handler{})
-	ctx := ctxFor(t, 10*time.Second)
-	long := bytes.Repeat([]byte("ü"), bufferSize) // two buffers of valid text
-	for name, msg := range map[string][]byte{
-		"a bad byte":                 []byte("ok \xff then"),
-		"a cut character at the end": append(long, 0xe2, 0x82),
-	} {
-		t.Run(name, func(t *testing.T) {
-			c := dial(t, wsURL(srv, "/"))
-			// Sent as binary, then relabelled: the client library checks
-			// no text, so the frame goes out as text with these bytes.
-			w, err := c.Writer(ctx, websocket.MessageText)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				w.Write(msg)
-				w.Close()
-			}()
-			for {
-				_, _, err := c.Read(ctx)
-				if err == nil {
-					continue // pieces of valid text echoed before the fault
+	forEachEngine(t, func(t *testing.T, engine string) {
+		srv := serveOn(t, &Handler{}, engine).Server
+		ctx := ctxFor(t, 10*time.Second)
+		long := bytes.Repeat([]byte("ü"), bufferSize) // two buffers of valid text
+		for name, msg := range map[string][]byte{
+			"a bad byte":                 []byte("ok \xff then"),
+			"a cut character at the end": append(long, 0xe2, 0x82),
+		} {
+			t.Run(name, func(t *testing.T) {
+				c := dial(t, wsURL(srv, "/"))
+				// Sent as binary, then relabelled: the client library checks
+				// no text, so the frame goes out as text with these bytes.
+				w, err := c.Writer(ctx, websocket.MessageText)
+				if err != nil {
+					t.Fatal(err)
 				}
-				var ce websocket.CloseError
-				if !errors.As(err, &ce) || ce.Code != websocket.StatusInvalidFramePayloadData {
-					t.Fatalf("got %v, want close 1007", err)
+				go func() {
+					w.Write(msg)
+					w.Close()
+				}()
+				for {
+					_, _, err := c.Read(ctx)
+					if err == nil {
+						continue // pieces of valid text echoed before the fault
+					}
+					var ce websocket.CloseError
+					if !errors.As(err, &ce) || ce.Code != websocket.StatusInvalidFramePayloadData {
+						t.Fatalf("got %v, want close 1007", err)
+					}
+					return
 				}
-				return
-			}
-		})
-	}
-	// Valid text still comes back.
-	c := dial(t, wsURL(srv, "/"))
-	if _, got, err := roundTrip(ctx, c, websocket.MessageText, long); err != nil || !bytes.Equal(got, long) {
-		t.Fatalf("valid text of two buffers: %d bytes back, %v", len(got), err)
-	}
+			})
+		}
+		// Valid text still comes back.
+		c := dial(t, wsURL(srv, "/"))
+		if _, got, err := roundTrip(ctx, c, websocket.MessageText, long); err != nil || !bytes.Equal(got, long) {
+			t.Fatalf("valid text of two buffers: %d bytes back, %v", len(got), err)
+		}
+	})
 }
 
 // A client's unmasked frame is a protocol error, closed with 1002 (RFC
 // 6455 section 5.1), not an internal error of the server (1011).
 func TestWebSocketUnmaskedFrameCloses1002(t *testing.T) {
-	br := upgradeWith(t, serve(t, &Handler{}), []byte{0x81, 0x02, 'h', 'i'}) // text "hi", without a mask
-	got := make([]byte, 4)
-	if _, err := io.ReadFull(br, got); err != nil {
-		t.Fatalf("no close frame: %v", err)
-	}
-	if got[0] != 0x88 || got[2] != 0x03 || got[3] != 0xea {
-		t.Fatalf("got % x, want a close frame with code 1002 (88 .. 03 ea)", got)
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		br := upgradeWith(t, serveOn(t, &Handler{}, engine).Server, []byte{0x81, 0x02, 'h', 'i'}) // text "hi", without a mask
+		got := make([]byte, 4)
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
+		if got[0] != 0x88 || got[2] != 0x03 || got[3] != 0xea {
+			t.Fatalf("got % x, want a close frame with code 1002 (88 .. 03 ea)", got)
+		}
+	})
 }
 
 // upgradeWith sends a WebSocket upgrade request to srv over a raw

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -386,5 +387,47 @@ func TestSocketActivationServesWebEchoOnSocketNamedHTTP(t *testing.T) {
 	}
 	if got, err := wsRoundTrip(t, c, "activated"); err != nil || got != "activated" {
 		t.Fatalf("WebSocket echo through the inherited socket: %q, %v", got, err)
+	}
+}
+
+// Behind a proxy, a WebSocket's PROXY header, its upgrade request and its
+// first frame may arrive in one segment: on either engine the frame is
+// echoed, and the log names the client the header gives, not the proxy.
+func TestServeWebSocketBehindProxyProtocol(t *testing.T) {
+	for _, engine := range []string{"goroutine", "epoll"} {
+		t.Run(engine, func(t *testing.T) {
+			byProto, log := startServeAll(t, 1, "-engine", engine, "-http-listen", "127.0.0.1:0",
+				"-proxy-protocol", "-log-level", "debug")
+			addr := byProto["http"][0]
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			// Text "early", masked with a zero key, right behind the request.
+			fmt.Fprintf(c, "PROXY TCP4 198.51.100.7 127.0.0.1 40001 80\r\n"+
+				"GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"+
+				"\x81\x85\x00\x00\x00\x00early", addr)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %v %v", resp, err)
+			}
+			got := make([]byte, 7)
+			if _, err := io.ReadFull(br, got); err != nil || string(got) != "\x81\x05early" {
+				t.Fatalf("echo % x, %v; want the text frame early", got, err)
+			}
+			c.Write([]byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8}) // close 1000
+			if _, err := io.ReadFull(br, got[:4]); err != nil || string(got[:4]) != "\x88\x02\x03\xe8" {
+				t.Fatalf("close answered with % x, %v; want 1000", got[:4], err)
+			}
+			c.Close()
+			if engine == "epoll" {
+				// Served by the echo server, which logs each connection.
+				waitLog(t, log, "remote=198.51.100.7:40001")
+			}
+		})
 	}
 }

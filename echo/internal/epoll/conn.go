@@ -50,11 +50,14 @@ func (a addr) addrPort() netip.AddrPort {
 	return netip.AddrPortFrom(ip, a.port)
 }
 
-// Processor turns a connection's input into its output (echo.Processor,
-// whose optional Quiet the loop asks too).
+// Processor turns a connection's input into its output: echo.Processor,
+// as the loop calls it. Stop is told the policy's end; Quiet is asked
+// after each Process; Ended is called once the connection is closed.
 type Processor interface {
 	Process(out, in []byte) ([]byte, bool)
-	Stop(out []byte) []byte
+	Stop(out []byte, why session.End) []byte
+	Quiet() bool
+	Ended()
 }
 
 // handle reacts to the events epoll reported for c. While c has a tail it
@@ -110,9 +113,7 @@ func (l *loop) serve(c *conn, data []byte, last int64) {
 		out, end = c.proc.Process(l.scratch[:0], data)
 		l.scratch = out[:0]
 		c.endAfter = c.endAfter || end
-		if q, ok := c.proc.(interface{ Quiet() bool }); ok {
-			quiet = q.Quiet()
-		}
+		quiet = c.proc.Quiet()
 	}
 	if b := l.budget(c); b != nil && len(out) > 0 && l.spent(c, b, len(out)) {
 		l.hold(c, out)
@@ -160,7 +161,7 @@ func (l *loop) finish(c *conn, why session.End) {
 // goodbye writes the last message of c's processor, for an end the
 // policy decided (already finishing): c ends as after its byte cap.
 func (l *loop) goodbye(c *conn) {
-	out := c.proc.Stop(l.scratch[:0])
+	out := c.proc.Stop(l.scratch[:0], c.st.Ending())
 	l.scratch = out[:0]
 	if c.tail != nil {
 		// After what is pending: one tail with both.

@@ -353,6 +353,9 @@ func (l *loop) close(c *conn, io session.End, err error) {
 func (l *loop) report(c *conn, io session.End, err error) {
 	closeFD(int(c.fd))
 	l.endBudget(c)
+	if c.proc != nil {
+		c.proc.Ended()
+	}
 	if c.st.Finishing() {
 		l.finishing--
 	}

@@ -74,6 +74,10 @@ func (s *State) Last() int64 { return s.last }
 // Duration returns how long the session has been open at now.
 func (s *State) Duration(now int64) time.Duration { return time.Duration(now - s.start) }
 
+// Ending returns the limit (or Done, or Closed for a drain) that ended the
+// session while it finishes; Open while it serves.
+func (s *State) Ending() End { return s.ending }
+
 // Finishing reports whether the session is ending: its input is thrown
 // away, and only the client taking what was written is progress.
 func (s *State) Finishing() bool { return s.ending != Open }
