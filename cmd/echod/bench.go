@@ -69,6 +69,9 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 			return usagef("bench", "-mode udp is for udp:// addresses; %s takes pingpong, bulk, cycle or idle", tgt)
 		}
 	}
+	if set["ws-type"] && *wsType == "" {
+		return usagef("bench", "-ws-type wants binary, text or alternate")
+	}
 	if set["ws-type"] && !tgt.IsWebSocket() {
 		return usagef("bench", "-ws-type applies to ws:// and wss:// addresses, not %s", tgt)
 	}

@@ -25,6 +25,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"two addresses", []string{"bench", "a:1", "b:2"}, `bench: unexpected argument "b:2"`},
 		{"ws-type on tcp", []string{"bench", "-ws-type", "text", "127.0.0.1:1"}, "-ws-type applies to ws:// and wss:// addresses, not 127.0.0.1:1"},
 		{"ws-type on tls", []string{"bench", "-ws-type", "binary", "tls://127.0.0.1:1"}, "-ws-type applies to ws:// and wss:// addresses, not tls://127.0.0.1:1"},
+		{"empty ws-type", []string{"bench", "-ws-type=", "ws://127.0.0.1:1/"}, "-ws-type wants binary, text or alternate"},
 		{"bad ws-type", []string{"bench", "-ws-type", "utf8", "ws://127.0.0.1:1/"}, `unknown message type "utf8": want binary, text or alternate`},
 		{"ca missing", []string{"bench", "-ca", "/nonexistent/ca.pem", "tls://127.0.0.1:1"}, "-ca: open /nonexistent/ca.pem: no such file or directory"},
 		{"ca on ws", []string{"bench", "-ca", "ca.pem", "ws://127.0.0.1:1/"}, "-ca applies to tls:// and wss:// addresses, not ws://127.0.0.1:1/"},
