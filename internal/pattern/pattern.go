@@ -53,16 +53,6 @@ const textAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 
 // Read fills p with the next len(p) bytes of the stream. It never fails.
 func (s *Stream) Read(p []byte) (int, error) {
-	n := s.read(p)
-	if s.text {
-		for i, b := range p[:n] {
-			p[i] = textAlphabet[b&63]
-		}
-	}
-	return n, nil
-}
-
-func (s *Stream) read(p []byte) int {
 	n := 0
 	for s.left > 0 && n < len(p) {
 		p[n] = s.word[8-s.left]
@@ -81,7 +71,12 @@ func (s *Stream) read(p []byte) int {
 			n++
 		}
 	}
-	return n
+	if s.text {
+		for i, b := range p {
+			p[i] = textAlphabet[b&63]
+		}
+	}
+	return n, nil
 }
 
 // Mismatch reports the first echoed byte that differs from what was sent.
