@@ -1,6 +1,7 @@
 package target
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"net"
@@ -72,8 +73,8 @@ func TestClientTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.o.ServerName != "" && cfg.ServerName != tc.o.ServerName {
-				t.Errorf("ServerName %q, want %q", cfg.ServerName, tc.o.ServerName)
+			if want := cmp.Or(tc.o.ServerName, tc.host); cfg.ServerName != want {
+				t.Errorf("ServerName %q, want %q", cfg.ServerName, want)
 			}
 			if err := handshakeConfig(t, addr, cfg); (err == nil) != tc.verifies {
 				t.Errorf("handshake: %v, want success %v", err, tc.verifies)

@@ -93,8 +93,9 @@ type ClientTLS struct {
 	// CAFile names a PEM file of CA certificates to verify the server's
 	// certificate against; empty: the certificate is not verified.
 	CAFile string
-	// ServerName is the name sent in the client hello (SNI) and, with
-	// CAFile, the name the certificate must carry; empty: the host.
+	// ServerName is the name sent in the client hello (SNI; Go sends
+	// none for an IP address) and, with CAFile, the name the certificate
+	// must carry; empty: the host.
 	ServerName string
 }
 
@@ -105,7 +106,9 @@ func (o ClientTLS) Config(host string) (*tls.Config, error) {
 		name = host
 	}
 	if o.CAFile == "" {
-		return &tls.Config{InsecureSkipVerify: true, ServerName: o.ServerName}, nil
+		// The name still goes in the hello: a server may pick its
+		// certificate by it.
+		return &tls.Config{InsecureSkipVerify: true, ServerName: name}, nil
 	}
 	pem, err := os.ReadFile(o.CAFile)
 	if err != nil {
