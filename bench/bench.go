@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -66,6 +67,21 @@ type Config struct {
 	Sources []netip.Addr // local addresses to connect from, in turn; none: the system's choice
 	PID     int          // a local server's process ID, to report its CPU time and memory; 0: none
 
+	// Transport is how connections reach the server in every mode but
+	// UDP: target.TCP (the default), target.TLS, or target.WS or
+	// target.WSS, where each message (and each write in Bulk) is one
+	// WebSocket message. A connect includes the TLS handshake and the
+	// WebSocket upgrade, so Cycle measures them too.
+	Transport target.Transport
+	// Path is the WebSocket URL's path and query; default "/".
+	Path string
+	// TLS is the client configuration for TLS and WSS; nil verifies the
+	// server's certificate against the system's roots.
+	TLS *tls.Config
+	// MessageType is the type of WebSocket messages; default
+	// BinaryMessages.
+	MessageType MessageType
+
 	// StartAt, when set, is when Run starts connecting: shards of a run on
 	// several machines start together (their clocks agreeing, as NTP
 	// keeps them). A time past starts at once.
@@ -110,6 +126,24 @@ func (c Config) withDefaults() Config {
 	if c.Duration == 0 && c.Count == 0 {
 		c.Duration = 10 * time.Second
 	}
+	if c.Transport == "" {
+		c.Transport = target.TCP
+		if c.Mode == UDP {
+			c.Transport = target.UDP
+		}
+	}
+	if c.TLS == nil && (c.Transport == target.TLS || c.Transport == target.WSS) {
+		host, _, _ := net.SplitHostPort(c.Addr)
+		c.TLS = &tls.Config{ServerName: host}
+	}
+	if c.webSocket() {
+		if c.Path == "" {
+			c.Path = "/"
+		}
+		if c.MessageType == "" {
+			c.MessageType = BinaryMessages
+		}
+	}
 	return c
 }
 
@@ -124,6 +158,9 @@ func (c Config) Validate() error {
 	case PingPong, Bulk, Cycle, Idle, UDP:
 	default:
 		return fmt.Errorf("unknown mode %q: want pingpong, bulk, cycle, idle or udp", c.Mode)
+	}
+	if err := c.validateTransport(); err != nil {
+		return err
 	}
 	switch {
 	case c.Conns < 1 || c.Conns > MaxConns:
@@ -159,6 +196,37 @@ func (c Config) Validate() error {
 		if !s.IsValid() {
 			return errors.New("invalid source address")
 		}
+	}
+	return nil
+}
+
+// validateTransport reports what is wrong with the transport fields of
+// c, after defaults.
+func (c Config) validateTransport() error {
+	switch c.Transport {
+	case target.TCP, target.TLS, target.WS, target.WSS:
+		if c.Mode == UDP {
+			return fmt.Errorf("udp mode runs over UDP, not %s: give a udp:// address", c.Transport)
+		}
+	case target.UDP:
+		if c.Mode != UDP {
+			return fmt.Errorf("%s mode runs over TCP, TLS or WebSocket, not UDP", c.Mode)
+		}
+	default:
+		return fmt.Errorf("unknown transport %q: want tcp, tls, ws or wss", c.Transport)
+	}
+	switch {
+	case c.TLS != nil && c.Transport != target.TLS && c.Transport != target.WSS:
+		return fmt.Errorf("a TLS configuration applies to tls and wss, not %s", c.Transport)
+	case c.Path != "" && !c.webSocket():
+		return fmt.Errorf("a path applies to ws and wss, not %s", c.Transport)
+	case c.MessageType != "" && !c.webSocket():
+		return fmt.Errorf("a message type applies to ws and wss, not %s", c.Transport)
+	}
+	switch c.MessageType {
+	case "", BinaryMessages, TextMessages, AlternateMessages:
+	default:
+		return fmt.Errorf("unknown message type %q: want binary, text or alternate", c.MessageType)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"net"
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
@@ -16,12 +15,16 @@ import (
 // caught unless it is off by an exact multiple of about a mebibyte.
 const bulkPeriod = 1<<20 - 3
 
-// newBulkPattern returns bulkPeriod bytes of pattern followed by its first
-// tail bytes again, so that any tail bytes from an offset below bulkPeriod
-// are one contiguous slice.
-func newBulkPattern(tail int) []byte {
+// newBulkPattern returns bulkPeriod bytes of pattern, printable if text,
+// followed by its first tail bytes again, so that any tail bytes from an
+// offset below bulkPeriod are one contiguous slice.
+func newBulkPattern(tail int, text bool) []byte {
 	b := make([]byte, bulkPeriod+tail)
-	pattern.NewStream(0xb01c).Read(b[:bulkPeriod])
+	src := pattern.NewStream(0xb01c)
+	if text {
+		src = pattern.NewTextStream(0xb01c)
+	}
+	src.Read(b[:bulkPeriod])
 	for i := bulkPeriod; i < len(b); i += bulkPeriod {
 		copy(b[i:], b[:bulkPeriod])
 	}
@@ -34,7 +37,7 @@ const bulkRead = 64 << 10
 // bulk streams the pattern to c as fast as the server takes it, in writes
 // of Size bytes, while this goroutine reads the echo and verifies it. Each
 // verified byte is one operation.
-func (r *runner) bulk(ctx context.Context, w int, c *net.TCPConn, seed uint64) (int64, error) {
+func (r *runner) bulk(ctx context.Context, w int, c conn, seed uint64) (int64, error) {
 	start := int(seed % bulkPeriod) // connections start at different places
 	stop := make(chan struct{})
 	wrote := make(chan error, 1)
@@ -68,7 +71,7 @@ func (r *runner) bulk(ctx context.Context, w int, c *net.TCPConn, seed uint64) (
 
 // verifyBulk reads from c and checks every byte against the pattern from
 // offset start.
-func (r *runner) verifyBulk(ctx context.Context, w int, c *net.TCPConn, start int) (int64, error) {
+func (r *runner) verifyBulk(ctx context.Context, w int, c conn, start int) (int64, error) {
 	buf := make([]byte, bulkRead)
 	off := start
 	var total int64

@@ -21,7 +21,7 @@ func (r *runner) cycleLoop(ctx context.Context, w int) {
 	buf := make([]byte, min(r.cfg.Size, 64<<10)+1)
 	var backoff time.Duration
 	for s := uint64(0); ctx.Err() == nil; s++ {
-		pattern.NewStream(seedFor(w, s)).Read(payload)
+		r.newStream(seedFor(w, s)).Read(payload)
 		start := time.Now()
 		err := r.cycle(ctx, w, payload, buf)
 		if ctx.Err() != nil {

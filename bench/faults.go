@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/echod/echod/internal/pattern"
+	"github.com/echod/echod/internal/wsclient"
 )
 
 // faults counts what went wrong during a run: connection errors by kind, and
@@ -103,9 +104,18 @@ func errorKind(err error) string {
 		kind = "unreachable"
 	default:
 		var te interface{ Timeout() bool }
-		if errors.As(err, &te) && te.Timeout() {
+		var he *handshakeError
+		var closed *wsclient.ClosedError
+		switch {
+		case errors.As(err, &te) && te.Timeout():
 			kind = "timeout"
-		} else {
+		case errors.As(err, &closed):
+			kind = fmt.Sprintf("closed by server (%d)", closed.Code)
+		case isTLSError(err):
+			kind = "tls handshake"
+		case errors.As(err, &he):
+			kind = he.stage
+		default:
 			kind = "other"
 		}
 	}

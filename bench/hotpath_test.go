@@ -50,7 +50,7 @@ func BenchmarkVerifyMessage(b *testing.B) {
 
 // BenchmarkVerifyBulk is bulk mode's check per 64 KiB read.
 func BenchmarkVerifyBulk(b *testing.B) {
-	p := newBulkPattern(bulkRead)
+	p := newBulkPattern(bulkRead, false)
 	buf := make([]byte, bulkRead)
 	b.SetBytes(int64(len(buf)))
 	b.ReportAllocs()

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"html/template"
 	"io"
@@ -94,7 +95,7 @@ type htmlRun struct {
 
 // summaryRows are a run's parameters and figures for its table.
 func summaryRows(r *Result) [][2]string {
-	rows := [][2]string{{"Mode", r.describe()}, {"Server", r.Addr}}
+	rows := [][2]string{{"Mode", r.describe()}, {"Server", cmp.Or(r.URL, r.Addr)}}
 	if !r.Start.IsZero() {
 		rows = append(rows, [2]string{"Started", r.Start.Format(time.RFC3339)})
 	}

@@ -115,7 +115,7 @@ func Merge(results []*Result) (*Result, error) {
 	}
 	first := results[0]
 	m := &Result{
-		Mode: first.Mode, Addr: first.Addr, Depth: first.Depth, Size: first.Size, Unit: first.Unit,
+		Mode: first.Mode, Addr: first.Addr, URL: first.URL, MessageType: first.MessageType, Depth: first.Depth, Size: first.Size, Unit: first.Unit,
 		ErrorsByKind: map[string]int64{},
 	}
 	all := newHistogram()
@@ -125,11 +125,14 @@ func Merge(results []*Result) (*Result, error) {
 		if name == "" {
 			name = fmt.Sprintf("#%d", i+1)
 		}
-		if r.Mode != m.Mode || r.Size != m.Size || r.Depth != m.Depth || r.Unit != m.Unit {
+		if r.Mode != m.Mode || r.Size != m.Size || r.Depth != m.Depth || r.Unit != m.Unit || r.MessageType != m.MessageType {
 			return nil, fmt.Errorf("shard %s ran %s, not %s like shard %s: not one run", name, r.describe(), first.describe(), firstName(first))
 		}
 		if r.Addr != m.Addr {
 			m.Addr = "several servers"
+		}
+		if r.URL != m.URL {
+			m.URL = ""
 		}
 		m.Conns += r.Conns
 		m.Rate += r.Rate

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"io"
-	"net"
 	"time"
 
 	"github.com/echod/echod/internal/pattern"
@@ -12,11 +11,11 @@ import (
 // pingpong sends one message at a time on c and waits for its echo: the
 // round trip of each message is its latency. Every message is new bytes of
 // the connection's stream, so a server that echoes stale data is caught.
-func (r *runner) pingpong(ctx context.Context, w int, c *net.TCPConn, seed uint64) (int64, error) {
+func (r *runner) pingpong(ctx context.Context, w int, c conn, seed uint64) (int64, error) {
 	size := int64(r.cfg.Size)
 	msg := make([]byte, size)
 	got := make([]byte, size)
-	src := pattern.NewStream(seed)
+	src := r.newStream(seed)
 	var n int64
 	for r.deadline(ctx, c) {
 		src.Read(msg)
@@ -44,7 +43,7 @@ func (r *runner) pingpong(ctx context.Context, w int, c *net.TCPConn, seed uint6
 // time is the scheduled one, even when the writer was held back: a stall
 // then shows in the latency of every message it delayed, not just one
 // (this corrects for coordinated omission).
-func (r *runner) pipelined(ctx context.Context, w int, c *net.TCPConn, seed uint64) (int64, error) {
+func (r *runner) pipelined(ctx context.Context, w int, c conn, seed uint64) (int64, error) {
 	size := int64(r.cfg.Size)
 	// sent holds the send time of each outstanding message; its capacity is
 	// the depth, so the writer blocks while Depth messages are in flight.
@@ -53,7 +52,7 @@ func (r *runner) pipelined(ctx context.Context, w int, c *net.TCPConn, seed uint
 	wrote := make(chan error, 1)
 	go func() {
 		msg := make([]byte, size)
-		src := pattern.NewStream(seed)
+		src := r.newStream(seed)
 		pace := r.newPacer(w)
 		for {
 			src.Read(msg)
@@ -137,11 +136,11 @@ func (p *pacer) next(stop <-chan struct{}) (time.Time, bool) {
 }
 
 // readEchoes reads and checks the echo of each message sent on c, in order.
-func (r *runner) readEchoes(ctx context.Context, w int, c *net.TCPConn, seed uint64, sent <-chan time.Time) (int64, error) {
+func (r *runner) readEchoes(ctx context.Context, w int, c conn, seed uint64, sent <-chan time.Time) (int64, error) {
 	size := int64(r.cfg.Size)
 	want := make([]byte, size)
 	got := make([]byte, size)
-	src := pattern.NewStream(seed)
+	src := r.newStream(seed)
 	var n int64
 	for {
 		c.SetReadDeadline(time.Now().Add(r.cfg.Timeout))

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"sort"
@@ -17,7 +18,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "Summary:\n")
 	row("Mode", "%s", r.describe())
-	row("Server", "%s", r.Addr)
+	row("Server", "%s", cmp.Or(r.URL, r.Addr))
 	if r.Shard != "" {
 		row("Shard", "%s of the run, on %s", r.Shard, orDash(r.Host))
 	}
@@ -103,6 +104,14 @@ func orDash(s string) string {
 }
 
 func (r *Result) describe() string {
+	d := r.describeMode()
+	if r.MessageType != "" {
+		d += fmt.Sprintf(", %s WebSocket messages", r.MessageType)
+	}
+	return d
+}
+
+func (r *Result) describeMode() string {
 	switch r.Mode {
 	case Idle:
 		return fmt.Sprintf("idle, %d connections", r.Conns)
@@ -124,6 +133,12 @@ func (r *Result) describe() string {
 func (r *Result) latencyMeaning() string {
 	switch r.Mode {
 	case Cycle:
+		switch {
+		case strings.HasPrefix(r.URL, "tls:"):
+			return "per session, connect and TLS handshake to EOF"
+		case r.MessageType != "":
+			return "per session, connect and upgrade to the server's close"
+		}
 		return "per session, connect to EOF"
 	case Idle:
 		return "first one-byte echo per connection"

@@ -259,6 +259,7 @@ func TestMergeRefusesWhatIsNotOneRun(t *testing.T) {
 		{"twice", []*Result{r("0/2", PingPong), r("0/2", PingPong)}, "shard 0/2 appears twice"},
 		{"different N", []*Result{r("0/2", PingPong), r("1/3", PingPong)}, "not one run"},
 		{"different modes", []*Result{r("0/2", PingPong), r("1/2", Cycle)}, "not one run"},
+		{"different message types", []*Result{r("0/2", PingPong), func() *Result { x := r("1/2", PingPong); x.MessageType = TextMessages; return x }()}, "not one run"},
 		{"no histogram", []*Result{{Mode: PingPong, Latency: &Latency{Count: 1}}}, "no histogram"},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,10 @@ type Result struct {
 	Size  int     `json:"size"`
 	Unit  string  `json:"unit"`           // what Ops counts: message, byte, session, connection or datagram
 	Rate  float64 `json:"rate,omitempty"` // scheduled messages per second (Config.Rate)
+	// URL is the server's tls://, ws:// or wss:// URL; empty over TCP
+	// and UDP. MessageType is a WebSocket run's.
+	URL         string      `json:"url,omitempty"`
+	MessageType MessageType `json:"message_type,omitempty"`
 
 	Duration  time.Duration `json:"-"`
 	Seconds   float64       `json:"seconds"`     // the measured window (Idle: the hold)

@@ -42,6 +42,7 @@ type runner struct {
 
 	bulkPattern []byte        // Bulk: shared by every connection, read-only
 	dialing     chan struct{} // a semaphore of maxDialing
+	wsConns     atomic.Int64  // WebSocket connections opened
 }
 
 func newRunner(cfg Config, addr string, proc *process) *runner {
@@ -49,7 +50,7 @@ func newRunner(cfg Config, addr string, proc *process) *runner {
 	var bulk []byte
 	if cfg.Mode == Bulk {
 		unit = 1
-		bulk = newBulkPattern(max(cfg.Size, bulkRead))
+		bulk = newBulkPattern(max(cfg.Size, bulkRead), cfg.textPayload())
 	}
 	return &runner{
 		bulkPattern: bulk,
@@ -93,8 +94,9 @@ func (r *runner) mismatch(w int, err error) error {
 	return errCounted
 }
 
-// dial connects to the server from the next source address, if any.
-func (r *runner) dial(ctx context.Context, w int) (*net.TCPConn, error) {
+// dial connects to the server from the next source address, if any, over
+// the run's transport.
+func (r *runner) dial(ctx context.Context, w int) (conn, error) {
 	select {
 	case r.dialing <- struct{}{}:
 	case <-ctx.Done():
@@ -110,12 +112,12 @@ func (r *runner) dial(ctx context.Context, w int) (*net.TCPConn, error) {
 	if err != nil {
 		return nil, &connectError{err: err}
 	}
-	return c.(*net.TCPConn), nil
+	return r.over(ctx, w, c.(*net.TCPConn))
 }
 
 // session is what a connection does in one mode until it fails or ctx is
 // done; it returns how many operations it completed.
-type session func(ctx context.Context, w int, c *net.TCPConn, seed uint64) (int64, error)
+type session func(ctx context.Context, w int, c conn, seed uint64) (int64, error)
 
 // connLoop runs s on a connection for worker w until ctx is done,
 // reconnecting after each failure with a back-off.
@@ -295,7 +297,7 @@ func (r *runner) opUnit() string {
 }
 
 func (r *runner) newResult() *Result {
-	return &Result{
+	res := &Result{
 		Mode:  r.cfg.Mode,
 		Addr:  r.cfg.Addr,
 		Conns: r.cfg.Conns,
@@ -303,7 +305,12 @@ func (r *runner) newResult() *Result {
 		Size:  r.cfg.Size,
 		Unit:  r.opUnit(),
 		Rate:  r.cfg.Rate,
+		URL:   r.cfg.url(),
 	}
+	if r.cfg.webSocket() {
+		res.MessageType = r.cfg.MessageType
+	}
+	return res
 }
 
 // progress prints a self-rewriting line about once a second to a terminal.

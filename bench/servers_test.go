@@ -27,7 +27,13 @@ func echo(c *net.TCPConn) { io.Copy(c, c) }
 // corruptAfter returns a handler that echoes correctly except for the byte
 // at offset n of the connection's stream, which it flips.
 func corruptAfter(n int64) func(c *net.TCPConn) {
-	return func(c *net.TCPConn) {
+	corrupt := corruptStream(n)
+	return func(c *net.TCPConn) { corrupt(c) }
+}
+
+// corruptStream is corruptAfter for any connection, such as TLS.
+func corruptStream(n int64) func(c net.Conn) {
+	return func(c net.Conn) {
 		buf := make([]byte, 32<<10)
 		var off int64
 		for {

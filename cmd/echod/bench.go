@@ -33,13 +33,15 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	timeout := fs.Duration("timeout", 5*time.Second, "for one connect or one reply, before it counts as an error")
 	sources := fs.String("source", "", "local `addresses` to connect from, in turn: A,B,... or FIRST-LAST")
 	pid := fs.Int("pid", 0, "`PID` of a local server: report its CPU time per operation and memory")
+	wsType := fs.String("ws-type", string(bench.BinaryMessages), "for ws:// and wss://: the WebSocket message `type`: binary, text (printable bytes) or alternate")
+	tlsf := addTLSFlags(fs)
 	// What to do with the result, and running as one of several shards.
 	out := addReportFlags(fs)
 	shard := addShardFlags(fs)
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
-		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT or udp://HOST:PORT (-mode udp).\n")
+		fmt.Fprint(std.out, "\nADDRESS is HOST:PORT, HOST PORT, tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH,\nwss://HOST:PORT/PATH (each message one WebSocket message), or udp://HOST:PORT (-mode udp).\n")
 		fmt.Fprint(std.out, "\n  echod bench merge [flags] FILE...        merge shards' -json results (- reads standard input)\n")
 		fmt.Fprint(std.out, "  echod bench report -html FILE RESULT...  one HTML report of several -json results\n")
 	}
@@ -54,30 +56,50 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	if used < len(positional) {
 		return usagef("bench", "unexpected argument %q", positional[used])
 	}
-	modeSet := false
-	fs.Visit(func(f *flag.Flag) { modeSet = modeSet || f.Name == "mode" })
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch tgt.Transport {
 	case target.UDP:
-		if modeSet && *mode != string(bench.UDP) {
+		if set["mode"] && *mode != string(bench.UDP) {
 			return usagef("bench", "-mode %s is for TCP; %s takes -mode udp", *mode, tgt)
 		}
 		*mode = string(bench.UDP)
-	case target.TCP:
-	default:
-		return usagef("bench", "%s: bench speaks tcp:// and udp:// only", tgt)
+	case target.TLS, target.WS, target.WSS:
+		if *mode == string(bench.UDP) {
+			return usagef("bench", "-mode udp is for udp:// addresses; %s takes pingpong, bulk, cycle or idle", tgt)
+		}
+	}
+	if set["ws-type"] && *wsType == "" {
+		return usagef("bench", "-ws-type wants binary, text or alternate")
+	}
+	if set["ws-type"] && !tgt.IsWebSocket() {
+		return usagef("bench", "-ws-type applies to ws:// and wss:// addresses, not %s", tgt)
+	}
+	tlsConfig, err := tlsf.config("bench", tgt)
+	if err != nil {
+		return err
 	}
 	cfg := bench.Config{
-		Addr:     tgt.Addr(),
-		Mode:     bench.Mode(*mode),
-		Conns:    *conns,
-		Depth:    *depth,
-		Size:     *size,
-		Duration: *duration,
-		Count:    *count,
-		Warmup:   *warmup,
-		Timeout:  *timeout,
-		Rate:     *rate,
-		PID:      *pid,
+		Transport: tgt.Transport,
+		Path:      tgt.Path,
+		TLS:       tlsConfig,
+		Addr:      tgt.Addr(),
+		Mode:      bench.Mode(*mode),
+		Conns:     *conns,
+		Depth:     *depth,
+		Size:      *size,
+		Duration:  *duration,
+		Count:     *count,
+		Warmup:    *warmup,
+		Timeout:   *timeout,
+		Rate:      *rate,
+		PID:       *pid,
+	}
+	switch tgt.Transport {
+	case target.TCP, target.UDP:
+		cfg.Transport = "" // -mode says which
+	case target.WS, target.WSS:
+		cfg.MessageType = bench.MessageType(*wsType)
 	}
 	// Zero means "the default" to bench.Config; on the command line it is
 	// a mistake.
@@ -112,6 +134,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	if isTerminal(std.err) {
 		cfg.Progress = std.err
 	}
+	tlsf.note(std.err, tgt, cfg.TLS)
 
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
@@ -136,10 +159,15 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 }
 
 // refusedHint says what a run whose every connection was refused means,
-// as send and check do: nothing listens there, or only UDP echo does.
+// as send and check do: nothing listens there, or only UDP echo does. A
+// TCP run whose every connection the server closed without an echo may be
+// a run against TLS echo.
 func refusedHint(ctx context.Context, tgt target.Target, res *bench.Result) string {
 	refused := res.ErrorsByKind["connect refused"] + res.ErrorsByKind["refused"]
+	closed := res.ErrorsByKind["closed by server"] + res.ErrorsByKind["reset"]
 	switch {
+	case tgt.Transport == target.TCP && res.Ops == 0 && res.Errors > 0 && closed == res.Errors && target.SpeaksTLS(ctx, tgt.Addr()):
+		return fmt.Sprintf(": the server closed every connection without an echo, and it speaks TLS: bench tls://%s", tgt.Addr())
 	case res.Ops > 0 || res.Errors == 0 || refused != res.Errors:
 		return ""
 	case tgt.Transport == target.UDP:

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/echod/echod/internal/testcert"
 	"github.com/echod/echod/internal/testkit"
 )
 
@@ -22,7 +23,16 @@ func TestBenchUsageErrors(t *testing.T) {
 	}{
 		{"no address", []string{"bench"}, "bench: no address given: want HOST:PORT, such as 127.0.0.1:7007"},
 		{"two addresses", []string{"bench", "a:1", "b:2"}, `bench: unexpected argument "b:2"`},
-		{"tls", []string{"bench", "tls://a:1"}, "tls://a:1: bench speaks tcp:// and udp:// only"},
+		{"ws-type on tcp", []string{"bench", "-ws-type", "text", "127.0.0.1:1"}, "-ws-type applies to ws:// and wss:// addresses, not 127.0.0.1:1"},
+		{"ws-type on tls", []string{"bench", "-ws-type", "binary", "tls://127.0.0.1:1"}, "-ws-type applies to ws:// and wss:// addresses, not tls://127.0.0.1:1"},
+		{"empty ws-type", []string{"bench", "-ws-type=", "ws://127.0.0.1:1/"}, "-ws-type wants binary, text or alternate"},
+		{"bad ws-type", []string{"bench", "-ws-type", "utf8", "ws://127.0.0.1:1/"}, `unknown message type "utf8": want binary, text or alternate`},
+		{"ca missing", []string{"bench", "-ca", "/nonexistent/ca.pem", "tls://127.0.0.1:1"}, "-ca: open /nonexistent/ca.pem: no such file or directory"},
+		{"ca on ws", []string{"bench", "-ca", "ca.pem", "ws://127.0.0.1:1/"}, "-ca applies to tls:// and wss:// addresses, not ws://127.0.0.1:1/"},
+		{"ca and insecure", []string{"bench", "-ca", "ca.pem", "-insecure", "wss://127.0.0.1:1/"}, "-ca verifies the certificate and -insecure does not: give one of them"},
+		{"sni on tcp", []string{"bench", "-sni", "example.org", "127.0.0.1:1"}, "-sni applies to tls:// and wss:// addresses, not 127.0.0.1:1"},
+		{"udp over ws", []string{"bench", "-mode", "udp", "ws://127.0.0.1:1/"}, "-mode udp is for udp:// addresses; ws://127.0.0.1:1/ takes pingpong, bulk, cycle or idle"},
+		{"udp over tls", []string{"bench", "-mode", "udp", "tls://127.0.0.1:1"}, "-mode udp is for udp:// addresses"},
 		{"udp with a tcp mode", []string{"bench", "-mode", "bulk", "udp://a:1"}, "-mode bulk is for TCP; udp://a:1 takes -mode udp"},
 		{"no port", []string{"bench", "127.0.0.1"}, "invalid address"},
 		{"bad mode", []string{"bench", "-mode", "flood", "a:1"}, `unknown mode "flood"`},
@@ -38,8 +48,8 @@ func TestBenchUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, stderr := runCmd(t, nil, tt.args...)
-			if code != 2 || !strings.Contains(stderr, tt.want) {
-				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr, tt.want)
+			if code != 2 || !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line with %q", code, stderr, tt.want)
 			}
 		})
 	}
@@ -230,5 +240,62 @@ func TestBenchInterrupted(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "Interrupted:") {
 		t.Errorf("stdout has no Interrupted row:\n%s", out.String())
+	}
+}
+
+// Every mode but udp runs over tls://, ws:// and wss:// against echod
+// serve's TLS echo and web echo, every byte verified, none wrong; the
+// certificate verified with -ca.
+func TestBenchOverTLSAndWebSocket(t *testing.T) {
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod test")
+	addrs, _ := startServeAll(t, 3, "-tls-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-https-listen", "127.0.0.1:0",
+		"-tls-cert", certFile, "-tls-key", keyFile)
+	targets := []struct {
+		url   string
+		flags []string
+	}{
+		{"tls://" + addrs["tls"][0], []string{"-ca", certFile}},
+		{"ws://" + addrs["http"][0] + "/", []string{"-ws-type", "alternate"}},
+		{"wss://" + addrs["https"][0] + "/", []string{"-ca", certFile, "-sni", "localhost", "-ws-type", "text"}},
+	}
+	for _, tg := range targets {
+		for _, mode := range []string{"pingpong", "bulk", "cycle", "idle"} {
+			t.Run(tg.url+" "+mode, func(t *testing.T) {
+				args := append([]string{"bench", "-json", "-mode", mode, "-d", "200ms", "-warmup", "50ms", "-c", "4"}, tg.flags...)
+				code, stdout, stderr := runCmd(t, nil, append(args, tg.url)...)
+				if code != 0 || stderr != "" {
+					t.Fatalf("exit %d, stderr %q\n%s", code, stderr, stdout)
+				}
+				var res struct {
+					URL        string
+					Ops        int64
+					Errors     int64
+					Mismatches int64
+				}
+				if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+					t.Fatalf("-json output: %v\n%s", err, stdout)
+				}
+				if res.URL != tg.url || res.Ops == 0 || res.Errors != 0 || res.Mismatches != 0 {
+					t.Errorf("%+v", res)
+				}
+			})
+		}
+	}
+	// Without -ca the run goes on, unverified, and says so.
+	code, _, stderr := runCmd(t, nil, "bench", "-d", "100ms", "-warmup", "0", "tls://"+addrs["tls"][0])
+	if code != 0 || !strings.HasPrefix(stderr, "note: not verifying the TLS certificate") {
+		t.Errorf("without -ca: exit %d, stderr %q", code, stderr)
+	}
+	// TLS echo benched as plain TCP: the server closes each connection
+	// on the bytes it cannot read as TLS, and bench names the URL to use.
+	code, _, stderr = runCmd(t, nil, "bench", "-d", "100ms", "-warmup", "0", addrs["tls"][0])
+	if want := "and it speaks TLS: bench tls://" + addrs["tls"][0] + "\n"; code != 1 || !strings.HasSuffix(stderr, want) {
+		t.Errorf("TLS as TCP: exit %d, stderr %q; want it to end %q", code, stderr, want)
+	}
+	// A certificate that does not verify fails every connect, and the
+	// error names the TLS handshake.
+	code, stdout, stderr := runCmd(t, nil, "bench", "-d", "100ms", "-warmup", "0", "-ca", certFile, "-sni", "example.org", "wss://"+addrs["https"][0]+"/")
+	if code != 1 || !regexp.MustCompile(`Errors: +\d+ \(tls handshake \d+\)`).MatchString(stdout) || !strings.Contains(stderr, "certificate is valid for localhost, not example.org") {
+		t.Errorf("wrong -sni: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -29,7 +26,7 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 	runExpr := fs.String("run", "", "run only the checks whose names match `REGEX`")
 	verbose := fs.Bool("v", false, "show each check as it starts, its time, and skipped checks")
 	asJSON := fs.Bool("json", false, "print the results as one JSON object")
-	caFile := fs.String("ca", "", "for tls:// and wss://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
+	tlsf := addTLSFlags(fs)
 	simulated := fs.String("simulate", "", "check through an in-process proxy in front of ADDRESS that behaves like `PATH`, as echod path -simulate does (see docs/path.md)")
 	usage := fs.Usage
 	fs.Usage = func() {
@@ -74,15 +71,8 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 		}
 		cfg.URL = tgt.URL()
 	}
-	if *caFile != "" && tgt.Transport != target.TLS && tgt.Transport != target.WSS {
-		return usagef("check", "-ca applies to tls:// and wss:// addresses, not %s", tgt)
-	}
-	if tgt.Transport == target.TLS || tgt.Transport == target.WSS {
-		tc, err := tlsClientConfig(tgt.Host, *caFile)
-		if err != nil {
-			return &usageError{cmd: "check", err: err}
-		}
-		cfg.TLS = tc
+	if cfg.TLS, err = tlsf.config("check", tgt); err != nil {
+		return err
 	}
 	if *simulated != "" {
 		server := tgt.String()
@@ -146,9 +136,7 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 			progress = std.err
 		}
 	}
-	if cfg.TLS != nil && cfg.TLS.InsecureSkipVerify {
-		fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", tgt.Addr())
-	}
+	tlsf.note(std.err, tgt, cfg.TLS)
 	cfg.Started = func(c check.Check) {
 		if *verbose {
 			fmt.Fprintf(progress, "RUN  %s: %s (deadline %v)\n", c.Name, c.Doc, c.Deadline)
@@ -198,24 +186,6 @@ func runCheck(ctx context.Context, args []string, std stdio) error {
 		return reported()
 	}
 	return nil
-}
-
-// tlsClientConfig is how check and send talk TLS to host: verifying its
-// certificate against the CAs in caFile, or, without one, not at all,
-// since a local test server's certificate is most often self-signed.
-func tlsClientConfig(host, caFile string) (*tls.Config, error) {
-	if caFile == "" {
-		return &tls.Config{InsecureSkipVerify: true}, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("-ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("-ca %s: no PEM certificate in it", caFile)
-	}
-	return &tls.Config{RootCAs: pool, ServerName: host}, nil
 }
 
 // writeCheckList lists every check with what it proves, for check -h.

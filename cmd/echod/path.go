@@ -75,7 +75,7 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 		return usagef("path", "-ca applies to tls:// and wss:// addresses, not %s", tgt)
 	}
 	if *caFile != "" {
-		tc, err := tlsClientConfig(tgt.Host, *caFile)
+		tc, err := target.ClientTLS{CAFile: *caFile}.Config(tgt.Host)
 		if err != nil {
 			return &usageError{cmd: "path", err: err}
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,8 +24,9 @@ type sendOptions struct {
 	timeout  time.Duration
 	patience time.Duration
 	verify   bool
-	caFile   string
-	typing   bool // standard input is a person at a terminal
+	tls      *tlsFlags
+	typing   bool        // standard input is a person at a terminal
+	tlsCfg   *tls.Config // for tls:// and wss://
 }
 
 func runSend(ctx context.Context, args []string, std stdio) error {
@@ -34,7 +36,7 @@ func runSend(ctx context.Context, args []string, std stdio) error {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up after this long with no input and no reply; time spent waiting for you to type does not count (udp://, ws://: the whole exchange; 0: never)")
 	fs.DurationVar(&o.patience, "patience", check.DefaultPatience, "after the half-close, how long to wait for more of the echo or for the server's close")
 	fs.BoolVar(&o.verify, "verify", false, "exit 1 unless the reply is exactly what was sent")
-	fs.StringVar(&o.caFile, "ca", "", "for tls:// and wss://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
+	o.tls = addTLSFlags(fs)
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -65,8 +67,9 @@ func runSend(ctx context.Context, args []string, std stdio) error {
 		return usagef("send", "-timeout must not be negative, got %v", o.timeout)
 	case o.patience <= 0:
 		return usagef("send", "-patience must be positive, got %v", o.patience)
-	case o.caFile != "" && tgt.Transport != target.TLS && tgt.Transport != target.WSS:
-		return usagef("send", "-ca applies to tls:// and wss:// addresses, not %s", tgt)
+	}
+	if o.tlsCfg, err = o.tls.config("send", tgt); err != nil {
+		return err
 	}
 	var src io.Reader = std.in
 	if len(message) > 0 {
@@ -121,11 +124,8 @@ func sendStream(ctx context.Context, tgt target.Target, src io.Reader, o sendOpt
 	defer stop()
 	var c streamConn = conn.(*net.TCPConn)
 	if tgt.Transport == target.TLS {
-		cfg, err := sendTLSConfig(tgt, o.caFile, std)
-		if err != nil {
-			return err
-		}
-		tc, err := target.Handshake(ctx, conn, cfg)
+		o.tls.note(std.err, tgt, o.tlsCfg)
+		tc, err := target.Handshake(ctx, conn, o.tlsCfg)
 		if errors.Is(err, target.ErrEchoedHandshake) {
 			return fmt.Errorf("%s: %w; send to %s, without tls://", tgt, err, tgt.Addr())
 		}

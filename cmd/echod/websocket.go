@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,11 +18,8 @@ import (
 func sendWebSocket(ctx context.Context, t target.Target, src io.Reader, o sendOptions, std stdio) error {
 	cfg := wsclient.SendConfig{URL: t.URL(), Patience: o.patience, Verify: o.verify}
 	if t.Transport == target.WSS {
-		tc, err := sendTLSConfig(t, o.caFile, std)
-		if err != nil {
-			return err
-		}
-		cfg.TLS = tc
+		o.tls.note(std.err, t, o.tlsCfg)
+		cfg.TLS = o.tlsCfg
 	}
 	err := wsclient.Send(ctx, cfg, src, std.out)
 	var unreachable *wsclient.DialError
@@ -38,18 +34,4 @@ func sendWebSocket(ctx context.Context, t target.Target, src io.Reader, o sendOp
 		return err
 	}
 	return fmt.Errorf("%s: %w", t, err)
-}
-
-// sendTLSConfig is send's TLS client configuration for t (tls:// or
-// wss://), with a note on standard error when the certificate goes
-// unverified.
-func sendTLSConfig(t target.Target, caFile string, std stdio) (*tls.Config, error) {
-	cfg, err := tlsClientConfig(t.Host, caFile)
-	if err != nil {
-		return nil, &usageError{cmd: "send", err: err}
-	}
-	if cfg.InsecureSkipVerify {
-		fmt.Fprintf(std.err, "note: not verifying the TLS certificate of %s (give -ca FILE to verify it)\n", t.Addr())
-	}
-	return cfg, nil
 }

@@ -17,7 +17,8 @@ import (
 type Stream struct {
 	state uint64
 	word  [8]byte
-	left  int // unread bytes at the end of word
+	left  int  // unread bytes at the end of word
+	text  bool // printable bytes only
 }
 
 // NewStream returns a Stream that starts from seed.
@@ -37,6 +38,19 @@ func (s *Stream) next() uint64 {
 	return s.state * 2685821657736338717
 }
 
+// NewTextStream returns a Stream like NewStream's whose bytes are all
+// printable ASCII (letters, digits, '+' and '/'): the payload of a
+// WebSocket text message, which must be UTF-8. Each byte carries six of
+// the stream's bits instead of eight.
+func NewTextStream(seed uint64) *Stream {
+	s := NewStream(seed)
+	s.text = true
+	return s
+}
+
+// textAlphabet is what a text stream's bytes are drawn from.
+const textAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
 // Read fills p with the next len(p) bytes of the stream. It never fails.
 func (s *Stream) Read(p []byte) (int, error) {
 	n := 0
@@ -55,6 +69,11 @@ func (s *Stream) Read(p []byte) (int, error) {
 			p[n] = s.word[8-s.left]
 			s.left--
 			n++
+		}
+	}
+	if s.text {
+		for i, b := range p {
+			p[i] = textAlphabet[b&63]
 		}
 	}
 	return n, nil

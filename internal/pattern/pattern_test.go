@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestStreamIsReproducibleAcrossReadSizes(t *testing.T) {
@@ -163,5 +164,30 @@ func TestDiffDump(t *testing.T) {
 	}
 	if d := (&Mismatch{Offset: 3, Got: 1, Want: 2}).Dump(); d != "" {
 		t.Errorf("dump without context = %q", d)
+	}
+}
+
+// A text stream is printable ASCII, reproducible, and the same however
+// it is read in pieces.
+func TestTextStream(t *testing.T) {
+	whole := make([]byte, 1000)
+	NewTextStream(7).Read(whole)
+	if !utf8.Valid(whole) || bytes.ContainsFunc(whole, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		t.Fatalf("not printable: %q", whole)
+	}
+	s := NewTextStream(7)
+	var pieces []byte
+	for _, n := range []int{1, 3, 8, 13, 975} {
+		p := make([]byte, n)
+		s.Read(p)
+		pieces = append(pieces, p...)
+	}
+	if !bytes.Equal(pieces, whole) {
+		t.Error("read in pieces, the stream differs")
+	}
+	other := make([]byte, 1000)
+	NewTextStream(8).Read(other)
+	if bytes.Equal(other, whole) {
+		t.Error("two seeds, one stream")
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 )
 
@@ -82,4 +84,39 @@ func SpeaksTLS(ctx context.Context, addr string) bool {
 	// Only whether it speaks TLS matters, not who it is.
 	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "echod-probe"})
 	return tc.HandshakeContext(ctx) == nil
+}
+
+// ClientTLS says how a tool talks TLS to a server under test; the tools'
+// -ca and -sni flags set it. The zero value takes any certificate: a local
+// test server's is most often self-signed.
+type ClientTLS struct {
+	// CAFile names a PEM file of CA certificates to verify the server's
+	// certificate against; empty: the certificate is not verified.
+	CAFile string
+	// ServerName is the name sent in the client hello (SNI; Go sends
+	// none for an IP address) and, with CAFile, the name the certificate
+	// must carry; empty: the host.
+	ServerName string
+}
+
+// Config returns the client configuration for the server at host.
+func (o ClientTLS) Config(host string) (*tls.Config, error) {
+	name := o.ServerName
+	if name == "" {
+		name = host
+	}
+	if o.CAFile == "" {
+		// The name still goes in the hello: a server may pick its
+		// certificate by it.
+		return &tls.Config{InsecureSkipVerify: true, ServerName: name}, nil
+	}
+	pem, err := os.ReadFile(o.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-ca %s: no PEM certificate in it", o.CAFile)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: name}, nil
 }

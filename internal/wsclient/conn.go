@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -66,7 +68,14 @@ type Conn struct {
 	c    net.Conn
 	br   *bufio.Reader
 	stop func() bool // ends the tie between the connection and ctx
-	wbuf []byte      // the last frame written, masked, kept for the next
+
+	// wmu lets a reader answer a ping while another goroutine writes
+	// messages.
+	wmu   sync.Mutex
+	wbuf  []byte         // the last frame written, masked, kept for the next
+	masks *mrand.ChaCha8 // masking keys, seeded from crypto/rand
+
+	mr MessageReader
 	// Limit is the largest frame or message read; a longer one is an
 	// error. Dial sets DefaultLimit.
 	Limit int64
@@ -160,7 +169,7 @@ func ParseURL(raw string) (*url.URL, string, error) {
 // write fails once ctx has ended. When nothing answers at the URL's
 // address, the error is a *DialError.
 func Dial(ctx context.Context, raw string, tlsConfig *tls.Config, patience time.Duration) (*Conn, error) {
-	u, addr, err := ParseURL(raw)
+	_, addr, err := ParseURL(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -169,8 +178,27 @@ func Dial(ctx context.Context, raw string, tlsConfig *tls.Config, patience time.
 	if err != nil {
 		return nil, unreachable(addr, err)
 	}
+	return Client(ctx, c, raw, tlsConfig, patience)
+}
+
+// Client runs the opening handshake of the ws:// or wss:// URL raw on c, a
+// new connection to the URL's server (TLS first, for wss://), waiting up to
+// patience for the server's answers. It is for a caller that connects by
+// itself, from an address of its choosing or to an address looked up once
+// (bench). Every read and write fails once ctx has ended. On an error, c
+// is closed.
+func Client(ctx context.Context, c net.Conn, raw string, tlsConfig *tls.Config, patience time.Duration) (*Conn, error) {
+	u, addr, err := ParseURL(raw)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	ws := &Conn{c: c, stop: stop, Limit: DefaultLimit}
+	var seed [32]byte
+	rand.Read(seed[:])
+	ws := &Conn{c: c, stop: stop, Limit: DefaultLimit, masks: mrand.NewChaCha8(seed)}
+	ws.mr.ws = ws
+	ws.SetDeadline(ctx, patience)
 	if u.Scheme == "wss" {
 		cfg := &tls.Config{}
 		if tlsConfig != nil {
@@ -196,7 +224,6 @@ func Dial(ctx context.Context, raw string, tlsConfig *tls.Config, patience time.
 		ws.c = tc
 	}
 	ws.br = bufio.NewReader(ws.c)
-	ws.SetDeadline(ctx, patience)
 	if err := ws.handshake(ctx, u, addr, patience); err != nil {
 		ws.Close()
 		return nil, err
@@ -312,8 +339,11 @@ func (ws *Conn) SetDeadline(ctx context.Context, d time.Duration) {
 	ws.c.SetDeadline(t)
 }
 
-// WriteFrame writes one masked frame, as a client must.
+// WriteFrame writes one masked frame, as a client must. It may be called
+// while another goroutine reads.
 func (ws *Conn) WriteFrame(fin bool, op Op, payload []byte) error {
+	ws.wmu.Lock()
+	defer ws.wmu.Unlock()
 	b0 := byte(op)
 	if fin {
 		b0 |= 0x80
@@ -329,13 +359,13 @@ func (ws *Conn) WriteFrame(fin bool, op Op, payload []byte) error {
 		hdr = append(hdr, 0x80|127)
 		hdr = binary.BigEndian.AppendUint64(hdr, uint64(n))
 	}
-	var mask [4]byte
-	rand.Read(mask[:])
-	hdr = append(hdr, mask[:]...)
+	// A fresh key for every frame, as RFC 6455 section 5.3 asks, from a
+	// generator seeded from crypto/rand: a system call per frame would
+	// cost more than the frame.
+	key := uint32(ws.masks.Uint64())
+	hdr = binary.LittleEndian.AppendUint32(hdr, key)
 	masked := append(hdr, payload...)
-	for i := range payload {
-		masked[len(hdr)+i] ^= mask[i&3]
-	}
+	mask(masked[len(hdr):], key)
 	ws.wbuf = masked
 	if cap(ws.wbuf) > 1<<20 {
 		ws.wbuf = nil // one large message does not pin its buffer
@@ -344,6 +374,19 @@ func (ws *Conn) WriteFrame(fin bool, op Op, payload []byte) error {
 		return fmt.Errorf("send a %s frame: %w", op, err)
 	}
 	return nil
+}
+
+// mask XORs b with the masking key, whose bytes are in little-endian
+// order as they go on the wire: eight bytes at a time, then the rest.
+func mask(b []byte, key uint32) {
+	k := uint64(key) | uint64(key)<<32
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= byte(key >> (8 * (i & 3)))
+	}
 }
 
 // WriteMessage sends p as one message of type op, in one frame.
@@ -360,47 +403,57 @@ type Frame struct {
 
 // ReadFrame reads one frame, refusing one longer than ws.Limit.
 func (ws *Conn) ReadFrame() (Frame, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(ws.br, h[:]); err != nil {
-		return Frame{}, err
-	}
-	f := Frame{Fin: h[0]&0x80 != 0, Op: Op(h[0] & 0x0f)}
-	if h[0]&0x70 != 0 {
-		return f, fmt.Errorf("the server sent a frame with reserved bits set (0x%02x), with no extension agreed", h[0]&0x70)
-	}
-	if h[1]&0x80 != 0 {
-		return f, errors.New("the server sent a masked frame; RFC 6455 section 5.1 says a server must not mask")
-	}
-	n := int64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		if _, err := io.ReadFull(ws.br, b[:]); err != nil {
-			return f, err
-		}
-		n = int64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		if _, err := io.ReadFull(ws.br, b[:]); err != nil {
-			return f, err
-		}
-		u := binary.BigEndian.Uint64(b[:])
-		if u > uint64(ws.Limit) {
-			return f, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", f.Op, u, ws.Limit)
-		}
-		n = int64(u)
-	}
-	if n > ws.Limit {
-		return f, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", f.Op, n, ws.Limit)
-	}
-	if f.Op >= Close && (n > 125 || !f.Fin) {
-		return f, fmt.Errorf("the server sent a %s frame that is fragmented or longer than 125 bytes (RFC 6455 section 5.5)", f.Op)
+	f, n, err := ws.readHeader()
+	if err != nil {
+		return f, err
 	}
 	f.Payload = make([]byte, n)
 	if _, err := io.ReadFull(ws.br, f.Payload); err != nil {
 		return f, err
 	}
 	return f, nil
+}
+
+// readHeader reads a frame's header and returns the frame, without its
+// payload, and the payload's length.
+func (ws *Conn) readHeader() (Frame, int64, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(ws.br, h[:]); err != nil {
+		return Frame{}, 0, err
+	}
+	f := Frame{Fin: h[0]&0x80 != 0, Op: Op(h[0] & 0x0f)}
+	if h[0]&0x70 != 0 {
+		return f, 0, fmt.Errorf("the server sent a frame with reserved bits set (0x%02x), with no extension agreed", h[0]&0x70)
+	}
+	if h[1]&0x80 != 0 {
+		return f, 0, errors.New("the server sent a masked frame; RFC 6455 section 5.1 says a server must not mask")
+	}
+	n := int64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(ws.br, b[:]); err != nil {
+			return f, 0, err
+		}
+		n = int64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(ws.br, b[:]); err != nil {
+			return f, 0, err
+		}
+		u := binary.BigEndian.Uint64(b[:])
+		if u > uint64(ws.Limit) {
+			return f, 0, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", f.Op, u, ws.Limit)
+		}
+		n = int64(u)
+	}
+	if n > ws.Limit {
+		return f, 0, fmt.Errorf("the server sent a %s frame of %d bytes, more than the %d expected", f.Op, n, ws.Limit)
+	}
+	if f.Op >= Close && (n > 125 || !f.Fin) {
+		return f, 0, fmt.Errorf("the server sent a %s frame that is fragmented or longer than 125 bytes (RFC 6455 section 5.5)", f.Op)
+	}
+	return f, n, nil
 }
 
 // ReadMessage reads the next message, putting its frames together. It
