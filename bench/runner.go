@@ -25,6 +25,11 @@ type runner struct {
 	addr string // cfg.Addr, resolved once
 	proc *process
 	lat  *latencies
+	// sched is what a run on a schedule measures besides lat (nil
+	// without a rate); epoch is when the run started, which the
+	// scheduled send times in the messages count from.
+	sched *schedule
+	epoch time.Time
 
 	// ops counts completed messages, sessions or (Bulk) bytes over the
 	// whole run, warm-up included; unitBytes is the verified echo per op.
@@ -51,7 +56,12 @@ func newRunner(cfg Config, addr string, proc *process) *runner {
 		unit = 1
 		bulk = newBulkPattern(max(cfg.Size, bulkRead))
 	}
+	var sched *schedule
+	if cfg.Rate > 0 {
+		sched = &schedule{fromSend: newLatencies()}
+	}
 	return &runner{
+		sched:       sched,
 		bulkPattern: bulk,
 		cfg:         cfg,
 		addr:        addr,
@@ -173,6 +183,7 @@ func (r *runner) deadline(ctx context.Context, c net.Conn) bool {
 func (r *runner) runLoad(parent context.Context) *Result {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
+	r.epoch = time.Now()
 	var wg sync.WaitGroup
 	for w := range r.cfg.Conns {
 		wg.Go(func() { r.worker(ctx, w) })
@@ -296,13 +307,14 @@ func (r *runner) opUnit() string {
 
 func (r *runner) newResult() *Result {
 	return &Result{
-		Mode:  r.cfg.Mode,
-		Addr:  r.cfg.Addr,
-		Conns: r.cfg.Conns,
-		Depth: r.cfg.Depth,
-		Size:  r.cfg.Size,
-		Unit:  r.opUnit(),
-		Rate:  r.cfg.Rate,
+		Mode:   r.cfg.Mode,
+		Addr:   r.cfg.Addr,
+		Conns:  r.cfg.Conns,
+		Depth:  r.cfg.Depth,
+		Size:   r.cfg.Size,
+		Unit:   r.opUnit(),
+		Rate:   r.cfg.Rate,
+		RampTo: r.cfg.RampTo,
 	}
 }
 
