@@ -2,11 +2,13 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,6 +116,13 @@ func TestScheduledRunMeasuresFromBothSends(t *testing.T) {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, text.String())
 		}
+	}
+	html := map[string]bool{}
+	for _, row := range summaryRows(res) {
+		html[row[0]] = true
+	}
+	if !html["Latency from actual send"] || !html["Behind schedule"] {
+		t.Errorf("HTML summary lacks the schedule's rows: %v", html)
 	}
 }
 
@@ -342,8 +351,10 @@ func TestFindMaxRateStaysUnderTheServersCapacity(t *testing.T) {
 	if err := res.Verdict(Thresholds{MaxP99: 20 * time.Millisecond, MaxErrors: -1}); err != nil {
 		t.Errorf("verdict: %v", err)
 	}
-	if !strings.Contains(s.Thresholds, "p99 20ms") {
-		t.Errorf("thresholds %q", s.Thresholds)
+	var text strings.Builder
+	res.WriteText(&text)
+	if want := fmt.Sprintf("Max rate: %.0f/s within p99 20ms, no errors (%.0f/s missed them;", s.Rate, s.Over); !strings.Contains(text.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, text.String())
 	}
 }
 
@@ -373,5 +384,60 @@ func TestFindMaxRateWithNoRateWithin(t *testing.T) {
 	}
 	if _, err := FindMaxRate(context.Background(), Config{Addr: addr}, Thresholds{MaxErrors: -1}, 0); err == nil {
 		t.Error("searched without a latency bound")
+	}
+}
+
+// Shards of a run in steps each run their share of each step, and bench
+// merge adds them up step by step, their histograms exactly.
+func TestShardedStepsMerge(t *testing.T) {
+	cfg := smoke(serveTCP(t, echo), PingPong)
+	cfg.Conns, cfg.Steps, cfg.Duration = 2, []float64{200, 400}, 400*time.Millisecond
+	results := make([]*Result, 2)
+	var wg sync.WaitGroup
+	for i := range results {
+		c, err := cfg.Shard(i, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			res, err := Run(context.Background(), c)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Shard = fmt.Sprintf("%d/2", i)
+			results[i] = res
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for i, r := range results {
+		if len(r.Steps) != 2 || r.Steps[0].Rate != 100 || r.Steps[1].Rate != 200 {
+			t.Fatalf("shard %d ran steps %+v; want 100/s and 200/s", i, r.Steps)
+		}
+	}
+	m, err := Merge(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for i, s := range m.Steps {
+		sum += s.Ops
+		want := cfg.Steps[i] * cfg.Duration.Seconds()
+		if s.Rate != cfg.Steps[i] || !near(s.Ops, want) || s.Latency == nil || s.Latency.Count != s.Ops || s.LatencyFromSend.Count != s.Ops {
+			t.Errorf("merged step %d: %+v; want %v/s, about %.0f messages with as many latencies", i, s, cfg.Steps[i], want)
+		}
+	}
+	if sum != m.Ops || m.Schedule == nil || m.Schedule.LatencyFromSend.Count != m.Ops {
+		t.Errorf("merged: %d messages, steps %d, schedule %+v", m.Ops, sum, m.Schedule)
+	}
+	results[1].Steps = results[1].Steps[:1]
+	if _, err := Merge(results); err == nil || !strings.Contains(err.Error(), "ran 1 step, shard 0/2 2") {
+		t.Errorf("merged shards with different steps: %v", err)
 	}
 }

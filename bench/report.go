@@ -154,7 +154,7 @@ func (r *Result) writeSteps(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if s := r.Search; s != nil {
-		fmt.Fprintf(w, "\n%s\n", s.line(len(r.Steps)))
+		fmt.Fprintf(w, "\nMax rate: %s\n", s.line(len(r.Steps)))
 	}
 }
 
@@ -162,11 +162,11 @@ func (r *Result) writeSteps(w io.Writer) {
 func (s *RateSearch) line(steps int) string {
 	switch {
 	case s.Rate == 0:
-		return fmt.Sprintf("Max rate: none found; every rate tried missed %s", s.Thresholds)
+		return fmt.Sprintf("none found; every rate tried missed %s", s.Thresholds)
 	case s.Over == 0:
-		return fmt.Sprintf("Max rate: %.0f/s within %s, the highest tried (%d steps): every rate tried met them; start higher with -rate", s.Rate, s.Thresholds, steps)
+		return fmt.Sprintf("%.0f/s within %s, the highest tried (%d steps): every rate tried met them; start higher with -rate", s.Rate, s.Thresholds, steps)
 	}
-	return fmt.Sprintf("Max rate: %.0f/s within %s (%.0f/s missed them; %d steps)", s.Rate, s.Thresholds, s.Over, steps)
+	return fmt.Sprintf("%.0f/s within %s (%.0f/s missed them; %d steps)", s.Rate, s.Thresholds, s.Over, steps)
 }
 
 func orDash(s string) string {

@@ -116,6 +116,10 @@ type Step struct {
 	// Missed, in a search, lists the thresholds this step missed: its
 	// rate was too high.
 	Missed []string `json:"thresholds_missed,omitempty"`
+	// The step's latency histograms, encoded as Result.Histogram is, so
+	// that bench merge can add up shards' steps exactly.
+	Histogram         string `json:"histogram,omitempty"`
+	HistogramFromSend string `json:"histogram_from_send,omitempty"`
 }
 
 // RateSearch is the outcome of FindMaxRate.

@@ -92,11 +92,11 @@ func addSteps(cfg Config, steps []*Result, interrupted bool) *Result {
 		}
 		mergeEncoded(all, s.Histogram)
 		row := Step{Rate: s.Rate, Seconds: s.Seconds, Ops: s.Ops, OpsPerSec: s.OpsPerSec, Latency: s.Latency,
-			Errors: s.Errors, Mismatches: s.Mismatches, Missed: s.Missed}
+			Errors: s.Errors, Mismatches: s.Mismatches, Missed: s.Missed, Histogram: s.Histogram}
 		if sc := s.Schedule; sc != nil {
 			sched.Behind += sc.Behind
 			mergeEncoded(fromSend, sc.HistogramFromSend)
-			row.LatencyFromSend, row.Behind = sc.LatencyFromSend, sc.Behind
+			row.LatencyFromSend, row.Behind, row.HistogramFromSend = sc.LatencyFromSend, sc.Behind, sc.HistogramFromSend
 		}
 		res.Steps = append(res.Steps, row)
 		// The seconds go on from one step to the next, so that the
