@@ -230,19 +230,26 @@ func runOnce(ctx context.Context, cfg Config, addr string, proc *process) *Resul
 	default:
 		res = r.runLoad(ctx)
 	}
-	res.Hints = res.hints()
 	// Encoding a histogram made here cannot fail; without it the result
 	// still has its summary, and only bench merge would miss it.
 	res.Histogram, _ = r.lat.encoded()
 	if r.sched != nil {
 		r.sched.fill(res)
 	}
+	res.Hints = allHints(res, cfg, addr, proc)
+	return res
+}
+
+// allHints are res's hints, and with a server process (Config.PID) the
+// warning when it does not own the port under test.
+func allHints(res *Result, cfg Config, addr string, proc *process) []string {
+	hs := res.hints()
 	if proc != nil {
 		if h := ownerHint(cfg, addr); h != "" {
-			res.Hints = append(res.Hints, h)
+			hs = append(hs, h)
 		}
 	}
-	return res
+	return hs
 }
 
 // ownerHint warns when the process given with -pid does not own the port

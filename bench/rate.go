@@ -206,8 +206,10 @@ func (r *runner) newPacer(w int) *pacer {
 		p.length = r.cfg.Duration
 		p.from, p.to = r.cfg.Rate/conns, r.cfg.RampTo/conns
 	}
-	// Spread the connections' schedules over one interval.
-	p.due = r.epoch.Add(p.interval * time.Duration(w) / time.Duration(r.cfg.Conns))
+	// Spread the connections' schedules over one interval. The schedule
+	// starts when the connection does: a reconnect restarts it rather
+	// than send the time lost in a burst.
+	p.due = time.Now().Add(p.interval * time.Duration(w) / time.Duration(r.cfg.Conns))
 	return p
 }
 

@@ -377,6 +377,10 @@ func TestFindMaxRateWithNoRateWithin(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no rate tried kept within p99 5ms") || !strings.Contains(err.Error(), "the lowest, 200/s, missed: p99") {
 		t.Errorf("verdict: %v", err)
 	}
+	// A server at 50/s holds back most messages of 200/s and 400/s.
+	if !slices.ContainsFunc(res.Hints, func(h string) bool { return strings.Contains(h, "of messages were sent more than 2.00ms after their scheduled time: either the server is slower") }) {
+		t.Errorf("no hint about the messages behind schedule: %q", res.Hints)
+	}
 	for _, cfg := range []Config{{Addr: addr, Rate: 1, RampTo: 2}, {Addr: addr, Steps: []float64{1, 2}}} {
 		if _, err := FindMaxRate(context.Background(), cfg, th, 0); err == nil {
 			t.Errorf("searched from %+v", cfg)

@@ -40,7 +40,9 @@ func runSteps(ctx context.Context, cfg Config, addr string, proc *process, next 
 			break
 		}
 	}
-	return addSteps(cfg, done, ctx.Err() != nil)
+	res := addSteps(cfg, done, ctx.Err() != nil)
+	res.Hints = allHints(res, cfg, addr, proc)
+	return res
 }
 
 // fixedSteps is runSteps' next for the rates given.
@@ -61,7 +63,6 @@ func addSteps(cfg Config, steps []*Result, interrupted bool) *Result {
 		Interrupted: interrupted, ErrorsByKind: map[string]int64{}}
 	all, fromSend := newHistogram(), newHistogram()
 	sched := &Schedule{Slack: behindSlack}
-	hints := map[string]bool{}
 	for _, s := range steps {
 		if res.Start.IsZero() {
 			res.Start = s.Start
@@ -84,12 +85,6 @@ func addSteps(cfg Config, steps []*Result, interrupted bool) *Result {
 			res.FirstMismatch = &m
 		}
 		res.Interrupted = res.Interrupted || s.Interrupted
-		for _, h := range s.Hints {
-			if !hints[h] {
-				hints[h] = true
-				res.Hints = append(res.Hints, h)
-			}
-		}
 		mergeEncoded(all, s.Histogram)
 		row := Step{Rate: s.Rate, Seconds: s.Seconds, Ops: s.Ops, OpsPerSec: s.OpsPerSec, Latency: s.Latency,
 			Errors: s.Errors, Mismatches: s.Mismatches, Missed: s.Missed, Histogram: s.Histogram}
@@ -229,10 +224,17 @@ func (s *search) next(done []*Result) (float64, bool) {
 		last.Verdict(s.th)
 		return 0, false
 	}
-	if last.Verdict(s.th) == nil {
+	switch err := last.Verdict(s.th); {
+	case err == nil:
 		s.lo = max(s.lo, last.Rate)
-	} else if s.hi == 0 || last.Rate < s.hi {
-		s.hi = last.Rate
+	default:
+		if len(last.Missed) == 0 {
+			// Not a threshold but a failure, such as errors.
+			last.Missed = []string{err.Error()}
+		}
+		if s.hi == 0 || last.Rate < s.hi {
+			s.hi = last.Rate
+		}
 	}
 	if len(done) >= s.max {
 		return 0, false
