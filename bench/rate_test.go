@@ -378,7 +378,9 @@ func TestFindMaxRateWithNoRateWithin(t *testing.T) {
 		t.Errorf("verdict: %v", err)
 	}
 	// A server at 50/s holds back most messages of 200/s and 400/s.
-	if !slices.ContainsFunc(res.Hints, func(h string) bool { return strings.Contains(h, "of messages were sent more than 2.00ms after their scheduled time: either the server is slower") }) {
+	if !slices.ContainsFunc(res.Hints, func(h string) bool {
+		return strings.Contains(h, "of messages were sent more than 2.00ms after their scheduled time: either the server is slower")
+	}) {
 		t.Errorf("no hint about the messages behind schedule: %q", res.Hints)
 	}
 	for _, cfg := range []Config{{Addr: addr, Rate: 1, RampTo: 2}, {Addr: addr, Steps: []float64{1, 2}}} {
