@@ -126,7 +126,7 @@ func summaryRows(r *Result) [][2]string {
 		if len(s.Missed) > 0 {
 			row += "; missed: " + strings.Join(s.Missed, "; ")
 		}
-		rows = append(rows, [2]string{fmt.Sprintf("Step %.0f/s", s.Rate), row})
+		rows = append(rows, [2]string{"Step " + perSecond(s.Rate) + "/s", row})
 	}
 	if s := r.Search; s != nil {
 		rows = append(rows, [2]string{"Max rate", s.line(len(r.Steps))})

@@ -97,28 +97,47 @@ func (c Config) validateRate() error {
 	case (c.RampTo > 0 || len(c.Steps) > 0) && c.Duration == 0:
 		return fmt.Errorf("a ramp or steps run for the duration; give one")
 	}
+	lowest := c.Rate
+	if c.RampTo > 0 {
+		lowest = (c.Rate + c.RampTo) / 2
+	}
 	for _, s := range c.Steps {
 		if !(s > 0 && s <= MaxRate) {
 			return fmt.Errorf("each step's rate must be above 0 and at most %.0f per second, got %v", float64(MaxRate), s)
 		}
+		if lowest == 0 || s < lowest {
+			lowest = s
+		}
+	}
+	if c.Duration > 0 && lowest*c.Duration.Seconds() < float64(c.Conns) {
+		return fmt.Errorf("a rate of %s/s over %v schedules less than one message per connection (%d): raise the rate or the duration, or use fewer connections", perSecond(lowest), c.Duration, c.Conns)
 	}
 	return nil
 }
 
-// describeRate says what c's rate is, for the report: "5000/s",
-// "1000/s rising to 10000/s" or "steps of 1000, 2000/s".
+// describeRate says what a rate is, for the report: "5000/s", "1000/s
+// ramping to 10000/s" or "steps of 1000, 2000/s".
 func describeRate(rate, rampTo float64, steps []float64) string {
 	switch {
 	case len(steps) > 0:
 		s := make([]string, len(steps))
 		for i, r := range steps {
-			s[i] = strconv.FormatFloat(r, 'f', -1, 64)
+			s[i] = perSecond(r)
 		}
 		return "steps of " + strings.Join(s, ", ") + "/s"
 	case rampTo > 0:
-		return fmt.Sprintf("%.0f/s ramping to %.0f/s", rate, rampTo)
+		return perSecond(rate) + "/s ramping to " + perSecond(rampTo) + "/s"
 	}
-	return fmt.Sprintf("%.0f/s", rate)
+	return perSecond(rate) + "/s"
+}
+
+// perSecond prints a rate: whole above 100, with three significant digits
+// below, where a search's halvings leave fractions (62.5, 15.6).
+func perSecond(r float64) string {
+	if r >= 100 {
+		return strconv.FormatFloat(r, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(r, 'g', 3, 64)
 }
 
 // putHeader writes a scheduled message's header into b.

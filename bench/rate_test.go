@@ -237,10 +237,21 @@ func FuzzParseRate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		cfg := Config{Addr: "a:1", Rate: rate, RampTo: rampTo, Steps: steps}
-		if err := cfg.Validate(); err != nil {
-			t.Errorf("ParseRate(%q) = %v, %v, %v, which Validate refuses: %v", s, rate, rampTo, steps, err)
+		ok := func(r float64) bool { return r > 0 && r <= MaxRate }
+		switch {
+		case len(steps) > 0:
+			if rate != 0 || rampTo != 0 || len(steps) < 2 || !slices.ContainsFunc(steps, ok) || slices.ContainsFunc(steps, func(r float64) bool { return !ok(r) }) {
+				t.Errorf("ParseRate(%q) = %v, %v, %v", s, rate, rampTo, steps)
+			}
+		case rampTo != 0:
+			if !ok(rate) || !ok(rampTo) {
+				t.Errorf("ParseRate(%q) = %v, %v", s, rate, rampTo)
+			}
+		case rate != 0 && !ok(rate):
+			t.Errorf("ParseRate(%q) = %v", s, rate)
 		}
+		cfg := Config{Addr: "a:1", Rate: rate, RampTo: rampTo, Steps: steps}
+		cfg.Validate() // must not panic
 	})
 }
 
@@ -288,6 +299,8 @@ func TestValidateRate(t *testing.T) {
 		{func(c *Config) { c.Rate, c.RampTo, c.Count = 1, 2, 10 }, "count does not apply"},
 		{func(c *Config) { c.Steps, c.Mode = []float64{1}, Bulk }, "rate applies to pingpong only"},
 		{func(c *Config) { c.Rate = 2e9 }, "rate must be at most"},
+		{func(c *Config) { c.Rate, c.Conns = 0.05, 1 }, "a rate of 0.05/s over 10s schedules less than one message per connection (1)"},
+		{func(c *Config) { c.Steps, c.Conns, c.Duration = []float64{100, 5}, 10, time.Second }, "a rate of 5/s over 1s schedules less than one message per connection (10)"},
 	}
 	for _, tt := range tests {
 		c := base
@@ -353,7 +366,7 @@ func TestFindMaxRateStaysUnderTheServersCapacity(t *testing.T) {
 	}
 	var text strings.Builder
 	res.WriteText(&text)
-	if want := fmt.Sprintf("Max rate: %.0f/s within p99 20ms, no errors (%.0f/s missed them;", s.Rate, s.Over); !strings.Contains(text.String(), want) {
+	if want := fmt.Sprintf("Max rate: %s/s within p99 20ms, no errors (%s/s missed them;", perSecond(s.Rate), perSecond(s.Over)); !strings.Contains(text.String(), want) {
 		t.Errorf("report lacks %q:\n%s", want, text.String())
 	}
 }

@@ -143,7 +143,7 @@ func (r *Result) writeSteps(w io.Writer) {
 		if l := s.LatencyFromSend; l != nil {
 			p99s = duration(l.P99)
 		}
-		fmt.Fprintf(w, "  %.0f\t%.1f\t%s\t%s\t%s\t%s\t%d\t%d\t%d", s.Rate, s.OpsPerSec, p50, p99, p999, p99s, s.Behind, s.Errors, s.Mismatches)
+		fmt.Fprintf(w, "  %s\t%.1f\t%s\t%s\t%s\t%s\t%d\t%d\t%d", perSecond(s.Rate), s.OpsPerSec, p50, p99, p999, p99s, s.Behind, s.Errors, s.Mismatches)
 		if r.Search != nil {
 			within := "yes"
 			if len(s.Missed) > 0 || s.Mismatches > 0 {
@@ -164,9 +164,9 @@ func (s *RateSearch) line(steps int) string {
 	case s.Rate == 0:
 		return fmt.Sprintf("none found; every rate tried missed %s", s.Thresholds)
 	case s.Over == 0:
-		return fmt.Sprintf("%.0f/s within %s, the highest tried (%d steps): every rate tried met them; start higher with -rate", s.Rate, s.Thresholds, steps)
+		return fmt.Sprintf("%s/s within %s, the highest tried (%d steps): every rate tried met them; start higher with -rate", perSecond(s.Rate), s.Thresholds, steps)
 	}
-	return fmt.Sprintf("%.0f/s within %s (%.0f/s missed them; %d steps)", s.Rate, s.Thresholds, s.Over, steps)
+	return fmt.Sprintf("%s/s within %s (%s/s missed them; %d steps)", perSecond(s.Rate), s.Thresholds, perSecond(s.Over), steps)
 }
 
 func orDash(s string) string {
