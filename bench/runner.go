@@ -279,8 +279,11 @@ func (r *runner) progressLine(elapsed time.Duration, rate float64, _ int64) stri
 		unit = "MB/s"
 	}
 	phase := ""
+	if r.cfg.Rate > 0 {
+		phase = " at " + describeRate(r.cfg.Rate, r.cfg.RampTo, nil)
+	}
 	if !r.measuring.Load() {
-		phase = " (warm-up)"
+		phase += " (warm-up)"
 	}
 	lat := ""
 	if s := r.series.latest(); s != nil && s.Latency != nil {
