@@ -110,8 +110,14 @@ func (r *runner) readEchoes(ctx context.Context, w int, c *net.TCPConn, seed uin
 		if _, err := io.ReadFull(c, got); err != nil {
 			return n, err
 		}
-		// The writer records each message before it writes it.
-		s := <-sent
+		// The writer records each message before it writes it; only
+		// bytes it never sent (a server that speaks first) come before.
+		var s sendRecord
+		select {
+		case s = <-sent:
+		case <-ctx.Done():
+			return n, nil
+		}
 		src.Read(want)
 		if scheduled {
 			putHeader(want, s.seq, s.due.Sub(r.epoch))

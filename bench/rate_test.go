@@ -6,12 +6,14 @@ import (
 	"io"
 	"math"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/echod/echod/internal/testkit"
 	"golang.org/x/time/rate"
 )
 
@@ -459,4 +461,60 @@ func TestShardedStepsMerge(t *testing.T) {
 	if _, err := Merge(results); err == nil || !strings.Contains(err.Error(), "ran 1 step, shard 0/2 2") {
 		t.Errorf("merged shards with different steps: %v", err)
 	}
+}
+
+// A server that sends what it was never sent, while the next message is
+// not due for an hour, does not hold up the end of the run: the reader
+// waiting for the writer's record of a message stops on cancellation.
+func TestScheduledReaderStopsWhileAServerSpeaksUnasked(t *testing.T) {
+	spoke := make(chan struct{})
+	addr := serveTCP(t, func(c *net.TCPConn) {
+		msg := make([]byte, 64)
+		if _, err := io.ReadFull(c, msg); err != nil {
+			return
+		}
+		c.Write(msg)
+		c.Write(make([]byte, 64))
+		close(spoke)
+		io.Copy(io.Discard, c)
+	})
+	cfg := smoke(addr, PingPong)
+	cfg.Conns, cfg.Rate, cfg.Warmup = 1, 1.0/3600, 0
+	cfg.Duration, cfg.Timeout = 2*time.Hour, 2*time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		<-spoke
+		// Cancel once the reader has read the unasked bytes and waits
+		// for a record of them.
+		testkit.WaitFor(t, "the reader to wait for the writer", func() bool {
+			return readerWaits(ctx)
+		})
+		cancel()
+	})
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted {
+		t.Errorf("run not interrupted: %+v", res)
+	}
+}
+
+// readerWaits reports whether a readEchoes goroutine is blocked on a
+// channel (or ctx is done): for the test above, whose hang it would be.
+func readerWaits(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "bench.(*runner).readEchoes") && (strings.Contains(g, "[select") || strings.Contains(g, "[chan receive")) {
+			return true
+		}
+	}
+	return false
 }
