@@ -70,8 +70,8 @@ type Config struct {
 	// its end. The warm-up runs at Rate.
 	RampTo float64
 	// Steps, when set (and Rate is 0), runs the load once at each rate in
-	// turn, each for Duration; the warm-up comes before the first only.
-	// The Result has a row per step in Steps.
+	// turn, each a run of its own: connect, Warmup, then Duration. The
+	// Result adds them up, with a row per step in Steps.
 	Steps   []float64
 	Sources []netip.Addr // local addresses to connect from, in turn; none: the system's choice
 	PID     int          // a local server's process ID, to report its CPU time and memory; 0: none

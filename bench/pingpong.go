@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"time"
@@ -124,8 +125,11 @@ func (r *runner) readEchoes(ctx context.Context, w int, c *net.TCPConn, seed uin
 		}
 		if i := pattern.FirstDiff(got, want); i >= 0 {
 			m := &pattern.Mismatch{Offset: n*size + int64(i), Got: got[i], Want: want[i]}
-			if scheduled && i < HeaderSize {
+			switch {
+			case scheduled && i < HeaderSize:
 				return n, r.mismatch(w, headerMismatch(got, s, r.epoch, m))
+			case scheduled:
+				return n, r.mismatch(w, fmt.Errorf("message %d: %w", s.seq, m))
 			}
 			return n, r.mismatch(w, m)
 		}
