@@ -78,7 +78,7 @@ func (c Config) scheduled() bool { return c.Rate > 0 || len(c.Steps) > 0 }
 // validateRate reports what is wrong with c's rate, ramp or steps.
 func (c Config) validateRate() error {
 	switch {
-	case c.Rate < 0 || c.RampTo < 0:
+	case !(c.Rate >= 0 && c.RampTo >= 0): // also refuses NaN
 		return fmt.Errorf("rate must not be negative, got %v", min(c.Rate, c.RampTo))
 	case c.Rate > MaxRate || c.RampTo > MaxRate:
 		return fmt.Errorf("rate must be at most %.0f per second", float64(MaxRate))

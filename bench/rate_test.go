@@ -301,6 +301,8 @@ func TestValidateRate(t *testing.T) {
 		{func(c *Config) { c.Rate, c.RampTo, c.Count = 1, 2, 10 }, "count does not apply"},
 		{func(c *Config) { c.Steps, c.Mode = []float64{1}, Bulk }, "rate applies to pingpong only"},
 		{func(c *Config) { c.Rate = 2e9 }, "rate must be at most"},
+		{func(c *Config) { c.Rate = math.NaN() }, "rate must not be negative, got NaN"},
+		{func(c *Config) { c.Rate, c.RampTo = 10, -1 }, "rate must not be negative, got -1"},
 		{func(c *Config) { c.Rate, c.Conns = 0.05, 1 }, "a rate of 0.05/s over 10s schedules less than one message per connection (1)"},
 		{func(c *Config) { c.Steps, c.Conns, c.Duration = []float64{100, 5}, 10, time.Second }, "a rate of 5/s over 1s schedules less than one message per connection (10)"},
 	}
