@@ -520,3 +520,39 @@ func readerWaits(ctx context.Context) bool {
 	}
 	return false
 }
+
+// A search that halves the rate stops before a step would schedule less
+// than one message per connection.
+func TestFindMaxRateStopsHalvingAtOneMessagePerConnection(t *testing.T) {
+	addr := serveTCP(t, func(c *net.TCPConn) {
+		buf := make([]byte, 64)
+		for {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a server slower than the bound
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	cfg := smoke(addr, PingPong)
+	cfg.Conns, cfg.Rate = 1, 400
+	cfg.Warmup, cfg.Duration = 0, 300*time.Millisecond
+	th := Thresholds{MaxP99: 5 * time.Millisecond, MaxErrors: -1}
+	res, err := FindMaxRate(context.Background(), cfg, th, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 400, 200, ... 6.25/s; 3.125/s would be under one message in 300 ms.
+	var rates []float64
+	for _, s := range res.Steps {
+		rates = append(rates, s.Rate)
+	}
+	if want := []float64{400, 200, 100, 50, 25, 12.5, 6.25}; !slices.Equal(rates, want) {
+		t.Errorf("steps at %v; want %v", rates, want)
+	}
+	if res.Search.Rate != 0 || res.Verdict(th) == nil {
+		t.Errorf("a server 10 ms slow kept p99 5ms: %+v", res.Search)
+	}
+}

@@ -177,6 +177,9 @@ func FindMaxRate(ctx context.Context, cfg Config, th Thresholds, maxSteps int) (
 	if th.MinRate > 0 {
 		return nil, errors.New("a search finds the rate itself; a minimum rate does not apply")
 	}
+	if cfg.Count > 0 {
+		return nil, errors.New("a search runs each step for the duration; count does not apply")
+	}
 	if maxSteps == 0 {
 		maxSteps = DefaultSearchSteps
 	}
@@ -197,7 +200,10 @@ func FindMaxRate(ctx context.Context, cfg Config, th Thresholds, maxSteps int) (
 		res.Interrupted = true
 		return res, nil
 	}
-	s := &search{th: th, start: start, max: maxSteps}
+	// Below one message per connection in a step, there is nothing to
+	// measure.
+	floor := float64(cfg.Conns) / cfg.Duration.Seconds()
+	s := &search{th: th, start: start, max: maxSteps, floor: floor}
 	res := runSteps(ctx, cfg, addr, proc, s.next)
 	res.Search = &RateSearch{Rate: s.lo, Over: s.hi, Thresholds: th.String()}
 	res.Rate = 0
@@ -207,10 +213,10 @@ func FindMaxRate(ctx context.Context, cfg Config, th Thresholds, maxSteps int) (
 // search is FindMaxRate's state: the highest rate that met the thresholds
 // and the lowest that did not, 0 for none yet.
 type search struct {
-	th     Thresholds
-	start  float64
-	max    int
-	lo, hi float64
+	th           Thresholds
+	start, floor float64 // the first rate, and the lowest worth trying
+	max          int
+	lo, hi       float64
 }
 
 // next judges the last step and picks the next rate, if any.
@@ -243,7 +249,7 @@ func (s *search) next(done []*Result) (float64, bool) {
 	case s.hi == 0:
 		return min(2*s.lo, MaxRate), s.lo < MaxRate
 	case s.lo == 0:
-		return s.hi / 2, s.hi/2 >= 1
+		return s.hi / 2, s.hi/2 >= s.floor
 	case s.hi/s.lo <= searchPrecision:
 		return 0, false
 	}

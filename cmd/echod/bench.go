@@ -174,6 +174,8 @@ func checkSearch(on bool, steps int, cfg bench.Config, out *reportFlags, shard *
 		return errors.New("-find-max-rate needs a latency to stay within: give -max-p99 (or -max-p50, -max-p99.9)")
 	case out.th.MinRate > 0:
 		return errors.New("-find-max-rate finds the rate itself: -min-rate does not apply")
+	case cfg.Count > 0:
+		return errors.New("-find-max-rate runs each step for -d; -n does not apply")
 	case steps < 1 || steps > 100:
 		return fmt.Errorf("-find-max-steps must be between 1 and 100, got %d", steps)
 	case shard.shard != "":

@@ -39,6 +39,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"search a ramp", []string{"bench", "-find-max-rate", "-max-p99", "5ms", "-rate", "1000:2000", "a:1"}, "-find-max-rate finds the rate itself: give -rate a single rate"},
 		{"search without a bound", []string{"bench", "-find-max-rate", "a:1"}, "-find-max-rate needs a latency to stay within: give -max-p99"},
 		{"search a shard", []string{"bench", "-find-max-rate", "-max-p99", "5ms", "-shard", "0/2", "-c", "2", "a:1"}, "cannot run as a -shard"},
+		{"search with a count", []string{"bench", "-find-max-rate", "-max-p99", "5ms", "-n", "100", "a:1"}, "-find-max-rate runs each step for -d; -n does not apply"},
 		{"search steps alone", []string{"bench", "-find-max-steps", "3", "a:1"}, "-find-max-steps applies with -find-max-rate only"},
 		{"search cycle", []string{"bench", "-find-max-rate", "-max-p99", "5ms", "-mode", "cycle", "a:1"}, "-find-max-rate applies to pingpong only"},
 		{"zero conns", []string{"bench", "-c", "0", "a:1"}, "-c must be at least 1"},
