@@ -556,3 +556,35 @@ func TestFindMaxRateStopsHalvingAtOneMessagePerConnection(t *testing.T) {
 		t.Errorf("a server 10 ms slow kept p99 5ms: %+v", res.Search)
 	}
 }
+
+// A search that found no rate says so, and when the latency from the
+// actual send was within the bound, that the sending was late, not the
+// server.
+func TestSearchVerdictNamesALateLoadGenerator(t *testing.T) {
+	th := Thresholds{MaxP99: 5 * time.Millisecond, MaxErrors: -1}
+	step := func(fromSend time.Duration) *Result {
+		return &Result{Mode: PingPong, Ops: 100, Search: &RateSearch{Thresholds: th.String()}, Steps: []Step{
+			{Rate: 20, Ops: 60, Latency: &Latency{P99: 50 * time.Millisecond}, LatencyFromSend: &Latency{P99: fromSend}, Behind: 7,
+				Missed: []string{"p99 50.00ms is over -max-p99 5ms by 45.00ms"}},
+			{Rate: 40, Ops: 40, Latency: &Latency{P99: 80 * time.Millisecond}, Missed: []string{"p99 80.00ms is over -max-p99 5ms by 75.00ms"}},
+		}}
+	}
+	err := step(time.Millisecond).Verdict(th)
+	want := "no rate tried kept within p99 5ms, no errors: the lowest, 20/s, missed: p99 50.00ms is over -max-p99 5ms by 45.00ms (from the actual send its p99 was 1.00ms, within the bound: 7 messages were sent behind schedule"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("verdict %v; want %q", err, want)
+	}
+	err = step(40 * time.Millisecond).Verdict(th)
+	if err == nil || strings.Contains(err.Error(), "from the actual send") {
+		t.Errorf("a server slow from the actual send too: %v", err)
+	}
+	found := step(time.Millisecond)
+	found.Search.Rate = 10
+	if err := found.Verdict(th); err != nil {
+		t.Errorf("a search that found a rate fails: %v", err)
+	}
+	found.Mismatches, found.FirstMismatch = 1, &Mismatch{Text: "byte 3 differs"}
+	if err := found.Verdict(th); err == nil || !strings.Contains(err.Error(), "byte 3 differs") {
+		t.Errorf("a search with a mismatch: %v", err)
+	}
+}

@@ -278,9 +278,10 @@ func (t Thresholds) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// searchFailed says why a search found no rate: what the lowest rate it
-// tried missed.
-func (r *Result) searchFailed() error {
+// searchFailed says why a search within t found no rate: what the lowest
+// rate it tried missed, and whether the cause was this load generator's
+// own lateness rather than the server.
+func (r *Result) searchFailed(t Thresholds) error {
 	var low *Step
 	for i := range r.Steps {
 		if s := &r.Steps[i]; low == nil || s.Rate < low.Rate {
@@ -295,6 +296,10 @@ func (r *Result) searchFailed() error {
 		why = strings.Join(low.Missed, "; ")
 	} else if r.FirstError != "" {
 		why = r.FirstError
+	}
+	if l := low.LatencyFromSend; l != nil && t.MaxP99 > 0 && low.Latency != nil && low.Latency.P99 > t.MaxP99 && l.P99 <= t.MaxP99 {
+		why += fmt.Sprintf(" (from the actual send its p99 was %s, within the bound: %d %s sent behind schedule, so the delay was mostly in sending; is this machine too busy to keep the schedule?)",
+			duration(l.P99), low.Behind, plural(low.Behind, "message was", "messages were"))
 	}
 	return fmt.Errorf("no rate tried kept within %s: the lowest, %s, missed: %s", r.Search.Thresholds, describeRate(low.Rate, 0, nil), why)
 }

@@ -65,7 +65,7 @@ func (r *Result) Verdict(t Thresholds) error {
 			return err
 		}
 		if s.Rate == 0 && !r.Interrupted {
-			return r.searchFailed()
+			return r.searchFailed(t)
 		}
 		return nil
 	}
