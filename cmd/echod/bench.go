@@ -30,7 +30,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	duration := fs.Duration("d", 0, "how long to measure, or to hold the connections for idle (default 10s unless -n is given)")
 	count := fs.Int64("n", 0, "stop after this many measured messages, sessions or (bulk) bytes; 0: no count")
 	warmup := fs.Duration("warmup", time.Second, "run this long before measuring; excluded from the figures")
-	rate := fs.String("rate", "0", "pingpong: send `N` messages per second in all, on schedule, and measure latency from the scheduled and the actual send (0: as fast as echoes come back); FROM:TO ramps over -d, N,N,... runs steps of -d each")
+	rate := fs.String("rate", "", "pingpong: send `N` messages per second in all, on schedule, and measure latency from the scheduled and the actual send (default, or 0: as fast as echoes come back); FROM:TO ramps over -d, N,N,... runs steps of -d each")
 	findMax := fs.Bool("find-max-rate", false, "pingpong: search for the highest rate that keeps -max-p99 (and any -max-p50, -max-p99.9, -max-errors), in steps of -d from -rate (default 1000)")
 	searchSteps := fs.Int("find-max-steps", bench.DefaultSearchSteps, "with -find-max-rate: run at most `N` steps")
 	timeout := fs.Duration("timeout", 5*time.Second, "for one connect or one reply, before it counts as an error")
@@ -91,8 +91,10 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	case *timeout == 0:
 		return usagef("bench", "-timeout must be positive")
 	}
-	if cfg.Rate, cfg.RampTo, cfg.Steps, err = bench.ParseRate(*rate); err != nil {
-		return usagef("bench", "-rate: %v", err)
+	if *rate != "" {
+		if cfg.Rate, cfg.RampTo, cfg.Steps, err = bench.ParseRate(*rate); err != nil {
+			return usagef("bench", "-rate: %v", err)
+		}
 	}
 	scheduled := cfg.Rate > 0 || len(cfg.Steps) > 0 || *findMax
 	switch {
