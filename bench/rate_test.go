@@ -188,15 +188,18 @@ func TestRampAndSteps(t *testing.T) {
 	t.Run("ramp", func(t *testing.T) {
 		cfg := smoke(addr, PingPong)
 		cfg.Conns, cfg.Rate, cfg.RampTo = 2, 100, 900
-		cfg.Duration = time.Second
+		cfg.Duration = 2 * time.Second
 		res := run(t, cfg)
 		if err := res.Err(); err != nil {
 			t.Fatal(err)
 		}
-		// 100/s rising to 900/s over a second is 500 messages; at
-		// either end's rate it would be 100 or 900.
-		if !near(res.Ops, 500) {
-			t.Errorf("ramp sent %d messages, want about 500", res.Ops)
+		// 100/s rising to 900/s over two seconds is 1000 messages: 300
+		// in the first second (100/s to 500/s), 700 in the second.
+		if !near(res.Ops, 1000) {
+			t.Errorf("ramp sent %d messages, want about 1000", res.Ops)
+		}
+		if len(res.Series) < 2 || !near(res.Series[0].Ops, 300) || !near(res.Series[1].Ops, 700) {
+			t.Errorf("ramp's seconds %+v; want about 300 messages, then 700", res.Series)
 		}
 		if res.RampTo != 900 {
 			t.Errorf("result's ramp ends at %v", res.RampTo)
