@@ -246,14 +246,15 @@ func (p *pacer) rateAt(t time.Time) float64 {
 }
 
 // next waits for the next message's scheduled time and returns it; without
-// a rate it returns the time now at once. It returns false if stop closes.
+// a rate it returns at once, with no time (the latency then counts from
+// the actual send). It returns false if stop closes.
 // A writer that is behind its schedule (held back by the depth limit, by a
 // server that stopped reading, or by its own machine) sends at once: its
 // latency still counts from the scheduled time, so the delay is measured
 // (this corrects for coordinated omission).
 func (p *pacer) next(stop <-chan struct{}) (time.Time, bool) {
 	if p.interval == 0 {
-		return time.Now(), true
+		return time.Time{}, true
 	}
 	at := p.due
 	if p.rampActive {
