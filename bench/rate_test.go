@@ -198,7 +198,10 @@ func TestRampAndSteps(t *testing.T) {
 		if !near(res.Ops, 1000) {
 			t.Errorf("ramp sent %d messages, want about 1000", res.Ops)
 		}
-		if len(res.Series) < 2 || !near(res.Series[0].Ops, 300) || !near(res.Series[1].Ops, 700) {
+		// Looser than near: a busy machine's stall moves messages from
+		// one second to the next. A constant 500/s would be outside.
+		roughly := func(got int64, want float64) bool { return math.Abs(float64(got)-want) <= 0.3*want+10 }
+		if len(res.Series) < 2 || !roughly(res.Series[0].Ops, 300) || !roughly(res.Series[1].Ops, 700) {
 			t.Errorf("ramp's seconds %+v; want about 300 messages, then 700", res.Series)
 		}
 		if res.RampTo != 900 {
@@ -338,37 +341,42 @@ func limited(size int, lim *rate.Limiter) func(c *net.TCPConn) {
 	}
 }
 
-// A search against a server that echoes at most 1000 messages a second
-// finds a rate that it keeps up with, and a rate above it that it did not.
+// A search against a server that echoes at most 200 messages a second
+// finds a rate it keeps up with, no higher than that, and a rate above it
+// that it did not keep up with. Above capacity the queue grows for the
+// whole step: the lag after 0.7 s is 0.7 s times the excess, so the
+// bisection's points above 200/s (400, 300, 250, 225, 212.5: 6.25% over or
+// more) lag 44 ms or more, over twice the 20 ms bound. A busy machine's
+// stall can fail a rate below capacity too, which only lowers the rate
+// found.
 func TestFindMaxRateStaysUnderTheServersCapacity(t *testing.T) {
-	const capacity = 1000
+	const capacity = 200
 	addr := serveTCP(t, limited(64, rate.NewLimiter(capacity, 1)))
 	cfg := smoke(addr, PingPong)
-	cfg.Conns, cfg.Rate = 4, 250
-	cfg.Warmup, cfg.Duration = 100*time.Millisecond, 500*time.Millisecond
+	cfg.Conns, cfg.Rate = 4, 50
+	cfg.Warmup, cfg.Duration = 100*time.Millisecond, 600*time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := FindMaxRate(ctx, cfg, Thresholds{MaxP99: 20 * time.Millisecond, MaxErrors: -1}, 7)
+	th := Thresholds{MaxP99: 20 * time.Millisecond, MaxErrors: -1}
+	res, err := FindMaxRate(ctx, cfg, th, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := res.Search
 	t.Logf("found %v/s, %v/s over, in %d steps", s.Rate, s.Over, len(res.Steps))
 	for _, st := range res.Steps {
-		t.Logf("  %.0f/s: %d messages, p99 %v, missed %v", st.Rate, st.Ops, st.Latency.P99, st.Missed)
+		t.Logf("  %v/s: %d messages, p99 %v, missed %v", st.Rate, st.Ops, st.Latency.P99, st.Missed)
 	}
-	// Above capacity the queue grows for the whole step: 5% over is 25
-	// messages behind after half a second, 25 ms at 1000/s.
-	if s.Rate <= 0 || s.Rate > capacity*1.05 {
+	if s.Rate <= 0 || s.Rate > capacity {
 		t.Errorf("found %v/s; the server echoes at most %d/s", s.Rate, capacity)
 	}
 	if s.Over <= s.Rate || s.Over > 2*capacity {
 		t.Errorf("lowest rate over the bound %v/s, found %v/s", s.Over, s.Rate)
 	}
-	if len(res.Steps) > 7 || len(res.Steps) < 3 {
-		t.Errorf("%d steps, at most 7 allowed", len(res.Steps))
+	if len(res.Steps) > 8 || len(res.Steps) < 3 {
+		t.Errorf("%d steps, at most 8 allowed", len(res.Steps))
 	}
-	if err := res.Verdict(Thresholds{MaxP99: 20 * time.Millisecond, MaxErrors: -1}); err != nil {
+	if err := res.Verdict(th); err != nil {
 		t.Errorf("verdict: %v", err)
 	}
 	var text strings.Builder
