@@ -62,8 +62,18 @@ type Config struct {
 	Timeout  time.Duration // for one connect or one reply; default 5s
 	// Rate, when positive, sends PingPong messages on a fixed schedule,
 	// this many per second over all connections, and measures each one's
-	// latency from its scheduled time (an open loop, as wrk2 does).
-	Rate    float64
+	// latency from its scheduled time (an open loop, as wrk2 does) and
+	// from its actual send. Each message then starts with a header of
+	// HeaderSize bytes: its sequence number and scheduled time.
+	Rate float64
+	// RampTo, when positive, makes Rate a ramp: the rate rises (or falls)
+	// linearly from Rate at the start of the measured window to RampTo at
+	// its end. The warm-up runs at Rate.
+	RampTo float64
+	// Steps, when set (and Rate is 0), runs the load once at each rate in
+	// turn, each a run of its own: connect, Warmup, then Duration. The
+	// Result adds them up, with a row per step in Steps.
+	Steps   []float64
 	Sources []netip.Addr // local addresses to connect from, in turn; none: the system's choice
 	PID     int          // a local server's process ID, to report its CPU time and memory; 0: none
 
@@ -183,14 +193,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("idle mode holds connections for a duration; count does not apply")
 	case c.Warmup < 0:
 		return fmt.Errorf("warm-up must not be negative, got %v", c.Warmup)
-	case c.Rate < 0:
-		return fmt.Errorf("rate must not be negative, got %v", c.Rate)
-	case c.Rate > 0 && c.Mode != PingPong:
-		return fmt.Errorf("rate applies to pingpong only, not %s", c.Mode)
 	case c.Timeout < 0:
 		return fmt.Errorf("timeout must not be negative, got %v", c.Timeout)
 	case c.PID < 0:
 		return fmt.Errorf("pid must not be negative, got %d", c.PID)
+	}
+	if err := c.validateRate(); err != nil {
+		return err
 	}
 	for _, s := range c.Sources {
 		if !s.IsValid() {
@@ -237,31 +246,51 @@ func (c Config) validateTransport() error {
 // observed, too few file descriptors); what went wrong while running, such as
 // refused connections or corrupted echoes, is in the Result (see Result.Err).
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, addr, proc, err := prepare(ctx, cfg)
+	if err != nil {
 		return nil, err
+	}
+	if !cfg.StartAt.IsZero() && !waitUntil(ctx, cfg.StartAt) {
+		res := newRunner(cfg, addr, proc).newResult()
+		res.Interrupted = true
+		return res, nil
+	}
+	if len(cfg.Steps) > 0 {
+		return runSteps(ctx, cfg, addr, proc, fixedSteps(cfg.Steps)), nil
+	}
+	return runOnce(ctx, cfg, addr, proc), nil
+}
+
+// prepare checks cfg and sets its defaults, then gets what a run needs
+// before it starts: enough file descriptors, the server process observed
+// (Config.PID), and the server's address resolved.
+func prepare(ctx context.Context, cfg Config) (Config, string, *process, error) {
+	if err := cfg.Validate(); err != nil {
+		return cfg, "", nil, err
 	}
 	cfg = cfg.withDefaults()
 	if err := raiseFileLimit(cfg.Conns); err != nil {
-		return nil, err
+		return cfg, "", nil, err
 	}
 	var proc *process
 	if cfg.PID > 0 {
 		p, err := observe(cfg.PID)
 		if err != nil {
-			return nil, err
+			return cfg, "", nil, err
 		}
 		proc = p
 	}
 	addr, err := resolve(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return cfg, "", nil, err
 	}
+	return cfg, addr, proc, nil
+}
+
+// runOnce is Run once its configuration is checked and its address
+// resolved: one run at one rate.
+func runOnce(ctx context.Context, cfg Config, addr string, proc *process) *Result {
 	r := newRunner(cfg, addr, proc)
-	if !cfg.StartAt.IsZero() && !waitUntil(ctx, cfg.StartAt) {
-		res := r.newResult()
-		res.Interrupted = true
-		return res, nil
-	}
 	var res *Result
 	switch cfg.Mode {
 	case Idle:
@@ -269,16 +298,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	default:
 		res = r.runLoad(ctx)
 	}
-	res.Hints = res.hints()
 	// Encoding a histogram made here cannot fail; without it the result
 	// still has its summary, and only bench merge would miss it.
 	res.Histogram, _ = r.lat.encoded()
+	if r.sched != nil {
+		r.sched.fill(res)
+	}
+	res.Hints = allHints(res, cfg, addr, proc)
+	return res
+}
+
+// allHints are res's hints, and with a server process (Config.PID) the
+// warning when it does not own the port under test.
+func allHints(res *Result, cfg Config, addr string, proc *process) []string {
+	hs := res.hints()
 	if proc != nil {
 		if h := ownerHint(cfg, addr); h != "" {
-			res.Hints = append(res.Hints, h)
+			hs = append(hs, h)
 		}
 	}
-	return res, nil
+	return hs
 }
 
 // ownerHint warns when the process given with -pid does not own the port

@@ -141,6 +141,7 @@ func TestCorruptingServerIsCaught(t *testing.T) {
 	}{
 		{"pingpong", smoke(tcp, PingPong), at},
 		{"pingpong depth 4", func() Config { c := smoke(tcp, PingPong); c.Depth = 4; return c }(), at},
+		{"pingpong rate", func() Config { c := smoke(tcp, PingPong); c.Rate = 2000; return c }(), at},
 		{"bulk", smoke(tcp, Bulk), at},
 		{"cycle", func() Config { c := smoke(tcp, Cycle); c.Size = 1000; return c }(), at},
 		{"idle", smoke(idle, Idle), 0},
@@ -159,6 +160,11 @@ func TestCorruptingServerIsCaught(t *testing.T) {
 			err := res.Err()
 			if err == nil || !strings.Contains(err.Error(), "differed from what was sent") || !strings.Contains(err.Error(), "differs: got 0x") {
 				t.Errorf("Err() = %v", err)
+			}
+			// With a rate, the message is named: byte 100 is in the
+			// second 64-byte message's pattern, after its header.
+			if tt.cfg.Rate > 0 && !strings.Contains(m.Text, "message 1: byte 100 differs") {
+				t.Errorf("first mismatch %q does not name message 1", m.Text)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -107,6 +108,29 @@ func summaryRows(r *Result) [][2]string {
 	if l := r.Latency; l != nil {
 		rows = append(rows, [2]string{"Latency", fmt.Sprintf("%s; p50 %s, p90 %s, p99 %s, p99.9 %s, max %s (%d samples)",
 			r.latencyMeaning(), duration(l.P50), duration(l.P90), duration(l.P99), duration(l.P999), duration(l.Max), l.Count)})
+	}
+	if sc := r.Schedule; sc != nil {
+		if l := sc.LatencyFromSend; l != nil {
+			rows = append(rows, [2]string{"Latency from actual send", fmt.Sprintf("p50 %s, p90 %s, p99 %s, p99.9 %s, max %s (%d samples)",
+				duration(l.P50), duration(l.P90), duration(l.P99), duration(l.P999), duration(l.Max), l.Count)})
+		}
+		rows = append(rows, [2]string{"Behind schedule", fmt.Sprintf("%d of %d messages sent more than %s late", sc.Behind, r.Ops, duration(sc.Slack))})
+	}
+	for _, s := range r.Steps {
+		row := fmt.Sprintf("%.1f/s verified, %d behind schedule, %d errors, %d mismatches", s.OpsPerSec, s.Behind, s.Errors, s.Mismatches)
+		if l := s.Latency; l != nil {
+			row += fmt.Sprintf("; p50 %s, p99 %s", duration(l.P50), duration(l.P99))
+		}
+		if l := s.LatencyFromSend; l != nil {
+			row += fmt.Sprintf(", p99 from actual send %s", duration(l.P99))
+		}
+		if len(s.Missed) > 0 {
+			row += "; missed: " + strings.Join(s.Missed, "; ")
+		}
+		rows = append(rows, [2]string{"Step " + perSecond(s.Rate) + "/s", row})
+	}
+	if s := r.Search; s != nil {
+		rows = append(rows, [2]string{"Max rate", s.line(len(r.Steps))})
 	}
 	if s := r.Server; s != nil && s.Error == "" {
 		rows = append(rows, [2]string{"Server process", fmt.Sprintf("PID %d: %s CPU, %s per %s; resident %s before, %s after",

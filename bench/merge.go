@@ -118,7 +118,8 @@ func Merge(results []*Result) (*Result, error) {
 		Mode: first.Mode, Addr: first.Addr, URL: first.URL, MessageType: first.MessageType, Depth: first.Depth, Size: first.Size, Unit: first.Unit,
 		ErrorsByKind: map[string]int64{},
 	}
-	all := newHistogram()
+	all, fromSend := newHistogram(), newHistogram()
+	steps := newStepSums(first)
 	hints := map[string]bool{}
 	for i, r := range results {
 		name := r.Shard
@@ -136,6 +137,17 @@ func Merge(results []*Result) (*Result, error) {
 		}
 		m.Conns += r.Conns
 		m.Rate += r.Rate
+		m.RampTo += r.RampTo
+		if sc := r.Schedule; sc != nil {
+			if m.Schedule == nil {
+				m.Schedule = &Schedule{Slack: sc.Slack}
+			}
+			m.Schedule.Behind += sc.Behind
+			mergeEncoded(fromSend, sc.HistogramFromSend)
+		}
+		if err := steps.add(name, r); err != nil {
+			return nil, err
+		}
 		m.Ops += r.Ops
 		m.Bytes += r.Bytes
 		m.OpsPerSec += r.OpsPerSec
@@ -209,6 +221,10 @@ func Merge(results []*Result) (*Result, error) {
 		}
 		m.Histogram = string(b)
 	}
+	if m.Schedule != nil {
+		m.Schedule.LatencyFromSend, m.Schedule.HistogramFromSend = summarize(fromSend), encode(fromSend)
+	}
+	m.Steps = steps.rows()
 	var last time.Time
 	for _, r := range results {
 		if r.Start.After(last) {
@@ -313,4 +329,53 @@ func mergeSeries(start time.Time, results []*Result) []Second {
 		}
 	}
 	return out
+}
+
+// stepSums adds up the shards' steps, row by row.
+type stepSums struct {
+	steps          []Step
+	all, fromSend  []*hdrhistogram.Histogram
+	firstShardName string
+}
+
+func newStepSums(first *Result) *stepSums {
+	s := &stepSums{firstShardName: firstName(first), steps: make([]Step, len(first.Steps))}
+	for range first.Steps {
+		s.all = append(s.all, newHistogram())
+		s.fromSend = append(s.fromSend, newHistogram())
+	}
+	return s
+}
+
+// add adds shard name's steps.
+func (s *stepSums) add(name string, r *Result) error {
+	if len(r.Steps) != len(s.steps) {
+		return fmt.Errorf("shard %s ran %d %s, shard %s %d: not one run", name, len(r.Steps), plural(int64(len(r.Steps)), "step", "steps"), s.firstShardName, len(s.steps))
+	}
+	for i, st := range r.Steps {
+		o := &s.steps[i]
+		o.Rate += st.Rate
+		o.Seconds = max(o.Seconds, st.Seconds)
+		o.Ops += st.Ops
+		o.OpsPerSec += st.OpsPerSec
+		o.Behind += st.Behind
+		o.Errors += st.Errors
+		o.Mismatches += st.Mismatches
+		mergeEncoded(s.all[i], st.Histogram)
+		mergeEncoded(s.fromSend[i], st.HistogramFromSend)
+	}
+	return nil
+}
+
+// rows returns the merged steps, nil for none.
+func (s *stepSums) rows() []Step {
+	if len(s.steps) == 0 {
+		return nil
+	}
+	for i := range s.steps {
+		o := &s.steps[i]
+		o.Latency, o.Histogram = summarize(s.all[i]), encode(s.all[i])
+		o.LatencyFromSend, o.HistogramFromSend = summarize(s.fromSend[i]), encode(s.fromSend[i])
+	}
+	return s.steps
 }

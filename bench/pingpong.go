@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -38,35 +39,41 @@ func (r *runner) pingpong(ctx context.Context, w int, c conn, seed uint64) (int6
 // pipelined keeps up to Depth messages in flight on c: a writer sends a
 // message whenever fewer are outstanding (or, with a Rate, when its
 // scheduled time comes), while this goroutine reads and checks the echoes in
-// order. A message's latency runs from its send time to the end of its echo,
-// so it includes waiting behind the messages before it. With a Rate, the send
-// time is the scheduled one, even when the writer was held back: a stall
-// then shows in the latency of every message it delayed, not just one
-// (this corrects for coordinated omission).
+// order. A message's latency runs from its send to the end of its echo,
+// so it includes waiting behind the messages before it. With a Rate it runs
+// from the scheduled time, even when the writer was held back: a stall then
+// shows in the latency of every message it delayed, not just one (this
+// corrects for coordinated omission); the latency from the actual send is
+// measured beside it.
 func (r *runner) pipelined(ctx context.Context, w int, c conn, seed uint64) (int64, error) {
 	size := int64(r.cfg.Size)
-	// sent holds the send time of each outstanding message; its capacity is
-	// the depth, so the writer blocks while Depth messages are in flight.
-	sent := make(chan time.Time, r.cfg.Depth)
+	// credit holds a token for each outstanding message: the writer blocks
+	// while Depth messages are in flight, and sent, as large, never does.
+	credit := make(chan struct{}, r.cfg.Depth)
+	sent := make(chan sendRecord, r.cfg.Depth)
 	stop := make(chan struct{})
 	wrote := make(chan error, 1)
 	go func() {
 		msg := make([]byte, size)
 		src := r.newStream(seed)
 		pace := r.newPacer(w)
-		for {
+		for seq := uint64(0); ; seq++ {
 			src.Read(msg)
-			at, ok := pace.next(stop)
+			due, ok := pace.next(stop)
 			if !ok {
 				wrote <- nil
 				return
 			}
 			select {
-			case sent <- at:
+			case credit <- struct{}{}:
 			case <-stop:
 				wrote <- nil
 				return
 			}
+			if r.cfg.Rate > 0 {
+				putHeader(msg, seq, due.Sub(r.epoch))
+			}
+			sent <- sendRecord{seq: seq, due: due, sent: time.Now()}
 			if _, err := c.Write(msg); err != nil {
 				wrote <- err
 				return
@@ -74,7 +81,7 @@ func (r *runner) pipelined(ctx context.Context, w int, c conn, seed uint64) (int
 		}
 	}()
 
-	n, err := r.readEchoes(ctx, w, c, seed, sent)
+	n, err := r.readEchoes(ctx, w, c, seed, sent, credit)
 	close(stop)
 	// Unblock a writer stuck on a server that stopped reading.
 	c.SetWriteDeadline(aLongTimeAgo)
@@ -85,62 +92,15 @@ func (r *runner) pipelined(ctx context.Context, w int, c conn, seed uint64) (int
 	return n, err
 }
 
-// pacer spaces one connection's messages to its share of Config.Rate.
-type pacer struct {
-	interval time.Duration // 0: no rate, send when the depth allows
-	due      time.Time
-	timer    *time.Timer
-}
-
-func (r *runner) newPacer(w int) *pacer {
-	if r.cfg.Rate <= 0 {
-		return &pacer{}
-	}
-	interval := time.Duration(float64(time.Second) * float64(r.cfg.Conns) / r.cfg.Rate)
-	// Spread the connections' schedules over one interval.
-	phase := interval * time.Duration(w) / time.Duration(r.cfg.Conns)
-	return &pacer{interval: max(interval, 1), due: time.Now().Add(phase)}
-}
-
-// next waits for the next message's scheduled time and returns the time
-// its latency counts from; without a rate it returns the time now at once.
-// It returns false if stop closes.
-//
-// A writer that is behind its schedule (held back by the depth limit or by
-// a server that stopped reading) sends at once and counts from the
-// scheduled time, so the delay is measured. A writer that waited for its
-// timer counts from when it woke: Go's timers fire up to a millisecond late,
-// and that slack is the load generator's, not the server's.
-func (p *pacer) next(stop <-chan struct{}) (time.Time, bool) {
-	if p.interval == 0 {
-		return time.Now(), true
-	}
-	at := p.due
-	p.due = p.due.Add(p.interval)
-	d := time.Until(at)
-	if d <= 0 {
-		return at, true
-	}
-	if p.timer == nil {
-		p.timer = time.NewTimer(d)
-	} else {
-		p.timer.Reset(d)
-	}
-	select {
-	case <-p.timer.C:
-		return time.Now(), true
-	case <-stop:
-		p.timer.Stop()
-		return at, false
-	}
-}
-
 // readEchoes reads and checks the echo of each message sent on c, in order.
-func (r *runner) readEchoes(ctx context.Context, w int, c conn, seed uint64, sent <-chan time.Time) (int64, error) {
+// With a Rate each message starts with the header its writer put there
+// (sent says which), and the check covers it and every pattern byte.
+func (r *runner) readEchoes(ctx context.Context, w int, c conn, seed uint64, sent <-chan sendRecord, credit <-chan struct{}) (int64, error) {
 	size := int64(r.cfg.Size)
 	want := make([]byte, size)
 	got := make([]byte, size)
 	src := r.newStream(seed)
+	scheduled := r.cfg.Rate > 0
 	var n int64
 	for {
 		c.SetReadDeadline(time.Now().Add(r.cfg.Timeout))
@@ -150,11 +110,35 @@ func (r *runner) readEchoes(ctx context.Context, w int, c conn, seed uint64, sen
 		if _, err := io.ReadFull(c, got); err != nil {
 			return n, err
 		}
-		src.Read(want)
-		if i := pattern.FirstDiff(got, want); i >= 0 {
-			return n, r.mismatch(w, &pattern.Mismatch{Offset: n*size + int64(i), Got: got[i], Want: want[i]})
+		// The writer records each message before it writes it; only
+		// bytes it never sent (a server that speaks first) come before.
+		var s sendRecord
+		select {
+		case s = <-sent:
+		case <-ctx.Done():
+			return n, nil
 		}
-		r.complete(w, 1, time.Since(<-sent))
+		src.Read(want)
+		if scheduled {
+			putHeader(want, s.seq, s.due.Sub(r.epoch))
+		}
+		if i := pattern.FirstDiff(got, want); i >= 0 {
+			m := &pattern.Mismatch{Offset: n*size + int64(i), Got: got[i], Want: want[i]}
+			switch {
+			case scheduled && i < HeaderSize:
+				return n, r.mismatch(w, headerMismatch(got, s, r.epoch, m))
+			case scheduled:
+				return n, r.mismatch(w, fmt.Errorf("message %d: %w", s.seq, m))
+			}
+			return n, r.mismatch(w, m)
+		}
+		now := time.Now()
+		if scheduled {
+			r.completeScheduled(w, s, now)
+		} else {
+			r.complete(w, 1, now.Sub(s.sent))
+		}
+		<-credit
 		n++
 	}
 }

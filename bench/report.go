@@ -35,6 +35,10 @@ func (r *Result) WriteText(w io.Writer) error {
 		row(title(r.Unit)+"s", "%d verified (%.1f/s)", r.Ops, r.OpsPerSec)
 		row("Throughput", "%.2f MB/s each way", r.MBPerSec)
 	}
+	if sc := r.Schedule; sc != nil {
+		row("Behind schedule", "%d of %d %s sent more than %s after their scheduled time", sc.Behind, r.Ops,
+			plural(r.Ops, "message", "messages"), duration(sc.Slack))
+	}
 	if r.UDP != nil {
 		row("Sent", "%d datagrams, %d lost, %d late", r.UDP.Sent, r.UDP.Lost, r.UDP.Late)
 	}
@@ -48,13 +52,10 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 
 	if l := r.Latency; l != nil {
-		fmt.Fprintf(tw, "\nLatency (%s, %d samples):\n", r.latencyMeaning(), l.Count)
-		for _, p := range []struct {
-			name string
-			d    time.Duration
-		}{{"p50", l.P50}, {"p90", l.P90}, {"p99", l.P99}, {"p99.9", l.P999}, {"max", l.Max}, {"mean", l.Mean}} {
-			fmt.Fprintf(tw, "  %s\t%s\n", p.name, duration(p.d))
-		}
+		r.writeLatency(tw, l)
+	}
+	if len(r.Steps) > 0 {
+		r.writeSteps(tw)
 	}
 
 	if len(r.Shards) > 0 {
@@ -96,6 +97,79 @@ func (r *Result) WriteText(w io.Writer) error {
 	return tw.Flush()
 }
 
+// writeLatency writes the latency percentiles, from the scheduled and from
+// the actual sends side by side for a run on a schedule.
+func (r *Result) writeLatency(w io.Writer, l *Latency) {
+	var fromSend *Latency
+	if r.Schedule != nil {
+		fromSend = r.Schedule.LatencyFromSend
+	}
+	fmt.Fprintf(w, "\nLatency (%s, %d samples):\n", r.latencyMeaning(), l.Count)
+	if fromSend != nil {
+		fmt.Fprintf(w, "  \tfrom scheduled send\tfrom actual send\n")
+	}
+	for _, p := range []struct {
+		name string
+		d    func(*Latency) time.Duration
+	}{
+		{"p50", func(l *Latency) time.Duration { return l.P50 }},
+		{"p90", func(l *Latency) time.Duration { return l.P90 }},
+		{"p99", func(l *Latency) time.Duration { return l.P99 }},
+		{"p99.9", func(l *Latency) time.Duration { return l.P999 }},
+		{"max", func(l *Latency) time.Duration { return l.Max }},
+		{"mean", func(l *Latency) time.Duration { return l.Mean }},
+	} {
+		if fromSend != nil {
+			fmt.Fprintf(w, "  %s\t%s\t%s\n", p.name, duration(p.d(l)), duration(p.d(fromSend)))
+		} else {
+			fmt.Fprintf(w, "  %s\t%s\n", p.name, duration(p.d(l)))
+		}
+	}
+}
+
+// writeSteps writes a row per step of a run in steps or of a search, and
+// what the search found.
+func (r *Result) writeSteps(w io.Writer) {
+	fmt.Fprintf(w, "\nSteps (%d; latency from the scheduled send, p99 also from the actual send):\n", len(r.Steps))
+	fmt.Fprintf(w, "  rate/s\tverified/s\tp50\tp99\tp99.9\tp99 from send\tbehind\terrors\tmismatches")
+	if r.Search != nil {
+		fmt.Fprintf(w, "\twithin")
+	}
+	fmt.Fprintln(w)
+	for _, s := range r.Steps {
+		var p50, p99, p999, p99s string = "-", "-", "-", "-"
+		if l := s.Latency; l != nil {
+			p50, p99, p999 = duration(l.P50), duration(l.P99), duration(l.P999)
+		}
+		if l := s.LatencyFromSend; l != nil {
+			p99s = duration(l.P99)
+		}
+		fmt.Fprintf(w, "  %s\t%.1f\t%s\t%s\t%s\t%s\t%d\t%d\t%d", perSecond(s.Rate), s.OpsPerSec, p50, p99, p999, p99s, s.Behind, s.Errors, s.Mismatches)
+		if r.Search != nil {
+			within := "yes"
+			if len(s.Missed) > 0 || s.Mismatches > 0 {
+				within = "no"
+			}
+			fmt.Fprintf(w, "\t%s", within)
+		}
+		fmt.Fprintln(w)
+	}
+	if s := r.Search; s != nil {
+		fmt.Fprintf(w, "\nMax rate: %s\n", s.line(len(r.Steps)))
+	}
+}
+
+// line says what a search found, in one line.
+func (s *RateSearch) line(steps int) string {
+	switch {
+	case s.Rate == 0:
+		return fmt.Sprintf("none found; every rate tried missed %s", s.Thresholds)
+	case s.Over == 0:
+		return fmt.Sprintf("%s/s within %s, the highest tried (%d steps): every rate tried met them; start higher with -rate", perSecond(s.Rate), s.Thresholds, steps)
+	}
+	return fmt.Sprintf("%s/s within %s (%s/s missed them; %d steps)", perSecond(s.Rate), s.Thresholds, perSecond(s.Over), steps)
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -123,8 +197,17 @@ func (r *Result) describeMode() string {
 		return fmt.Sprintf("udp, %d %s, depth %d, %d-byte datagrams", r.Conns, plural(int64(r.Conns), "socket", "sockets"), r.Depth, r.Size)
 	default:
 		d := fmt.Sprintf("%s, %d %s, depth %d, %d-byte messages", r.Mode, r.Conns, plural(int64(r.Conns), "connection", "connections"), r.Depth, r.Size)
-		if r.Rate > 0 {
-			d += fmt.Sprintf(", %.0f/s scheduled", r.Rate)
+		switch {
+		case r.Search != nil:
+			d += ", searching for the highest rate"
+		case len(r.Steps) > 0:
+			rates := make([]float64, len(r.Steps))
+			for i, s := range r.Steps {
+				rates[i] = s.Rate
+			}
+			d += ", " + describeRate(0, 0, rates) + " scheduled"
+		case r.Rate > 0:
+			d += ", " + describeRate(r.Rate, r.RampTo, nil) + " scheduled"
 		}
 		return d
 	}
@@ -145,8 +228,8 @@ func (r *Result) latencyMeaning() string {
 	case UDP:
 		return "round trip per datagram"
 	default:
-		if r.Rate > 0 {
-			return "per message, from its scheduled send to its echo"
+		if r.Schedule != nil {
+			return "per message, to its echo"
 		}
 		return "round trip per message"
 	}

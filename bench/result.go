@@ -19,6 +19,8 @@ type Result struct {
 	// and UDP. MessageType is a WebSocket run's.
 	URL         string      `json:"url,omitempty"`
 	MessageType MessageType `json:"message_type,omitempty"`
+	// RampTo is the rate a ramp ended at (Config.RampTo).
+	RampTo float64 `json:"rate_to,omitempty"`
 
 	Duration  time.Duration `json:"-"`
 	Seconds   float64       `json:"seconds"`     // the measured window (Idle: the hold)
@@ -31,6 +33,15 @@ type Result struct {
 	// compressed V2 encoding (base64), so that shards' results can be
 	// merged exactly and other HdrHistogram tools can read it.
 	Histogram string `json:"histogram,omitempty"`
+
+	// Schedule is what a run with a rate measured besides Latency, which
+	// then counts from each message's scheduled send time.
+	Schedule *Schedule `json:"schedule,omitempty"`
+	// Steps has a row per step of a run in steps (Config.Steps) or of a
+	// search (FindMaxRate), whose figures the Result adds up.
+	Steps []Step `json:"steps,omitempty"`
+	// Search is what FindMaxRate found.
+	Search *RateSearch `json:"find_max_rate,omitempty"`
 
 	Errors        int64            `json:"errors"` // connection errors: refused, reset, timed out, closed early
 	ErrorsByKind  map[string]int64 `json:"errors_by_kind,omitempty"`
@@ -76,6 +87,53 @@ type Latency struct {
 	P99   time.Duration `json:"p99_ns"`
 	P999  time.Duration `json:"p99_9_ns"`
 	Max   time.Duration `json:"max_ns"`
+}
+
+// Schedule is what a run on a schedule (Config.Rate) measured besides its
+// latency from each message's scheduled send.
+type Schedule struct {
+	// Behind counts the messages sent later than Slack after their
+	// scheduled time: held back by the depth, a server that stopped
+	// reading, or a load generator that cannot keep up.
+	Behind int64         `json:"behind"`
+	Slack  time.Duration `json:"slack_ns"`
+	// LatencyFromSend is each message's latency from its actual send
+	// rather than its scheduled one: the server's part, without the wait
+	// to be sent. HistogramFromSend is its histogram, encoded as
+	// Result.Histogram is.
+	LatencyFromSend   *Latency `json:"latency_from_send,omitempty"`
+	HistogramFromSend string   `json:"histogram_from_send,omitempty"`
+}
+
+// Step is one step's row in a run in steps or a search for the highest
+// rate.
+type Step struct {
+	Rate            float64  `json:"rate"` // scheduled messages per second
+	Seconds         float64  `json:"seconds"`
+	Ops             int64    `json:"ops"`
+	OpsPerSec       float64  `json:"ops_per_sec"`
+	Latency         *Latency `json:"latency,omitempty"` // from the scheduled sends
+	LatencyFromSend *Latency `json:"latency_from_send,omitempty"`
+	Behind          int64    `json:"behind"`
+	Errors          int64    `json:"errors"`
+	Mismatches      int64    `json:"mismatches"`
+	// Missed, in a search, lists the thresholds this step missed: its
+	// rate was too high.
+	Missed []string `json:"thresholds_missed,omitempty"`
+	// The step's latency histograms, encoded as Result.Histogram is, so
+	// that bench merge can add up shards' steps exactly.
+	Histogram         string `json:"histogram,omitempty"`
+	HistogramFromSend string `json:"histogram_from_send,omitempty"`
+}
+
+// RateSearch is the outcome of FindMaxRate.
+type RateSearch struct {
+	// Rate is the highest rate tried that met the thresholds; 0 if none
+	// did. Over is the lowest that did not; 0 if all did.
+	Rate float64 `json:"rate"`
+	Over float64 `json:"lowest_over,omitempty"`
+	// Thresholds names the limits searched within, such as "p99 5ms".
+	Thresholds string `json:"thresholds"`
 }
 
 // Mismatch describes the first reply that differed from what was sent.

@@ -25,6 +25,11 @@ type runner struct {
 	addr string // cfg.Addr, resolved once
 	proc *process
 	lat  *latencies
+	// sched is what a run on a schedule measures besides lat (nil
+	// without a rate); epoch is when the run started, which the
+	// scheduled send times in the messages count from.
+	sched *schedule
+	epoch time.Time
 
 	// ops counts completed messages, sessions or (Bulk) bytes over the
 	// whole run, warm-up included; unitBytes is the verified echo per op.
@@ -52,7 +57,12 @@ func newRunner(cfg Config, addr string, proc *process) *runner {
 		unit = 1
 		bulk = newBulkPattern(max(cfg.Size, bulkRead), cfg.textPayload())
 	}
+	var sched *schedule
+	if cfg.Rate > 0 {
+		sched = &schedule{fromSend: newLatencies()}
+	}
 	return &runner{
+		sched:       sched,
 		bulkPattern: bulk,
 		cfg:         cfg,
 		addr:        addr,
@@ -175,6 +185,7 @@ func (r *runner) deadline(ctx context.Context, c net.Conn) bool {
 func (r *runner) runLoad(parent context.Context) *Result {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
+	r.epoch = time.Now()
 	var wg sync.WaitGroup
 	for w := range r.cfg.Conns {
 		wg.Go(func() { r.worker(ctx, w) })
@@ -270,8 +281,11 @@ func (r *runner) progressLine(elapsed time.Duration, rate float64, _ int64) stri
 		unit = "MB/s"
 	}
 	phase := ""
+	if r.cfg.Rate > 0 {
+		phase = " at " + describeRate(r.cfg.Rate, r.cfg.RampTo, nil)
+	}
 	if !r.measuring.Load() {
-		phase = " (warm-up)"
+		phase += " (warm-up)"
 	}
 	lat := ""
 	if s := r.series.latest(); s != nil && s.Latency != nil {
@@ -298,14 +312,15 @@ func (r *runner) opUnit() string {
 
 func (r *runner) newResult() *Result {
 	res := &Result{
-		Mode:  r.cfg.Mode,
-		Addr:  r.cfg.Addr,
-		Conns: r.cfg.Conns,
-		Depth: r.cfg.Depth,
-		Size:  r.cfg.Size,
-		Unit:  r.opUnit(),
-		Rate:  r.cfg.Rate,
-		URL:   r.cfg.url(),
+		Mode:   r.cfg.Mode,
+		Addr:   r.cfg.Addr,
+		Conns:  r.cfg.Conns,
+		Depth:  r.cfg.Depth,
+		Size:   r.cfg.Size,
+		Unit:   r.opUnit(),
+		Rate:   r.cfg.Rate,
+		RampTo: r.cfg.RampTo,
+		URL:    r.cfg.url(),
 	}
 	if r.cfg.webSocket() {
 		res.MessageType = r.cfg.MessageType

@@ -10,7 +10,8 @@ import (
 
 // Shard returns the part of c that shard i of n runs (i from 0, as a
 // Kubernetes Indexed Job numbers its pods): 1/n of the connections, of the
-// rate and of the count, spread so that the n shards together run c. It
+// rate (of each end of a ramp, of each step) and of the count, spread so
+// that the n shards together run c. It
 // fails when there are fewer connections, or a count smaller, than shards.
 func (c Config) Shard(i, n int) (Config, error) {
 	c = c.withDefaults()
@@ -27,6 +28,14 @@ func (c Config) Shard(i, n int) (Config, error) {
 	c.Conns = part(c.Conns, i, n)
 	c.Count = part(c.Count, i, n)
 	c.Rate /= float64(n)
+	c.RampTo /= float64(n)
+	steps := make([]float64, len(c.Steps))
+	for j, r := range c.Steps {
+		steps[j] = r / float64(n)
+	}
+	if len(steps) > 0 {
+		c.Steps = steps
+	}
 	return c, nil
 }
 

@@ -56,7 +56,19 @@ func (t Thresholds) Apply(r *Result) bool {
 // connection errors fail it beyond t.MaxErrors (any, if negative); and so
 // does every threshold missed, each named in one line with by how much.
 // It records the misses in r.Missed.
+//
+// A search's Result (FindMaxRate) was judged step by step instead: it fails
+// only for mismatches, or when no rate met the thresholds.
 func (r *Result) Verdict(t Thresholds) error {
+	if s := r.Search; s != nil {
+		if err := r.fault(false); err != nil && r.Mismatches > 0 {
+			return err
+		}
+		if s.Rate == 0 && !r.Interrupted {
+			return r.searchFailed(t)
+		}
+		return nil
+	}
 	t.Apply(r)
 	err := r.Err()
 	if t.MaxErrors >= 0 {

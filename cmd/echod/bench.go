@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,7 +30,9 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	duration := fs.Duration("d", 0, "how long to measure, or to hold the connections for idle (default 10s unless -n is given)")
 	count := fs.Int64("n", 0, "stop after this many measured messages, sessions or (bulk) bytes; 0: no count")
 	warmup := fs.Duration("warmup", time.Second, "run this long before measuring; excluded from the figures")
-	rate := fs.Float64("rate", 0, "pingpong: send this many `messages` per second in all, on schedule, and measure latency from the scheduled time (0: as fast as echoes come back)")
+	rate := fs.String("rate", "", "pingpong: send `N` messages per second in all, on schedule, and measure latency from the scheduled and the actual send (default, or 0: as fast as echoes come back); FROM:TO ramps over -d, N,N,... runs steps of -d each")
+	findMax := fs.Bool("find-max-rate", false, "pingpong: search for the highest rate that keeps -max-p99 (and any -max-p50, -max-p99.9, -max-errors), in steps of -d from -rate (default 1000)")
+	searchSteps := fs.Int("find-max-steps", bench.DefaultSearchSteps, "with -find-max-rate: run at most `N` steps")
 	timeout := fs.Duration("timeout", 5*time.Second, "for one connect or one reply, before it counts as an error")
 	sources := fs.String("source", "", "local `addresses` to connect from, in turn: A,B,... or FIRST-LAST")
 	pid := fs.Int("pid", 0, "`PID` of a local server: report its CPU time per operation and memory")
@@ -92,7 +95,6 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		Count:     *count,
 		Warmup:    *warmup,
 		Timeout:   *timeout,
-		Rate:      *rate,
 		PID:       *pid,
 	}
 	switch tgt.Transport {
@@ -111,6 +113,18 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	case *timeout == 0:
 		return usagef("bench", "-timeout must be positive")
 	}
+	if *rate != "" {
+		if cfg.Rate, cfg.RampTo, cfg.Steps, err = bench.ParseRate(*rate); err != nil {
+			return usagef("bench", "-rate: %v", err)
+		}
+	}
+	scheduled := cfg.Rate > 0 || len(cfg.Steps) > 0 || *findMax
+	switch {
+	case scheduled && *size > 0 && *size < bench.HeaderSize:
+		return usagef("bench", "-size %d is too small for -rate: each message starts with its sequence number and scheduled time, %d bytes; give -size %d or more", *size, bench.HeaderSize, bench.HeaderSize)
+	case (cfg.RampTo > 0 || len(cfg.Steps) > 0) && *count > 0:
+		return usagef("bench", "-rate %s runs for -d (each step for -d); -n does not apply", *rate)
+	}
 	if *sources != "" {
 		s, err := bench.ParseSources(*sources)
 		if err != nil {
@@ -124,6 +138,12 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	if (out.th.Latency() || out.hgrm != "") && cfg.Mode == bench.Bulk {
 		return usagef("bench", "bulk measures no latency: -max-p50, -max-p99, -max-p99.9 and -hgrm do not apply")
 	}
+	if err := checkSearch(*findMax, *searchSteps, cfg, out, shard); err != nil {
+		return usagef("bench", "%v", err)
+	}
+	if *findMax && cfg.Rate == 0 {
+		cfg.Rate = bench.DefaultSearchStart
+	}
 	shardName, err := shard.apply(&cfg, std.err)
 	if err != nil {
 		return usagef("bench", "%v", err)
@@ -136,7 +156,12 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	}
 	tlsf.note(std.err, tgt, cfg.TLS)
 
-	res, err := bench.Run(ctx, cfg)
+	var res *bench.Result
+	if *findMax {
+		res, err = bench.FindMaxRate(ctx, cfg, out.th, *searchSteps)
+	} else {
+		res, err = bench.Run(ctx, cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
@@ -154,6 +179,34 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	}
 	if verdict != nil {
 		return fmt.Errorf("bench: %w%s", verdict, refusedHint(ctx, tgt, res))
+	}
+	return nil
+}
+
+// checkSearch reports what is wrong with -find-max-rate and the flags
+// that go with it.
+func checkSearch(on bool, steps int, cfg bench.Config, out *reportFlags, shard *shardFlags) error {
+	if !on {
+		if steps != bench.DefaultSearchSteps {
+			return errors.New("-find-max-steps applies with -find-max-rate only")
+		}
+		return nil
+	}
+	switch {
+	case cfg.RampTo > 0 || len(cfg.Steps) > 0:
+		return errors.New("-find-max-rate finds the rate itself: give -rate a single rate to start from, not a ramp or steps")
+	case !out.th.Latency():
+		return errors.New("-find-max-rate needs a latency to stay within: give -max-p99 (or -max-p50, -max-p99.9)")
+	case out.th.MinRate > 0:
+		return errors.New("-find-max-rate finds the rate itself: -min-rate does not apply")
+	case cfg.Count > 0:
+		return errors.New("-find-max-rate runs each step for -d; -n does not apply")
+	case steps < 1 || steps > 100:
+		return fmt.Errorf("-find-max-steps must be between 1 and 100, got %d", steps)
+	case shard.shard != "":
+		return errors.New("-find-max-rate judges each step on one machine's measurements: it cannot run as a -shard")
+	case cfg.Mode != bench.PingPong:
+		return fmt.Errorf("-find-max-rate applies to pingpong only, not %s", cfg.Mode)
 	}
 	return nil
 }

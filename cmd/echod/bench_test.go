@@ -41,6 +41,17 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"zero timeout", []string{"bench", "-timeout", "0", "a:1"}, "-timeout must be positive"},
 		{"negative duration", []string{"bench", "-d", "-1s", "a:1"}, "duration must not be negative"},
 		{"rate for cycle", []string{"bench", "-mode", "cycle", "-rate", "100", "a:1"}, "rate applies to pingpong only"},
+		{"open ramp", []string{"bench", "-rate", "5:", "a:1"}, `-rate: invalid rate "5:": want N, FROM:TO (a ramp) or N,N,... (steps)`},
+		{"zero step", []string{"bench", "-rate", "0,1000", "a:1"}, `-rate: invalid rate "0,1000": each rate must be above 0`},
+		{"rate not a number", []string{"bench", "-rate", "abc", "a:1"}, `-rate: invalid rate "abc"`},
+		{"rate size under the header", []string{"bench", "-rate", "100", "-size", "8", "a:1"}, "-size 8 is too small for -rate"},
+		{"steps with a count", []string{"bench", "-rate", "1,2", "-n", "5", "a:1"}, "-rate 1,2 runs for -d (each step for -d); -n does not apply"},
+		{"search a ramp", []string{"bench", "-find-max-rate", "-max-p99", "5ms", "-rate", "1000:2000", "a:1"}, "-find-max-rate finds the rate itself: give -rate a single rate"},
+		{"search without a bound", []string{"bench", "-find-max-rate", "a:1"}, "-find-max-rate needs a latency to stay within: give -max-p99"},
+		{"search a shard", []string{"bench", "-find-max-rate", "-max-p99", "5ms", "-shard", "0/2", "-c", "2", "a:1"}, "cannot run as a -shard"},
+		{"search with a count", []string{"bench", "-find-max-rate", "-max-p99", "5ms", "-n", "100", "a:1"}, "-find-max-rate runs each step for -d; -n does not apply"},
+		{"search steps alone", []string{"bench", "-find-max-steps", "3", "a:1"}, "-find-max-steps applies with -find-max-rate only"},
+		{"search cycle", []string{"bench", "-find-max-rate", "-max-p99", "5ms", "-mode", "cycle", "a:1"}, "-find-max-rate applies to pingpong only"},
 		{"zero conns", []string{"bench", "-c", "0", "a:1"}, "-c must be at least 1"},
 		{"zero depth", []string{"bench", "-depth", "0", "a:1"}, "-depth must be at least 1"},
 		{"too many conns", []string{"bench", "-c", "2000000", "a:1"}, "connections must be between"},
@@ -92,6 +103,37 @@ func TestBenchAgainstEchodServe(t *testing.T) {
 	}
 	if res.Mode != "pingpong" || res.OpsPerSec <= 0 || res.Latency.P99 <= 0 || res.Mismatches != 0 {
 		t.Errorf("-json: %+v", res)
+	}
+}
+
+// -rate steps and -find-max-rate against echod serve: a row per step, and
+// the rate found in -json.
+func TestBenchRateStepsAndSearchAgainstEchodServe(t *testing.T) {
+	addr := startServe(t, 1, "-listen", "127.0.0.1:0")[0]
+	short := []string{"-d", "200ms", "-warmup", "50ms", "-c", "2"}
+	code, stdout, stderr := runCmd(t, nil, append(append([]string{"bench", "-rate", "200,400"}, short...), addr)...)
+	if code != 0 || !strings.Contains(stdout, "Steps (2;") || !strings.Contains(stdout, "from actual send") {
+		t.Fatalf("steps: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	args := append(append([]string{"bench", "-json", "-find-max-rate", "-max-p99", "100ms", "-rate", "100", "-find-max-steps", "3"}, short...), addr)
+	code, stdout, stderr = runCmd(t, nil, args...)
+	if code != 0 {
+		t.Fatalf("-find-max-rate: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var res struct {
+		Steps  []struct{ Rate float64 }
+		Search struct {
+			Rate float64 `json:"rate"`
+		} `json:"find_max_rate"`
+		Schedule struct {
+			Behind int64 `json:"behind"`
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("-json output: %v\n%s", err, stdout)
+	}
+	if len(res.Steps) != 3 || res.Steps[0].Rate != 100 || res.Search.Rate < 100 {
+		t.Errorf("search: %+v\n%s", res, stdout)
 	}
 }
 
