@@ -98,7 +98,11 @@ func testMetricsUnderLoad(t *testing.T, engine string) {
 		}
 	}
 	// Two sessions held open, and a third from the same address refused by
-	// -max-conns-per-ip 2.
+	// -max-conns-per-ip 2. The client sees a session's EOF a moment before
+	// the server gives its place back: wait for the places of the sends.
+	testkit.WaitFor(t, "the sends' connections to end", func() bool {
+		return scrape(t, adminAddr)["echod_connections_active"] == 0
+	})
 	holdOpen(t, tcpAddr)
 	holdOpen(t, tcpAddr)
 	// The refusal is a reset, which on loopback can beat even the
