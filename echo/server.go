@@ -22,6 +22,7 @@ import (
 	"github.com/echod/echod/bandwidth"
 	"github.com/echod/echod/echo/internal/backoff"
 	"github.com/echod/echod/echo/internal/session"
+	"github.com/echod/echod/internal/drain"
 )
 
 // ErrServerClosed is returned by Serve after a call to Shutdown or Close.
@@ -206,19 +207,7 @@ func (s *Server) handOff(nc net.Conn, d detachable) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.beginClose()
 	defer s.endClose()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.closeConns()
-		<-done
-		return ctx.Err()
-	}
+	return drain.Wait(ctx, &s.wg, s.closeConns)
 }
 
 // Close stops the server at once: it closes every listener and connection and

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/echod/echod/internal/drain"
 )
 
 // Defaults for the Handler's zero-valued fields.
@@ -192,19 +194,7 @@ func isUpgrade(r *http.Request) bool {
 // stops new connections but does not know the upgraded ones.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.startClosing(websocketGoingAway, "server shutting down")
-	wait := make(chan struct{})
-	go func() {
-		h.wg.Wait()
-		close(wait)
-	}()
-	select {
-	case <-wait:
-		return nil
-	case <-ctx.Done():
-		h.closeNow()
-		<-wait
-		return ctx.Err()
-	}
+	return drain.Wait(ctx, &h.wg, h.closeNow)
 }
 
 // Close closes every WebSocket connection at once, without a close
