@@ -62,13 +62,6 @@ func (w *wsSession) send(fin bool, op byte, payload []byte) {
 	}
 }
 
-// sendRaw writes bytes as they are.
-func (w *wsSession) sendRaw(b []byte) {
-	if _, err := w.conn.Write(b); err != nil {
-		w.t.Fatalf("send: %v", err)
-	}
-}
-
 // next reads until one whole message, control frame or end has come back
 // and says what it was: "text hello", "binary 300 bytes sha", "pong x",
 // "close 1001 idle timeout", "EOF".
