@@ -106,10 +106,9 @@ func (f *frameEcho) Stop(out []byte, why echo.Reason) []byte {
 	case echo.ReasonIdleTimeout:
 		return f.close(out, closeGoingAway, "idle timeout")
 	case echo.ReasonMaxSessionDuration:
-		f.h.stats.sessionDuration.Add(1)
+		// The server that decided it counts it, as its own limit.
 		return f.close(out, closePolicyViolation, reasonSessionDuration)
 	case echo.ReasonMaxSessionBytes:
-		f.h.stats.sessionBytes.Add(1)
 		return f.close(out, closePolicyViolation, reasonSessionBytes)
 	}
 	return f.close(out, closeGoingAway, "server shutting down")

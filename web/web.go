@@ -136,7 +136,8 @@ type Stats struct {
 	// page).
 	Requests uint64
 	// SessionDuration and SessionBytes count the WebSockets closed by
-	// MaxSessionDuration and MaxSessionBytes.
+	// MaxSessionDuration and MaxSessionBytes (those the Adopter serves,
+	// its Stats count under its own limits).
 	SessionDuration, SessionBytes uint64
 }
 
