@@ -21,7 +21,7 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 	fs.IntVar(&cfg.Bulk, "bulk", netpath.DefaultBulk, "how many `bytes` the tampering check echoes and compares")
 	fs.DurationVar(&cfg.Patience, "patience", netpath.DefaultPatience, "how long to wait for an echo before taking it as lost")
 	fs.StringVar(&cfg.InfoURL, "info", "", "echod's connection info `URL` (http://HOST:PORT"+netpath.InfoPath+" on its web echo), for what echod sees of this client; tried by default for ws:// and wss://")
-	caFile := fs.String("ca", "", "for tls:// and wss://: verify the server's certificate against the CA certificates in `FILE` (PEM); without it the certificate is not verified")
+	tlsf := addTLSFlags(fs)
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on the whole run after this long (0: never)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	simulate := fs.String("simulate", "", "measure through an in-process proxy in front of ADDRESS that behaves like `PATH`, such as delay=150ms,jitter=30ms,rate=1000000,segment=536,half-close=close,idle=30s,tamper=flip@600 (see docs/path.md)")
@@ -71,16 +71,11 @@ func runPath(ctx context.Context, args []string, std stdio) error {
 	if *timeout > 0 && cfg.MaxIdle >= *timeout {
 		return usagef("path", "-max-idle %v would not finish within -timeout %v: raise -timeout", cfg.MaxIdle, *timeout)
 	}
-	if *caFile != "" && tgt.Transport != target.TLS && tgt.Transport != target.WSS {
-		return usagef("path", "-ca applies to tls:// and wss:// addresses, not %s", tgt)
+	tc, err := tlsf.config("path", tgt)
+	if err != nil {
+		return err
 	}
-	if *caFile != "" {
-		tc, err := target.ClientTLS{CAFile: *caFile}.Config(tgt.Host)
-		if err != nil {
-			return &usageError{cmd: "path", err: err}
-		}
-		cfg.TLS = tc
-	}
+	cfg.TLS = tc
 	if cfg.InfoURL != "" {
 		if u, err := url.Parse(cfg.InfoURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return usagef("path", "invalid -info %q: want http://HOST:PORT%s", cfg.InfoURL, netpath.InfoPath)

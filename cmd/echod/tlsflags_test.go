@@ -46,3 +46,28 @@ func TestTLSFlagsAlike(t *testing.T) {
 		})
 	}
 }
+
+// path takes them too; it names what it verified in its TLS line rather
+// than in a note.
+func TestPathTLSFlags(t *testing.T) {
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir(), "server", "echod test")
+	addrs, _ := startServeAll(t, 1, "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	url := "tls://" + addrs["tls"][0]
+	run := func(flags ...string) (int, string) {
+		args := append([]string{"path", "-max-idle", "0", "-n", "3", "-bulk", "4096"}, flags...)
+		code, stdout, stderr := runCmd(t, nil, append(args, url)...)
+		return code, stdout + stderr
+	}
+	if code, out := run("-ca", certFile, "-sni", "localhost"); code != 0 || !strings.Contains(out, "verified") || strings.Contains(out, "not verified") {
+		t.Errorf("-ca -sni localhost: exit %d\n%s", code, out)
+	}
+	if code, out := run("-insecure"); code != 0 || !strings.Contains(out, "not verified") {
+		t.Errorf("-insecure: exit %d\n%s", code, out)
+	}
+	if code, out := run("-ca", certFile, "-sni", "example.org"); code == 0 || !strings.Contains(out, "certificate is valid for localhost, not example.org") {
+		t.Errorf("-ca -sni example.org: exit %d\n%s", code, out)
+	}
+	if code, _, stderr := runCmd(t, nil, "path", "-sni", "localhost", "tcp://127.0.0.1:1"); code != 2 || !strings.Contains(stderr, "-sni applies to tls:// and wss://") {
+		t.Errorf("-sni on tcp://: exit %d\n%s", code, stderr)
+	}
+}
