@@ -176,7 +176,7 @@ func (f *frameEcho) header(out, in []byte) (int, []byte) {
 	if f.msgOp == 0 {
 		f.msgOp, f.msgLen = f.op, 0
 	}
-	if f.msgLen+length > f.h.maxMessage() {
+	if length > f.h.maxMessage()-f.msgLen { // (msgLen+length could overflow)
 		f.h.stats.tooBig.Add(1)
 		return used, f.close(out, closeTooBig, fmt.Sprintf("message too big: the most is %d bytes", f.h.maxMessage()))
 	}

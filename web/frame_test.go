@@ -236,6 +236,9 @@ func TestFrameEchoCloses(t *testing.T) {
 		{"invalid UTF-8", slices.Concat(clientFrame(true, opText, []byte("ok"), 1), clientFrame(true, opText, []byte{'a', 0xff}, 2)), closeInvalidData, 1},
 		{"UTF-8 cut at the end", clientFrame(true, opText, []byte("\xe6\x97"), 1), closeInvalidData, 0},
 		{"too big", append(bigHeader, 1, 2, 3, 4), closeTooBig, 0},
+		// A length that would overflow the message's count past zero.
+		{"too big after a fragment", slices.Concat(clientFrame(false, opBinary, []byte("x"), 1),
+			binary.BigEndian.AppendUint64([]byte{0x00, 0x80 | 127}, 1<<63-1), []byte{1, 2, 3, 4}), closeTooBig, 0},
 		{"close code 1005", clientFrame(true, opClose, binary.BigEndian.AppendUint16(nil, 1005), 1), closeProtocolError, 0},
 		{"close code 999", clientFrame(true, opClose, binary.BigEndian.AppendUint16(nil, 999), 1), closeProtocolError, 0},
 		{"one-byte close", clientFrame(true, opClose, []byte{3}, 1), closeProtocolError, 0},
