@@ -125,9 +125,12 @@ func TestWebSocketMessagesComeBackInOrder(t *testing.T) {
 				t.Fatalf("echo %d: got %q %v, want %q", i, got, err, want)
 			}
 		}
-		if s := serveStats(t, srv); s.Messages != n || s.MessageBytes == 0 {
-			t.Errorf("stats: %+v, want %d messages", s, n)
-		}
+		// The goroutine echo counts a message once its write returns,
+		// which can be a moment after the client has read it.
+		testkit.WaitFor(t, fmt.Sprintf("%d messages counted", n), func() bool {
+			s := serveStats(t, srv)
+			return s.Messages == n && s.MessageBytes > 0
+		})
 	})
 }
 
