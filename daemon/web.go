@@ -133,23 +133,20 @@ func (d *daemon) addWeb(l net.Listener, proto string) {
 type loopAdopter struct{ srv *echo.Server }
 
 func (a loopAdopter) Adopt(h echo.Handoff) error {
-	for {
-		switch c := h.Conn.(type) {
-		case *bandwidth.Conn:
-			h.Conn = c.Release()
-			continue
-		case *admittedConn:
-			// Adopt admits it again, by the same limits.
-			h.Conn = c.detach()
-			continue
-		case *proxied.Conn:
-			sock, rest := c.Detach()
-			// What net/http read ahead of the PROXY reader's own buffer
-			// comes first.
-			h.Conn, h.Buffered = sock, append(bytes.Clone(h.Buffered), rest...)
-		}
-		return a.srv.Adopt(h)
+	// From the outside in, as addWeb wraps them.
+	if c, ok := h.Conn.(*bandwidth.Conn); ok {
+		h.Conn = c.Release()
 	}
+	if c, ok := h.Conn.(*admittedConn); ok {
+		h.Conn = c.detach() // Adopt admits it again, by the same limits
+	}
+	if c, ok := h.Conn.(*proxied.Conn); ok {
+		sock, rest := c.Detach()
+		// What net/http read ahead of the PROXY reader's own buffer
+		// comes first.
+		h.Conn, h.Buffered = sock, append(bytes.Clone(h.Buffered), rest...)
+	}
+	return a.srv.Adopt(h)
 }
 
 // admitListener admits each connection under the echo server's connection
