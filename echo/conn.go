@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -84,9 +85,15 @@ func (s *Server) serveConn(c *conn) {
 	var procOut []byte             // a processor's output, reused
 	var err error
 	for err == nil {
-		if w.stopping.Load() {
-			err = s.writeGoodbye(c, w)
-			break
+		// stopping: the policy ended the session and its processor has
+		// a goodbye to say, now or, if it waits for a message, after it.
+		stopping := w.stopping.Load()
+		if stopping {
+			if !goodbyeWaits(c, w) {
+				err = s.writeGoodbye(c, w)
+				break
+			}
+			c.SetReadDeadline(time.Time{}) // the watchdog's interrupt
 		}
 		var data []byte
 		limit := bufferSize
@@ -94,10 +101,16 @@ func (s *Server) serveConn(c *conn) {
 			limit = min(limit, flow.Allow(time.Now()))
 		}
 		if len(c.prefix) > 0 {
-			n := w.readLimit(min(len(c.prefix), limit))
+			n := min(len(c.prefix), limit)
+			if !stopping { // (a message the goodbye waits for may pass the byte cap)
+				n = w.readLimit(n)
+			}
 			data, c.prefix = c.prefix[:n], c.prefix[n:]
 		} else {
-			data, err = r.read(w.readLimit(limit))
+			if !stopping {
+				limit = w.readLimit(limit)
+			}
+			data, err = r.read(limit)
 		}
 		if len(data) > 0 {
 			var last int64
@@ -132,14 +145,21 @@ func (s *Server) serveConn(c *conn) {
 			case atCap:
 				w.finish(session.MaxBytes)
 				err = errFinishing
-				if c.proc != nil {
+				if c.proc != nil && goodbyeWaits(c, w) {
+					w.stopping.Store(true) // said once the message ends
+					err = nil
+				} else if c.proc != nil {
 					err = s.writeGoodbye(c, w)
 				}
 			}
 		}
 		r.release()
 		if err != nil && err != errFinishing && w.stopping.Load() {
-			err = s.writeGoodbye(c, w)
+			if errors.Is(err, os.ErrDeadlineExceeded) && goodbyeWaits(c, w) {
+				err = nil // the interrupt, while a message goes on
+			} else {
+				err = s.writeGoodbye(c, w)
+			}
 		}
 	}
 	if err == errFinishing {
@@ -176,6 +196,13 @@ func (s *Server) writeGoodbye(c *conn, w *watchdog) error {
 		return err
 	}
 	return errFinishing
+}
+
+// goodbyeWaits reports whether c's goodbye waits for the message its
+// processor is part-way through; not for the idle timeout, which a
+// stalled message is.
+func goodbyeWaits(c *conn, w *watchdog) bool {
+	return c.proc != nil && w.ending() != session.IdleTimeout && busy(c.proc)
 }
 
 // errFinishing ends a connection's echo when its policy or processor

@@ -40,8 +40,11 @@ type Handoff struct {
 // A Processor may also have a method Quiet() bool, asked after each
 // Process: true says that what it consumed and wrote back was keep-alive
 // traffic only (WebSocket pings and pongs), which IdleTimeout does not
-// count as progress. And it may have a method Ended(), called once when
-// its connection has ended, from the engine: it must not block.
+// count as progress. It may have a method Busy() bool: true while a
+// message is part-way through, which an end the server decides (but the
+// idle timeout) lets finish, past MaxSessionBytes too, before Stop. And
+// it may have a method Ended(), called once when its connection has
+// ended, from the engine: it must not block.
 type Processor interface {
 	// Process consumes in, bytes just read from the client, and returns
 	// out with what to write back appended. in is only valid during the
@@ -58,6 +61,12 @@ type Processor interface {
 	// ends as after end from Process. Stop is called at most once, and
 	// Process never after it.
 	Stop(out []byte, why Reason) []byte
+}
+
+// busy reports whether p says it is part-way through a message.
+func busy(p Processor) bool {
+	b, ok := p.(interface{ Busy() bool })
+	return ok && b.Busy()
 }
 
 // tellEnded tells p, if it asks, that its connection has ended.

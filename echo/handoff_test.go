@@ -347,3 +347,66 @@ func TestAProcessorIsToldWhyAndWhenItEnds(t *testing.T) {
 		}
 	})
 }
+
+// sentence writes back its input in upper case and is busy until a '.':
+// a goodbye waits for the sentence to end.
+type sentence struct{ open *atomic.Bool }
+
+func (s sentence) Process(out, in []byte) ([]byte, bool) {
+	out, _ = upper{}.Process(out, in)
+	if len(in) > 0 {
+		s.open.Store(in[len(in)-1] != '.')
+	}
+	return out, false
+}
+
+func (sentence) Stop(out []byte, why Reason) []byte { return upper{}.Stop(out, why) }
+func (s sentence) Busy() bool                       { return s.open.Load() }
+
+// A goodbye the server decides waits for the sentence in progress, past
+// the byte cap too, but not for the idle timeout: a stalled sentence is
+// idle.
+func TestAGoodbyeWaitsForABusyProcessor(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		for _, tc := range []struct {
+			name string
+			srv  *Server
+			end  func(*Server)
+			more string // sent once the first part has come back
+			want string
+		}{
+			{"drain", &Server{Engine: engine}, func(s *Server) { go s.Shutdown(context.Background()) },
+				" world.", " WORLD.BYE:closed by server"},
+			{"byte cap", &Server{Engine: engine, MaxSessionBytes: 8}, nil,
+				" world.", " WORLD.BYE:max-session-bytes"},
+			{"idle", &Server{Engine: engine, IdleTimeout: 200 * time.Millisecond}, nil,
+				"", "BYE:idle-timeout"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				addr, _ := adoptFrom(t, tc.srv, 4, func() Processor { return sentence{open: new(atomic.Bool)} })
+				c := dial(t, addr)
+				c.Write([]byte("HDR:hello"))
+				if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
+					t.Fatal(err)
+				}
+				if tc.end != nil {
+					tc.end(tc.srv)
+				}
+				if tc.more != "" {
+					// The end has had its chance to cut in: nothing
+					// may come before the sentence ends.
+					c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+					if n, _ := c.Read(make([]byte, 64)); n > 0 {
+						t.Fatalf("%d bytes came back before the sentence ended", n)
+					}
+					c.Write([]byte(tc.more))
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				got, err := io.ReadAll(c)
+				if string(got) != tc.want || err != nil {
+					t.Fatalf("read %q, %v; want %q then EOF", got, err, tc.want)
+				}
+			})
+		}
+	})
+}

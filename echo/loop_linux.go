@@ -208,4 +208,5 @@ func (lp loopProcessor) Stop(out []byte, why session.End) []byte {
 	return lp.p.Stop(out, reasonOf(why))
 }
 func (lp loopProcessor) Quiet() bool { return quiet(lp.p) }
+func (lp loopProcessor) Busy() bool  { return busy(lp.p) }
 func (lp loopProcessor) Ended()      { tellEnded(lp.p) }

@@ -114,6 +114,10 @@ func (f *frameEcho) Stop(out []byte, why echo.Reason) []byte {
 	return f.close(out, closeGoingAway, "server shutting down")
 }
 
+// Busy reports whether a message is part-way through: a drain's or a
+// session limit's close waits for its end, as on a goroutine.
+func (f *frameEcho) Busy() bool { return f.msgOp != 0 }
+
 // Ended counts the connection closed.
 func (f *frameEcho) Ended() { f.h.stats.open.Add(^uint64(0)) }
 

@@ -311,6 +311,29 @@ func TestFrameEchoQuiet(t *testing.T) {
 	}
 }
 
+// Busy is what makes a drain wait: true from a message's first header to
+// its last byte, whether the message is cut into frames or a frame by the
+// network.
+func TestFrameEchoBusy(t *testing.T) {
+	f := newFrameEcho(&Handler{})
+	whole := clientFrame(true, opBinary, []byte("0123456789"), 1)
+	for _, step := range []struct {
+		in   []byte
+		busy bool
+	}{
+		{whole[:8], true}, // the header and two bytes
+		{whole[8:], false},
+		{clientFrame(false, opText, []byte("a"), 2), true},
+		{clientFrame(true, opPing, nil, 3), true},
+		{clientFrame(true, opContinuation, []byte("b"), 4), false},
+	} {
+		f.Process(nil, step.in)
+		if f.Busy() != step.busy {
+			t.Fatalf("after % x: Busy = %v, want %v", step.in, f.Busy(), step.busy)
+		}
+	}
+}
+
 // FuzzFrameEcho feeds arbitrary bytes, cut anywhere: the echo never panics
 // and writes only whole, unmasked frames.
 func FuzzFrameEcho(f *testing.F) {

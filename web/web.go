@@ -91,8 +91,8 @@ type Handler struct {
 	// its event loops, holding no goroutine while they are idle. Its
 	// limits (IdleTimeout, MaxSessionDuration, MaxSessionBytes, counted
 	// in bytes on the wire) and its Shutdown apply to them instead of the
-	// Handler's (a limit's or a drain's close follows the piece of a
-	// message in flight, which it cuts); MaxMessage and UTF-8 stay the
+	// Handler's (a drain's or a session limit's close waits for the
+	// message in flight, as here); MaxMessage and UTF-8 stay the
 	// Handler's. Nil, and always over TLS and HTTP/2, each WebSocket is
 	// echoed on a goroutine of its own.
 	Adopter Adopter

@@ -232,63 +232,66 @@ func TestWebSocketIdleTimeoutCloses1001(t *testing.T) {
 }
 
 func TestShutdownClosesWebSocketsAfterTheirEcho(t *testing.T) {
-	h := &Handler{}
-	srv := serve(t, h)
-	ctx := ctxFor(t, 20*time.Second)
-	idle := dial(t, wsURL(srv, "/"))
-	busy := dial(t, wsURL(srv, "/"))
+	forEachEngine(t, func(t *testing.T, engine string) {
+		h := &Handler{}
+		s := serveOn(t, h, engine)
+		srv := s.Server
+		ctx := ctxFor(t, 20*time.Second)
+		idle := dial(t, wsURL(srv, "/"))
+		busy := dial(t, wsURL(srv, "/"))
 
-	// busy has a message half sent, its first half already echoed.
-	msg := random(t, 4*bufferSize)
-	w, err := busy.Writer(ctx, websocket.MessageBinary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(msg[:2*bufferSize]); err != nil {
-		t.Fatal(err)
-	}
-	_, rd, err := busy.Reader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, bufferSize)
-	if _, err := io.ReadFull(rd, got); err != nil {
-		t.Fatal(err)
-	}
+		// busy has a message half sent, its first half already echoed.
+		msg := random(t, 4*bufferSize)
+		w, err := busy.Writer(ctx, websocket.MessageBinary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(msg[:2*bufferSize]); err != nil {
+			t.Fatal(err)
+		}
+		_, rd, err := busy.Reader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, bufferSize)
+		if _, err := io.ReadFull(rd, got); err != nil {
+			t.Fatal(err)
+		}
 
-	done := make(chan error, 1)
-	go func() { done <- h.Shutdown(ctx) }()
-	_, _, err = idle.Read(ctx)
-	if ce := (websocket.CloseError{}); !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "server shutting down" {
-		t.Fatalf("idle connection: got %v, want close 1001 server shutting down", err)
-	}
-	// The drain has started: new upgrades are refused.
-	req := newRequest(t, "GET", srv.URL+"/", "", "Connection", "Upgrade", "Upgrade", "websocket",
-		"Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	if status, _, _ := do(t, req); status != http.StatusServiceUnavailable {
-		t.Errorf("an upgrade during the drain got %d, want 503", status)
-	}
+		done := make(chan error, 1)
+		go func() { done <- s.shutdown(ctx) }()
+		_, _, err = idle.Read(ctx)
+		if ce := (websocket.CloseError{}); !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "server shutting down" {
+			t.Fatalf("idle connection: got %v, want close 1001 server shutting down", err)
+		}
+		// The drain has started: new upgrades are refused.
+		req := newRequest(t, "GET", srv.URL+"/", "", "Connection", "Upgrade", "Upgrade", "websocket",
+			"Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		if status, _, _ := do(t, req); status != http.StatusServiceUnavailable {
+			t.Errorf("an upgrade during the drain got %d, want 503", status)
+		}
 
-	if _, err := w.Write(msg[2*bufferSize:]); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	rest, err := io.ReadAll(rd)
-	if err != nil {
-		t.Fatalf("the echo in flight was cut: %v", err)
-	}
-	if !bytes.Equal(append(got, rest...), msg) {
-		t.Fatalf("the echo in flight differs: %d bytes of %d", bufferSize+len(rest), len(msg))
-	}
-	_, _, err = busy.Read(ctx)
-	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
-		t.Fatalf("busy connection after its echo: got %v, want close 1001", err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
+		if _, err := w.Write(msg[2*bufferSize:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rest, err := io.ReadAll(rd)
+		if err != nil {
+			t.Fatalf("the echo in flight was cut: %v", err)
+		}
+		if !bytes.Equal(append(got, rest...), msg) {
+			t.Fatalf("the echo in flight differs: %d bytes of %d", bufferSize+len(rest), len(msg))
+		}
+		_, _, err = busy.Read(ctx)
+		if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+			t.Fatalf("busy connection after its echo: got %v, want close 1001", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	})
 }
 
 func TestShutdownPastItsDeadlineCloses(t *testing.T) {

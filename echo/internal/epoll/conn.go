@@ -26,6 +26,10 @@ type conn struct {
 	// shut says the write side is shut down: the session is finishing
 	// and everything was sent, so its input is thrown away (discard).
 	shut bool
+	// goodbyeWaits says the policy ended the session while its
+	// processor was busy with a message: it is served on, past a byte
+	// cap too, and says goodbye once the message has ended.
+	goodbyeWaits bool
 }
 
 // addr is a connection's remote address in 19 bytes rather than
@@ -52,11 +56,13 @@ func (a addr) addrPort() netip.AddrPort {
 
 // Processor turns a connection's input into its output: echo.Processor,
 // as the loop calls it. Stop is told the policy's end; Quiet is asked
-// after each Process; Ended is called once the connection is closed.
+// after each Process; Busy before a goodbye; Ended is called once the
+// connection is closed.
 type Processor interface {
 	Process(out, in []byte) ([]byte, bool)
 	Stop(out []byte, why session.End) []byte
 	Quiet() bool
+	Busy() bool
 	Ended()
 }
 
@@ -87,7 +93,9 @@ func (l *loop) handle(c *conn, events uint32) {
 		// About what may be sent now: see pace.go.
 		buf = buf[:min(len(buf), b.flow.Allow(l.clock()))]
 	}
-	buf = buf[:l.e.policy.ReadLimit(&c.st, len(buf))]
+	if !c.goodbyeWaits {
+		buf = buf[:l.e.policy.ReadLimit(&c.st, len(buf))]
+	}
 	if c.bulk && c.proc == nil && l.pipe[0] >= 0 {
 		l.spliceEcho(c, len(buf), events)
 		return
@@ -134,6 +142,11 @@ func (l *loop) serve(c *conn, data []byte, last int64) {
 // at its byte cap or its processor asked, and shuts its write side down if
 // it is finishing.
 func (l *loop) sentAll(c *conn) {
+	if c.goodbyeWaits && !c.proc.Busy() {
+		c.goodbyeWaits = false
+		l.goodbye(c) // which comes back here
+		return
+	}
 	p := l.e.policy
 	switch {
 	case c.endAfter:
@@ -145,7 +158,7 @@ func (l *loop) sentAll(c *conn) {
 			return
 		}
 	}
-	if c.st.Finishing() && !c.shut {
+	if c.st.Finishing() && !c.shut && !c.goodbyeWaits {
 		l.shutWrite(c)
 	}
 }
@@ -159,8 +172,14 @@ func (l *loop) finish(c *conn, why session.End) {
 }
 
 // goodbye writes the last message of c's processor, for an end the
-// policy decided (already finishing): c ends as after its byte cap.
+// policy decided (already finishing): c ends as after its byte cap. While
+// the processor is busy with a message (and the end is not the idle
+// timeout, which a stalled message is), the goodbye waits for its end.
 func (l *loop) goodbye(c *conn) {
+	if c.st.Ending() != session.IdleTimeout && c.proc.Busy() {
+		c.goodbyeWaits = true
+		return
+	}
 	out := c.proc.Stop(l.scratch[:0], c.st.Ending())
 	l.scratch = out[:0]
 	if c.tail != nil {
