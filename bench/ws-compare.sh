@@ -41,13 +41,14 @@ for tool in go jq timeout; do
 done
 
 work=$(mktemp -d)
-server_pid=""
+SCRIPT=ws-compare.sh
+# Pinning, starting and stopping servers, the table: shared with the
+# other compare script.
+# shellcheck source=bench/compare-lib.sh
+source bench/compare-lib.sh
 cleanup() {
   # Only the server this script started, by its PID.
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  stop_server
   if [ -n "$RESULTS_DIR" ]; then
     mkdir -p "$RESULTS_DIR" && cp "$work"/*.json "$work"/*.err "$work"/*.log "$work"/rows.tsv "$RESULTS_DIR"/ 2>/dev/null || true
   fi
@@ -83,43 +84,6 @@ SCENARIOS=(
   "pingpong-1|round trips/s, 1 conn, 64 B|-mode pingpong -c 1 -size 64 -d $DURATION -warmup $WARMUP"
   "pingpong-100|round trips/s, 100 conns, 512 B|-mode pingpong -c 100 -size 512 -d $DURATION -warmup $WARMUP"
 )
-
-# Pin the server and the load to a CPU each where there are two. Go sizes
-# GOMAXPROCS from the CPUs it may run on, so each Go server gets one P.
-server_pin=() load_pin=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  server_pin=(taskset -c "$SERVER_CPU")
-  load_pin=(taskset -c "$LOAD_CPU")
-else
-  echo "ws-compare.sh: one CPU or no taskset: server and load share the CPUs; the figures say little" >&2
-fi
-
-# start_server NAME: starts it, sets server_pid and server_addr.
-start_server() {
-  local cmd="${START[$1]//\{addr\}/127.0.0.1:0}" log="$work/$1.log" argv
-  read -ra argv <<<"$cmd"
-  : >"$log"
-  # Started directly (no subshell), so $! is the server's own PID: taskset
-  # execs the server in its place, and wsload reads that process's memory.
-  "${server_pin[@]}" "${argv[@]}" >"$log" 2>&1 &
-  server_pid=$!
-  server_addr=""
-  for _ in $(seq 200); do
-    server_addr=$(grep -m1 -o 'listening.*addr=[^ ]*' "$log" 2>/dev/null | sed 's/.*addr=//') || true
-    [ -n "$server_addr" ] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "ws-compare.sh: $1 did not report a listening address:" >&2
-  cat "$log" >&2
-  exit 1
-}
-
-stop_server() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
-}
 
 # rows: SCENARIO PEER ROUND METRIC VALUE, plus FAULT lines.
 rows="$work/rows.tsv"
@@ -170,57 +134,4 @@ echo "echod WebSocket compare: medians of $ROUNDS interleaved rounds, $DURATION 
 echo "server on CPU $SERVER_CPU, load (bench/peers/wsload, every echo checked) on CPU $LOAD_CPU; $(nproc) CPUs, $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "echod $(git describe --always --dirty 2>/dev/null || echo '(no git)'); ratios are the echod column over the baseline's: above 1 is better for rates, below 1 for memory and CPU"
 echo
-awk -F'\t' -v peers="$PEERS" -v baselines="$BASELINES" -v labels="$labels" '
-  function median(list,   a, n, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
-  function fmt(v) {
-    if (v == "") return "-"
-    v += 0
-    if (v >= 100 || v == int(v)) return sprintf("%.0f", v)
-    if (v >= 10) return sprintf("%.1f", v)
-    return sprintf("%.2f", v)
-  }
-  BEGIN {
-    np = split(peers, P, " "); nb = split(baselines, B, " ")
-    nl = split(labels, L, "\n")
-    w = 10
-    for (i = 1; i <= nl; i++) { split(L[i], kv, "|"); label[kv[1]] = kv[2]; if (length(kv[2]) > w) w = length(kv[2]) }
-    for (i = 1; i <= np; i++) if (P[i] ~ /^echod/) S[++ns] = P[i]
-  }
-  $1 == "FAULT" { faults = faults sprintf("  %s on %s, round %s: %s\n", $2, $3, $4, $5); next }
-  {
-    key = $1 SUBSEP $4
-    if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-    vals[key, $2] = vals[key, $2] " " $5
-    all[key, $2, ++count[key, $2]] = $5
-  }
-  END {
-    printf "%-*s %-14s", w, "scenario", "metric"
-    for (i = 1; i <= np; i++) printf " %15s", P[i]
-    for (i = 1; i <= ns; i++) for (j = 1; j <= nb; j++) printf " %23s", S[i] "/" B[j]
-    printf " %7s\n", "spread"
-    for (k = 1; k <= nk; k++) {
-      maxdev = -1
-      split(order[k], sk, SUBSEP)
-      shown = (sk[1] == last) ? "" : label[sk[1]]; last = sk[1]
-      printf "%-*s %-14s", w, shown, sk[2]
-      for (i = 1; i <= np; i++) {
-        m[P[i]] = (order[k], P[i]) in vals ? median(vals[order[k], P[i]]) : ""
-        printf " %15s", fmt(m[P[i]])
-        for (c = 1; c <= count[order[k], P[i]]; c++) {
-          v = all[order[k], P[i], c]
-          if (m[P[i]] > 0 && sk[2] != "conns open") { d = (v - m[P[i]]) / m[P[i]]; if (d < 0) d = -d; if (d > maxdev) maxdev = d }
-        }
-      }
-      for (i = 1; i <= ns; i++) for (j = 1; j <= nb; j++) {
-        a = m[S[i]]; b = m[B[j]]
-        printf " %23s", (a != "" && b != "" && b > 0 && sk[2] != "conns open") ? sprintf("%.2f", a / b) : "-"
-      }
-      printf " %7s\n", maxdev < 0 ? "-" : sprintf("%.0f%%", 100 * maxdev)
-    }
-    printf "\nspread: how far the furthest round of any server in the row was from that server'"'"'s median (±)\n"
-    if (faults != "") printf "\nfaults (a server that fails a run is not comparable there):\n%s", faults
-  }' "$rows"
+print_table "$rows" "$labels" "conns open"
