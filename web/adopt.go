@@ -1,13 +1,13 @@
 package web
 
 import (
-	"crypto/sha1"
 	"encoding/base64"
 	"net/http"
 	"net/netip"
 	"strings"
 
 	"github.com/echod/echod/echo"
+	"github.com/echod/echod/internal/wsclient"
 )
 
 // Adopter serves a connection from the end of its WebSocket upgrade on:
@@ -16,9 +16,6 @@ import (
 type Adopter interface {
 	Adopt(echo.Handoff) error
 }
-
-// acceptGUID is the key suffix of RFC 6455 section 4.2.2.
-const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // adoptWebSocket answers r's upgrade and hands the connection to
 // h.Adopter, with a frameEcho as its processor. It reports false, having
@@ -36,9 +33,8 @@ func (h *Handler) adoptWebSocket(w http.ResponseWriter, r *http.Request) bool {
 	if err != nil {
 		return false // nothing was written: the goroutine echo tries
 	}
-	sum := sha1.Sum([]byte(key + acceptGUID))
 	reply := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
+		"Sec-WebSocket-Accept: " + wsclient.AcceptKey(key) + "\r\n\r\n"
 	if _, err := conn.Write([]byte(reply)); err != nil {
 		conn.Close()
 		return true

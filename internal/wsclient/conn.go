@@ -287,11 +287,17 @@ func (ws *Conn) handshake(ctx context.Context, u *url.URL, addr string, patience
 		}
 		return fmt.Errorf("the server answered the WebSocket upgrade with HTTP %s%s, not 101 Switching Protocols: is %s a WebSocket endpoint?", resp.Status, line, u.Redacted())
 	}
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), AcceptKey(key); got != want {
 		return fmt.Errorf("the upgrade's Sec-WebSocket-Accept is %q, want %q (RFC 6455 section 4.2.2)", got, want)
 	}
 	return nil
+}
+
+// AcceptKey is the Sec-WebSocket-Accept a server answers to a
+// Sec-WebSocket-Key (RFC 6455 section 4.2.2).
+func AcceptKey(key string) string {
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // unreachable is the error of a failed connection to addr, its cause

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"crypto/rand"
-	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/echod/echod/internal/wsclient"
 )
 
 // The opcodes wsload sends or answers (RFC 6455 section 5.2).
@@ -68,8 +69,7 @@ func handshake(c net.Conn, u *url.URL) (*wsConn, error) {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return nil, fmt.Errorf("the server answered the upgrade with HTTP %s, not 101 Switching Protocols", resp.Status)
 	}
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), wsclient.AcceptKey(key); got != want {
 		return nil, fmt.Errorf("the upgrade's Sec-WebSocket-Accept is %q, want %q", got, want)
 	}
 	var seed [16]byte
